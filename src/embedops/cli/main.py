@@ -1,0 +1,111 @@
+"""``embedops`` entry point: global options, error reporting, and the command groups.
+
+Each command group lives in its own module with a ``register(app)`` function; this module only
+wires them together and turns EmbedopsError into a clear message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from embedops import __version__
+from embedops.config import HOME_ENV
+from embedops.errors import EmbedopsError
+from embedops.progress import set_quiet
+
+app = typer.Typer(
+    name="embedops",
+    help="Word and text embeddings in production: train, store, index, serve, evaluate, roll out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"embedops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    home: Path | None = typer.Option(
+        None, "--home", help=f"Workspace folder (default ${HOME_ENV} or ./embedops-data)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    if home is not None:
+        os.environ[HOME_ENV] = str(home)
+    set_quiet(quiet)
+
+
+def _register_all() -> None:
+    from embedops.cli import (
+        encode_cmd,
+        index_cmd,
+        models_cmd,
+        monitor_cmd,
+        quickstart,
+        rollout_cmd,
+        serve_cmd,
+        store_cmd,
+        train_cmd,
+        vectors_cmd,
+    )
+
+    for module in (
+        quickstart,
+        train_cmd,
+        vectors_cmd,
+        models_cmd,
+        encode_cmd,
+        store_cmd,
+        index_cmd,
+        serve_cmd,
+        monitor_cmd,
+        rollout_cmd,
+    ):
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; EmbedopsError becomes ``error: …`` on stderr and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except EmbedopsError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except _click_usage_errors() as exc:
+        exc.show()
+        return 2
+    return 0
+
+
+def _click_usage_errors() -> tuple[type[Exception], ...]:
+    import click
+
+    return (click.ClickException,)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

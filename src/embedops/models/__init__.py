@@ -1,0 +1,1 @@
+"""Models: the versioned registry and the encoders (static, transformer, distilled)."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: every test gets its own workspace; nothing touches ./embedops-data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedops.config import HOME_ENV, Workspace
+from embedops.models.registry import Registry
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A fresh workspace, also exported as $EMBEDOPS_HOME for CLI calls."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    monkeypatch.setenv(HOME_ENV, str(ws.home))
+    monkeypatch.setenv("EMBEDOPS_QUIET", "1")
+    return ws
+
+
+@pytest.fixture
+def registry(workspace: Workspace) -> Registry:
+    return Registry(workspace)
+
+
+@pytest.fixture(scope="session")
+def lee_corpus() -> Path:
+    """gensim's bundled Lee background corpus (real English news text, ~300 documents)."""
+    from gensim.test.utils import datapath
+
+    return Path(datapath("lee_background.cor"))
