@@ -49,6 +49,7 @@ def _global(
 
 def _register_all() -> None:
     from embedops.cli import (
+        distill_cmd,
         encode_cmd,
         index_cmd,
         models_cmd,
@@ -67,6 +68,7 @@ def _register_all() -> None:
         vectors_cmd,
         models_cmd,
         encode_cmd,
+        distill_cmd,
         store_cmd,
         index_cmd,
         serve_cmd,

@@ -1,0 +1,1 @@
+"""Evaluation: intrinsic word tests, retrieval metrics, golden query sets."""
