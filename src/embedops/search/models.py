@@ -1,0 +1,56 @@
+"""The shapes search answers with: ``Hit`` and ``SearchResponse`` (plain frozen dataclasses).
+
+The HTTP layer turns them into JSON with ``to_dict()``; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MODES = ("dense", "lexical", "hybrid", "two_stage")
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the item, its score (higher is better) and the model version used."""
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    model_version: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``Hit(**d)`` rebuilds an equal hit."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """The hits of one query, best first, with the mode and model version that produced them."""
+
+    hits: list[Hit]
+    model_version: str | None
+    mode: str
+    took_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with ``hits`` as a list of dicts."""
+        return {
+            "hits": [h.to_dict() for h in self.hits],
+            "model_version": self.model_version,
+            "mode": self.mode,
+            "took_ms": self.took_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchResponse:
+        """Rebuild a response from ``to_dict()`` output."""
+        return cls(
+            hits=[Hit(**h) for h in data["hits"]],
+            model_version=data.get("model_version"),
+            mode=data["mode"],
+            took_ms=float(data["took_ms"]),
+        )
