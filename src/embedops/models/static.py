@@ -6,6 +6,7 @@ saved as a ModelVersion in safetensors plus a JSON vocabulary.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -13,7 +14,13 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from embedops.errors import FormatError, IntegrityError
+from embedops.errors import (
+    DimensionMismatch,
+    FormatError,
+    IntegrityError,
+    InvalidInput,
+    OutOfVocabulary,
+)
 from embedops.models.registry import ModelVersion, Registry
 from embedops.text.tokenize import TokenizerSpec
 from embedops.types import FloatArray
@@ -21,6 +28,9 @@ from embedops.types import FloatArray
 VECTORS_FILE = "vectors.safetensors"
 VOCAB_FILE = "vocab.json"
 STATIC_KINDS = ("word2vec", "fasttext", "static", "distilled")
+ANALOGY_METHODS = ("3cosadd", "3cosmul")
+_COSMUL_EPS = 1e-6  # gensim's most_similar_cosmul epsilon, so scores agree with gensim
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz-'"
 
 
 @dataclass(eq=False)
@@ -29,6 +39,8 @@ class StaticVectors:
 
     ``counts`` are corpus frequencies (used by SIF weighting; may be None for imports).
     ``ngrams`` with ``minn``/``maxn``/``bucket`` are fastText subword buckets (None otherwise).
+    ``weights`` are optional per-word pooling weights (distilled models); ``name`` is how
+    errors refer to the table (the model reference once published).
     """
 
     index_to_key: list[str]
@@ -38,6 +50,8 @@ class StaticVectors:
     minn: int = 0
     maxn: int = 0
     bucket: int = 0
+    weights: np.ndarray | None = None
+    name: str = "this model"
     key_to_index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +64,11 @@ class StaticVectors:
         self.key_to_index = {k: i for i, k in enumerate(self.index_to_key)}
         if len(self.key_to_index) != len(self.index_to_key):
             raise FormatError("the vocabulary has duplicate keys", "each word may appear once")
+        if self.weights is not None and len(self.weights) != len(self.index_to_key):
+            raise FormatError(
+                f"{len(self.weights)} pooling weights for {len(self.index_to_key)} keys",
+                "there must be one weight per key",
+            )
         self.vectors.flags.writeable = False
 
     @property
@@ -106,6 +125,8 @@ class StaticVectors:
             tensors["counts"] = np.ascontiguousarray(self.counts, dtype=np.int64)
         if self.ngrams is not None:
             tensors["ngrams"] = np.ascontiguousarray(self.ngrams, dtype=np.float32)
+        if self.weights is not None:
+            tensors["weights"] = np.ascontiguousarray(self.weights, dtype=np.float32)
         meta = {"minn": str(self.minn), "maxn": str(self.maxn), "bucket": str(self.bucket)}
         save_file(tensors, str(folder / VECTORS_FILE), metadata=meta)
         (folder / VOCAB_FILE).write_text(json.dumps(self.index_to_key, ensure_ascii=False))
@@ -132,7 +153,167 @@ class StaticVectors:
             minn=int(meta.get("minn", 0)),
             maxn=int(meta.get("maxn", 0)),
             bucket=int(meta.get("bucket", 0)),
+            weights=tensors.get("weights"),
+            name=mv.ref,
         )
+
+    # -- query -----------------------------------------------------------------------------
+    def vector(self, word: str) -> FloatArray:
+        """The vector of ``word``; built from subword n-grams when OOV in a fastText model.
+
+        Raises OutOfVocabulary (with close spellings) for unknown words without subwords.
+        """
+        index = self.key_to_index.get(word)
+        if index is not None:
+            return self.vectors[index]
+        if self.has_subwords:
+            return self.subword_vector(word)
+        raise OutOfVocabulary(word, self.name, self.suggest(word))
+
+    __getitem__ = vector
+
+    def subword_vector(self, word: str) -> FloatArray:
+        """Mean of the n-gram bucket vectors of ``word``, hashed exactly as gensim/fastText do.
+
+        A word too short to have any n-gram gets the zero vector (as in fastText).
+        """
+        if not self.has_subwords:
+            raise InvalidInput(f"{self.name} has no subword n-grams", "use a fastText model")
+        from gensim.models.fasttext import ft_ngram_hashes
+
+        assert self.ngrams is not None
+        hashes = ft_ngram_hashes(word, self.minn, self.maxn, self.bucket)
+        if not hashes:
+            return np.zeros(self.dim, dtype=np.float32)
+        # Summing rows along axis 0 is sequential, like gensim's loop, so the result is bit-equal.
+        total = self.ngrams[np.asarray(hashes)].sum(axis=0, dtype=np.float32)
+        return (total / np.float32(len(hashes))).astype(np.float32)
+
+    def unit(self, word: str) -> FloatArray:
+        """Unit-length vector of ``word`` (cached rows for in-vocabulary words)."""
+        index = self.key_to_index.get(word)
+        return self.unit_vectors[index] if index is not None else _unit(self.vector(word))
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two words."""
+        return float(np.dot(self.unit(a), self.unit(b)))
+
+    def most_similar(
+        self,
+        word_or_vector: str | np.ndarray,
+        k: int = 10,
+        exclude: Iterable[str] = (),
+        restrict_vocab: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``k`` nearest words by cosine, best first; a query word is excluded from its
+        own results, as are the words in ``exclude``."""
+        _check_k(k)
+        skip = set(exclude)
+        if isinstance(word_or_vector, str):
+            query = self.unit(word_or_vector)
+            skip.add(word_or_vector)
+        else:
+            query = _unit(self._as_query(word_or_vector))
+        limit = self._limit(restrict_vocab)
+        scores = self.unit_vectors[:limit] @ query
+        return self._top(scores, k, skip)
+
+    def analogy(
+        self, a: str, b: str, c: str, k: int = 1, method: str = "3cosadd"
+    ) -> list[tuple[str, float]]:
+        """Solve ``a : b :: c : ?`` (e.g. man : king :: woman : queen), excluding a, b and c.
+
+        ``3cosadd`` ranks by cos(x, b) - cos(x, a) + cos(x, c); ``3cosmul`` by Levy and
+        Goldberg's multiplicative objective on cosines shifted to [0, 1].
+        """
+        _check_k(k)
+        units = np.stack([self.unit(w) for w in (a, b, c)])
+        scores = analogy_scores(self.unit_vectors, units[None], method)[0]
+        return self._top(scores, k, {a, b, c})
+
+    def suggest(self, word: str, n: int = 5) -> list[str]:
+        """Up to ``n`` close in-vocabulary spellings of ``word``: other casings, then words one
+        edit away, then (only if none) two edits away; most frequent (lowest index) first."""
+        lower = word.lower()
+        found = {w for w in {lower, word.capitalize(), word.upper()} if w in self.key_to_index}
+        near = {w for w in _edits1(lower) if w in self.key_to_index} - found
+        far: set[str] = set()
+        if not found and not near and len(lower) <= 12:
+            far = {w for e in _edits1(lower) for w in _edits1(e) if w in self.key_to_index}
+        rank = self.key_to_index.__getitem__
+        ordered = sorted(found, key=rank) + sorted(near, key=rank)
+        ordered += sorted(far - near - found - {word}, key=rank)
+        return [w for w in ordered if w != word][:n]
+
+    def _as_query(self, vector: np.ndarray) -> FloatArray:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dim:
+            raise DimensionMismatch(
+                f"query vector has dim {query.shape[0]}, {self.name} has dim {self.dim}",
+                "query with a vector from the same model",
+            )
+        if not np.all(np.isfinite(query)) or not np.any(query):
+            raise InvalidInput("the query vector is zero or not finite", "pass a real vector")
+        return query
+
+    def _limit(self, restrict_vocab: int | None) -> int:
+        if restrict_vocab is None:
+            return len(self)
+        _check_k(restrict_vocab, "restrict_vocab")
+        return min(restrict_vocab, len(self))
+
+    def _top(self, scores: np.ndarray, k: int, skip: set[str]) -> list[tuple[str, float]]:
+        scores = np.array(scores, dtype=np.float32)
+        for word in skip:
+            index = self.key_to_index.get(word)
+            if index is not None and index < len(scores):
+                scores[index] = -np.inf
+        keep = min(k, int(np.isfinite(scores).sum()))
+        if keep <= 0:
+            return []
+        top = np.argpartition(-scores, keep - 1)[:keep]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.index_to_key[i], float(scores[i])) for i in top]
+
+
+def analogy_scores(unit_vectors: np.ndarray, abc: np.ndarray, method: str) -> FloatArray:
+    """Scores of every row of ``unit_vectors`` as the answer to each analogy in ``abc``.
+
+    ``abc`` has shape (batch, 3, dim): unit vectors of a, b, c for ``a : b :: c : ?``.
+    Returns (batch, n_rows); the caller masks the input words.
+    """
+    if method not in ANALOGY_METHODS:
+        raise InvalidInput(
+            f"unknown analogy method '{method}'", f"use one of {', '.join(ANALOGY_METHODS)}"
+        )
+    if method == "3cosadd":
+        target = abc[:, 1] - abc[:, 0] + abc[:, 2]
+        norms = np.linalg.norm(target, axis=1, keepdims=True)
+        target = target / np.where(norms == 0, 1.0, norms)  # scores are cosines, as in gensim
+        return np.asarray(target @ unit_vectors.T, dtype=np.float32)
+    sims = (1.0 + np.einsum("bjd,nd->bjn", abc, unit_vectors)) / 2.0
+    return np.asarray(sims[:, 1] * sims[:, 2] / (sims[:, 0] + _COSMUL_EPS), dtype=np.float32)
+
+
+def _unit(vector: np.ndarray) -> FloatArray:
+    norm = float(np.linalg.norm(vector))
+    return np.asarray(vector / norm if norm else vector, dtype=np.float32)
+
+
+def _check_k(k: int, name: str = "k") -> None:
+    if not isinstance(k, int | np.integer) or k <= 0:
+        raise InvalidInput(f"{name} must be a positive integer, got {k}")
+
+
+def _edits1(word: str) -> set[str]:
+    """Strings one deletion, transposition, replacement or insertion away from ``word``."""
+    letters = set(_ALPHABET) | set(word)
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {left + right[1:] for left, right in splits if right}
+    out |= {left + right[1] + right[0] + right[2:] for left, right in splits if len(right) > 1}
+    out |= {left + ch + right[1:] for left, right in splits if right for ch in letters}
+    out |= {left + ch + right for left, right in splits for ch in letters}
+    return out
 
 
 def publish_static(
