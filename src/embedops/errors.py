@@ -156,3 +156,11 @@ class DependencyMissing(EmbedopsError):
             f"{feature} needs the '{package}' package, which is not installed",
             "pip install 'embedops[transformers]'",
         )
+
+
+class EncryptionKeyError(EmbedopsError):
+    """An encrypted collection cannot be read: no key configured, or not the key it was written
+    with (the AES-GCM authentication tag fails). Never carries the key itself."""
+
+    http_status = 500
+    code = "encryption_key"

@@ -1,0 +1,371 @@
+"""The catalog: collections, items, vectors per model version and lineage in one SQLite file.
+
+SQLite in WAL mode with foreign keys; every multi-row write is one ``BEGIN IMMEDIATE``
+transaction, so a killed process leaves the catalog as it was before or after a write, never
+between. Each thread gets its own connection (the web server calls from a thread pool).
+Item operations live in ``embedops.store.items``; this class holds connections, collections,
+keys and settings, and delegates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedops.config import Workspace
+from embedops.errors import (
+    AlreadyExists,
+    CollectionNotFound,
+    EncryptionKeyError,
+    InvalidInput,
+)
+from embedops.store import items as _items
+from embedops.store.codec import RowCodec
+from embedops.store.crypto import KEY_ENV, KEY_FILE_ENV, Cipher, load_key
+from embedops.store.models import (
+    CollectionInfo,
+    Item,
+    ItemIn,
+    check_collection_name,
+    check_metric,
+)
+from embedops.store.schema import migrate
+
+_ENCRYPT_DEFAULT = "encrypt_new_collections"
+_COLS = "id, name, model_version, candidate_version, metric, dim, encrypted, key_id, created_at"
+
+
+@dataclass(frozen=True)
+class _Coll:
+    """A collection row plus its primary key (internal)."""
+
+    pk: int
+    info: CollectionInfo
+    key_id: str | None
+
+
+class Catalog:
+    """The versioned embedding store of one workspace (``workspace.catalog_path``).
+
+    ``key`` is the 32-byte encryption key; when None it is read from ``$EMBEDOPS_KEY`` or
+    ``$EMBEDOPS_KEY_FILE`` the first time an encrypted collection is touched.
+    """
+
+    def __init__(self, workspace: Workspace | None = None, key: bytes | None = None) -> None:
+        self.workspace = (workspace or Workspace.from_env()).ensure()
+        self.path = self.workspace.catalog_path
+        self._cipher: Cipher | None = Cipher(key) if key is not None else None
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        migrate(self._conn())
+
+    # -- connections and transactions ------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=60.0, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._guard:
+                self._conns.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this catalog opened (checkpointing the WAL)."""
+        with self._guard:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into ``catalog.db`` and truncate it."""
+        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys ------------------------------------------------------------------------------
+    def _require_cipher(self, what: str) -> Cipher:
+        if self._cipher is None:
+            key = load_key()
+            if key is None:
+                raise EncryptionKeyError(
+                    f"{what} needs an encryption key, and none is configured",
+                    f"set {KEY_ENV} (base64 of 32 bytes) or {KEY_FILE_ENV}; "
+                    "'embedops collections keygen' prints a new key",
+                )
+            self._cipher = Cipher(key)
+        return self._cipher
+
+    def _codec(self, coll: _Coll) -> RowCodec:
+        if not coll.info.encrypted:
+            return RowCodec(coll.info.name, None)
+        cipher = self._require_cipher(f"collection '{coll.info.name}' is encrypted and")
+        if coll.key_id and cipher.key_id != coll.key_id:
+            raise EncryptionKeyError(
+                f"the configured key (key id {cipher.key_id}) is not the key collection "
+                f"'{coll.info.name}' was encrypted with (key id {coll.key_id})",
+                f"set {KEY_ENV} or {KEY_FILE_ENV} to that collection's key",
+            )
+        return RowCodec(coll.info.name, cipher)
+
+    # -- settings --------------------------------------------------------------------------
+    def encrypt_by_default(self) -> bool:
+        """Whether new collections are encrypted unless told otherwise (workspace setting)."""
+        row = self._conn().execute(
+            "SELECT value FROM settings WHERE key = ?", (_ENCRYPT_DEFAULT,)
+        ).fetchone()
+        return bool(row and row[0] == "1")
+
+    def set_encrypt_by_default(self, on: bool) -> None:
+        """Turn workspace-wide encryption of new collections on or off (needs a key to turn on)."""
+        if on:
+            self._require_cipher("encrypting new collections")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (_ENCRYPT_DEFAULT, "1" if on else "0"),
+            )
+
+    # -- collections -----------------------------------------------------------------------
+    def _row_to_coll(self, row: Sequence[Any], count: int) -> _Coll:
+        pk, name, model, candidate, metric, dim, enc, key_id, created = row
+        info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created, count)
+        return _Coll(int(pk), info, key_id)
+
+    def _coll(self, name: str, conn: sqlite3.Connection | None = None) -> _Coll:
+        conn = conn or self._conn()
+        row = conn.execute(f"SELECT {_COLS} FROM collections WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = [r[0] for r in conn.execute("SELECT name FROM collections ORDER BY name")]
+            raise CollectionNotFound(
+                f"no collection named {name!r} (known collections: {', '.join(known) or 'none'})",
+                "create one with 'embedops collections create NAME --model MODEL'",
+            )
+        count = conn.execute(
+            "SELECT COUNT(*) FROM items WHERE collection_id = ? AND deleted_at IS NULL", (row[0],)
+        ).fetchone()[0]
+        return self._row_to_coll(row, int(count))
+
+    def create_collection(
+        self,
+        name: str,
+        model_version: str,
+        metric: str = "cosine",
+        dim: int = 0,
+        encrypted: bool | None = None,
+    ) -> CollectionInfo:
+        """Create an empty collection embedded by ``model_version`` (``name@N``) of ``dim``.
+
+        ``encrypted=None`` follows the workspace setting (``set_encrypt_by_default``).
+        """
+        check_collection_name(name)
+        check_metric(metric)
+        if not isinstance(dim, int) or dim <= 0:
+            raise InvalidInput(f"dim must be a positive integer, got {dim!r}")
+        if not model_version or not isinstance(model_version, str):
+            raise InvalidInput("a collection needs a model version such as 'w2v@1'")
+        if encrypted is None:
+            encrypted = self.encrypt_by_default()
+        key_id = self._require_cipher(f"encrypted collection '{name}'").key_id if encrypted else None
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
+                raise AlreadyExists(
+                    f"collection {name!r} already exists",
+                    "pick another name or delete it with 'embedops collections delete'",
+                )
+            conn.execute(
+                "INSERT INTO collections (name, model_version, metric, dim, encrypted, key_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, model_version, metric, dim, int(encrypted), key_id, time.time()),
+            )
+            pk = conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()[0]
+            _items.register_dim(conn, pk, model_version, dim)
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """The collection named ``name`` (CollectionNotFound lists the known names)."""
+        return self._coll(name).info
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection, by name, with live item counts."""
+        rows = self._conn().execute(
+            f"SELECT {', '.join('c.' + c.strip() for c in _COLS.split(','))}, "
+            "(SELECT COUNT(*) FROM items i WHERE i.collection_id = c.id AND i.deleted_at IS NULL) "
+            "FROM collections c ORDER BY c.name"
+        ).fetchall()
+        return [self._row_to_coll(row[:-1], int(row[-1])).info for row in rows]
+
+    def delete_collection(self, name: str) -> CollectionInfo:
+        """Delete a collection with its items, vectors and lineage (one transaction)."""
+        info = self.get_collection(name)
+        with self._write() as conn:
+            conn.execute("DELETE FROM collections WHERE name = ?", (name,))
+        return info
+
+    def set_active_version(self, name: str, ref: str, dim: int | None = None) -> CollectionInfo:
+        """Make ``ref`` the version that serves ``name`` (clears it as candidate).
+
+        The dimension comes from ``dim``, else from vectors of ``ref`` already stored, else
+        from the model registry.
+        """
+        with self._write() as conn:
+            coll = self._coll(name, conn)
+            new_dim = _items.version_dim(conn, coll.pk, ref, dim, self.workspace)
+            conn.execute(
+                "UPDATE collections SET model_version = ?, dim = ?, candidate_version = "
+                "CASE WHEN candidate_version = ? THEN NULL ELSE candidate_version END "
+                "WHERE id = ?",
+                (ref, new_dim, ref, coll.pk),
+            )
+        return self.get_collection(name)
+
+    def set_candidate_version(self, name: str, ref: str | None) -> CollectionInfo:
+        """Set (or clear, with None) the rollout candidate version of ``name``."""
+        with self._write() as conn:
+            coll = self._coll(name, conn)
+            if ref is not None:
+                _items.version_dim(conn, coll.pk, ref, None, self.workspace)
+            conn.execute(
+                "UPDATE collections SET candidate_version = ? WHERE id = ?", (ref, coll.pk)
+            )
+        return self.get_collection(name)
+
+    # -- items -----------------------------------------------------------------------------
+    def plan_upsert(self, collection: str, items: Sequence[ItemIn]) -> list[ItemIn]:
+        """The items whose content hash is new or changed (or that were deleted): only these
+        need embedding. Order kept."""
+        coll = self._coll(collection)
+        return _items.plan(self._conn(), coll.pk, self._codec(coll), items)
+
+    def upsert(
+        self,
+        collection: str,
+        items: Sequence[ItemIn],
+        vectors: Mapping[str, np.ndarray],
+        run_id: str | None = None,
+        source: str | None = None,
+        lines: Sequence[int] | None = None,
+    ) -> int:
+        """Store ``items`` with their vectors (``{model_version: (n, dim) array}``, rows
+        aligned with ``items``) and lineage, in one transaction. Returns the items written.
+
+        A changed item loses its vectors of versions not given here (they are stale); they
+        show up in ``missing_vectors`` for backfill.
+        """
+        if lines is not None and len(lines) != len(items):
+            raise InvalidInput(f"{len(lines)} line numbers for {len(items)} items")
+        with self._write() as conn:
+            coll = self._coll(collection, conn)
+            return _items.upsert(
+                conn, coll.pk, self._codec(coll), items, vectors, run_id, source, lines
+            )
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Soft-delete live items (timestamped, vectors dropped); returns how many."""
+        with self._write() as conn:
+            coll = self._coll(collection, conn)
+            return _items.soft_delete(conn, coll.pk, ids)
+
+    def get_items(
+        self, collection: str, ids: Sequence[str], include_deleted: bool = False
+    ) -> list[Item]:
+        """Items by id, in the order asked; missing (and, by default, deleted) ids skipped."""
+        coll = self._coll(collection)
+        return _items.get(self._conn(), coll.pk, self._codec(coll), ids, include_deleted)
+
+    def iter_items(
+        self, collection: str, batch: int = 1000, include_deleted: bool = False
+    ) -> Iterator[Item]:
+        """Every (live) item, in insertion order, read ``batch`` rows at a time."""
+        coll = self._coll(collection)
+        yield from _items.iterate(self._conn(), coll.pk, self._codec(coll), batch, include_deleted)
+
+    def all_ids(self, collection: str, include_deleted: bool = False) -> list[str]:
+        """Ids of every (live) item, in insertion order."""
+        coll = self._coll(collection)
+        return _items.all_ids(self._conn(), coll.pk, include_deleted)
+
+    # -- vectors ---------------------------------------------------------------------------
+    def load_vectors(
+        self, collection: str, model_version: str, ids: Sequence[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """``(ids, float32 (n, dim))`` of live items with a ``model_version`` vector; with
+        ``ids``, in that order and skipping those without one; else in insertion order."""
+        coll = self._coll(collection)
+        return _items.load_vectors(self._conn(), coll, self._codec(coll), model_version, ids)
+
+    def missing_vectors(self, collection: str, model_version: str) -> list[str]:
+        """Ids of live items that lack a ``model_version`` vector (what a backfill must embed)."""
+        coll = self._coll(collection)
+        return _items.missing_vectors(self._conn(), coll.pk, model_version)
+
+    def put_vectors(
+        self, collection: str, model_version: str, ids: Sequence[str], vectors: np.ndarray
+    ) -> int:
+        """Store ``model_version`` vectors for live items (others are skipped); one
+        transaction; returns how many were written."""
+        with self._write() as conn:
+            coll = self._coll(collection, conn)
+            return _items.put_vectors(conn, coll.pk, self._codec(coll), model_version, ids, vectors)
+
+    def changes_since(self, collection: str, ts: float) -> list[tuple[str, float, bool]]:
+        """``(id, updated_at, deleted)`` of items written or deleted after ``ts``, oldest first."""
+        coll = self._coll(collection)
+        return _items.changes_since(self._conn(), coll.pk, ts)
+
+    # -- ingest runs -----------------------------------------------------------------------
+    def start_run(self, collection: str, run_id: str, source: str | None) -> None:
+        """Record that ingest run ``run_id`` of ``source`` began."""
+        with self._write() as conn:
+            coll = self._coll(collection, conn)
+            conn.execute(
+                "INSERT INTO ingest_runs (run_id, collection_id, source, started_at) "
+                "VALUES (?, ?, ?, ?)",
+                (run_id, coll.pk, source, time.time()),
+            )
+
+    def finish_run(self, run_id: str, report: dict[str, Any]) -> None:
+        """Record the report of a finished ingest run."""
+        import json
+
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE ingest_runs SET finished_at = ?, report = ? WHERE run_id = ?",
+                (time.time(), json.dumps(report, sort_keys=True), run_id),
+            )
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        """Counts for ``collections show``: live/deleted items, vectors per version, last runs."""
+        coll = self._coll(collection)
+        return {**coll.info.to_dict(), **_items.stats(self._conn(), coll.pk)}
