@@ -1,9 +1,94 @@
-"""Command group (being written)."""
+"""``embedops serve`` and ``embedops keys create|list|revoke``."""
 
 from __future__ import annotations
 
+import getpass
+import sys
+
 import typer
+
+from embedops.cli._common import print_json, workspace
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``serve`` and the ``keys`` group to ``app``."""
+    app.command("serve")(serve)
+    keys = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+    keys.command("create")(keys_create)
+    keys.command("list")(keys_list)
+    keys.command("revoke")(keys_revoke)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port (0 picks a free one)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (warns)."),
+    max_batch: int = typer.Option(256, help="Most texts, items or ids per request."),
+    max_text_chars: int = typer.Option(8192, help="Longest text accepted, in characters."),
+    max_body_bytes: int = typer.Option(4 * 1024 * 1024, help="Largest request body."),
+    max_k: int = typer.Option(1000, help="Largest k a search may ask for."),
+    cache_size: int = typer.Option(10_000, help="Query embeddings kept in memory (0: off)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    warmup: bool = typer.Option(True, help="Load indexes and run one query each at start."),
+    graceful_timeout: float = typer.Option(10.0, help="Seconds to drain requests on SIGTERM."),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
+    from embedops.serve.server import run
+    from embedops.serve.settings import ServeSettings
+
+    settings = ServeSettings(
+        home=str(workspace().home), host=host, port=port, auth=not no_auth,
+        max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
+        max_k=max_k, cache_size=cache_size, log_level=log_level, warmup=warmup,
+        graceful_timeout_s=graceful_timeout,
+    )
+    if no_auth:
+        typer.echo("warning: authentication is OFF; anyone who can connect is admin", err=True)
+    run(settings)
+
+
+def keys_create(
+    role: str = typer.Option(..., "--role", help="read, write or admin."),
+    name: str | None = typer.Option(None, "--name", help="A label for the key."),
+) -> None:
+    """Create a key and print it once (only a salted hash is stored)."""
+    from embedops.serve import audit
+    from embedops.serve.keys import KeyStore
+
+    ws = workspace()
+    key, info = KeyStore(ws).create(role, name)
+    audit.record(ws, "key.create", _who(), key_id=info.id, role=info.role, name=info.name)
+    typer.echo(f"created {info.role} key {info.id} ({info.name}); it is shown only now:", err=True)
+    typer.echo(key)
+
+
+def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+    """List keys (ids, names, roles, state); never the keys themselves."""
+    from embedops.serve.keys import KeyStore
+
+    rows = KeyStore(workspace()).list()
+    if as_json:
+        print_json([{**vars(k), "active": k.active} for k in rows])
+        return
+    for k in rows:
+        state = "active" if k.active else "revoked"
+        sys.stdout.write(f"{k.id}  {k.role:<5}  {state:<7}  {k.name}\n")
+
+
+def keys_revoke(key_id: str = typer.Argument(..., help="The key id (see 'keys list').")) -> None:
+    """Revoke a key; a running server refuses it from the next request on."""
+    from embedops.serve import audit
+    from embedops.serve.keys import KeyStore
+
+    ws = workspace()
+    info = KeyStore(ws).revoke(key_id)
+    audit.record(ws, "key.revoke", _who(), key_id=info.id)
+    typer.echo(f"revoked {info.id} ({info.name})")

@@ -1,0 +1,57 @@
+"""Authentication and roles: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+No key → 401; a valid key whose role is too low → 403. With auth turned off (``--no-auth``)
+every request acts as the admin principal ``anonymous``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from embedops.errors import Unauthorized
+from embedops.serve.keys import Principal, Role
+
+ANONYMOUS = Principal("anonymous", Role.admin)
+
+_bearer = HTTPBearer(auto_error=False, description="An embedops API key: eok_<id>_<secret>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An embedops API key")
+
+
+def authenticate(request: Request, bearer: str | None, header: str | None) -> Principal:
+    """The principal of a request (cached on the request), or Unauthorized."""
+    ctx = request.app.state.ctx
+    if not ctx.settings.auth:
+        return ANONYMOUS
+    key = bearer or header
+    if not key:
+        raise Unauthorized(
+            "this endpoint needs an API key",
+            "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
+            "create one with 'embedops keys create --role read'",
+        )
+    principal: Principal = ctx.keys.verify(key.strip())
+    request.state.key_id = principal.key_id
+    return principal
+
+
+def requires(role: Role) -> Callable[..., Principal]:
+    """A FastAPI dependency that admits keys of ``role`` or higher and returns the principal."""
+
+    def dependency(
+        request: Request,
+        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        header: str | None = Depends(_header),  # noqa: B008
+    ) -> Principal:
+        principal = authenticate(request, bearer.credentials if bearer else None, header)
+        principal.require(role)
+        return principal
+
+    dependency.__name__ = f"requires_{role.name}"
+    return dependency
+
+
+READ = Depends(requires(Role.read))
+WRITE = Depends(requires(Role.write))
+ADMIN = Depends(requires(Role.admin))

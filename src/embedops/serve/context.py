@@ -1,0 +1,53 @@
+"""What every route handler shares: settings, the Python API, keys, cache and metrics."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedops.config import Workspace
+from embedops.models.registry import Registry
+from embedops.serve.cache import EmbeddingCache
+from embedops.serve.keys import KeyStore
+from embedops.serve.settings import ServeSettings
+
+
+@dataclass
+class ServiceContext:
+    """One per app. ``api`` is the ``embedops.api.Embedops`` facade, built on first use."""
+
+    settings: ServeSettings
+    workspace: Workspace
+    registry: Registry
+    keys: KeyStore | None
+    cache: EmbeddingCache
+    metrics: Any = None
+    ready: bool = False
+    warmup: dict[str, Any] = field(default_factory=dict)
+    _api: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: ServeSettings, api: Any = None) -> ServiceContext:
+        """The context of ``settings``; pass ``api`` to serve an already-built facade."""
+        ws = Workspace.from_env(settings.home).ensure()
+        return cls(
+            settings=settings,
+            workspace=ws,
+            registry=Registry(ws),
+            keys=KeyStore(ws) if settings.auth else None,
+            cache=EmbeddingCache(settings.cache_size),
+            _api=api,
+        )
+
+    @property
+    def api(self) -> Any:
+        """The facade every route calls (the same one the CLI calls)."""
+        if self._api is None:
+            with self._lock:
+                if self._api is None:
+                    from embedops.api import Embedops
+
+                    self._api = Embedops(self.workspace)
+        return self._api

@@ -1,0 +1,107 @@
+"""Prometheus metrics, in a CollectorRegistry of each app's own (two apps in one process —
+tests, blue/green — never share or clash on counters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+#: What the scrape-time collector asks for: {collection: {"items", "freshness_age_s", ...}}.
+IndexStats = Callable[[], dict[str, dict[str, Any]]]
+
+
+class _ScrapeCollector:
+    """Gauges computed when /metrics is scraped: cache hit ratio, index size and freshness."""
+
+    def __init__(self, cache: Any, index_stats: IndexStats) -> None:
+        self._cache = cache
+        self._index_stats = index_stats
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        ratio = GaugeMetricFamily(
+            "embedops_cache_hit_ratio", "Query-embedding cache hits / lookups since start"
+        )
+        ratio.add_metric([], self._cache.hit_ratio)
+        yield ratio
+        size = GaugeMetricFamily("embedops_cache_entries", "Entries in the embedding cache")
+        size.add_metric([], len(self._cache))
+        yield size
+        items = GaugeMetricFamily(
+            "embedops_index_items", "Items in the served index", labels=["collection"]
+        )
+        age = GaugeMetricFamily(
+            "embedops_index_freshness_age_seconds",
+            "Age of the oldest change not yet in the served index (0 = fresh)",
+            labels=["collection"],
+        )
+        pending = GaugeMetricFamily(
+            "embedops_index_pending_changes",
+            "Changed or deleted items not yet in the served index",
+            labels=["collection"],
+        )
+        for name, stats in sorted(self._index_stats().items()):
+            items.add_metric([name], float(stats.get("items", 0)))
+            age.add_metric([name], float(stats.get("freshness_age_s", 0.0)))
+            pending.add_metric([name], float(stats.get("pending", 0)))
+        yield from (items, age, pending)
+
+
+class Metrics:
+    """Every metric the service exports, registered in its own registry."""
+
+    def __init__(self, cache: Any, index_stats: IndexStats) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
+
+        self.registry = CollectorRegistry()
+        reg, buckets = self.registry, _LATENCY_BUCKETS
+        self.request_seconds = Histogram(
+            "embedops_http_request_seconds", "HTTP request latency",
+            ["route", "method", "model_version"], registry=reg, buckets=buckets,
+        )
+        self.errors = Counter(
+            "embedops_http_errors_total", "HTTP responses with status >= 400",
+            ["route", "status"], registry=reg,
+        )
+        self.embed_seconds = Histogram(
+            "embedops_embed_seconds", "Time to embed one request's texts (cache misses only)",
+            ["model_version"], registry=reg, buckets=buckets,
+        )
+        self.search_seconds = Histogram(
+            "embedops_search_seconds", "Search latency inside the service",
+            ["mode", "backend"], registry=reg, buckets=buckets,
+        )
+        self.cache_lookups = Counter(
+            "embedops_cache_lookups_total", "Embedding cache lookups", ["result"], registry=reg
+        )
+        self.oov_rate = Summary(
+            "embedops_oov_rate", "Share of out-of-vocabulary tokens per text (static models)",
+            ["model_version"], registry=reg,
+        )
+        self.vector_norm = Summary(
+            "embedops_vector_norm", "L2 norm of the vectors returned by /v1/embed",
+            ["model_version"], registry=reg,
+        )
+        self.registry.register(_ScrapeCollector(cache, index_stats))
+
+    def observe_vectors(self, model_version: str, vectors: np.ndarray) -> None:
+        """Record the norm of each returned vector (a collapse to zero shows up here first)."""
+        if vectors.size:
+            summary = self.vector_norm.labels(model_version)
+            for norm in np.linalg.norm(vectors, axis=1):
+                summary.observe(float(norm))
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,61 @@
+"""Settings of the HTTP service: one frozen dataclass that round-trips ``ServeSettings(**json)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from embedops.errors import InvalidInput
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Where to listen, whether to require API keys, and the request limits.
+
+    ``home`` is the workspace folder (None: ``$EMBEDOPS_HOME`` or ``./embedops-data``).
+    ``auth`` is on unless turned off explicitly (``--no-auth``). ``max_*`` bound one request;
+    a request over a bound is answered 413 with a message that names the limit.
+    ``cache_size`` is the number of query embeddings kept (0 turns the cache off).
+    ``warmup`` loads every collection's index and runs one query per collection at start-up,
+    so that ``/readyz`` is only green once no request would be cold.
+    """
+
+    home: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: bool = True
+    max_batch: int = 256
+    max_text_chars: int = 8192
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_k: int = 1000
+    cache_size: int = 10_000
+    log_level: str = "info"
+    log_text: bool = False
+    warmup: bool = True
+    graceful_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_text_chars", "max_body_bytes", "max_k"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cache_size < 0:
+            raise InvalidInput(f"cache_size must be >= 0, got {self.cache_size}")
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"port must be in 0..65535, got {self.port}")
+        if self.log_level not in _LOG_LEVELS:
+            raise InvalidInput(
+                f"unknown log level '{self.log_level}'", f"use one of {', '.join(_LOG_LEVELS)}"
+            )
+        if self.graceful_timeout_s < 0:
+            raise InvalidInput(f"graceful_timeout_s must be >= 0, got {self.graceful_timeout_s}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; ``ServeSettings(**s.to_dict()) == s``."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ServeSettings:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
