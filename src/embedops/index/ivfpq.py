@@ -1,0 +1,114 @@
+"""IVF with product-quantized cells (FAISS ``IndexIVFPQ``) plus exact rescoring.
+
+Each vector is stored as ``m`` codes of ``nbits`` bits (48 bytes for 384-d MiniLM at the
+defaults, 1/32 of float32). Product quantization alone ranks neighbours coarsely, so the
+``rescore_factor * k`` best candidates are re-ranked exactly from the full vectors, kept in a
+memory-mapped ``vectors.npy`` next to the index (page cache, not index RAM).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedops.errors import InvalidInput
+from embedops.index.base import F32, IdArray, faiss_metric
+from embedops.index.ivf import IVFIndex, _check_int
+from embedops.index.rescore import VectorStore
+from embedops.index.sq8 import check_rescore
+
+
+def auto_m(dim: int) -> int:
+    """Sub-quantizers for ``dim``: the largest divisor of ``dim`` not above ``dim / 8``."""
+    target = max(1, dim // 8)
+    return max(d for d in range(1, target + 1) if dim % d == 0)
+
+
+@dataclass(frozen=True)
+class IVFPQParams:
+    """``nlist``/``nprobe`` as for ivf (0 = auto); ``m`` sub-quantizers (0 = dim/8, must
+    divide dim); ``nbits`` per code; ``rescore_factor`` candidates per result re-ranked exactly
+    (0 = off); ``rescore_dtype`` of the stored full vectors."""
+
+    nlist: int = 0
+    nprobe: int = 0
+    m: int = 0
+    nbits: int = 8
+    rescore_factor: int = 8
+    rescore_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_int("ivfpq nlist", self.nlist, 0, 1 << 20)
+        _check_int("ivfpq nprobe", self.nprobe, 0, 1 << 20)
+        _check_int("ivfpq m", self.m, 0, 4096)
+        _check_int("ivfpq nbits", self.nbits, 1, 16)
+        check_rescore(self.rescore_factor, self.rescore_dtype)
+
+
+class IVFPQIndex(IVFIndex):
+    """Compressed IVF index; trains the coarse cells and the codebooks on the first vectors."""
+
+    kind = "ivfpq"
+    params_cls = IVFPQParams
+    params: IVFPQParams
+
+    def __init__(self, dim: int, metric: str = "cosine", params: Any = None) -> None:
+        super().__init__(dim, metric, params)
+        m = self.params.m or auto_m(self.dim)
+        if self.dim % m:
+            raise InvalidInput(
+                f"ivfpq m={m} does not divide the dimension {self.dim}",
+                f"pick m among the divisors of {self.dim}, or 0 for the default",
+            )
+        self._m = m
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._store = VectorStore(self.dim, self.params.rescore_dtype)
+
+    def _new_index(self, n: int) -> Any:
+        import faiss
+
+        quantizer = faiss.IndexFlat(self.dim, faiss_metric(self.metric))
+        # FAISS wants 39 training points per codebook entry; fewer codes beat a bad codebook
+        nbits = min(self.params.nbits, max(1, int(math.log2(max(n // 39, 2)))))
+        index = faiss.IndexIVFPQ(
+            quantizer, self.dim, self.nlist_for(n), self._m, nbits, faiss_metric(self.metric)
+        )
+        return index, quantizer
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        super()._add(vecs, ids)
+        if self.params.rescore_factor:
+            self._store.append(vecs)
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        if self.params.rescore_factor:
+            self._store.delete(positions)
+
+    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
+        if not self.params.rescore_factor:
+            return super()._search(q, k)
+        fetch = min(self.count, k * self.params.rescore_factor)
+        _, labels = self._index.search(q, fetch)
+        return self._store.rescore(q, self._rows_of(labels), self._ids, k, self.metric)
+
+    def _rows_of(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each candidate id in ``self._ids`` (-1 stays -1)."""
+        order = np.argsort(self._ids, kind="stable")
+        sorted_ids = self._ids[order]
+        pos = np.searchsorted(sorted_ids, labels).clip(0, len(order) - 1)
+        rows = order[pos]
+        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, rows)
+
+    def _save_extra(self, path: Path) -> None:
+        if self.params.rescore_factor:
+            self._store.save(path)
+
+    def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
+        if self.params.rescore_factor:
+            self._store.load(path, len(self._ids))

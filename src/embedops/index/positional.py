@@ -1,0 +1,40 @@
+"""Backends whose FAISS labels are row positions (flat codes: exact flat, scalar quantizer).
+
+FAISS ``remove_ids`` on flat-code indexes compacts the rows in order, so the id of label ``i``
+is simply ``self._ids[i]`` and removal mirrors the compaction with ``np.delete``: no id map is
+stored twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedops.index.base import F32, FaissIndex, IdArray
+
+
+class PositionalIndex(FaissIndex):
+    """Shared add/remove/search for flat-code backends; subclasses build ``self._index``."""
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        self._index.add(vecs)
+        self._ids = np.concatenate([self._ids, ids])
+
+    def _remove(self, ids: IdArray) -> int:
+        import faiss
+
+        positions = np.flatnonzero(np.isin(self._ids, ids)).astype(np.int64)
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(positions)))
+        self._ids = np.delete(self._ids, positions)
+        self._after_remove(positions)
+        return removed
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        """Hook for subclasses that keep row-aligned arrays."""
+
+    def _labels_to_ids(self, labels: np.ndarray) -> IdArray:
+        safe = np.where(labels < 0, 0, labels)
+        return np.where(labels < 0, -1, self._ids[safe]).astype(np.int64)
+
+    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
+        distances, labels = self._index.search(q, k)
+        return self._labels_to_ids(labels), self._to_scores(distances)

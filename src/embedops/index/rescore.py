@@ -1,0 +1,70 @@
+"""Exact rescoring of quantized candidates from the full vectors.
+
+Quantized backends (ivfpq, sq8) fetch ``rescore_factor * k`` candidates from their compressed
+codes, then re-rank them with exact scores computed from the full vectors. The full vectors live
+in ``vectors.npy`` next to the index and are memory-mapped on load, so they sit in the page
+cache, not in the index's RAM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from embedops.errors import IntegrityError
+from embedops.index.base import F32, IdArray, exact_scores, top_k
+
+VECTORS_FILE = "vectors.npy"
+DTYPES = ("float32", "float16")
+_CHUNK = 64
+
+
+class VectorStore:
+    """Full vectors, one row per entry of the owner's ``_ids`` array (same order)."""
+
+    def __init__(self, dim: int, dtype: str = "float32") -> None:
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.vectors: np.ndarray = np.empty((0, dim), dtype=self.dtype)
+
+    def append(self, vecs: F32) -> None:
+        """Append rows (copies a memory-mapped array into RAM on the first write)."""
+        self.vectors = np.concatenate([self.vectors, vecs.astype(self.dtype)])
+
+    def delete(self, positions: np.ndarray) -> None:
+        """Drop the rows at ``positions``."""
+        self.vectors = np.delete(self.vectors, positions, axis=0)
+
+    def clear(self) -> None:
+        """Drop every row."""
+        self.vectors = np.empty((0, self.dim), dtype=self.dtype)
+
+    def save(self, folder: Path) -> None:
+        """Write ``vectors.npy``."""
+        np.save(folder / VECTORS_FILE, np.ascontiguousarray(self.vectors))
+
+    def load(self, folder: Path, rows: int) -> None:
+        """Memory-map ``vectors.npy``; IntegrityError if its shape does not match ``rows``."""
+        arr = np.load(folder / VECTORS_FILE, mmap_mode="r")
+        if arr.shape != (rows, self.dim):
+            raise IntegrityError(
+                f"{folder / VECTORS_FILE} has shape {arr.shape}, expected ({rows}, {self.dim})",
+                "rebuild the index from the catalog",
+            )
+        self.vectors, self.dtype = arr, arr.dtype
+
+    def rescore(
+        self, q: F32, rows: np.ndarray, ids: IdArray, k: int, metric: str
+    ) -> tuple[IdArray, F32]:
+        """Re-rank candidate ``rows`` (m, c; -1 = none) exactly; return the top ``k`` ids."""
+        out_ids = np.empty((len(q), min(k, rows.shape[1])), dtype=np.int64)
+        out_scores = np.empty(out_ids.shape, dtype=np.float32)
+        for start in range(0, len(q), _CHUNK):
+            part = rows[start : start + _CHUNK]
+            safe = np.where(part < 0, 0, part)
+            scores = exact_scores(q[start : start + _CHUNK], self.vectors[safe], metric)
+            cand_ids = np.where(part < 0, -1, ids[safe])
+            best_ids, best = top_k(cand_ids, scores, k)
+            out_ids[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_ids, best
+        return out_ids, out_scores

@@ -1,0 +1,81 @@
+"""8-bit scalar quantization (FAISS ``IndexScalarQuantizer`` QT_8bit), optional exact rescoring.
+
+Each dimension is stored as one byte (a quarter of float32). With ``rescore_factor > 0`` the
+``rescore_factor * k`` best candidates are re-ranked with the full vectors, kept in a
+memory-mapped ``vectors.npy`` next to the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedops.errors import InvalidInput
+from embedops.index.base import F32, IdArray, faiss_metric
+from embedops.index.positional import PositionalIndex
+from embedops.index.rescore import DTYPES, VectorStore
+
+
+@dataclass(frozen=True)
+class SQ8Params:
+    """``rescore_factor``: candidates fetched per result for exact re-ranking (0 = off);
+    ``rescore_dtype``: precision of the stored full vectors (float32 or float16)."""
+
+    rescore_factor: int = 4
+    rescore_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_rescore(self.rescore_factor, self.rescore_dtype)
+
+
+def check_rescore(factor: int, dtype: str) -> None:
+    """Validate rescoring parameters shared by the quantized backends."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or not 0 <= factor <= 100:
+        raise InvalidInput(f"rescore_factor must be an integer in 0..100, got {factor!r}")
+    if dtype not in DTYPES:
+        raise InvalidInput(f"rescore_dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+class SQ8Index(PositionalIndex):
+    """Scalar-quantized flat index; trains its per-dimension ranges on the first vectors added."""
+
+    kind = "sq8"
+    params_cls = SQ8Params
+    params: SQ8Params
+
+    def _reset(self) -> None:
+        import faiss
+
+        self._index = faiss.IndexScalarQuantizer(
+            self.dim, faiss.ScalarQuantizer.QT_8bit, faiss_metric(self.metric)
+        )
+        self._store = VectorStore(self.dim, self.params.rescore_dtype)
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        if not self._index.is_trained:
+            self._index.train(vecs)
+        super()._add(vecs, ids)
+        if self.params.rescore_factor:
+            self._store.append(vecs)
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        if self.params.rescore_factor:
+            self._store.delete(positions)
+
+    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
+        if not self.params.rescore_factor:
+            return super()._search(q, k)
+        fetch = min(self.count, k * self.params.rescore_factor)
+        _, labels = self._index.search(q, fetch)
+        return self._store.rescore(q, labels, self._ids, k, self.metric)
+
+    def _save_extra(self, path: Path) -> None:
+        if self.params.rescore_factor:
+            self._store.save(path)
+
+    def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
+        if self.params.rescore_factor:
+            self._store.load(path, len(self._ids))
