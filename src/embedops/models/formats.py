@@ -1,0 +1,352 @@
+"""Import and export word vectors in the common interchange formats.
+
+* ``word2vec-text``: a ``COUNT DIM`` header line, then ``word v1 … vDIM`` per line.
+* ``fasttext-vec``: fastText's ``.vec`` files, the same layout as word2vec text.
+* ``glove``: like word2vec text without the header (the dimension comes from the first line).
+* ``word2vec-binary``: the ``COUNT DIM`` header, then per vector the UTF-8 word, a space and
+  DIM little-endian float32 values (optionally followed by a newline, as word2vec.c writes).
+
+Files are streamed (``.gz``, ``.bz2`` and ``.xz`` are decompressed on the fly) and numbers are
+parsed by numpy a chunk of lines at a time. Text is written with 9 significant digits, which is
+enough for every float32 to read back bit-exactly. Exports are atomic (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import lzma
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from embedops.errors import FormatError, InvalidInput
+from embedops.fsio import fsync_dir
+from embedops.models.static import StaticVectors
+from embedops.progress import progress_bar
+
+FORMATS = ("word2vec-text", "word2vec-binary", "glove", "fasttext-vec")
+_CHUNK_LINES = 4096
+_READ_BYTES = 1 << 20
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def check_format(fmt: str) -> str:
+    """Return ``fmt`` if it is a known format, else raise FormatError listing the known ones."""
+    if fmt not in FORMATS:
+        raise FormatError(f"unknown vector format '{fmt}'", f"use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def import_vectors(
+    path: str | os.PathLike[str],
+    fmt: str,
+    *,
+    limit: int | None = None,
+    quiet: bool | None = None,
+) -> StaticVectors:
+    """Read a vector file in format ``fmt`` (see ``FORMATS``) into a StaticVectors table.
+
+    ``limit`` keeps only the first ``limit`` vectors (files are usually sorted by frequency).
+    Malformed input raises FormatError naming the line (or vector) and what was expected.
+    """
+    check_format(fmt)
+    if limit is not None and limit <= 0:
+        raise InvalidInput(f"limit must be a positive integer, got {limit}")
+    source = Path(path)
+    if not source.is_file():
+        raise InvalidInput(f"no such vector file: {source}", "check the path")
+    with _open_read(source) as fh, progress_bar(f"import {source.name}", None, "vectors", quiet) as bar:
+        if fmt == "word2vec-binary":
+            keys, vectors = _BinaryReader(fh, source, limit, bar).read()
+        else:
+            keys, vectors = _TextReader(fh, source, fmt != "glove", limit, bar).read()
+    return StaticVectors(index_to_key=keys, vectors=vectors, name=source.name)
+
+
+def export_vectors(
+    table: StaticVectors, path: str | os.PathLike[str], fmt: str, *, quiet: bool | None = None
+) -> Path:
+    """Write ``table`` to ``path`` in format ``fmt``, atomically; return the path."""
+    check_format(fmt)
+    bad = next((w for w in table.index_to_key if not w or w.split() != [w]), None)
+    if bad is not None:
+        raise FormatError(
+            f"the word {bad!r} is empty or contains whitespace, which {fmt} cannot store",
+            "export to a format that allows it, or rename the word",
+        )
+    target = Path(path)
+    with _atomic_output(target) as fh, progress_bar(
+        f"export {target.name}", len(table), "vectors", quiet
+    ) as bar:
+        if fmt != "glove":
+            fh.write(f"{len(table)} {table.dim}\n".encode())
+        write = _write_binary_rows if fmt == "word2vec-binary" else _write_text_rows
+        for start in range(0, len(table), _CHUNK_LINES):
+            stop = min(start + _CHUNK_LINES, len(table))
+            write(fh, table.index_to_key[start:stop], table.vectors[start:stop])
+            bar.advance(stop - start)
+    return target
+
+
+# -- reading ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _open_read(path: Path) -> Iterator[IO[bytes]]:
+    opener = _OPENERS.get(path.suffix.lower())
+    fh: IO[bytes] = opener(path, "rb") if opener else open(path, "rb", buffering=_READ_BYTES)
+    try:
+        yield fh
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise FormatError(f"cannot read {path.name}: {exc}", "is the file complete?") from exc
+    finally:
+        fh.close()
+
+
+def _parse_header(raw: bytes, path: Path) -> tuple[int, int]:
+    parts = raw.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) == 0:
+        shown = raw[:60].decode("utf-8", "replace").strip()
+        raise FormatError(
+            f"line 1 of {path.name} should be the header 'COUNT DIM', found '{shown}'",
+            "use --format glove for files without a header",
+        )
+    return int(parts[0]), int(parts[1])
+
+
+class _TextReader:
+    """word2vec text, fastText .vec and GloVe: a word and its numbers on each line."""
+
+    def __init__(self, fh: IO[bytes], path: Path, header: bool, limit: int | None, bar: object):
+        self.fh, self.path, self.header, self.limit, self.bar = fh, path, header, limit, bar
+        self.expected: int | None = None
+        self.dim = 0
+        self.keys: list[str] = []
+        self.blocks: list[np.ndarray] = []
+        self.line_no = 0
+
+    def read(self) -> tuple[list[str], np.ndarray]:
+        if self.header:
+            first = self.fh.readline()
+            if not first.strip():
+                raise FormatError(f"{self.path.name} is empty", "export the vectors again")
+            self.line_no = 1
+            self.expected, self.dim = _parse_header(first, self.path)
+            self.bar.update(total=self.expected if self.limit is None else self.limit)  # type: ignore[attr-defined]
+        words: list[str] = []
+        rests: list[str] = []
+        lines: list[int] = []
+        for raw in self.fh:
+            self.line_no += 1
+            word, rest = self._split(raw)
+            if word is None:
+                continue
+            if self.limit is None and len(self.keys) + len(words) == self.expected:
+                raise FormatError(
+                    f"the header of {self.path.name} says {self.expected} vectors, "
+                    f"line {self.line_no} holds one more",
+                    "the header is wrong; fix its count",
+                )
+            words.append(word)
+            rests.append(rest)
+            lines.append(self.line_no)
+            if len(words) >= _CHUNK_LINES or len(self.keys) + len(words) == self.limit:
+                self._flush(words, rests, lines)
+                words, rests, lines = [], [], []
+                if len(self.keys) == self.limit:
+                    break
+        self._flush(words, rests, lines)
+        return self._finish()
+
+    def _split(self, raw: bytes) -> tuple[str | None, str]:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(
+                f"line {self.line_no} of {self.path.name} is not valid UTF-8 ({exc.reason} at "
+                f"byte {exc.start})",
+                "re-encode the file as UTF-8",
+            ) from exc
+        parts = text.split(maxsplit=1)
+        if not parts:
+            return None, ""
+        rest = parts[1] if len(parts) == 2 else ""
+        if not self.dim:
+            self.dim = len(rest.split())
+            if not self.dim:
+                raise FormatError(f"line {self.line_no} of {self.path.name} has no numbers")
+        return parts[0], rest
+
+    def _flush(self, words: list[str], rests: list[str], lines: list[int]) -> None:
+        if not words:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                values = np.fromstring(" ".join(rests), dtype=np.float32, sep=" ")
+            except (ValueError, DeprecationWarning):
+                values = np.empty(0, dtype=np.float32)
+        if values.size != len(words) * self.dim:
+            self._diagnose(rests, lines)
+        block = values.reshape(len(words), self.dim)
+        if not np.isfinite(block).all():
+            row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise FormatError(
+                f"line {lines[row]} of {self.path.name} has a NaN or infinite value",
+                "vectors must be finite numbers",
+            )
+        self.keys.extend(words)
+        self.blocks.append(block)
+        self.bar.advance(len(words))  # type: ignore[attr-defined]
+
+    def _diagnose(self, rests: list[str], lines: list[int]) -> None:
+        """Find the first bad line of a chunk that failed the fast parse, and say why."""
+        for rest, line_no in zip(rests, lines, strict=True):
+            tokens = rest.split()
+            where = f"line {line_no} of {self.path.name}"
+            for token in tokens:
+                try:
+                    float(token)
+                except ValueError:
+                    raise FormatError(
+                        f"{where}: '{token[:40]}' is not a number", "fix or remove that line"
+                    ) from None
+            if len(tokens) != self.dim:
+                raise FormatError(
+                    f"{where} has a vector of dimension {len(tokens)}, expected {self.dim}",
+                    "every vector must have the dimension of the header (or of the first line)",
+                )
+        raise FormatError(f"cannot parse the numbers near line {lines[0]} of {self.path.name}")
+
+    def _finish(self) -> tuple[list[str], np.ndarray]:
+        n = len(self.keys)
+        if n == 0:
+            raise FormatError(f"{self.path.name} has no vectors", "is it the right file?")
+        if self.expected is not None and self.limit is None and n != self.expected:
+            raise FormatError(
+                f"the header of {self.path.name} says {self.expected} vectors, the file has {n}",
+                "the file is truncated or its header is wrong",
+            )
+        _check_unique(self.keys, self.path)
+        return self.keys, np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
+
+
+class _BinaryReader:
+    """word2vec binary: header line, then ``word<space><dim float32>`` per vector."""
+
+    def __init__(self, fh: IO[bytes], path: Path, limit: int | None, bar: object):
+        self.fh, self.path, self.limit, self.bar = fh, path, limit, bar
+        self.buf = b""
+        self.pos = 0
+
+    def read(self) -> tuple[list[str], np.ndarray]:
+        first = self.fh.readline()
+        if not first.strip():
+            raise FormatError(f"{self.path.name} is empty", "export the vectors again")
+        count, dim = _parse_header(first, self.path)
+        n = count if self.limit is None else min(count, self.limit)
+        self.bar.update(total=n)  # type: ignore[attr-defined]
+        vectors = np.empty((n, dim), dtype=np.float32)
+        keys: list[str] = []
+        width = 4 * dim
+        for i in range(n):
+            keys.append(self._word(i, count))
+            if not self._fill(width):
+                self._truncated(i, count)
+            vectors[i] = np.frombuffer(self.buf, dtype="<f4", count=dim, offset=self.pos)
+            self.pos += width
+            if i % _CHUNK_LINES == _CHUNK_LINES - 1 or i == n - 1:
+                self.bar.advance(i % _CHUNK_LINES + 1)  # type: ignore[attr-defined]
+        if self.limit is None and self._fill(1) and self.buf[self.pos :].strip():
+            raise FormatError(
+                f"{self.path.name} has data after the {count} vectors its header announces",
+                "the header is wrong, or the file is not word2vec binary",
+            )
+        if n == 0:
+            raise FormatError(f"{self.path.name} has no vectors", "is it the right file?")
+        if not np.isfinite(vectors).all():
+            row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+            raise FormatError(f"vector {row + 1} ('{keys[row]}') of {self.path.name} is not finite")
+        _check_unique(keys, self.path)
+        return keys, vectors
+
+    def _fill(self, need: int) -> bool:
+        """Make at least ``need`` unread bytes available; False at end of file."""
+        while len(self.buf) - self.pos < need:
+            more = self.fh.read(_READ_BYTES)
+            if not more:
+                return False
+            self.buf = self.buf[self.pos :] + more
+            self.pos = 0
+        return True
+
+    def _word(self, i: int, count: int) -> str:
+        while (end := self.buf.find(b" ", self.pos)) < 0:
+            if not self._fill(len(self.buf) - self.pos + 1):
+                self._truncated(i, count)
+        raw = self.buf[self.pos : end].lstrip(b"\n\r")
+        self.pos = end + 1
+        try:
+            word = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(
+                f"the word of vector {i + 1} in {self.path.name} is not valid UTF-8",
+                "the file may not be word2vec binary, or it is corrupt",
+            ) from exc
+        if not word or len(raw) > 1000:
+            raise FormatError(
+                f"vector {i + 1} of {self.path.name} has no readable word",
+                "the file may be word2vec text (use --format word2vec-text) or corrupt",
+            )
+        return word
+
+    def _truncated(self, i: int, count: int) -> None:
+        raise FormatError(
+            f"{self.path.name} is truncated: read {i} of {count} vectors",
+            "copy or export the file again",
+        )
+
+
+def _check_unique(keys: list[str], path: Path) -> None:
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        if key in seen:
+            raise FormatError(
+                f"the word '{key}' appears twice in {path.name} (vector {i + 1})",
+                "each word may appear once",
+            )
+        seen.add(key)
+
+
+# -- writing ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _atomic_output(target: Path) -> Iterator[IO[bytes]]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb", buffering=_READ_BYTES) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_text_rows(fh: IO[bytes], words: list[str], rows: np.ndarray) -> None:
+    template = " ".join(["%.9g"] * rows.shape[1])
+    lines = [f"{w} {template % tuple(r)}\n" for w, r in zip(words, rows.tolist(), strict=True)]
+    fh.write("".join(lines).encode("utf-8"))
+
+
+def _write_binary_rows(fh: IO[bytes], words: list[str], rows: np.ndarray) -> None:
+    data = np.ascontiguousarray(rows, dtype="<f4")
+    fh.write(b"".join(w.encode("utf-8") + b" " + r.tobytes() + b"\n" for w, r in zip(words, data, strict=True)))
