@@ -197,7 +197,9 @@ class Catalog:
             raise InvalidInput("a collection needs a model version such as 'w2v@1'")
         if encrypted is None:
             encrypted = self.encrypt_by_default()
-        key_id = self._require_cipher(f"encrypted collection '{name}'").key_id if encrypted else None
+        key_id = None
+        if encrypted:
+            key_id = self._require_cipher(f"encrypted collection '{name}'").key_id
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
                 raise AlreadyExists(

@@ -71,7 +71,8 @@ class ItemIn:
             raise InvalidInput(f"item {self.id!r} has no text", "every item needs non-empty text")
         if not isinstance(self.metadata, dict):
             raise InvalidInput(
-                f"metadata of item {self.id!r} must be an object, got {type(self.metadata).__name__}"
+                f"metadata of item {self.id!r} must be an object, "
+                f"got {type(self.metadata).__name__}"
             )
         canonical_metadata(self.metadata, self.id)
 
@@ -124,6 +125,7 @@ class IngestReport:
     duplicates: int = 0
     deleted: int = 0
     run_id: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (failed lines as ``[line, message]`` pairs)."""

@@ -1,0 +1,173 @@
+"""Ingest a file into a collection: read, skip unchanged items, embed the rest in batches, and
+commit each batch in one transaction.
+
+Resumable by construction: every batch is committed whole or not at all, and a re-run skips
+items whose content hash is already stored, so an ingest killed midway and run again ends with
+every item stored exactly once. Duplicate ids in a file: the last occurrence wins (counted).
+Deletes: records whose ``delete_field`` is truthy delete their id; ``delete_missing`` deletes
+stored items absent from the file (skipped when any line failed, so a bad line never deletes).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedops.errors import DimensionMismatch, EmbedopsError, FormatError, InvalidInput
+from embedops.progress import progress_bar
+from embedops.store.catalog import Catalog
+from embedops.store.models import IngestReport, ItemIn
+from embedops.store.readers import (
+    BadLine,
+    ReadOptions,
+    Record,
+    count_records,
+    detect_format,
+    read_records,
+)
+from embedops.types import Encoder
+
+MAX_BATCH = 100_000
+
+
+@dataclass
+class _Run:
+    catalog: Catalog
+    collection: str
+    encoders: Sequence[Encoder]
+    source: str
+    report: IngestReport
+    seen: set[str] = field(default_factory=set)
+    pending: dict[str, Record] = field(default_factory=dict)
+
+
+def ingest(
+    catalog: Catalog,
+    collection: str,
+    path: str | Path,
+    encoder: Encoder,
+    *,
+    id_field: str = "id",
+    text_field: str = "text",
+    batch_size: int = 256,
+    quiet: bool | None = None,
+    fmt: str | None = None,
+    delete_field: str | None = None,
+    delete_missing: bool = False,
+    text_ids: str = "line",
+    extra_encoders: Sequence[Encoder] = (),
+) -> IngestReport:
+    """Ingest ``path`` into ``collection``, embedding with ``encoder`` (the collection's active
+    version) and ``extra_encoders`` (e.g. the rollout candidate: dual write)."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise InvalidInput(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    options = ReadOptions(id_field, text_field, delete_field, text_ids)
+    encoders = [encoder, *extra_encoders]
+    _check_encoders(catalog, collection, encoders)
+    report = IngestReport(run_id=uuid.uuid4().hex[:16])
+    run = _Run(catalog, collection, encoders, str(path.resolve()), report)
+    started = time.perf_counter()
+    catalog.start_run(collection, report.run_id, run.source)
+    try:
+        _read_all(run, path, kind, options, batch_size, quiet)
+        if report.read == 0 and report.failed_lines:
+            shown = "; ".join(f"line {n}: {m}" for n, m in report.failed_lines[:3])
+            raise FormatError(f"no record of {path.name} could be read ({shown})")
+        if delete_missing:
+            _delete_missing(run)
+    finally:
+        report.seconds = time.perf_counter() - started
+        catalog.finish_run(report.run_id, report.to_dict())
+    return report
+
+
+def _check_encoders(catalog: Catalog, collection: str, encoders: Sequence[Encoder]) -> None:
+    info = catalog.get_collection(collection)
+    allowed = {info.model_version, info.candidate_version} - {None}
+    for enc in encoders:
+        if enc.version not in allowed:
+            raise InvalidInput(
+                f"collection {collection!r} is embedded with {info.model_version}"
+                + (f" (candidate {info.candidate_version})" if info.candidate_version else "")
+                + f", not {enc.version}",
+                f"ingest with {info.model_version}",
+            )
+        if enc.version == info.model_version and enc.dim != info.dim:
+            raise DimensionMismatch(
+                f"collection {collection!r} has dim {info.dim}, encoder {enc.version} "
+                f"has dim {enc.dim}"
+            )
+    if len({enc.version for enc in encoders}) != len(encoders):
+        raise InvalidInput("the same model version was given twice as an encoder")
+
+
+def _read_all(
+    run: _Run, path: Path, kind: str, options: ReadOptions, batch_size: int, quiet: bool | None
+) -> None:
+    total = count_records(path, kind)
+    done = 0
+    with progress_bar(f"ingest {run.collection}", total, unit="items", quiet=quiet) as task:
+        for rec in read_records(path, kind, options):
+            if isinstance(rec, BadLine):
+                run.report.failed_lines.append((rec.line, rec.message))
+                continue
+            run.report.read += 1
+            if rec.id in run.seen:
+                run.report.duplicates += 1
+            run.seen.add(rec.id)
+            run.pending.pop(rec.id, None)  # re-insert so that batch order follows the file
+            run.pending[rec.id] = rec
+            if len(run.pending) >= batch_size:
+                _flush(run)
+                task.advance(rec.line - done)
+                done = rec.line
+        _flush(run)
+        if total is not None:
+            task.advance(max(total - done, 0))
+
+
+def _flush(run: _Run) -> None:
+    """Embed and commit the pending batch (deletes and upserts, in one pass each)."""
+    records, run.pending = list(run.pending.values()), {}
+    deletes = [r.id for r in records if r.delete]
+    items: list[ItemIn] = []
+    lines: dict[str, int] = {}
+    for rec in records:
+        if rec.delete:
+            continue
+        try:
+            items.append(ItemIn(rec.id, rec.text, rec.metadata))
+            lines[rec.id] = rec.line
+        except EmbedopsError as exc:
+            run.report.failed_lines.append((rec.line, exc.message))
+    if deletes:
+        run.report.deleted += run.catalog.delete(run.collection, deletes)
+    todo = run.catalog.plan_upsert(run.collection, items) if items else []
+    run.report.unchanged += len(items) - len(todo)
+    if not todo:
+        return
+    texts = [it.text for it in todo]
+    vectors = {enc.version: enc.encode(texts, batch_size=min(len(texts), 256)) for enc in
+               run.encoders}
+    run.catalog.upsert(
+        run.collection, todo, vectors, run_id=run.report.run_id, source=run.source,
+        lines=[lines[it.id] for it in todo],
+    )
+    run.report.embedded += len(todo)
+
+
+def _delete_missing(run: _Run) -> None:
+    if run.report.failed_lines:
+        run.report.notes.append(
+            f"--delete-missing skipped: {len(run.report.failed_lines)} line(s) failed, and an "
+            "item on a failed line would have been deleted; fix them and run again"
+        )
+        return
+    stale = [i for i in run.catalog.all_ids(run.collection) if i not in run.seen]
+    for start in range(0, len(stale), 10_000):
+        run.report.deleted += run.catalog.delete(run.collection, stale[start : start + 10_000])
