@@ -1,0 +1,94 @@
+"""The app factory: ``create_app(settings) -> FastAPI``.
+
+Route handlers only translate HTTP to calls of the ``embedops.api.Embedops`` facade (the API the
+CLI calls too) and back; limits, auth, the cache and metrics are the only things added here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from embedops import __version__
+from embedops.serve import errors
+from embedops.serve.context import ServiceContext
+from embedops.serve.logging import LOGGER
+from embedops.serve.metrics import Metrics
+from embedops.serve.middleware import RequestContext
+from embedops.serve.settings import ServeSettings
+from embedops.serve.warmup import index_stats, warm_up
+
+log = logging.getLogger(LOGGER)
+
+_DESCRIPTION = """Embeddings in production: embed text, query static word vectors, manage
+collections and items, search (dense, lexical, hybrid, two-stage), and watch index health.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`; keys have the role
+read, write or admin (`embedops keys create --role R`). Every error is
+`{"error": {"code", "message"}}`; every answer names the model version that served it (field
+`model_version` and header `X-Model-Version`)."""
+
+
+def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAPI:
+    """A ready-to-serve app. ``api`` (an ``Embedops``) is built from ``settings.home`` if None."""
+    settings = settings or ServeSettings()
+    ctx = ServiceContext.build(settings, api)
+    ctx.metrics = Metrics(ctx.cache, lambda: index_stats(ctx))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.auth:
+            log.warning("authentication is OFF (--no-auth): every caller is admin")
+        if settings.warmup:
+            # In a thread, so /healthz answers while indexes load; /readyz waits for it.
+            threading.Thread(target=warm_up, args=(ctx,), name="warmup", daemon=True).start()
+        else:
+            ctx.ready = True
+        yield
+
+    app = FastAPI(
+        title="embedops",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    _include_routes(app)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=ctx.metrics,
+        logger=log,
+    )
+    return app
+
+
+def _include_routes(app: FastAPI) -> None:
+    from embedops.serve import (
+        routes_collections,
+        routes_embed,
+        routes_health,
+        routes_index,
+        routes_models,
+        routes_search,
+        routes_words,
+    )
+
+    for module in (
+        routes_health,
+        routes_models,
+        routes_embed,
+        routes_words,
+        routes_collections,
+        routes_search,
+        routes_index,
+    ):
+        app.include_router(module.router)

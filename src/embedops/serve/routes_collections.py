@@ -1,0 +1,81 @@
+"""Collections (create, list, show, delete) and their items (upsert, delete in batches)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from embedops.serve import audit
+from embedops.serve.auth import ADMIN, READ, WRITE
+from embedops.serve.keys import Principal
+from embedops.serve.limits import check_batch, check_texts
+from embedops.serve.respond import as_dict, named
+from embedops.serve.schemas import CollectionCreate, ItemsDelete, ItemsUpsert
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+
+@router.post("", status_code=201, summary="Create a collection")
+def create_collection(
+    request: Request, response: Response, body: CollectionCreate, who: Principal = ADMIN
+) -> dict[str, Any]:
+    """A new, empty collection whose items are embedded with ``model``."""
+    ctx = request.app.state.ctx
+    info = ctx.api.create_collection(body.name, body.model, metric=body.metric)
+    audit.record(ctx.workspace, "collection.create", who.key_id, collection=info.name,
+                 model_version=info.model_version)
+    return named(response, info.model_version, {"collection": as_dict(info)})
+
+
+@router.get("", summary="List collections")
+def list_collections(request: Request, _: Any = READ) -> dict[str, Any]:
+    """Every collection with its active model version and item count."""
+    rows = request.app.state.ctx.api.list_collections()
+    return {"collections": [as_dict(c) for c in rows]}
+
+
+@router.get("/{name}", summary="Show a collection")
+def show_collection(
+    request: Request, response: Response, name: str, _: Any = READ
+) -> dict[str, Any]:
+    """One collection (404 naming the known ones if there is none by that name)."""
+    info = request.app.state.ctx.api.get_collection(name)
+    return named(response, info.model_version, {"collection": as_dict(info)})
+
+
+@router.delete("/{name}", summary="Delete a collection")
+def delete_collection(request: Request, name: str, who: Principal = ADMIN) -> dict[str, Any]:
+    """Delete a collection with its items, vectors and indexes."""
+    ctx = request.app.state.ctx
+    ctx.api.delete_collection(name)
+    audit.record(ctx.workspace, "collection.delete", who.key_id, collection=name)
+    return {"deleted": name}
+
+
+@router.post("/{name}/items", summary="Upsert items (idempotent)")
+def upsert_items(
+    request: Request, response: Response, name: str, body: ItemsUpsert, _: Any = WRITE
+) -> dict[str, Any]:
+    """Insert or update items; items whose text and metadata are unchanged are not re-embedded."""
+    ctx = request.app.state.ctx
+    check_batch(ctx.settings, len(body.items), "items")
+    check_texts(ctx.settings, [item.text for item in body.items], "item")
+    from embedops.store.models import ItemIn
+
+    items = [ItemIn(id=i.id, text=i.text, metadata=i.metadata) for i in body.items]
+    report = ctx.api.upsert_items(name, items)
+    info = ctx.api.get_collection(name)
+    return named(response, info.model_version, {"collection": name, **as_dict(report)})
+
+
+@router.post("/{name}/items/delete", summary="Delete items by id")
+def delete_items(
+    request: Request, response: Response, name: str, body: ItemsDelete, _: Any = WRITE
+) -> dict[str, Any]:
+    """Delete items (ids that do not exist are ignored; the count says how many went)."""
+    ctx = request.app.state.ctx
+    check_batch(ctx.settings, len(body.ids), "ids")
+    deleted = ctx.api.delete_items(name, body.ids)
+    info = ctx.api.get_collection(name)
+    return named(response, info.model_version, {"collection": name, "deleted": deleted})

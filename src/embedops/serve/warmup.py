@@ -1,0 +1,63 @@
+"""Start-up warm-up and the index figures that /metrics reports.
+
+Warm-up loads (and so verifies) every collection's served index and runs one query against it,
+so the first real request finds the model loaded and the index in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from embedops.errors import EmbedopsError, IntegrityError
+from embedops.serve.logging import LOGGER
+
+log = logging.getLogger(LOGGER)
+WARMUP_QUERY = "warm up"
+
+
+def _warm_one(ctx: Any, name: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result = ctx.api.search(name, WARMUP_QUERY, k=1, mode="dense")
+    except IntegrityError as exc:
+        return {"state": "error", "error": exc.to_dict()}
+    except EmbedopsError as exc:
+        # A collection with no index yet (or nothing in it) is not a failed start-up: its
+        # dense searches answer 503 until an index is built; the others are served.
+        return {"state": "not_served", "error": exc.to_dict()}
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    return {"state": "ready", "model_version": result.model_version, "warmup_ms": ms}
+
+
+def warm_up(ctx: Any) -> None:
+    """Warm every collection; mark the context ready unless an index failed verification."""
+    try:
+        names = [c.name for c in ctx.api.list_collections()]
+    except Exception:  # the service stays up and /readyz says why
+        log.exception("warm-up could not list collections")
+        ctx.warmup = {"_": {"state": "error", "error": {"code": "warmup_failed"}}}
+        return
+    for name in names:
+        ctx.warmup[name] = {"state": "loading"}
+        ctx.warmup[name] = _warm_one(ctx, name)
+        log.info("warm-up", extra={"fields": {"collection": name, **ctx.warmup[name]}})
+    ctx.ready = all(w["state"] != "error" for w in ctx.warmup.values())
+
+
+def index_stats(ctx: Any) -> dict[str, dict[str, Any]]:
+    """{collection: {items, pending, freshness_age_s}} of the collections warm-up saw."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in list(ctx.warmup):
+        try:
+            status = ctx.api.index_status(name)
+        except EmbedopsError:
+            continue
+        data = status if isinstance(status, dict) else vars(status)
+        out[name] = {
+            "items": data.get("item_count", data.get("items", 0)) or 0,
+            "pending": data.get("pending", data.get("stale_count", 0)) or 0,
+            "freshness_age_s": data.get("freshness_age_s", data.get("stale_age_s", 0.0)) or 0.0,
+        }
+    return out
