@@ -1,0 +1,196 @@
+"""ONNX Runtime inference for transformer encoders, built offline from the local model files.
+
+``build_onnx`` exports the Hugging Face model with ``torch.onnx.export`` (TorchScript exporter,
+dynamic batch and sequence axes), fuses it for ONNX Runtime (attention, GELU, skip-layer-norm
+fusion from ``onnxruntime.transformers.optimizer``) and writes a dynamically quantized int8 copy
+(per-channel weights, MatMul only). ``OnnxRunner`` runs one of those files on the CPU with the
+session options that were fastest on a 2-core machine (see docs/benchmarks/encode.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedops.errors import DependencyMissing, IntegrityError, InvalidInput
+
+ONNX_DIR = "onnx"
+FP32_FILE = f"{ONNX_DIR}/model.onnx"
+INT8_FILE = f"{ONNX_DIR}/model_int8.onnx"
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+#: Encoder families whose graph ONNX Runtime's BERT fusion recognises.
+_FUSABLE = ("bert", "roberta", "xlm-roberta", "distilbert", "camembert", "electra")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How the int8 copy is made. ``exclude_patterns``: node-name substrings kept in fp32."""
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    exclude_patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude_patterns", tuple(self.exclude_patterns))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``QuantizeConfig(**d)`` rebuilds it."""
+        return {
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+            "exclude_patterns": list(self.exclude_patterns),
+        }
+
+
+def _offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _load_hf(model_dir: Path) -> Any:
+    _offline()
+    try:
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise DependencyMissing("transformers", "exporting a transformer to ONNX") from exc
+    hf_logging.disable_progress_bar()
+    # eager attention traces into plain MatMul/Softmax, which the fusion pass recognises.
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    model.eval()
+    return model
+
+
+def export_onnx(model_dir: Path, out_path: Path) -> tuple[str, ...]:
+    """Export the model in ``model_dir`` to ``out_path`` (fp32, last hidden state output).
+
+    Returns the input names the graph takes (``token_type_ids`` only if the model has it).
+    """
+    import inspect
+
+    import torch
+
+    model = _load_hf(model_dir)
+    accepted = inspect.signature(model.forward).parameters
+    names = tuple(n for n in INPUT_NAMES if n in accepted)
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
+
+    dummy = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in (*names, "last_hidden_state")}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Hidden(model), dummy, str(out_path), input_names=list(names),
+            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17,
+            dynamo=False,
+        )
+    return names
+
+
+def fuse_onnx(raw_path: Path, out_path: Path, model_dir: Path) -> bool:
+    """Write an ORT-fused copy of ``raw_path`` to ``out_path``; False (plain copy) if unfusable."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") not in _FUSABLE:
+        out_path.write_bytes(raw_path.read_bytes())
+        return False
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = int(config.get("num_attention_heads", config.get("n_heads", 0)))
+    hidden = int(config.get("hidden_size", config.get("dim", 0)))
+    fused = optimize_model(
+        str(raw_path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1
+    )
+    fused.save_model_to_file(str(out_path))
+    return True
+
+
+def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> list[str]:
+    """Dynamic int8 quantization of the MatMuls; returns the node names kept in fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    excluded = [
+        n.name for n in graph.node
+        if n.op_type == "MatMul" and any(p in n.name for p in config.exclude_patterns)
+    ]
+    quantize_dynamic(
+        str(fp32_path), str(out_path), op_types_to_quantize=["MatMul", "Attention"],
+        per_channel=config.per_channel, reduce_range=config.reduce_range,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return excluded
+
+
+def build_onnx(
+    model_dir: Path, out_dir: Path, quantize: QuantizeConfig | None = None
+) -> dict[str, Any]:
+    """Write ``onnx/model.onnx`` (fused fp32) and ``onnx/model_int8.onnx`` under ``out_dir``.
+
+    ``out_dir`` is a staging folder (a registry draft), so a failure publishes nothing.
+    Returns what the manifest records about the build.
+    """
+    quantize = quantize or QuantizeConfig()
+    raw = out_dir / ONNX_DIR / "raw.onnx"
+    names = export_onnx(model_dir, raw)
+    fused = fuse_onnx(raw, out_dir / FP32_FILE, model_dir)
+    raw.unlink()
+    excluded = quantize_onnx(out_dir / FP32_FILE, out_dir / INT8_FILE, quantize)
+    return {
+        "inputs": list(names),
+        "fused": fused,
+        "opset": 17,
+        "int8": {**quantize.to_dict(), "kept_fp32": excluded},
+    }
+
+
+class OnnxRunner:
+    """An ONNX Runtime CPU session returning the last hidden state of a padded batch."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DependencyMissing("onnxruntime", "the ONNX backend") from exc
+        if not path.is_file():
+            raise IntegrityError(
+                f"ONNX file {path} is missing",
+                "re-import the model with 'embedops import --transformer', which exports it",
+            )
+        if threads is not None and threads < 1:
+            raise InvalidInput(f"threads must be >= 1, got {threads}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 0
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = tuple(i.name for i in self.session.get_inputs())
+
+    def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Hidden states ``(batch, seq, dim)`` for ``input_ids``/``attention_mask``(/types)."""
+        feed = {name: arrays[name] for name in self.inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+
+def onnx_files(root: Path) -> Sequence[str]:
+    """The ONNX files present under a version folder (relative paths)."""
+    return [rel for rel in (FP32_FILE, INT8_FILE) if (root / rel).is_file()]
