@@ -1,0 +1,229 @@
+"""Index lifecycle for the facade: build and publish snapshots, serve them from memory.
+
+One served index per (collection, model version), loaded from ``SnapshotStore.load_current()``
+and cached; a new build swaps it in under a lock. A snapshot that fails verification is
+quarantined by the store and the previous good one is served; when none is good (or none was
+ever built) the index is rebuilt from the catalog, with the kind of the last build or ``flat``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from embedops.api_models import ModelHub
+from embedops.config import Workspace
+from embedops.errors import DimensionMismatch, FingerprintMismatch, IntegrityError, Unavailable
+from embedops.progress import progress_bar
+from embedops.search.served import ServedIndex, catalog_position
+
+log = logging.getLogger(__name__)
+DEFAULT_KIND = "flat"
+RECHECK_S = 1.0
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    if info is None:
+        return {}
+    if isinstance(info, dict):
+        return dict(info)
+    if hasattr(info, "to_dict"):
+        return dict(info.to_dict())
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(info) if is_dataclass(info) else dict(vars(info))
+
+
+def snapshot_meta(info: Any) -> dict[str, Any]:
+    """The build metadata stored with a snapshot (the ``meta`` given to ``publish``)."""
+    data = _info_dict(info)
+    meta = dict(data.get("meta") or {})
+    for key in ("name", "collection", "model_version", "built_at", "item_count", "backend",
+                "current"):
+        if key in data and key not in meta:
+            meta[key] = data[key]
+    return meta
+
+
+class IndexManager:
+    """Builds, caches, verifies and rolls back the indexes of a workspace's collections."""
+
+    def __init__(self, workspace: Workspace, catalog: Any, hub: ModelHub) -> None:
+        self.workspace, self.catalog, self.hub = workspace, catalog, hub
+        self._lock = threading.Lock()
+        self._served: dict[tuple[str, str], ServedIndex] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._checked: dict[tuple[str, str], float] = {}
+
+    def store(self, collection: str, model_version: str) -> Any:
+        """The SnapshotStore of ``collection`` for ``model_version``."""
+        from embedops.index.snapshot import SnapshotStore, snapshot_root
+
+        return SnapshotStore(snapshot_root(self.workspace.indexes_dir, collection, model_version))
+
+    def version(self, collection: str, model_version: str | None) -> str:
+        """``model_version`` resolved to ``name@N``, default the collection's active version."""
+        info = self.catalog.get_collection(collection)
+        return self.hub.resolve(model_version).ref if model_version else info.model_version
+
+    # -- building ------------------------------------------------------------------------------
+    def build(
+        self,
+        collection: str,
+        kind: str = DEFAULT_KIND,
+        params: dict[str, Any] | None = None,
+        model_version: str | None = None,
+        quiet: bool | None = None,
+    ) -> dict[str, Any]:
+        """Build an index of ``kind`` from the catalog's vectors, publish it as a snapshot and
+        serve it. Returns the snapshot summary."""
+        from embedops.index import make_index
+
+        info = self.catalog.get_collection(collection)
+        version = self.version(collection, model_version)
+        mv = self.hub.resolve(version)
+        started = time.time()
+        position = catalog_position(self.catalog, collection)
+        ids, vectors = self.catalog.load_vectors(collection, version)
+        if not ids and kind != DEFAULT_KIND:
+            raise Unavailable(
+                f"collection '{collection}' has no {version} vectors to train a {kind} index on",
+                "ingest items first, or build a flat index",
+            )
+        index = make_index(kind, mv.dim, info.metric, params)
+        with progress_bar(f"index {collection} ({kind})", total=len(ids), unit="vectors",
+                          quiet=quiet) as task:
+            index.build(np.asarray(vectors, np.float32).reshape(len(ids), mv.dim),
+                        np.arange(len(ids), dtype=np.int64))
+            task.advance(len(ids))
+        meta = {
+            "collection": collection, "model_version": version, "dim": mv.dim,
+            "metric": info.metric, "tokenizer_fingerprint": mv.tokenizer_fingerprint,
+            "kind": kind, "params": dict(params or {}), **position,
+        }
+        snap = self.store(collection, version).publish(index, list(ids), meta)
+        served = ServedIndex(index, ids, snapshot_meta(snap), snap)
+        with self._lock:
+            self._served[(collection, version)] = served
+        summary = {k: v for k, v in snapshot_meta(snap).items() if k != "catalog_seen"}
+        return {**summary, "count": len(ids),
+                "build_seconds": round(time.time() - started, 3)}
+
+    # -- serving -------------------------------------------------------------------------------
+    def served(self, collection: str, model_version: str) -> ServedIndex:
+        """The in-memory index of ``collection``/``model_version``, synced with the catalog."""
+        key = (collection, model_version)
+        with self._lock:
+            served = self._served.get(key)
+            loading = self._loading.setdefault(key, threading.Lock())
+        if served is not None and self._replaced(collection, model_version, served):
+            served = None
+        if served is None:
+            with loading:
+                with self._lock:
+                    served = self._served.get(key)
+                if served is None:
+                    served = self._load(collection, model_version)
+                    with self._lock:
+                        self._served[key] = served
+        served.sync(self.catalog, collection)
+        return served
+
+    def _replaced(self, collection: str, version: str, served: ServedIndex) -> bool:
+        """True when another process published or rolled back (checked at most every second)."""
+        now = time.monotonic()
+        if now - self._checked.get((collection, version), 0.0) < RECHECK_S:
+            return False
+        self._checked[(collection, version)] = now
+        try:
+            current = self.store(collection, version).current()
+        except IntegrityError:
+            return True
+        return current is None or current.name != served.meta.get("name")
+
+    def _load(self, collection: str, version: str) -> ServedIndex:
+        store = self.store(collection, version)
+        try:
+            loaded = store.load_current()
+        except (IntegrityError, Unavailable) as exc:
+            log.warning("no good snapshot for %s/%s (%s); rebuilding from the catalog",
+                        collection, version, exc)
+            self.build(collection, self._last_kind(store), None, version, quiet=True)
+            return self._served[(collection, version)]
+        meta = snapshot_meta(loaded.info)
+        self._check_model(collection, version, meta)
+        return ServedIndex(loaded.index, loaded.keys, meta, loaded.info)
+
+    def _last_kind(self, store: Any) -> str:
+        try:
+            infos = store.list()
+        except Exception:  # a damaged store must not block the rebuild that repairs it
+            return DEFAULT_KIND
+        kinds = [snapshot_meta(i).get("kind") for i in infos]
+        return next((k for k in reversed(kinds) if isinstance(k, str)), DEFAULT_KIND)
+
+    def _check_model(self, collection: str, version: str, meta: dict[str, Any]) -> None:
+        mv = self.hub.resolve(version)
+        dim, fp = meta.get("dim"), meta.get("tokenizer_fingerprint")
+        if dim is not None and int(dim) != mv.dim:
+            raise DimensionMismatch(
+                f"the index of '{collection}' has dim {dim} but {mv.ref} has dim {mv.dim}",
+                f"rebuild it with 'embedops index build {collection}'",
+            )
+        if fp and mv.tokenizer_fingerprint and fp != mv.tokenizer_fingerprint:
+            raise FingerprintMismatch(
+                f"the index of '{collection}' was built with tokenizer {fp} but {mv.ref} "
+                f"uses tokenizer {mv.tokenizer_fingerprint}",
+                f"rebuild it with 'embedops index build {collection}'",
+            )
+
+    def forget(self, collection: str) -> None:
+        """Drop cached indexes of ``collection`` (after it is deleted or rolled back)."""
+        with self._lock:
+            for key in [k for k in self._served if k[0] == collection]:
+                del self._served[key]
+
+    # -- status, verify, rollback -------------------------------------------------------------
+    def status(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
+        """Snapshot, item count and freshness (count and age of items not in the snapshot)."""
+        info = self.catalog.get_collection(collection)
+        version = self.version(collection, model_version)
+        store = self.store(collection, version)
+        snaps = store.list()
+        current = snapshot_meta(store.current()) if snaps else None
+        since = float(current.get("catalog_ts", 0.0)) if current else 0.0
+        changes = self.catalog.changes_since(collection, since) if current else []
+        now = time.time()
+        served = self._served.get((collection, version))
+        return {
+            "collection": collection, "model_version": version,
+            "items": info.item_count, "snapshot": current, "snapshots": len(snaps),
+            "freshness": {
+                "stale_items": len(changes) if current else info.item_count,
+                "oldest_stale_age_s": round(now - min(c[1] for c in changes), 3)
+                if changes else 0.0,
+                "snapshot_age_s": round(now - since, 3) if current else None,
+            },
+            "served": None if served is None else {
+                "count": served.count, "overlay": served.pending,
+                "tombstones": served.tombstoned,
+                "rebuild_recommended": served.rebuild_recommended(),
+            },
+        }
+
+    def verify(self, collection: str, model_version: str | None = None) -> Any:
+        """Verify the checksums of every snapshot of the collection's index."""
+        version = self.version(collection, model_version)
+        return self.store(collection, version).verify(all=True)
+
+    def rollback(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
+        """Serve the previous snapshot again; returns its summary."""
+        version = self.version(collection, model_version)
+        info = self.store(collection, version).rollback()
+        with self._lock:
+            self._served.pop((collection, version), None)
+        return snapshot_meta(info)

@@ -1,0 +1,54 @@
+"""Following the catalog's changes: which items were written or deleted since we last looked.
+
+Timestamps come from the writers' clocks and a transaction may commit a little after the time it
+recorded, so each poll looks back ``MARGIN_S`` seconds before the watermark and drops the
+``(id, updated_at)`` pairs it has already reported. Applying a change twice must be harmless
+for callers anyway; this keeps it rare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+MARGIN_S = 2.0
+
+
+class Change(NamedTuple):
+    """One item written (``deleted`` False) or deleted after the watermark."""
+
+    id: str
+    updated_at: float
+    deleted: bool
+
+
+class ChangeTracker:
+    """Reports each catalog change of one collection once, oldest first."""
+
+    def __init__(self, since: float, known: Iterable[tuple[str, float]] = ()) -> None:
+        self.watermark = float(since)
+        self._seen: dict[str, float] = {
+            i: t for i, t in known if t >= self.watermark - MARGIN_S
+        }
+
+    def poll(self, catalog: Any, collection: str) -> list[Change]:
+        """Changes not reported before (``catalog.changes_since`` with a look-back margin)."""
+        rows = catalog.changes_since(collection, self.watermark - MARGIN_S)
+        fresh = [Change(str(i), float(t), bool(d)) for i, t, d in rows if self._seen.get(i) != t]
+        for change in fresh:
+            self._seen[change.id] = change.updated_at
+        if rows:
+            self.watermark = max(self.watermark, max(float(t) for _, t, _ in rows))
+        floor = self.watermark - 2 * MARGIN_S
+        self._seen = {i: t for i, t in self._seen.items() if t >= floor}
+        return fresh
+
+
+def split(changes: Iterable[Change]) -> tuple[list[str], list[str]]:
+    """(written ids, deleted ids), each id in its latest state only."""
+    latest: dict[str, bool] = {}
+    for change in changes:
+        latest[change.id] = change.deleted
+    written = [i for i, d in latest.items() if not d]
+    deleted = [i for i, d in latest.items() if d]
+    return written, deleted
