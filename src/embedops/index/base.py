@@ -259,7 +259,9 @@ class FaissIndex:
         uniq, counts = np.unique(ids64, return_counts=True)
         if len(uniq) != len(ids64):
             dups = uniq[counts > 1][:5].tolist()
-            raise InvalidInput(f"duplicate ids in one batch: {dups}", "give every vector its own id")
+            raise InvalidInput(
+                f"duplicate ids in one batch: {dups}", "give every vector its own id"
+            )
         if check_existing:
             clash = ids64[np.isin(ids64, self.ids())]
             if len(clash):

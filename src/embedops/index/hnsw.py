@@ -98,7 +98,9 @@ class HNSWIndex(FaissIndex):
         if self.tombstones:
             dead = np.flatnonzero(self._dead).astype(np.int64)
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.params.ef_search)
+            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                sel=selector, efSearch=self.params.ef_search
+            )
         distances, labels = self._index.search(q, k, params=params)
         safe = np.where(labels < 0, 0, labels)
         ids = np.where(labels < 0, -1, self._labels[safe]).astype(np.int64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class IVFIndex(FaissIndex):
     """IVF with full vectors in the cells; ``IVFPQIndex`` builds on it with compressed cells."""
 
     kind = "ivf"
-    params_cls = IVFParams
+    params_cls: ClassVar[type] = IVFParams
 
     def _reset(self) -> None:
         self._index = None
