@@ -1,9 +1,221 @@
-"""Command group (being written)."""
+"""``embedops import|export|similar|analogy|eval``: word vectors in and out, queried, evaluated."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from embedops.cli._common import positive, print_json, registry
+from embedops.errors import DependencyMissing, InvalidInput
+from embedops.models.formats import FORMATS
+
+_FORMAT_HELP = f"One of: {', '.join(FORMATS)}."
+_CASES = ("auto", "lower", "keep")
+_KIND = {"word2vec-text": "word2vec", "word2vec-binary": "word2vec"}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``import``, ``export``, ``similar``, ``analogy`` and ``eval`` to ``app``."""
+    app.command("import")(import_)
+    app.command("export")(export)
+    app.command("similar")(similar)
+    app.command("analogy")(analogy)
+    app.command("eval")(eval_)
+
+
+def import_(
+    file: Path | None = typer.Argument(None, help="Vector file (.gz/.bz2/.xz are read too)."),
+    fmt: str = typer.Option("word2vec-text", "--format", "-f", help=_FORMAT_HELP),
+    name: str | None = typer.Option(None, "--name", "-n", help="Model name (default: file stem)."),
+    limit: int | None = typer.Option(None, "--limit", help="Keep only the first N vectors."),
+    case: str = typer.Option(
+        "auto", "--case", help="Tokenizer casing: lower, keep, or auto (from the vocabulary)."
+    ),
+    transformer: str | None = typer.Option(
+        None, "--transformer", help="Import a sentence-transformers model (name or folder)."
+    ),
+) -> None:
+    """Import word vectors (or, with --transformer, a transformer) as a new model version."""
+    reg = registry()
+    if transformer is not None:
+        try:
+            from embedops.models.transformer import import_transformer
+        except ImportError as exc:
+            raise DependencyMissing("embedops.models.transformer", "--transformer") from exc
+        mv = import_transformer(reg, transformer, name)
+        typer.echo(f"imported {mv.ref} (transformer, dim {mv.dim})")
+        return
+    if file is None:
+        raise InvalidInput("import needs a vector FILE (or --transformer NAME_OR_PATH)")
+    from embedops.models.formats import check_format, import_vectors
+    from embedops.models.static import publish_static
+
+    check_format(fmt)
+    if case not in _CASES:
+        raise InvalidInput(f"unknown --case '{case}'", f"use one of {', '.join(_CASES)}")
+    model_name = name or _stem(file)
+    from embedops.models.registry import check_name
+
+    check_name(model_name)
+    table = import_vectors(file, fmt, limit=limit)
+    spec = _spec_for(table.index_to_key, case)
+    params = {"format": fmt, "source": file.name, "source_bytes": file.stat().st_size}
+    mv = publish_static(reg, model_name, table, kind=_KIND.get(fmt, "static"), spec=spec, params=params)
+    typer.echo(f"imported {mv.ref} ({len(table)} words, dim {table.dim})")
+
+
+def export(
+    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
+    file: Path = typer.Argument(..., help="Output file (written atomically)."),
+    fmt: str = typer.Option("word2vec-text", "--format", "-f", help=_FORMAT_HELP),
+) -> None:
+    """Export a static model's word vectors."""
+    from embedops.models.formats import check_format, export_vectors
+    from embedops.models.static import StaticVectors
+
+    check_format(fmt)
+    mv = registry().get(ref)
+    table = StaticVectors.read(mv)
+    export_vectors(table, file, fmt)
+    typer.echo(f"exported {mv.ref} ({len(table)} words, dim {table.dim}) to {file}")
+
+
+def similar(
+    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
+    word: str = typer.Argument(..., help="Query word."),
+    k: int = typer.Option(10, "-k", help="How many neighbours."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The words nearest to WORD by cosine similarity."""
+    positive("-k", k)
+    table = _table(ref)
+    _show_neighbours(table.most_similar(word, k), as_json, f"nearest to '{word}' in {table.name}")
+
+
+def analogy(
+    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
+    a: str = typer.Argument(..., help="a, in a : b :: c : ?"),
+    b: str = typer.Argument(..., help="b"),
+    c: str = typer.Argument(..., help="c"),
+    method: str = typer.Option("3cosadd", "--method", help="3cosadd or 3cosmul."),
+    k: int = typer.Option(5, "-k", help="How many answers."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Solve A : B :: C : ? (e.g. man king woman -> queen)."""
+    positive("-k", k)
+    table = _table(ref)
+    answers = table.analogy(a, b, c, k, method=method)
+    _show_neighbours(answers, as_json, f"{a} : {b} :: {c} : ? ({method}, {table.name})")
+
+
+def eval_(
+    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
+    suite: list[str] = typer.Option(
+        [], "--suite", help="wordsim353, simlex999, google-analogy (repeatable; default all)."
+    ),
+    pairs: list[Path] = typer.Option([], "--pairs", help="A 'word1 word2 score' file."),
+    analogies: list[Path] = typer.Option([], "--analogies", help="A questions-words file."),
+    method: str = typer.Option("3cosadd", "--method", help="Analogy method: 3cosadd or 3cosmul."),
+    restrict_vocab: int = typer.Option(300_000, "--restrict-vocab", help="Use the top N words."),
+    postprocess: list[str] = typer.Option(
+        [], "--postprocess", help="Compare post-processing steps, e.g. pca:128, int8 (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Evaluate word similarity and analogies; scores are stored in the model's manifest."""
+    positive("--restrict-vocab", restrict_vocab)
+    reg = registry()
+    out: dict[str, Any] = {}
+    if suite or pairs or analogies or not postprocess:
+        from embedops.evaluate.intrinsic import evaluate_model
+
+        results = evaluate_model(
+            reg, ref, suites=suite, pairs=[str(p) for p in pairs],
+            analogies=[str(p) for p in analogies], method=method, restrict_vocab=restrict_vocab,
+        )
+        out = {key: r.to_dict() for key, r in results.items()}
+    if postprocess:
+        out["postprocess"] = _postprocess(reg, ref, postprocess)
+    if as_json:
+        print_json(out)
+        return
+    _print_eval(ref, out)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _stem(file: Path) -> str:
+    name = file.name
+    for suffix in (".gz", ".bz2", ".xz", ".txt", ".vec", ".bin"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _spec_for(words: list[str], case: str) -> Any:
+    """The tokenizer spec of an imported table: lowercase unless its words are cased."""
+    from embedops.text.tokenize import TokenizerSpec
+
+    if case == "auto":
+        sample = words[:10_000]
+        cased = sum(1 for w in sample if w != w.lower()) > 0.02 * len(sample)
+        case = "keep" if cased else "lower"
+    return TokenizerSpec(lowercase=case == "lower")
+
+
+def _table(ref: str) -> Any:
+    from embedops.models.static import StaticVectors
+
+    return StaticVectors.read(registry().get(ref))
+
+
+def _postprocess(reg: Any, ref: str, steps: list[str]) -> list[dict[str, Any]]:
+    try:
+        from embedops.evaluate.postprocess import postprocess_report
+    except ImportError as exc:
+        raise DependencyMissing("embedops.evaluate.postprocess", "eval --postprocess") from exc
+    return postprocess_report(reg, ref, list(steps))
+
+
+def _show_neighbours(rows: list[tuple[str, float]], as_json: bool, title: str) -> None:
+    if as_json:
+        print_json([{"word": w, "score": s} for w, s in rows])
+        return
+    _print_table(title, ["rank", "word", "cosine"], [[i, w, f"{s:.4f}"] for i, (w, s) in enumerate(rows, 1)])
+
+
+def _print_eval(ref: str, out: dict[str, Any]) -> None:
+    rows = []
+    for key, r in out.items():
+        if key == "postprocess":
+            continue
+        if r["kind"] == "pairs":
+            score = f"spearman {_fmt(r['spearman'])}  pearson {_fmt(r['pearson'])}"
+            rows.append([key, score, r["n_pairs"], f"{r['oov_rate']:.1%}"])
+        else:
+            score = f"accuracy {r['accuracy']:.4f} ({r['correct']}/{r['evaluated']})"
+            rows.append([key, score, r["evaluated"] + r["n_oov"], f"{r['oov_rate']:.1%}"])
+            rows += [[f"  {s['name']}", f"{s['accuracy']:.4f}", s["evaluated"] + s["n_oov"], ""]
+                     for s in r["sections"]]
+    if rows:
+        _print_table(f"intrinsic evaluation of {ref}", ["suite", "score", "items", "oov"], rows)
+    report = out.get("postprocess")
+    if report:
+        columns = list(dict.fromkeys(k for row in report for k in row))
+        _print_table("post-processing", columns, [[row.get(c, "") for c in columns] for row in report])
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)

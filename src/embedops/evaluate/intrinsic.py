@@ -24,7 +24,7 @@ import numpy as np
 
 from embedops.errors import FormatError, InvalidInput
 from embedops.models.registry import Registry
-from embedops.models.static import STATIC_KINDS, StaticVectors, analogy_scores
+from embedops.models.static import StaticVectors, analogy_scores
 from embedops.progress import progress_bar
 
 SUITES: dict[str, tuple[str, str]] = {
@@ -298,11 +298,6 @@ def evaluate_model(
     for name in suites:
         suite_path(name)  # unknown names fail before any work
     mv = registry.get(ref)
-    if mv.kind not in STATIC_KINDS:
-        raise InvalidInput(
-            f"{mv.ref} is a {mv.kind} model; word similarity and analogies need word vectors",
-            f"evaluate a model of kind {', '.join(STATIC_KINDS)}",
-        )
     table = StaticVectors.read(mv)
     opts: dict[str, Any] = {"restrict_vocab": restrict_vocab}
     results: dict[str, IntrinsicResult] = {}

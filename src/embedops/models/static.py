@@ -134,6 +134,11 @@ class StaticVectors:
     @classmethod
     def read(cls, mv: ModelVersion, verify: bool = True) -> StaticVectors:
         """Load the table of a static ModelVersion, checking file checksums first."""
+        if mv.kind not in STATIC_KINDS:
+            raise InvalidInput(
+                f"{mv.ref} is a {mv.kind} model, not a table of word vectors",
+                f"use a model of kind {', '.join(STATIC_KINDS)}",
+            )
         if verify:
             mv.verify()
         try:
