@@ -225,13 +225,13 @@ class _TextReader:
 
     def _finish(self) -> tuple[list[str], np.ndarray]:
         n = len(self.keys)
-        if n == 0:
-            raise FormatError(f"{self.path.name} has no vectors", "is it the right file?")
         if self.expected is not None and self.limit is None and n != self.expected:
             raise FormatError(
                 f"the header of {self.path.name} says {self.expected} vectors, the file has {n}",
                 "the file is truncated or its header is wrong",
             )
+        if n == 0:
+            raise FormatError(f"{self.path.name} has no vectors", "is it the right file?")
         _check_unique(self.keys, self.path)
         return self.keys, np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
 
