@@ -25,7 +25,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tokens = {role: keys.create(role)[0] for role in ("read", "write", "admin")}
     settings = ServeSettings(
         home=str(ws.home), max_batch=8, max_text_chars=200, max_body_bytes=20_000, max_k=50,
-        cache_size=100, warmup=False,
+        cache_size=100,
     )
     with running_server(create_app(settings)) as base:
         yield {"base": base, "keys": tokens, "model": mv.ref, "ws": ws}

@@ -38,7 +38,7 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
     """A ready-to-serve app. ``api`` (an ``Embedops``) is built from ``settings.home`` if None."""
     settings = settings or ServeSettings()
     ctx = ServiceContext.build(settings, api)
-    ctx.metrics = Metrics(ctx.cache, lambda: index_stats(ctx))
+    ctx.attach(Metrics(ctx.cache, lambda: index_stats(ctx)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

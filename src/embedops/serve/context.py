@@ -9,6 +9,7 @@ from typing import Any
 from embedops.config import Workspace
 from embedops.models.registry import Registry
 from embedops.serve.cache import EmbeddingCache
+from embedops.serve.encoders import install_query_cache
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings
 
@@ -25,6 +26,7 @@ class ServiceContext:
     metrics: Any = None
     ready: bool = False
     warmup: dict[str, Any] = field(default_factory=dict)
+    backends: dict[tuple[str, str], str] = field(default_factory=dict)
     _api: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -41,6 +43,12 @@ class ServiceContext:
             _api=api,
         )
 
+    def attach(self, metrics: Any) -> None:
+        """Set the metrics; a facade passed in at build time gets the query cache now."""
+        self.metrics = metrics
+        if self._api is not None:
+            install_query_cache(self._api, self.cache, metrics)
+
     @property
     def api(self) -> Any:
         """The facade every route calls (the same one the CLI calls)."""
@@ -49,5 +57,7 @@ class ServiceContext:
                 if self._api is None:
                     from embedops.api import Embedops
 
-                    self._api = Embedops(self.workspace)
+                    api = Embedops(self.workspace)
+                    install_query_cache(api, self.cache, self.metrics)
+                    self._api = api
         return self._api

@@ -22,7 +22,7 @@ def create_collection(
 ) -> dict[str, Any]:
     """A new, empty collection whose items are embedded with ``model``."""
     ctx = request.app.state.ctx
-    info = ctx.api.create_collection(body.name, body.model, metric=body.metric)
+    info = ctx.api.collections.create(body.name, body.model, metric=body.metric)
     audit.record(ctx.workspace, "collection.create", who.key_id, collection=info.name,
                  model_version=info.model_version)
     return named(response, info.model_version, {"collection": as_dict(info)})
@@ -31,7 +31,7 @@ def create_collection(
 @router.get("", summary="List collections")
 def list_collections(request: Request, _: Any = READ) -> dict[str, Any]:
     """Every collection with its active model version and item count."""
-    rows = request.app.state.ctx.api.list_collections()
+    rows = request.app.state.ctx.api.collections.list()
     return {"collections": [as_dict(c) for c in rows]}
 
 
@@ -39,16 +39,17 @@ def list_collections(request: Request, _: Any = READ) -> dict[str, Any]:
 def show_collection(
     request: Request, response: Response, name: str, _: Any = READ
 ) -> dict[str, Any]:
-    """One collection (404 naming the known ones if there is none by that name)."""
-    info = request.app.state.ctx.api.get_collection(name)
-    return named(response, info.model_version, {"collection": as_dict(info)})
+    """Counts, vectors per model version, recent ingest runs and index status."""
+    api = request.app.state.ctx.api
+    info = api.catalog.get_collection(name)
+    return named(response, info.model_version, {"collection": api.collections.show(name)})
 
 
 @router.delete("/{name}", summary="Delete a collection")
 def delete_collection(request: Request, name: str, who: Principal = ADMIN) -> dict[str, Any]:
     """Delete a collection with its items, vectors and indexes."""
     ctx = request.app.state.ctx
-    ctx.api.delete_collection(name)
+    ctx.api.collections.delete(name)
     audit.record(ctx.workspace, "collection.delete", who.key_id, collection=name)
     return {"deleted": name}
 
@@ -61,11 +62,8 @@ def upsert_items(
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.items), "items")
     check_texts(ctx.settings, [item.text for item in body.items], "item")
-    from embedops.store.models import ItemIn
-
-    items = [ItemIn(id=i.id, text=i.text, metadata=i.metadata) for i in body.items]
-    report = ctx.api.upsert_items(name, items)
-    info = ctx.api.get_collection(name)
+    report = ctx.api.upsert_items(name, [item.model_dump() for item in body.items])
+    info = ctx.api.catalog.get_collection(name)
     return named(response, info.model_version, {"collection": name, **as_dict(report)})
 
 
@@ -77,5 +75,5 @@ def delete_items(
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.ids), "ids")
     deleted = ctx.api.delete_items(name, body.ids)
-    info = ctx.api.get_collection(name)
+    info = ctx.api.catalog.get_collection(name)
     return named(response, info.model_version, {"collection": name, "deleted": deleted})

@@ -40,7 +40,10 @@ def build_index(
 ) -> Any:
     """Build a new snapshot from the store and swap it in atomically; searches keep running."""
     ctx = request.app.state.ctx
-    result = ctx.api.build_index(name, body.kind, body.params, model_version=body.model_version)
+    result = ctx.api.build_index(
+        name, body.kind, body.params, model_version=body.model_version, quiet=True
+    )
+    ctx.backends[(name, result["model_version"])] = body.kind
     audit.record(ctx.workspace, "index.rebuild", who.key_id, collection=name, kind=body.kind)
     return _answer(response, result)
 
@@ -50,5 +53,6 @@ def rollback_index(request: Request, response: Response, name: str, who: Princip
     """Point the collection back at its previous good snapshot."""
     ctx = request.app.state.ctx
     result = ctx.api.rollback_index(name)
+    ctx.backends.clear()
     audit.record(ctx.workspace, "index.rollback", who.key_id, collection=name)
     return _answer(response, result)

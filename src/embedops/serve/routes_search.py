@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from embedops.errors import InvalidInput
 from embedops.serve.auth import READ
+from embedops.serve.encoders import caching
 from embedops.serve.limits import check_k, check_texts
 from embedops.serve.respond import named
 from embedops.serve.schemas import SearchRequest
@@ -20,21 +20,30 @@ router = APIRouter(prefix="/v1/collections", tags=["search"])
 def search(
     request: Request, response: Response, name: str, body: SearchRequest, _: Any = READ
 ) -> Any:
-    """The ``k`` best items for a query text (or, in dense mode, a query vector)."""
+    """The ``k`` best items for ``query``, best first, each with its score and metadata."""
     ctx = request.app.state.ctx
     check_k(ctx.settings, body.k)
-    if (body.query is None) == (body.vector is None):
-        raise InvalidInput("give exactly one of 'query' (text) and 'vector'")
-    if body.query is not None:
-        check_texts(ctx.settings, [body.query], "query")
+    check_texts(ctx.settings, [body.query], "query")
     started = time.perf_counter()
-    result = ctx.api.search(
-        name, body.query, k=body.k, mode=body.mode, filters=body.filters,
-        model_version=body.model_version, hybrid_weight=body.hybrid_weight,
-        vector=body.vector,
-    )
-    ctx.metrics.search_seconds.labels(body.mode, "embedops").observe(
+    with caching() as use:
+        result = ctx.api.search(
+            name, body.query, k=body.k, mode=body.mode, filters=body.filters,
+            model_version=body.model_version, hybrid_weight=body.hybrid_weight,
+        )
+    ctx.metrics.search_seconds.labels(body.mode, _backend(ctx, name, result)).observe(
         time.perf_counter() - started
     )
     out = result.to_dict()
+    out["cache_hit"] = use.hits > 0
     return named(response, out.pop("model_version"), out)
+
+
+def _backend(ctx: Any, name: str, result: Any) -> str:
+    """The index kind that served a dense search ("bm25" for lexical), looked up once."""
+    if result.mode == "lexical" or result.model_version is None:
+        return "bm25"
+    key = (name, result.model_version)
+    if key not in ctx.backends:
+        status = ctx.api.index_status(name, result.model_version)
+        ctx.backends[key] = str((status.get("snapshot") or {}).get("kind") or "unknown")
+    return ctx.backends[key]

@@ -8,31 +8,42 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from embedops.serve.auth import READ
 from embedops.serve.limits import check_k
-from embedops.serve.respond import as_dict, named
+from embedops.serve.respond import named
 from embedops.serve.schemas import AnalogyRequest, NeighboursRequest, SimilarityRequest
 
 router = APIRouter(prefix="/v1/words", tags=["words"])
 
 
-def _answer(response: Response, result: Any) -> dict[str, Any]:
-    body = dict(as_dict(result))
-    return named(response, body.pop("model_version", None), body)
+def _model(ctx: Any, model: str | None) -> str:
+    api = ctx.api
+    return str(api.models.resolve(model or api.default_model()).ref)
+
+
+def _pairs(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [{"word": w, "score": float(s)} for w, s in pairs]
 
 
 def _neighbours(request: Request, response: Response, q: NeighboursRequest) -> dict[str, Any]:
     ctx = request.app.state.ctx
     check_k(ctx.settings, q.k)
-    return _answer(response, ctx.api.neighbours(q.word, model=q.model, k=q.k))
+    version = _model(ctx, q.model)
+    pairs = ctx.api.neighbours(version, q.word, q.k)
+    return named(response, version, {"word": q.word, "neighbours": _pairs(pairs)})
 
 
 def _similarity(request: Request, response: Response, q: SimilarityRequest) -> dict[str, Any]:
-    return _answer(response, request.app.state.ctx.api.similarity(q.a, q.b, model=q.model))
+    ctx = request.app.state.ctx
+    version = _model(ctx, q.model)
+    score = ctx.api.similarity(version, q.a, q.b)
+    return named(response, version, {"a": q.a, "b": q.b, "similarity": score})
 
 
 def _analogy(request: Request, response: Response, q: AnalogyRequest) -> dict[str, Any]:
     ctx = request.app.state.ctx
     check_k(ctx.settings, q.k)
-    return _answer(response, ctx.api.analogy(q.a, q.b, q.c, model=q.model, k=q.k))
+    version = _model(ctx, q.model)
+    pairs = ctx.api.analogy(version, q.a, q.b, q.c, q.k)
+    return named(response, version, {"a": q.a, "b": q.b, "c": q.c, "results": _pairs(pairs)})
 
 
 @router.get("/neighbours", summary="Nearest words")

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="name, name@N or name@latest")]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Word = Annotated[str, Field(min_length=1, max_length=200)]
@@ -65,10 +64,7 @@ class ItemsDelete(_Strict):
 
 
 class SearchRequest(_Strict):
-    query: str | None = Field(None, min_length=1, description="Query text.")
-    vector: list[Finite] | None = Field(
-        None, min_length=1, description="A query vector instead of text (dense mode only)."
-    )
+    query: str = Field(min_length=1, description="Query text.")
     k: int = Field(10, ge=1)
     mode: Mode = "dense"
     filters: dict[str, Any] | None = Field(

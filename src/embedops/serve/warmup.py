@@ -34,7 +34,7 @@ def _warm_one(ctx: Any, name: str) -> dict[str, Any]:
 def warm_up(ctx: Any) -> None:
     """Warm every collection; mark the context ready unless an index failed verification."""
     try:
-        names = [c.name for c in ctx.api.list_collections()]
+        names = [c.name for c in ctx.api.collections.list()]
     except Exception:  # the service stays up and /readyz says why
         log.exception("warm-up could not list collections")
         ctx.warmup = {"_": {"state": "error", "error": {"code": "warmup_failed"}}}
@@ -47,17 +47,23 @@ def warm_up(ctx: Any) -> None:
 
 
 def index_stats(ctx: Any) -> dict[str, dict[str, Any]]:
-    """{collection: {items, pending, freshness_age_s}} of the collections warm-up saw."""
+    """{collection: {items, pending, freshness_age_s}} of every collection (at scrape time)."""
     out: dict[str, dict[str, Any]] = {}
-    for name in list(ctx.warmup):
+    try:
+        names = [c.name for c in ctx.api.collections.list()]
+    except EmbedopsError:
+        return out
+    for name in names:
         try:
             status = ctx.api.index_status(name)
         except EmbedopsError:
             continue
-        data = status if isinstance(status, dict) else vars(status)
+        fresh = status.get("freshness") or {}
+        served = status.get("served") or {}
+        snapshot = status.get("snapshot") or {}
         out[name] = {
-            "items": data.get("item_count", data.get("items", 0)) or 0,
-            "pending": data.get("pending", data.get("stale_count", 0)) or 0,
-            "freshness_age_s": data.get("freshness_age_s", data.get("stale_age_s", 0.0)) or 0.0,
+            "items": served.get("count", snapshot.get("item_count", 0)) or 0,
+            "pending": fresh.get("stale_items", 0) or 0,
+            "freshness_age_s": fresh.get("oldest_stale_age_s", 0.0) or 0.0,
         }
     return out

@@ -1,0 +1,101 @@
+"""The query-embedding cache, placed between the facade and its encoders.
+
+The facade's ``ModelHub.encoder(ref)`` hands out one encoder per model version; the service
+wraps each in a ``CachedEncoder``. The wrapper consults the cache only inside ``caching()``
+(which the embed and search routes enter), so documents embedded by an upsert never push
+queries out of the cache. Everything else passes straight through to the real encoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class CacheUse:
+    """Cache lookups made while one request was being answered."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+_ACTIVE: ContextVar[CacheUse | None] = ContextVar("embedops_query_cache", default=None)
+
+
+@contextlib.contextmanager
+def caching() -> Iterator[CacheUse]:
+    """Use the query cache for encodes made in this block (this thread/context only)."""
+    use = CacheUse()
+    token = _ACTIVE.set(use)
+    try:
+        yield use
+    finally:
+        _ACTIVE.reset(token)
+
+
+class CachedEncoder:
+    """An Encoder that answers from the cache inside ``caching()`` and times real encodes."""
+
+    def __init__(self, inner: Any, cache: Any, metrics: Any) -> None:
+        self.inner, self.cache, self.metrics = inner, cache, metrics
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def version(self) -> str:
+        return str(self.inner.version)
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        return str(self.inner.tokenizer_fingerprint)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _timed(self, texts: list[str], batch_size: int) -> np.ndarray:
+        started = time.perf_counter()
+        out = np.asarray(self.inner.encode(texts, batch_size=batch_size), dtype=np.float32)
+        self.metrics.embed_seconds.labels(self.version).observe(time.perf_counter() - started)
+        return out
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Like the inner encoder's ``encode``; cached vectors are reused inside ``caching()``."""
+        use = _ACTIVE.get()
+        texts = list(texts)
+        if use is None or not texts:
+            return self._timed(texts, batch_size)
+        vectors, hits = self.cache.get_many(
+            self.version, texts, lambda missing: self._timed(missing, batch_size)
+        )
+        use.hits += hits
+        use.misses += len(texts) - hits
+        self.metrics.cache_lookups.labels("hit").inc(hits)
+        self.metrics.cache_lookups.labels("miss").inc(len(texts) - hits)
+        return vectors
+
+
+def install_query_cache(api: Any, cache: Any, metrics: Any) -> None:
+    """Wrap every encoder that ``api.models`` hands out (once per model version)."""
+    hub = api.models
+    original = hub.encoder
+    wrapped: dict[str, CachedEncoder] = {}
+    lock = threading.Lock()
+
+    def encoder(ref: str) -> Any:
+        inner = original(ref)
+        with lock:
+            if inner.version not in wrapped or wrapped[inner.version].inner is not inner:
+                wrapped[inner.version] = CachedEncoder(inner, cache, metrics)
+            return wrapped[inner.version]
+
+    hub.encoder = encoder
