@@ -42,10 +42,10 @@ def snapshot_meta(info: Any) -> dict[str, Any]:
     """The build metadata stored with a snapshot (the ``meta`` given to ``publish``)."""
     data = _info_dict(info)
     meta = dict(data.get("meta") or {})
-    for key in ("name", "collection", "model_version", "built_at", "item_count", "backend",
-                "current"):
+    for key in ("name", "path", "collection", "model_version", "built_at", "item_count",
+                "backend", "current"):
         if key in data and key not in meta:
-            meta[key] = data[key]
+            meta[key] = str(data[key]) if key == "path" else data[key]
     return meta
 
 
@@ -147,24 +147,31 @@ class IndexManager:
 
     def _load(self, collection: str, version: str) -> ServedIndex:
         store = self.store(collection, version)
+        kind, params = self._last_build(store)
         try:
             loaded = store.load_current()
         except (IntegrityError, Unavailable) as exc:
             log.warning("no good snapshot for %s/%s (%s); rebuilding from the catalog",
                         collection, version, exc)
-            self.build(collection, self._last_kind(store), None, version, quiet=True)
+            self.build(collection, kind, params, version, quiet=True)
             return self._served[(collection, version)]
         meta = snapshot_meta(loaded.info)
         self._check_model(collection, version, meta)
         return ServedIndex(loaded.index, loaded.keys, meta, loaded.info)
 
-    def _last_kind(self, store: Any) -> str:
+    @staticmethod
+    def _last_build(store: Any) -> tuple[str, dict[str, Any] | None]:
+        """Kind and params of the current snapshot (read before a corrupt one is quarantined),
+        so a rebuild makes the same kind of index; ``flat`` when there is none."""
         try:
-            infos = store.list()
-        except Exception:  # a damaged store must not block the rebuild that repairs it
-            return DEFAULT_KIND
-        kinds = [snapshot_meta(i).get("kind") for i in infos]
-        return next((k for k in reversed(kinds) if isinstance(k, str)), DEFAULT_KIND)
+            meta = snapshot_meta(store.current())
+        except IntegrityError:
+            return DEFAULT_KIND, None
+        kind = meta.get("kind")
+        params = meta.get("params")
+        if not isinstance(kind, str):
+            return DEFAULT_KIND, None
+        return kind, dict(params) if isinstance(params, dict) else None
 
     def _check_model(self, collection: str, version: str, meta: dict[str, Any]) -> None:
         mv = self.hub.resolve(version)

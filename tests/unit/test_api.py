@@ -1,0 +1,213 @@
+"""The Embedops facade end to end on real parts: a word2vec model trained on gensim's Lee
+corpus, a real SQLite catalog, real FAISS snapshots."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedops.api import Embedops
+from embedops.config import Workspace
+from embedops.errors import (
+    CollectionNotFound,
+    DimensionMismatch,
+    FingerprintMismatch,
+    InvalidInput,
+    LimitExceeded,
+    VersionMismatch,
+)
+from embedops.models.registry import Registry
+from embedops.models.static import StaticVectors, publish_static
+from embedops.text.tokenize import TokenizerSpec
+
+
+@pytest.fixture(scope="module")
+def lee_lines(lee_corpus: Path) -> list[str]:
+    return [x.strip() for x in lee_corpus.read_text(errors="replace").splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def table(lee_lines: list[str]) -> StaticVectors:
+    from gensim.models import Word2Vec
+
+    spec = TokenizerSpec()
+    sentences = [spec.tokenize(line) for line in lee_lines]
+    model = Word2Vec(sentences, vector_size=32, min_count=2, epochs=5, workers=1, seed=1)
+    return StaticVectors.from_gensim(model.wv)
+
+
+@pytest.fixture
+def eo(workspace: Workspace, table: StaticVectors, lee_lines: list[str]):
+    registry = Registry(workspace)
+    publish_static(registry, "w2v", table, kind="word2vec", spec=TokenizerSpec())
+    api = Embedops(workspace)
+    api.collections.create("lee", model="w2v")
+    items = [{"id": f"d{i}", "text": t, "metadata": {"n": i, "odd": i % 2 == 1}}
+             for i, t in enumerate(lee_lines)]
+    assert api.upsert_items("lee", items) == {"received": 300, "written": 300, "unchanged": 0}
+    yield api
+    api.close()
+
+
+def _ids(response) -> list[str]:
+    return [h.id for h in response.hits]
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid", "two_stage"])
+def test_every_mode_finds_a_document_from_its_own_text(eo: Embedops, lee_lines, mode) -> None:
+    eo.build_index("lee", "flat")
+    response = eo.search("lee", lee_lines[42], k=5, mode=mode)
+    assert response.hits[0].id == "d42" and response.mode == mode
+    hit = response.hits[0]
+    assert hit.text == lee_lines[42] and hit.metadata == {"n": 42, "odd": False}
+    expected = None if mode == "lexical" else "w2v@1"
+    assert hit.model_version == expected == response.model_version
+    assert len(response.hits) == 5 and response.took_ms >= 0
+
+
+def test_upsert_is_idempotent_and_new_items_are_searchable_at_once(eo: Embedops) -> None:
+    eo.build_index("lee", "hnsw")
+    again = eo.upsert_items("lee", [{"id": "d1", "text": eo.catalog.get_items("lee", ["d1"])[0]
+                                     .text, "metadata": {"n": 1, "odd": True}}])
+    assert again == {"received": 1, "written": 0, "unchanged": 1}
+    text = "cricket hamas qantas zimbabwe taliban"
+    eo.upsert_items("lee", [{"id": "roo", "text": text, "metadata": {"n": 999}}])
+    for mode in ("dense", "lexical", "hybrid", "two_stage"):
+        assert eo.search("lee", text, k=3, mode=mode).hits[0].id == "roo", mode
+    status = eo.index_status("lee")
+    assert status["freshness"]["stale_items"] == 1
+    assert status["served"]["overlay"] == 1
+    eo.build_index("lee", "flat")
+    assert eo.index_status("lee")["freshness"]["stale_items"] == 0
+
+
+def test_deleted_items_are_never_returned(eo: Embedops, lee_lines) -> None:
+    eo.build_index("lee", "flat")
+    eo.search("lee", lee_lines[7], mode="lexical")  # warm the lexical view first
+    assert eo.delete_items("lee", ["d7"]) == 1
+    for mode in ("dense", "lexical", "hybrid", "two_stage"):
+        assert "d7" not in _ids(eo.search("lee", lee_lines[7], k=50, mode=mode)), mode
+
+
+def test_filters_in_every_mode(eo: Embedops, lee_lines) -> None:
+    eo.build_index("lee", "flat")
+    for mode in ("dense", "lexical", "hybrid", "two_stage"):
+        hits = eo.search("lee", lee_lines[10], k=10, mode=mode, filters={"odd": True}).hits
+        assert hits and all(h.metadata["odd"] is True for h in hits), mode
+        ranged = eo.search("lee", lee_lines[10], k=3, mode=mode,
+                           filters={"n": {"gte": 100, "lte": 110}}).hits
+        assert all(100 <= h.metadata["n"] <= 110 for h in ranged), mode
+
+
+def test_search_without_a_built_index_builds_one(eo: Embedops, lee_lines) -> None:
+    assert eo.index_status("lee")["snapshot"] is None
+    assert eo.search("lee", lee_lines[3]).hits[0].id == "d3"
+    assert eo.index_status("lee")["snapshot"]["backend"] == "flat"
+
+
+def test_corrupt_snapshot_is_rebuilt_from_the_catalog(eo: Embedops, workspace, lee_lines) -> None:
+    first = eo.build_index("lee", "sq8")
+    for path in Path(first["path"]).rglob("index.faiss"):
+        path.write_bytes(b"garbage")
+    fresh = Embedops(workspace)
+    try:
+        assert fresh.search("lee", lee_lines[5], k=1).hits[0].id == "d5"
+        status = fresh.index_status("lee")
+        assert status["snapshot"]["name"] != first["name"]
+        assert status["snapshot"]["backend"] == "sq8"
+    finally:
+        fresh.close()
+
+
+def test_rollback_serves_the_previous_snapshot(eo: Embedops) -> None:
+    first = eo.build_index("lee", "flat")
+    eo.build_index("lee", "hnsw", {"M": 16})
+    assert eo.rollback_index("lee")["name"] == first["name"]
+    assert eo.index_status("lee")["snapshot"]["name"] == first["name"]
+    assert all(check.ok for check in eo.verify_index("lee"))
+
+
+def test_query_encoder_must_match_the_index(eo: Embedops, workspace, table) -> None:
+    registry = Registry(workspace)
+    small = StaticVectors(table.index_to_key, table.vectors[:, :16])
+    publish_static(registry, "small", small, kind="word2vec", spec=TokenizerSpec())
+    publish_static(registry, "cased", table, kind="word2vec", spec=TokenizerSpec(lowercase=False))
+    publish_static(registry, "w2v", table, kind="word2vec", spec=TokenizerSpec())
+    eo.build_index("lee", "flat")
+    with pytest.raises(DimensionMismatch, match=r"w2v@1 \(dim 32\).*small@1 \(dim 16\)"):
+        eo.search("lee", "fire", model_version="small")
+    with pytest.raises(FingerprintMismatch, match="cased@1"):
+        eo.search("lee", "fire", model_version="cased")
+    with pytest.raises(VersionMismatch, match="w2v@2"):
+        eo.search("lee", "fire", model_version="w2v@2")
+
+
+@pytest.mark.parametrize(
+    "kwargs,err",
+    [
+        ({"query": ""}, InvalidInput),
+        ({"query": "   "}, InvalidInput),
+        ({"query": "x" * 20_000}, LimitExceeded),
+        ({"k": 0}, InvalidInput),
+        ({"k": 1001}, LimitExceeded),
+        ({"mode": "semantic"}, InvalidInput),
+        ({"hybrid_weight": 1.5}, InvalidInput),
+        ({"filters": {"n": {"near": 3}}}, InvalidInput),
+    ],
+)
+def test_bad_search_requests(eo: Embedops, kwargs, err) -> None:
+    args = {"query": "fire", **kwargs}
+    with pytest.raises(err):
+        eo.search("lee", **args)
+
+
+def test_unknown_collection_and_bad_items(eo: Embedops) -> None:
+    with pytest.raises(CollectionNotFound, match="lee"):
+        eo.search("nope", "fire")
+    for bad in ("text", [{"id": "a"}], [{"id": "a", "text": "x", "extra": 1}],
+                [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], [3]):
+        with pytest.raises(InvalidInput):
+            eo.upsert_items("lee", bad)
+    with pytest.raises(InvalidInput):
+        eo.delete_items("lee", "d1")
+
+
+def test_two_stage_with_a_cheap_model_reranks_with_precise_vectors(
+    eo: Embedops, workspace, table, lee_lines
+) -> None:
+    registry = Registry(workspace)
+    cheap = StaticVectors(table.index_to_key, table.vectors[:, :8])
+    publish_static(registry, "cheap", cheap, kind="word2vec", spec=TokenizerSpec())
+    config = eo.configure_two_stage("lee", "cheap", candidates=300)
+    assert config.cheap_model == "cheap@1"
+    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+    eo.build_index("lee", "flat")
+    query = lee_lines[20]
+    exact = eo.search("lee", query, k=10, mode="dense")
+    two = eo.search("lee", query, k=10, mode="two_stage")
+    # exact rerank over every item equals exact search (up to float ties)
+    assert two.hits[0].id == "d20"
+    assert [h.score for h in two.hits] == pytest.approx([h.score for h in exact.hits], abs=1e-5)
+    eo.upsert_items("lee", [{"id": "new", "text": "a cricket match in sydney"}])
+    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+
+
+def test_collections_and_models(eo: Embedops, workspace) -> None:
+    assert [c.name for c in eo.collections.list()] == ["lee"]
+    eo.build_index("lee", "flat")
+    shown = eo.collections.show("lee")
+    assert shown["index"]["snapshot"]["item_count"] == 300
+    vectors = eo.embed(["fire in the hills", "rain"])
+    assert vectors.shape == (2, 32) and vectors.dtype == np.float32
+    word = eo.neighbours("w2v", "fire", k=3)
+    assert len(word) == 3 and all(isinstance(w, str) for w, _ in word)
+    assert -1 <= eo.similarity("w2v", "fire", "fires") <= 1
+    assert len(eo.analogy("w2v", "man", "king", "woman", k=2)) == 2
+    eo.collections.delete("lee")
+    assert not (workspace.indexes_dir / "lee").exists()
+    with pytest.raises(CollectionNotFound):
+        eo.search("lee", "fire")
+    shutil.rmtree(workspace.indexes_dir, ignore_errors=True)
