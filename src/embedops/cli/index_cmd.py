@@ -1,9 +1,154 @@
-"""Command group (being written)."""
+"""``embedops index build|verify|rollback|status`` and ``embedops search``."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import typer
+
+from embedops.cli._common import print_json, workspace
+from embedops.errors import IntegrityError, InvalidInput
+from embedops.search.filters import parse_cli_filters
+
+_MODES = "dense, lexical, hybrid or two-stage"
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["M=32", "efSearch=64"]`` → ``{"M": 32, "efSearch": 64}`` (values read as JSON when
+    they parse, else kept as strings)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"cannot read --param '{pair}'", "write --param key=value")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out
+
+
+def _api() -> Any:
+    from embedops.api import Embedops
+
+    return Embedops(workspace())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``index`` group and the ``search`` command to ``app``."""
+    index = typer.Typer(help="Build, verify, roll back and inspect ANN indexes.",
+                        no_args_is_help=True)
+    app.add_typer(index, name="index")
+    _register_index(index)
+    _register_search(app)
+
+
+def _register_index(index: typer.Typer) -> None:
+    version_opt = typer.Option(None, "--model-version", help="Default: the active version.")
+
+    @index.command("build")
+    def build(
+        collection: str = typer.Argument(..., help="Collection name."),
+        backend: str = typer.Option("flat", "--backend", "-b",
+                                    help="flat, hnsw, ivf, ivfpq or sq8."),
+        param: list[str] = typer.Option([], "--param", "-p", help="Backend parameter key=value."),
+        model_version: str | None = version_opt,
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Build an index from the catalog and publish it as a checksummed snapshot."""
+        with _api() as api:
+            summary = api.build_index(collection, backend, parse_params(param), model_version)
+        if as_json:
+            print_json(summary)
+            return
+        typer.echo(f"built {summary['backend']} index of {collection} "
+                   f"({summary['model_version']}): {summary['count']} items in "
+                   f"{summary['build_seconds']} s, snapshot {summary['name']}")
+
+    @index.command("verify")
+    def verify(collection: str = typer.Argument(...), model_version: str | None = version_opt
+               ) -> None:
+        """Recompute the checksums of every snapshot; exit 1 if one is damaged."""
+        with _api() as api:
+            checks = api.verify_index(collection, model_version)
+        for check in checks:
+            typer.echo(f"{check.name}: {'ok' if check.ok else '; '.join(check.problems)}")
+        if not checks:
+            typer.echo(f"{collection} has no index snapshot yet")
+        bad = [c.name for c in checks if not c.ok]
+        if bad:
+            raise IntegrityError(f"{len(bad)} damaged snapshot(s): {', '.join(bad)}",
+                                 f"rebuild with 'embedops index build {collection}'")
+
+    @index.command("rollback")
+    def rollback(collection: str = typer.Argument(...), model_version: str | None = version_opt
+                 ) -> None:
+        """Serve the previous good snapshot again."""
+        with _api() as api:
+            info = api.rollback_index(collection, model_version)
+        typer.echo(f"{collection} now serves snapshot {info['name']} ({info.get('backend')}, "
+                   f"{info.get('item_count')} items, built {info.get('built_at')})")
+
+    @index.command("status")
+    def status(
+        collection: str = typer.Argument(...),
+        model_version: str | None = version_opt,
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Current snapshot, item count and freshness (items not yet in the snapshot)."""
+        with _api() as api:
+            report = api.index_status(collection, model_version)
+        if as_json:
+            print_json(report)
+            return
+        snap, fresh = report["snapshot"], report["freshness"]
+        typer.echo(f"collection {collection} ({report['model_version']}): {report['items']} items")
+        if snap is None:
+            typer.echo(f"no index yet: run 'embedops index build {collection}'")
+            return
+        typer.echo(f"snapshot {snap['name']}: {snap.get('backend')}, {snap.get('item_count')} "
+                   f"items, built {snap.get('built_at')}")
+        typer.echo(f"not in snapshot: {fresh['stale_items']} items "
+                   f"(oldest {fresh['oldest_stale_age_s']} s)")
+
+
+def _register_search(app: typer.Typer) -> None:
+    @app.command("search")
+    def search(
+        collection: str = typer.Argument(..., help="Collection name."),
+        query: str = typer.Argument(..., help="Text to search for."),
+        k: int = typer.Option(10, "-k", "--k", help="Number of results (1-1000)."),
+        mode: str = typer.Option("dense", "--mode", "-m", help=_MODES),
+        filter_: list[str] = typer.Option(
+            [], "--filter", "-f", help='Metadata filter: field=value, field>=x, field=["a","b"].'
+        ),
+        hybrid_weight: float = typer.Option(0.5, "--hybrid-weight", help="Dense share, 0-1."),
+        model_version: str | None = typer.Option(None, "--model-version"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Search a collection (dense, lexical BM25, hybrid RRF or two-stage)."""
+        filters = parse_cli_filters(filter_) if filter_ else None
+        with _api() as api:
+            response = api.search(collection, query, k, mode, filters, model_version,
+                                  hybrid_weight)
+        if as_json:
+            print_json(response.to_dict())
+            return
+        _print_hits(response)
+
+
+def _print_hits(response: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("#", "id", "score", "text", "metadata",
+                  title=f"{response.mode} · {response.model_version or 'bm25'} · "
+                        f"{response.took_ms:.1f} ms")
+    for rank, hit in enumerate(response.hits, start=1):
+        text = hit.text if len(hit.text) <= 80 else hit.text[:77] + "..."
+        table.add_row(str(rank), hit.id, f"{hit.score:.4f}", text,
+                      json.dumps(hit.metadata, ensure_ascii=False) if hit.metadata else "")
+    Console().print(table)
+    if not response.hits:
+        typer.echo("no results")
