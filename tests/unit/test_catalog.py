@@ -216,3 +216,24 @@ def test_threads_share_one_catalog(catalog: Catalog) -> None:
         th.join()
     assert errors == []
     assert catalog.get_collection("docs").item_count == 80
+
+
+def test_migration_from_version_1_fills_live_counts(workspace: Workspace) -> None:
+    from embedops.store.schema import MIGRATIONS
+
+    conn = sqlite3.connect(workspace.catalog_path)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO collections (id, name, model_version, metric, dim, created_at) "
+                 "VALUES (1, 'old', 'm@1', 'cosine', 4, 0)")
+    for n, deleted in enumerate([None, None, 5.0]):
+        conn.execute("INSERT INTO items (collection_id, item_id, text, metadata, content_hash, "
+                     "created_at, updated_at, deleted_at) VALUES (1, ?, 't', '{}', 'h', 0, 0, ?)",
+                     (f"i{n}", deleted))
+    conn.commit()
+    conn.close()
+    with Catalog(workspace) as cat:
+        assert cat.get_collection("old").item_count == 2
+        assert [it.id for it in cat.iter_items("old")] == ["i0", "i1"]

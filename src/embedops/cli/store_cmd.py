@@ -1,9 +1,181 @@
-"""Command group (being written)."""
+"""``embedops collections create|list|show|delete|keygen|default-encryption`` and
+``embedops ingest``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
+
+from embedops.cli._common import positive, print_json, registry, workspace
+from embedops.store.models import METRICS
+from embedops.store.readers import FORMATS, TEXT_IDS
+
+
+def _catalog():  # type: ignore[no-untyped-def]
+    from embedops.store.catalog import Catalog
+
+    return Catalog(workspace())
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    from embedops.errors import InvalidInput
+
+    if value is not None and value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``collections`` group and the ``ingest`` command to ``app``."""
+    collections = typer.Typer(help="Create, list, show and delete collections.",
+                              no_args_is_help=True)
+    app.add_typer(collections, name="collections")
+    _register_collections(collections)
+    _register_ingest(app)
+
+
+def _register_collections(group: typer.Typer) -> None:
+    @group.command("create")
+    def create(
+        name: str = typer.Argument(..., help="Collection name (letters, digits, _ . -)."),
+        model: str = typer.Option(..., "--model", "-m", help="Model: name, name@N or name@latest."),
+        metric: str = typer.Option("cosine", "--metric", help=f"One of {', '.join(METRICS)}."),
+        encrypted: bool | None = typer.Option(
+            None, "--encrypted/--plain",
+            help="Encrypt texts, metadata and vectors at rest (key from $EMBEDOPS_KEY or "
+            "$EMBEDOPS_KEY_FILE). Default: the workspace setting.",
+        ),
+    ) -> None:
+        """Create an empty collection embedded by a model version."""
+        mv = registry().get(model)
+        with _catalog() as cat:
+            info = cat.create_collection(name, mv.ref, metric=metric, dim=mv.dim,
+                                         encrypted=encrypted)
+        typer.echo(f"created collection {info.name} ({info.model_version}, dim {info.dim}, "
+                   f"{info.metric}{', encrypted' if info.encrypted else ''})")
+
+    @group.command("list")
+    def list_(
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """List collections with their model version and live item count."""
+        with _catalog() as cat:
+            rows = cat.list_collections()
+        if as_json:
+            print_json([c.to_dict() for c in rows])
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("collection", "model", "candidate", "metric", "dim", "items", "encrypted")
+        for c in rows:
+            table.add_row(c.name, c.model_version, c.candidate_version or "", c.metric,
+                          str(c.dim), str(c.item_count), "yes" if c.encrypted else "no")
+        Console().print(table)
+
+    @group.command("show")
+    def show(name: str = typer.Argument(..., help="Collection name.")) -> None:
+        """Print a collection's settings, counts, vectors per version and last ingest runs."""
+        with _catalog() as cat:
+            print_json(cat.stats(name))
+
+    @group.command("delete")
+    def delete(
+        name: str = typer.Argument(..., help="Collection name."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ) -> None:
+        """Delete a collection: its items, vectors, lineage and index snapshots."""
+        with _catalog() as cat:
+            info = cat.get_collection(name)
+            if not yes:
+                typer.confirm(f"delete collection {name} ({info.item_count} items)?", abort=True)
+            cat.delete_collection(name)
+        _remove_indexes(name)
+        typer.echo(f"deleted collection {name}")
+
+    @group.command("keygen")
+    def keygen() -> None:
+        """Print a new random key for $EMBEDOPS_KEY; without it encrypted data is lost."""
+        from embedops.store.crypto import generate_key
+
+        typer.echo(generate_key())
+
+    @group.command("default-encryption")
+    def default_encryption(
+        state: str = typer.Argument(..., help="'on' or 'off'."),
+    ) -> None:
+        """Encrypt every new collection of this workspace unless created with --plain."""
+        _choice("state", state, ("on", "off"))
+        with _catalog() as cat:
+            cat.set_encrypt_by_default(state == "on")
+        typer.echo(f"new collections are {'encrypted' if state == 'on' else 'plain'} by default")
+
+
+def _remove_indexes(name: str) -> None:
+    import os
+    import shutil
+
+    ws = workspace()
+    folder = ws.indexes_dir / name
+    if folder.exists():
+        trash = ws.staging_dir / f"deleted-index.{name}.{os.getpid()}"
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _register_ingest(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest(
+        collection: str = typer.Argument(..., help="Collection to fill."),
+        file: Path = typer.Argument(  # noqa: B008 - typer reads its options from defaults
+            ..., help="JSONL, CSV/TSV, Parquet or text file (.gz/.xz ok)."),
+        id_field: str = typer.Option("id", "--id-field", help="Field holding the item id."),
+        text_field: str = typer.Option("text", "--text-field", help="Field holding the text."),
+        fmt: str | None = typer.Option(None, "--format", help=f"One of {', '.join(FORMATS)} "
+                                       "(default: from the file name)."),
+        batch_size: int = typer.Option(256, "--batch-size", help="Items embedded and committed "
+                                       "per transaction."),
+        delete_field: str | None = typer.Option(
+            None, "--delete-field", help="Records with this field true delete their id."),
+        delete_missing: bool = typer.Option(
+            False, "--delete-missing", help="Delete stored items that are not in the file."),
+        text_ids: str = typer.Option("line", "--text-ids", help="Ids of plain-text items: "
+                                     "'line' (line number) or 'hash' (of the text)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Embed and store a file's items; unchanged items are skipped, so a re-run (or a run
+        after a crash) only does what is left."""
+        from embedops.models.loader import load_encoder
+        from embedops.store.ingest import ingest as run_ingest
+
+        _choice("--format", fmt, FORMATS)
+        _choice("--text-ids", text_ids, TEXT_IDS)
+        positive("--batch-size", batch_size)
+        reg = registry()
+        with _catalog() as cat:
+            info = cat.get_collection(collection)
+            encoder = load_encoder(info.model_version, reg)
+            extra = [load_encoder(info.candidate_version, reg)] if info.candidate_version else []
+            report = run_ingest(
+                cat, collection, file, encoder, id_field=id_field, text_field=text_field,
+                batch_size=batch_size, fmt=fmt, delete_field=delete_field,
+                delete_missing=delete_missing, text_ids=text_ids, extra_encoders=extra,
+            )
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            rate = report.read / report.seconds if report.seconds > 0 else 0.0
+            typer.echo(
+                f"{collection}: read {report.read}, embedded {report.embedded}, unchanged "
+                f"{report.unchanged}, deleted {report.deleted}, duplicate ids "
+                f"{report.duplicates}, failed lines {len(report.failed_lines)} "
+                f"({report.seconds:.1f} s, {rate:,.0f} items/s)"
+            )
+        for line, message in report.failed_lines[:10]:
+            print(f"warning: {file.name} line {line}: {message}", file=sys.stderr)
+        if len(report.failed_lines) > 10:
+            print(f"warning: ... and {len(report.failed_lines) - 10} more failed lines "
+                  f"(see 'embedops collections show {collection}')", file=sys.stderr)
+        for note in report.notes:
+            print(f"warning: {note}", file=sys.stderr)

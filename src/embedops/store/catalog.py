@@ -39,7 +39,10 @@ from embedops.store.models import (
 from embedops.store.schema import migrate
 
 _ENCRYPT_DEFAULT = "encrypt_new_collections"
-_COLS = "id, name, model_version, candidate_version, metric, dim, encrypted, key_id, created_at"
+_COLS = (
+    "id, name, model_version, candidate_version, metric, dim, encrypted, key_id, created_at, "
+    "live_count"
+)
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,10 @@ class Catalog:
             )
 
     # -- collections -----------------------------------------------------------------------
-    def _row_to_coll(self, row: Sequence[Any], count: int) -> _Coll:
-        pk, name, model, candidate, metric, dim, enc, key_id, created = row
-        info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created, count)
+    def _row_to_coll(self, row: Sequence[Any]) -> _Coll:
+        pk, name, model, candidate, metric, dim, enc, key_id, created, count = row
+        info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created,
+                              int(count))
         return _Coll(int(pk), info, key_id)
 
     def _coll(self, name: str, conn: sqlite3.Connection | None = None) -> _Coll:
@@ -172,10 +176,7 @@ class Catalog:
                 f"no collection named {name!r} (known collections: {', '.join(known) or 'none'})",
                 "create one with 'embedops collections create NAME --model MODEL'",
             )
-        count = conn.execute(
-            "SELECT COUNT(*) FROM items WHERE collection_id = ? AND deleted_at IS NULL", (row[0],)
-        ).fetchone()[0]
-        return self._row_to_coll(row, int(count))
+        return self._row_to_coll(row)
 
     def create_collection(
         self,
@@ -221,12 +222,8 @@ class Catalog:
 
     def list_collections(self) -> list[CollectionInfo]:
         """Every collection, by name, with live item counts."""
-        rows = self._conn().execute(
-            f"SELECT {', '.join('c.' + c.strip() for c in _COLS.split(','))}, "
-            "(SELECT COUNT(*) FROM items i WHERE i.collection_id = c.id AND i.deleted_at IS NULL) "
-            "FROM collections c ORDER BY c.name"
-        ).fetchall()
-        return [self._row_to_coll(row[:-1], int(row[-1])).info for row in rows]
+        rows = self._conn().execute(f"SELECT {_COLS} FROM collections ORDER BY name")
+        return [self._row_to_coll(row).info for row in rows]
 
     def delete_collection(self, name: str) -> CollectionInfo:
         """Delete a collection with its items, vectors and lineage (one transaction)."""

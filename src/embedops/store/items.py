@@ -140,6 +140,8 @@ def upsert(
     checked = _check_vectors(conn, pk, vectors, len(items))
     stored = _existing(conn, pk, ids)
     now = time.time()
+    revived = sum(1 for i in ids if i not in stored or stored[i][2] is not None)
+    conn.execute("UPDATE collections SET live_count = live_count + ? WHERE id = ?", (revived, pk))
     for row_no, item in enumerate(items):
         digest = codec.hash(item)
         item_pk = _write_item(conn, pk, codec, item, digest, stored.get(item.id), now, checked)
@@ -208,6 +210,7 @@ def soft_delete(conn: sqlite3.Connection, pk: int, ids: Sequence[str]) -> int:
             f"UPDATE items SET deleted_at = ?, updated_at = ? WHERE {where}", (now, now, pk, *chunk)
         )
         count += cur.rowcount
+    conn.execute("UPDATE collections SET live_count = live_count - ? WHERE id = ?", (count, pk))
     return count
 
 

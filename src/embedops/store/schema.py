@@ -72,6 +72,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX lineage_item ON lineage (item_pk)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    # 2: live item count kept per collection (counting rows on every lookup is O(items))
+    [
+        "ALTER TABLE collections ADD COLUMN live_count INTEGER NOT NULL DEFAULT 0",
+        """UPDATE collections SET live_count = (SELECT COUNT(*) FROM items
+            WHERE items.collection_id = collections.id AND items.deleted_at IS NULL)""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

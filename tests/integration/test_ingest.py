@@ -1,0 +1,213 @@
+"""Ingest end to end with a real static model: idempotent re-runs, upserts, deletes, duplicate
+ids, bad lines, encryption, dual write, the CLI, and a real SIGKILL in the middle of an ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedops.cli.main import main
+from embedops.config import Workspace
+from embedops.errors import FormatError, InvalidInput
+from embedops.models.loader import load_encoder
+from embedops.models.registry import Registry
+from embedops.models.static import StaticVectors, publish_static
+from embedops.store import Catalog
+from embedops.store.crypto import KEY_ENV, generate_key
+from embedops.store.ingest import ingest
+from embedops.text.tokenize import TokenizerSpec
+
+
+def _publish(registry: Registry, corpus: Path, name: str, dim: int) -> str:
+    """A static model over the corpus vocabulary with seeded random vectors (fast to build)."""
+    spec = TokenizerSpec()
+    vocab = sorted({tok for line in corpus.read_text().splitlines() for tok in spec.tokenize(line)})
+    vectors = np.random.default_rng(dim).standard_normal((len(vocab), dim)).astype(np.float32)
+    return publish_static(registry, name, StaticVectors(vocab, vectors), kind="static",
+                          spec=spec).ref
+
+
+@pytest.fixture
+def model(registry: Registry, lee_corpus: Path) -> str:
+    return _publish(registry, lee_corpus, "tiny", 16)
+
+
+@pytest.fixture
+def docs(lee_corpus: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "docs.jsonl"
+    lines = [ln for ln in lee_corpus.read_text().splitlines() if ln.strip()][:120]
+    with path.open("w") as fh:
+        for i, text in enumerate(lines):
+            fh.write(json.dumps({"id": f"d{i}", "text": text, "section": i % 3}) + "\n")
+    return path
+
+
+@pytest.fixture
+def catalog(workspace: Workspace, model: str) -> Catalog:
+    cat = Catalog(workspace)
+    cat.create_collection("news", model, dim=16)
+    yield cat
+    cat.close()
+
+
+def test_ingest_then_rerun_is_idempotent(catalog: Catalog, model: str, docs: Path) -> None:
+    encoder = load_encoder(model)
+    first = ingest(catalog, "news", docs, encoder, batch_size=32)
+    assert (first.read, first.embedded, first.unchanged, first.failed_lines) == (120, 120, 0, [])
+    ids, vecs = catalog.load_vectors("news", model)
+    assert len(ids) == 120 and vecs.shape == (120, 16) and np.abs(vecs).sum() > 0
+    texts = [it.text for it in catalog.get_items("news", ids[:5])]
+    np.testing.assert_allclose(encoder.encode(texts), vecs[:5], rtol=1e-5, atol=1e-6)
+    again = ingest(catalog, "news", docs, encoder, batch_size=32)
+    assert (again.embedded, again.unchanged) == (0, 120)
+    stats = catalog.stats("news")
+    assert stats["ingest_runs"][0]["report"]["unchanged"] == 120
+
+
+def test_upserts_deletes_and_duplicates(
+    catalog: Catalog, model: str, docs: Path, tmp_path: Path
+) -> None:
+    encoder = load_encoder(model)
+    ingest(catalog, "news", docs, encoder)
+    rows = [json.loads(ln) for ln in docs.read_text().splitlines()]
+    rows[3]["text"] = "completely rewritten text about cricket"
+    rows[4]["section"] = 99
+    rows[5]["gone"] = True
+    rows.append({"id": "d3", "text": "the last duplicate wins"})
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("\n".join(json.dumps(r) for r in rows[:100] + rows[-1:]) + "\n")
+    report = ingest(catalog, "news", changed, encoder, delete_field="gone", delete_missing=True)
+    assert report.duplicates == 1 and report.embedded == 2  # d3 (last version) and d4
+    assert report.deleted == 1 + 20  # d5 by field, d100..d119 missing from the file
+    assert catalog.get_collection("news").item_count == 99
+    d3, d4 = catalog.get_items("news", ["d3", "d4"])
+    assert d3.text == "the last duplicate wins" and d4.metadata == {"section": 99}
+    assert catalog.missing_vectors("news", model) == []
+
+
+def test_bad_lines_are_reported_and_block_delete_missing(
+    catalog: Catalog, model: str, docs: Path, tmp_path: Path
+) -> None:
+    encoder = load_encoder(model)
+    ingest(catalog, "news", docs, encoder)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "x1", "text": "fine text"}\n{broken\n{"id": "x2"}\n'
+                    + b'{"id": "x3", "text": "bad \xff byte"}\n')
+    report = ingest(catalog, "news", bad, encoder, delete_missing=True)
+    assert [line for line, _ in report.failed_lines] == [2, 3, 4]
+    assert "byte offset" in report.failed_lines[2][1]
+    assert report.deleted == 0 and "skipped" in report.notes[0]
+    assert catalog.get_collection("news").item_count == 121
+    only_bad = tmp_path / "only_bad.jsonl"
+    only_bad.write_text('{"name": "a", "body": "b"}\n')
+    with pytest.raises(FormatError, match="no 'id' field"):
+        ingest(catalog, "news", only_bad, encoder)
+
+
+def test_wrong_encoder_and_bad_batch_size_are_refused(
+    catalog: Catalog, registry: Registry, lee_corpus: Path, docs: Path
+) -> None:
+    other = load_encoder(_publish(registry, lee_corpus, "other", 8))
+    with pytest.raises(InvalidInput, match="embedded with tiny@1, not other@1"):
+        ingest(catalog, "news", docs, other)
+    with pytest.raises(InvalidInput, match="batch size"):
+        ingest(catalog, "news", docs, load_encoder("tiny"), batch_size=0)
+
+
+def test_dual_write_with_candidate_and_encrypted(
+    workspace: Workspace, registry: Registry, lee_corpus: Path, model: str, docs: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    candidate = _publish(registry, lee_corpus, "cand", 8)
+    with Catalog(workspace) as cat:
+        cat.create_collection("secret", model, dim=16, encrypted=True)
+        cat.set_candidate_version("secret", candidate)
+        report = ingest(cat, "secret", docs, load_encoder(model),
+                        extra_encoders=[load_encoder(candidate)])
+        assert report.embedded == 120
+        assert cat.load_vectors("secret", candidate)[1].shape == (120, 8)
+        cat.checkpoint()
+    first_text = json.loads(docs.read_text().splitlines()[0])["text"]
+    assert first_text.encode()[:40] not in workspace.catalog_path.read_bytes()
+
+
+def test_cli_collections_and_ingest(
+    workspace: Workspace, model: str, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["collections", "create", "news", "--model", "tiny", "--metric", "ip"]) == 0
+    assert "tiny@1, dim 16, ip" in capsys.readouterr().out
+    assert main(["collections", "create", "news", "--model", "tiny"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["ingest", "news", str(docs), "--batch-size", "50", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["embedded"] == 120
+    assert main(["collections", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(c["name"], c["item_count"], c["metric"]) for c in listed] == [("news", 120, "ip")]
+    assert main(["collections", "show", "news"]) == 0
+    assert json.loads(capsys.readouterr().out)["vectors"] == {model: 120}
+    assert main(["ingest", "news", str(docs), "--format", "xml"]) == 1
+    assert "--format must be one of" in capsys.readouterr().err
+    assert main(["ingest", "nope", str(docs)]) == 1
+    assert "no collection named 'nope'" in capsys.readouterr().err
+    (workspace.indexes_dir / "news" / "tiny_1").mkdir(parents=True)
+    assert main(["collections", "delete", "news", "--yes"]) == 0
+    assert not (workspace.indexes_dir / "news").exists()
+    assert main(["collections", "create", "s", "--model", "tiny", "--encrypted"]) == 1
+    assert "EMBEDOPS_KEY" in capsys.readouterr().err
+
+
+def _count(db: Path, table: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_stores_everything_once(
+    workspace: Workspace, model: str, lee_corpus: Path, tmp_path: Path
+) -> None:
+    lines = [ln for ln in lee_corpus.read_text().splitlines() if ln.strip()]
+    total = 6000
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as fh:
+        for i in range(total):
+            words = lines[i % len(lines)].split()[i % 50 :][:12]
+            fh.write(json.dumps({"id": f"k{i}", "text": " ".join(words) + f" #{i}"}) + "\n")
+    with Catalog(workspace) as cat:
+        cat.create_collection("big", model, dim=16)
+    cmd = [sys.executable, "-m", "embedops.cli.main", "--quiet", "ingest", "big", str(big),
+           "--batch-size", "50"]
+    env = {**os.environ, "EMBEDOPS_HOME": str(workspace.home)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _count(workspace.catalog_path, "items") < 100 and proc.poll() is None:
+        assert time.monotonic() < deadline, "ingest never committed a batch"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+    stored = _count(workspace.catalog_path, "items")
+    assert 0 < stored < total, f"kill landed outside the ingest ({stored} of {total} stored)"
+    rerun = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, check=True)
+    report = json.loads(rerun.stdout)
+    assert report["unchanged"] == stored and report["embedded"] == total - stored
+    with Catalog(workspace) as cat:
+        assert cat.get_collection("big").item_count == total
+        ids, vecs = cat.load_vectors("big", model)
+    assert sorted(ids) == sorted(f"k{i}" for i in range(total)) and vecs.shape == (total, 16)
+    assert _count(workspace.catalog_path, "vectors") == total
+    assert _count(workspace.catalog_path, "lineage") == total
