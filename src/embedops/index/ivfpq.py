@@ -18,19 +18,20 @@ import numpy as np
 from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
 from embedops.index.ivf import IVFIndex, _check_int
-from embedops.index.rescore import VectorStore
+from embedops.index.rescore import MIN_CANDIDATES, VectorStore
 from embedops.index.sq8 import check_rescore
 
 
 def auto_m(dim: int) -> int:
-    """Sub-quantizers for ``dim``: the largest divisor of ``dim`` not above ``dim / 8``."""
-    target = max(1, dim // 8)
+    """Sub-quantizers for ``dim``: the largest divisor of ``dim`` not above ``dim / 8`` (at
+    least 8 where ``dim`` allows: small vectors need finer codes to rank anything)."""
+    target = max(1, dim // 8, min(dim, 8))
     return max(d for d in range(1, target + 1) if dim % d == 0)
 
 
 @dataclass(frozen=True)
 class IVFPQParams:
-    """``nlist``/``nprobe`` as for ivf (0 = auto); ``m`` sub-quantizers (0 = dim/8, must
+    """``nlist``/``nprobe`` as for ivf (0 = auto); ``m`` sub-quantizers (0 = auto, must
     divide dim); ``nbits`` per code; ``rescore_factor`` candidates per result re-ranked exactly
     (0 = off); ``rescore_dtype`` of the stored full vectors."""
 
@@ -93,7 +94,7 @@ class IVFPQIndex(IVFIndex):
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         if not self.params.rescore_factor:
             return super()._search(q, k)
-        fetch = min(self.count, k * self.params.rescore_factor)
+        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
         _, labels = self._index.search(q, fetch)
         return self._store.rescore(q, self._rows_of(labels), self._ids, k, self.metric)
 

@@ -17,6 +17,8 @@ from embedops.index.base import F32, IdArray, exact_scores, top_k
 
 VECTORS_FILE = "vectors.npy"
 DTYPES = ("float32", "float16")
+# a floor on the candidate pool: for small k, k * factor candidates miss too many true neighbours
+MIN_CANDIDATES = 64
 _CHUNK = 64
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
 from embedops.index.positional import PositionalIndex
-from embedops.index.rescore import DTYPES, VectorStore
+from embedops.index.rescore import DTYPES, MIN_CANDIDATES, VectorStore
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SQ8Index(PositionalIndex):
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         if not self.params.rescore_factor:
             return super()._search(q, k)
-        fetch = min(self.count, k * self.params.rescore_factor)
+        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
         _, labels = self._index.search(q, fetch)
         return self._store.rescore(q, labels, self._ids, k, self.metric)
 

@@ -1,0 +1,201 @@
+"""One contract, every ANN backend: the same tests run on flat, hnsw, ivf, ivfpq and sq8."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedops.errors import AlreadyExists, DimensionMismatch, EmbedopsError, InvalidInput
+from embedops.index import BACKENDS, load_index, make_index, make_params
+
+KINDS = sorted(BACKENDS)
+DIM = 16
+
+
+def clustered(n: int, dim: int = DIM, centers: int = 12, seed: int = 0) -> np.ndarray:
+    """Points around random centers: the shape real embeddings have (topics)."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centers, dim)) * 3
+    which = rng.integers(0, centers, n)
+    return (middle[which] + rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def exact(vectors: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    """Brute-force scores (m, n), higher is better, as documented for every backend."""
+    if metric == "cosine":
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    if metric == "l2":
+        return -((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    return queries @ vectors.T
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """FAISS's OpenMP threads spin badly on a busy 2-core machine; one thread is faster."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return clustered(600)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def built(kind: str, data: np.ndarray, metric: str = "cosine", offset: int = 100):
+    index = make_index(kind, DIM, metric)
+    index.build(data, np.arange(len(data), dtype=np.int64) + offset)
+    return index
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_search_finds_self_and_reports_exact_scores(kind: str, data: np.ndarray, metric: str):
+    index = built(kind, data, metric)
+    queries = data[:20]
+    ids, scores = index.search(queries, 5)
+    assert ids.shape == scores.shape == (20, 5)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32
+    assert (np.diff(scores, axis=1) <= 1e-5).all(), "scores must be sorted best first"
+    truth = exact(data, queries, metric)
+    for row in range(20):
+        want = truth[row, ids[row] - 100]
+        np.testing.assert_allclose(scores[row], want, rtol=1e-2, atol=1e-2)
+    if metric != "ip":  # under ip a longer neighbour may outscore the query itself
+        assert (ids[:, 0] == np.arange(20) + 100).mean() >= 0.95
+
+
+def test_k_larger_than_count_pads_with_minus_one(kind: str, data: np.ndarray):
+    index = built(kind, data[:30])
+    ids, scores = index.search(data[:2], 50)
+    assert ids.shape == (2, 50)
+    assert (ids[:, 30:] == -1).all() and np.isneginf(scores[:, 30:]).all()
+    assert set(ids[0, :30].tolist()) <= set(range(100, 130))
+
+
+def test_empty_index_returns_only_padding(kind: str, data: np.ndarray, tmp_path: Path):
+    index = make_index(kind, DIM)
+    assert index.count == 0
+    ids, scores = index.search(data[:3], 4)
+    assert (ids == -1).all() and np.isneginf(scores).all()
+    index.build(np.empty((0, DIM), np.float32), np.empty(0, np.int64))
+    assert index.count == 0
+    index.save(tmp_path / "empty")
+    again = load_index(tmp_path / "empty")
+    assert again.count == 0 and (again.search(data[:1], 2)[0] == -1).all()
+    again.add(data[:50], np.arange(50))
+    assert again.count == 50 and again.search(data[:1], 1)[0][0, 0] == 0
+
+
+def test_wrong_dimension_names_both(kind: str, data: np.ndarray):
+    index = built(kind, data[:100])
+    wrong = np.ones((2, DIM + 3), np.float32)
+    for call in (lambda: index.search(wrong, 3), lambda: index.add(wrong, np.array([1, 2]))):
+        with pytest.raises(DimensionMismatch) as err:
+            call()
+        assert str(DIM + 3) in str(err.value) and str(DIM) in str(err.value)
+        assert err.value.http_status == 409
+
+
+def test_nan_and_infinite_vectors_are_refused(kind: str, data: np.ndarray):
+    index = built(kind, data[:100])
+    bad = data[:3].copy()
+    bad[1, 4] = np.nan
+    with pytest.raises(InvalidInput, match="NaN"):
+        index.add(bad, np.array([1000, 1001, 1002]))
+    bad[1, 4] = np.inf
+    with pytest.raises(InvalidInput, match="rows \\[1\\]"):
+        index.search(bad, 3)
+    assert index.count == 100
+
+
+def test_duplicate_ids_are_refused_and_upsert_replaces(kind: str, data: np.ndarray):
+    index = built(kind, data[:100], offset=0)
+    with pytest.raises(InvalidInput, match="duplicate"):
+        index.add(data[:2], np.array([500, 500]))
+    with pytest.raises(AlreadyExists) as err:
+        index.add(data[:2], np.array([5, 600]))
+    assert "upsert" in str(err.value) and index.count == 100
+    index.upsert(data[50:51], np.array([5]))  # id 5 now holds vector 50's values
+    assert index.count == 100
+    ids, _ = index.search(data[50:51], 2)
+    assert set(ids[0].tolist()) == {5, 50}
+
+
+def test_bad_ids_and_k(kind: str, data: np.ndarray):
+    index = built(kind, data[:50])
+    for bad_ids in (np.array([-3, 1]), np.array([1.5, 2.0]), np.array([1])):
+        with pytest.raises(InvalidInput):
+            index.add(data[:2], bad_ids)
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(InvalidInput, match="k must be"):
+            index.search(data[:1], k)  # type: ignore[arg-type]
+
+
+def test_remove_and_incremental_add(kind: str, data: np.ndarray):
+    index = built(kind, data[:400], offset=0)
+    gone = np.arange(0, 400, 3)
+    assert index.remove(np.concatenate([gone, [9999]])) == len(gone)
+    assert index.count == 400 - len(gone)
+    assert index.remove(gone) == 0
+    ids, _ = index.search(data[:400], 10)
+    assert not np.isin(ids, gone).any()
+    index.add(data[400:], np.arange(400, 600))
+    assert index.count == 600 - len(gone)
+    ids, _ = index.search(data[400:450], 1)
+    assert (ids[:, 0] == np.arange(400, 450)).mean() >= 0.9
+    index.add(data[[0, 3, 6]], np.array([0, 3, 6]))  # removed ids can come back
+    assert index.search(data[3:4], 1)[0][0, 0] == 3
+
+
+def test_save_load_round_trip(kind: str, data: np.ndarray, tmp_path: Path):
+    index = built(kind, data, "l2")
+    index.remove(np.arange(100, 130))
+    before = index.search(data[:25], 7)
+    index.save(tmp_path / "ix")
+    again = load_index(tmp_path / "ix")
+    assert (again.kind, again.metric, again.dim, again.count) == (kind, "l2", DIM, 570)
+    assert again.params == index.params
+    after = again.search(data[:25], 7)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
+    again.add(data[:2], np.array([5000, 5001]))  # a loaded index stays writable
+    assert again.count == 572
+
+
+def test_params_round_trip_and_bad_params(kind: str):
+    params = make_params(kind)
+    assert type(params)(**asdict(params)) == params
+    assert make_index(kind, DIM, "ip", asdict(params)).params == params
+    with pytest.raises(InvalidInput, match="unknown"):
+        make_index(kind, DIM, "cosine", {"no_such_knob": 1})
+    with pytest.raises(InvalidInput, match="metric"):
+        make_index(kind, DIM, "hamming")
+    with pytest.raises(InvalidInput, match="dimension"):
+        make_index(kind, 0)
+
+
+def test_memory_is_reported(kind: str, data: np.ndarray):
+    index = built(kind, data)
+    described = index.describe()
+    assert described["count"] == 600 and described["kind"] == kind
+    flat = built("flat", data)
+    assert index.memory_bytes() > 0
+    if kind in ("ivfpq", "sq8"):
+        assert index.memory_bytes() < flat.memory_bytes() / 2
+
+
+def test_unknown_kind_is_a_clear_error():
+    with pytest.raises(EmbedopsError, match="flat"):
+        make_index("annoy", DIM)
