@@ -1,0 +1,258 @@
+"""Train static word vectors (word2vec CBOW / skip-gram, fastText) with gensim.
+
+One streaming pass reads, redacts, normalizes and tokenizes the corpus in worker processes
+into a temporary LineSentence file in the workspace staging folder (counting words on the
+way), then gensim trains from that file in ``corpus_file`` mode, where its worker threads
+read the file themselves instead of waiting on a Python iterator. The result is published
+atomically: a killed run leaves no model version, only a staging folder cleaned up later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedops.errors import InvalidInput
+from embedops.models.registry import ModelVersion, Registry, check_name
+from embedops.models.static import StaticVectors
+from embedops.progress import progress_bar
+from embedops.text.corpus import Corpus, CorpusStats, write_tokenized
+from embedops.text.redact import ALL_KINDS, check_kinds
+from embedops.text.tokenize import TokenizerSpec
+
+MODELS = ("word2vec", "fasttext")
+TOKENS_FILE = "tokens.txt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; round-trips through ``TrainConfig(**asdict(c))``.
+
+    The defaults were chosen on the benchmark (see docs/benchmarks/train_static.md).
+    ``redact`` lists the PII kinds replaced before training (empty: no redaction).
+    ``bucket`` is the number of fastText n-gram buckets (its memory is bucket x dim floats).
+    """
+
+    model: str = "word2vec"
+    sg: bool = False
+    dim: int = 100
+    window: int = 5
+    min_count: int = 5
+    negative: int = 5
+    sample: float = 1e-3
+    epochs: int = 5
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    workers: int = 2
+    seed: int = 1
+    min_n: int = 3
+    max_n: int = 6
+    bucket: int = 200_000
+    redact: tuple[str, ...] = ALL_KINDS
+    phrases: bool = False
+    phrase_min_count: int = 5
+    phrase_threshold: float = 10.0
+    text_field: str = "text"
+    replace_bad_bytes: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise InvalidInput(f"unknown model '{self.model}'", f"use one of {', '.join(MODELS)}")
+        object.__setattr__(self, "redact", check_kinds(self.redact))
+        for name in ("dim", "window", "min_count", "epochs", "workers"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.negative < 1:
+            raise InvalidInput(f"negative must be >= 1, got {self.negative}")
+        if not 0 <= self.sample < 1:
+            raise InvalidInput(f"sample must be in [0, 1), got {self.sample}")
+        if not 0 < self.min_alpha <= self.alpha:
+            raise InvalidInput(f"need 0 < min_alpha <= alpha, got {self.min_alpha}, {self.alpha}")
+        if self.model == "fasttext" and not (1 <= self.min_n <= self.max_n and self.bucket > 0):
+            raise InvalidInput(
+                f"fastText needs 1 <= min_n <= max_n and bucket > 0, got "
+                f"min_n={self.min_n} max_n={self.max_n} bucket={self.bucket}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters for the manifest."""
+        d = asdict(self)
+        d["redact"] = list(self.redact)
+        return d
+
+    def tokenizer_spec(self, phrases_sha256: str | None = None) -> TokenizerSpec:
+        """The TokenizerSpec that training uses and that queries must use too."""
+        subwords = (self.min_n, self.max_n) if self.model == "fasttext" else (0, 0)
+        return TokenizerSpec(
+            redact=self.redact,
+            subword_min=subwords[0],
+            subword_max=subwords[1],
+            phrases_sha256=phrases_sha256,
+        )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The published version and what training measured."""
+
+    version: ModelVersion
+    corpus: CorpusStats
+    train_seconds: float
+    words_per_second: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def train_static(
+    corpus: str | Path,
+    name: str,
+    config: TrainConfig | None = None,
+    registry: Registry | None = None,
+) -> TrainResult:
+    """Train word vectors on the corpus file or folder and publish them as a new version of
+    ``name``; return the version and its training figures."""
+    config = config or TrainConfig()
+    check_name(name)
+    registry = registry or Registry()
+    source = Corpus(
+        corpus,
+        text_field=config.text_field,
+        errors="replace" if config.replace_bad_bytes else "strict",
+    )
+    started = time.perf_counter()
+    with _scratch(registry, name) as scratch:
+        tokens_path = scratch / TOKENS_FILE
+        stats = write_tokenized(source, config.tokenizer_spec(), tokens_path, workers=config.workers)
+        phrase_table = None
+        if config.phrases:
+            from embedops.text.phrases import learn_phrases, rewrite_with_phrases
+
+            phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
+            rewrite_with_phrases(tokens_path, phrase_table)
+        train_started = time.perf_counter()
+        kv, trained_words = _fit(config, tokens_path, stats.tokens)
+        train_seconds = time.perf_counter() - train_started
+    total_seconds = time.perf_counter() - started
+    summary = {
+        "corpus": stats.to_dict(),
+        "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(total_seconds, 3),
+        "words_per_second": round(trained_words / max(train_seconds, 1e-9)),
+    }
+    spec = config.tokenizer_spec(phrase_table.sha256 if phrase_table else None)
+    version = _publish(registry, name, StaticVectors.from_gensim(kv), config, spec, phrase_table, summary)
+    return TrainResult(version, stats, train_seconds, summary["words_per_second"], summary)
+
+
+@contextlib.contextmanager
+def _scratch(registry: Registry, name: str) -> Iterator[Path]:
+    """A staging folder for the token file, removed afterwards (a killed run's folder is
+    removed by the next run, once its process is gone)."""
+    staging = registry.workspace.staging_dir
+    for old in staging.glob("train.*"):
+        parts = old.name.split(".")
+        if len(parts) > 3 and parts[-2].isdigit() and not _alive(int(parts[-2])):
+            shutil.rmtree(old, ignore_errors=True)
+    path = staging / f"train.{name}.{os.getpid()}.{time.time_ns()}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fit(config: TrainConfig, tokens_path: Path, total_words: int) -> tuple[Any, int]:
+    """Train with gensim in corpus_file mode; return (KeyedVectors, effective words trained)."""
+    from gensim.models import FastText, Word2Vec
+
+    common: dict[str, Any] = dict(
+        vector_size=config.dim, window=config.window, min_count=config.min_count,
+        negative=config.negative, sample=config.sample, epochs=config.epochs, sg=int(config.sg),
+        alpha=config.alpha, min_alpha=config.min_alpha, workers=config.workers,
+        seed=config.seed, hs=0,
+    )
+    if config.model == "fasttext":
+        model = FastText(min_n=config.min_n, max_n=config.max_n, bucket=config.bucket, **common)
+    else:
+        model = Word2Vec(**common)
+    model.build_vocab(corpus_file=str(tokens_path))
+    with progress_bar("training", total=config.epochs * total_words, unit="words") as task:
+        trained, _ = model.train(
+            corpus_file=str(tokens_path),
+            total_words=model.corpus_total_words,
+            epochs=config.epochs,
+            callbacks=_report_progress(model, task, total_words),
+        )
+    return model.wv, int(trained)
+
+
+def _report_progress(model: Any, task: Any, total_words: int) -> list[Any]:
+    """Advance ``task`` as gensim reports progress (about once a second, and at each epoch's
+    end); return the gensim callbacks to pass to ``train``."""
+    original = model._log_progress
+
+    def log_progress(*args: Any, **kwargs: Any) -> Any:
+        names = ("job_queue", "progress_queue", "cur_epoch", "example_count", "total_examples",
+                 "raw_word_count")
+        values = dict(zip(names, args, strict=False)) | kwargs
+        done = values["cur_epoch"] * total_words + values["raw_word_count"]
+        task.update(completed=done)
+        return original(*args, **kwargs)
+
+    model._log_progress = log_progress
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class _EpochEnd(CallbackAny2Vec):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.epochs = 0
+
+        def on_epoch_end(self, _model: Any) -> None:
+            self.epochs += 1
+            task.update(completed=self.epochs * total_words)
+
+    return [_EpochEnd()]
+
+
+def _publish(
+    registry: Registry,
+    name: str,
+    table: StaticVectors,
+    config: TrainConfig,
+    spec: TokenizerSpec,
+    phrase_table: Any,
+    summary: dict[str, Any],
+) -> ModelVersion:
+    """Publish the table (and phrase table) atomically as the next version of ``name``."""
+    with registry.draft(
+        name,
+        config.model,
+        dim=table.dim,
+        vocab_size=len(table),
+        subwords=table.has_subwords,
+        params=config.to_dict(),
+        tokenizer=spec.to_dict(),
+        tokenizer_fingerprint=spec.fingerprint(),
+        corpus_sha256=summary["corpus"]["sha256"],
+        corpus_tokens=summary["corpus"]["tokens"],
+        training=summary,
+    ) as draft:
+        table.write(draft.path)
+        if phrase_table is not None:
+            phrase_table.write(draft.path)
+    assert draft.published is not None
+    return draft.published
