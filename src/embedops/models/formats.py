@@ -170,7 +170,7 @@ class _TextReader:
             raise FormatError(
                 f"line {self.line_no} of {self.path.name} is not valid UTF-8 ({exc.reason} at "
                 f"byte {exc.start})",
-                "re-encode the file as UTF-8",
+                "re-encode the file as UTF-8 (or, if it is binary, use --format word2vec-binary)",
             ) from exc
         parts = text.split(maxsplit=1)
         if not parts:
