@@ -1,9 +1,77 @@
-"""Command group (being written)."""
+"""``embedops distill`` and ``embedops finetune``: new model versions made from a transformer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from embedops.cli._common import positive, print_json, registry
+from embedops.errors import InvalidInput
+
+
+def _summary(mv: object) -> dict[str, object]:
+    from embedops.models.registry import ModelVersion
+
+    assert isinstance(mv, ModelVersion)
+    keys = ("kind", "dim", "vocab_size", "parent", "eval", "build_seconds")
+    return {"ref": mv.ref, **{k: mv.manifest.get(k) for k in keys if k in mv.manifest}}
+
+
+def _existing_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise InvalidInput(f"{what} '{path}' does not exist or is not a file", "check the path")
+    return path
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``distill`` and ``finetune`` to ``app``."""
+
+    @app.command("distill")
+    def distill_(
+        parent: str = typer.Argument(..., help="Transformer to distill: name, name@N."),
+        name: str = typer.Option(..., "--name", help="Name of the new static model."),
+        dim: int = typer.Option(256, "--dim", help="PCA dimensions (0 keeps the transformer's)."),
+        corpus: Path | None = typer.Option(
+            None, "--corpus", help="Text file whose frequent words join the vocabulary."
+        ),
+        max_words: int = typer.Option(100_000, "--max-words", help="Corpus words to add."),
+        min_count: int = typer.Option(3, "--min-count", help="Ignore rarer corpus words."),
+    ) -> None:
+        """Distill a transformer into a fast static model (model2vec-style)."""
+        from embedops.train.distill import DistillConfig, distill
+
+        if dim < 0:
+            raise InvalidInput(f"--dim must be >= 0, got {dim}", "0 keeps the transformer's dim")
+        config = DistillConfig(dim=dim or None, max_corpus_words=max_words, min_count=min_count)
+        source = _existing_file(corpus, "corpus") if corpus is not None else None
+        print_json(_summary(distill(registry(), parent, name, config, source)))
+
+    @app.command("finetune")
+    def finetune_(
+        parent: str = typer.Argument(..., help="Transformer to fine-tune: name, name@N."),
+        train: Path = typer.Argument(..., help='JSONL of {"anchor","positive"[,"negative"]}.'),
+        name: str = typer.Option(..., "--name", help="Name of the new transformer model."),
+        heldout: Path | None = typer.Option(
+            None, "--eval", help="Held-out JSONL pairs: recall before/after goes in the manifest."
+        ),
+        epochs: int = typer.Option(1, "--epochs"),
+        batch_size: int = typer.Option(32, "--batch-size"),
+        learning_rate: float = typer.Option(2e-5, "--lr"),
+        hard_negatives: bool = typer.Option(
+            False, "--hard-negatives", help="Mine a hard negative per pair with the current model."
+        ),
+        seed: int = typer.Option(0, "--seed"),
+        onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Build ONNX files for serving."),
+    ) -> None:
+        """Contrastive fine-tuning (in-batch negatives) of a transformer on text pairs."""
+        from embedops.train.finetune import FinetuneConfig, finetune
+
+        config = FinetuneConfig(
+            epochs=positive("--epochs", epochs), batch_size=positive("--batch-size", batch_size),
+            learning_rate=learning_rate, hard_negatives=hard_negatives, seed=seed,
+        )
+        train_file = _existing_file(train, "training file")
+        eval_file = _existing_file(heldout, "--eval file") if heldout is not None else None
+        mv = finetune(registry(), parent, name, train_file, eval_file, config, onnx=onnx)
+        print_json(_summary(mv))
