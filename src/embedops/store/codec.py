@@ -40,7 +40,7 @@ class RowCodec:
         if self.cipher is None:
             return stored if isinstance(stored, str) else bytes(stored).decode()
         what = f"the text of item {item_id!r} in collection {self.collection!r}"
-        return self.cipher.decrypt(bytes(stored), self._aad(item_id, "text"), what).decode()
+        return self.cipher.decrypt(_blob(stored), self._aad(item_id, "text"), what).decode()
 
     def meta_out(self, item_id: str, canonical_json: str) -> str | bytes:
         if self.cipher is None:
@@ -52,7 +52,7 @@ class RowCodec:
             raw = stored if isinstance(stored, str) else bytes(stored).decode()
         else:
             what = f"the metadata of item {item_id!r} in collection {self.collection!r}"
-            raw = self.cipher.decrypt(bytes(stored), self._aad(item_id, "metadata"), what).decode()
+            raw = self.cipher.decrypt(_blob(stored), self._aad(item_id, "metadata"), what).decode()
         value = json.loads(raw)
         return value if isinstance(value, dict) else {}
 
@@ -74,3 +74,11 @@ class RowCodec:
                 "re-embed the collection with 'embedops ingest' or a backfill",
             )
         return np.frombuffer(data, dtype="<f4")
+
+
+def _blob(stored: str | bytes) -> bytes:
+    """A ciphertext column; TEXT here means a plain row in an encrypted collection."""
+    if isinstance(stored, str):
+        raise IntegrityError("a row of an encrypted collection holds plain text",
+                             "the catalog was edited by hand; restore it from a backup")
+    return bytes(stored)

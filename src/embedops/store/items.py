@@ -317,10 +317,17 @@ def load_vectors(
                 base + f" AND i.item_id IN ({_marks(len(chunk))})", (coll.pk, version, *chunk)
             ).fetchall())
         rows = [(i, by_id[i]) for i in ids if i in by_id]
+    return [r[0] for r in rows], _stack(codec, version, rows, dim)
+
+
+def _stack(codec: RowCodec, version: str, rows: Sequence[Any], dim: int) -> np.ndarray:
+    if codec.cipher is None and all(len(r[1]) == 4 * dim for r in rows):
+        flat = bytearray(b"".join(r[1] for r in rows))  # one copy, writable
+        return np.frombuffer(flat, dtype="<f4").reshape(len(rows), dim)
     out = np.empty((len(rows), dim), dtype=np.float32)
     for n, (item_id, blob) in enumerate(rows):
         out[n] = codec.vector_in(item_id, version, blob, dim)
-    return [r[0] for r in rows], out
+    return out
 
 
 def missing_vectors(conn: sqlite3.Connection, pk: int, version: str) -> list[str]:

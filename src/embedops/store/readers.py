@@ -16,7 +16,7 @@ import lzma
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from embedops.errors import FormatError, InvalidInput
 
@@ -88,7 +88,7 @@ def _open_binary(path: Path) -> IO[bytes]:
     if not path.is_file():
         raise InvalidInput(f"no such file: {path}", "check the path")
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     if path.suffix == ".xz":
         return lzma.open(path, "rb")
     return open(path, "rb")
