@@ -40,8 +40,9 @@ def _reader(base: str, stop: threading.Event, seen: list, known: set[str]) -> No
             scores = [h["score"] for h in hits]
             ids = [h["id"] for h in hits]
             # A hit deleted between ranking and hydration is dropped, so a page may be short.
-            if not 0 < len(hits) <= K or scores != sorted(scores, reverse=True) or not set(ids) <= known \
-                    or len(set(ids)) != len(ids):
+            ordered = scores == sorted(scores, reverse=True)
+            unique = len(set(ids)) == len(ids)
+            if not 0 < len(hits) <= K or not ordered or not unique or not set(ids) <= known:
                 seen.append(("inconsistent", mode, ids, scores))
             else:
                 seen.append(("ok",))

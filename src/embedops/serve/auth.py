@@ -7,6 +7,7 @@ every request acts as the admin principal ``anonymous``.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 

@@ -1,0 +1,317 @@
+"""HTTP serving benchmark: embedops serve vs Chroma's own server on the same MiniLM vectors.
+
+Both servers run as their own processes on 127.0.0.1; this process is the load generator
+(N concurrent keep-alive clients, asyncio + httpx, bounded in time per target). The collection
+is the reverse-dictionary docs-20k set; documents and dev queries are MiniLM vectors encoded
+once and cached under ``bench/out/`` (shared with the other benchmarks).
+
+What is measured, per target: search QPS and p50/p99 latency for top-10 with the document text
+in the answer, and recall@10 of the ANN index against exact search on the same query vectors
+(plus recall@10 of the headwords, the task metric). Query vectors: embedops is sent the query
+*text*, whose embedding the server's query cache already holds (a first pass through
+``/v1/embed`` warms it; that pass also returns the vectors used); Chroma is sent those same
+vectors. Both use HNSW (M=16, ef_construction=100, same ef_search). The in-process line runs the
+same facade call (with the same query cache) without HTTP, to show the HTTP overhead.
+
+    .venv/bin/python bench/serve.py [--data ../shared/data] [--seconds 20] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from _minilm_cache import minilm_vectors  # noqa: E402
+
+from embedops.evaluate.retrieval import evaluate_run  # noqa: E402
+
+COLLECTION = "revdict"
+K = 10
+
+
+def read_data(data: Path) -> tuple[list[str], list[str], list[str], list[list[str]]]:
+    """(doc ids, doc texts, queries, relevant headwords) of docs-20k and the dev queries."""
+    import lzma
+
+    ids, texts = [], []
+    with lzma.open(data / "revdict" / "docs-20k.jsonl.xz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                ids.append(row["id"])
+                texts.append(row["text"])
+    rows = [json.loads(x) for x in (data / "revdict" / "queries-dev.jsonl").read_text().split("\n")
+            if x.strip()]
+    return ids, texts, [r["query"] for r in rows], [r["relevant"] for r in rows]
+
+
+# -- embedops ----------------------------------------------------------------------------------
+def prepare_workspace(home: Path, ids: list[str], texts: list[str], vectors: np.ndarray,
+                      hnsw: dict[str, int]) -> None:
+    """A workspace with MiniLM, the revdict collection (precomputed vectors) and an HNSW index."""
+    from embedops.api import Embedops
+    from embedops.config import Workspace
+    from embedops.models.transformer import import_transformer
+    from embedops.store.models import ItemIn
+
+    marker = home / "bench-ready.json"
+    if marker.exists() and json.loads(marker.read_text()) == {"n": len(ids), **hnsw}:
+        return
+    shutil.rmtree(home, ignore_errors=True)
+    ws = Workspace(home).ensure()
+    api = Embedops(ws)
+    mv = import_transformer(api.registry, "minilm", onnx=True)
+    api.collections.create(COLLECTION, mv.ref, metric="cosine")
+    for start in range(0, len(ids), 2000):
+        items = [ItemIn(id=i, text=t) for i, t in zip(ids[start:start + 2000],
+                                                        texts[start:start + 2000], strict=True)]
+        api.catalog.upsert(COLLECTION, items, {mv.ref: vectors[start:start + 2000]})
+    api.build_index(COLLECTION, "hnsw", dict(hnsw), quiet=True)
+    api.close()
+    marker.write_text(json.dumps({"n": len(ids), **hnsw}))
+
+
+def start(cmd: list[str], ready_url: str, log: Path) -> subprocess.Popen:
+    """Start a server process and wait until ``ready_url`` answers 200."""
+    import httpx
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{cmd[0]} exited early; see {log}")
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise SystemExit(f"{cmd} did not become ready; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def embed_queries(base: str, queries: list[str]) -> np.ndarray:
+    """Query vectors from the server (this also fills its query cache)."""
+    import httpx
+
+    out = []
+    with httpx.Client(base_url=base, timeout=120) as c:
+        for start in range(0, len(queries), 64):
+            resp = c.post("/v1/embed", json={"texts": queries[start:start + 64]})
+            resp.raise_for_status()
+            out.append(np.asarray(resp.json()["vectors"], dtype=np.float32))
+    return np.concatenate(out)
+
+
+# -- load generation ---------------------------------------------------------------------------
+async def _load(url: str, bodies: list[bytes], seconds: float, clients: int,
+                parse: Callable[[Any], list[str]]) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker(offset: int) -> None:
+            nonlocal errors
+            i = offset
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                resp = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                if resp.status_code != 200 or len(parse(resp.json())) != K:
+                    errors += 1
+                latencies.append(time.perf_counter() - t0)
+                i += clients
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(n) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    return {"qps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "requests": len(lat), "errors": errors}
+
+
+def run_target(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]],
+               args: argparse.Namespace) -> tuple[dict[str, Any], list[list[str]]]:
+    """One sequential pass for the answers (recall), then the timed concurrent load."""
+    import httpx
+
+    answers = []
+    with httpx.Client(timeout=60) as c:
+        for body in bodies:
+            resp = c.post(url, content=body, headers={"content-type": "application/json"})
+            resp.raise_for_status()
+            answers.append(parse(resp.json()))
+    return asyncio.run(_load(url, bodies, args.seconds, args.clients, parse)), answers
+
+
+# -- chroma ------------------------------------------------------------------------------------
+def prepare_chroma(port: int, ids: list[str], texts: list[str], vectors: np.ndarray,
+                   hnsw: dict[str, int]) -> str:
+    """Load the collection into a running Chroma server; returns its query URL."""
+    import chromadb
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=port)
+    config = {"hnsw": {"space": "cosine", "max_neighbors": hnsw["M"],
+                       "ef_construction": hnsw["ef_construction"], "ef_search": hnsw["ef_search"]}}
+    col = client.get_or_create_collection(COLLECTION, configuration=config)  # type: ignore[arg-type]
+    if col.count() != len(ids):
+        for start in range(0, len(ids), 2000):
+            col.upsert(ids=ids[start:start + 2000], documents=texts[start:start + 2000],
+                       embeddings=vectors[start:start + 2000])
+    return (f"http://127.0.0.1:{port}/api/v2/tenants/default_tenant/databases/default_database"
+            f"/collections/{col.id}/query")
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def exact_top(doc_vecs: np.ndarray, query_vecs: np.ndarray, ids: list[str]) -> list[list[str]]:
+    scores = query_vecs @ doc_vecs.T
+    top = np.argsort(-scores, axis=1)[:, :K]
+    return [[ids[j] for j in row] for row in top]
+
+
+def ann_recall(answers: list[list[str]], exact: list[list[str]]) -> float:
+    return float(np.mean([len(set(a) & set(e)) / K for a, e in zip(answers, exact, strict=True)]))
+
+
+def task_recall(answers: list[list[str]], relevant: list[list[str]]) -> float:
+    run = {str(i): a for i, a in enumerate(answers)}
+    qrels = {str(i): {r: 1.0 for r in rel} for i, rel in enumerate(relevant)}
+    return float(evaluate_run(run, qrels, k=K)["recall@10"])
+
+
+def in_process(home: Path, queries: list[str]) -> dict[str, Any]:
+    """The same facade search (with the same query cache) called without HTTP."""
+    from embedops.api import Embedops
+    from embedops.config import Workspace
+    from embedops.serve.cache import EmbeddingCache
+    from embedops.serve.encoders import caching, install_query_cache
+    from embedops.serve.metrics import Metrics
+
+    api = Embedops(Workspace(home))
+    cache = EmbeddingCache(len(queries) + 10)
+    install_query_cache(api, cache, Metrics(cache, dict))
+    with caching():
+        for q in queries:
+            api.search(COLLECTION, q, k=K)
+        lat = []
+        for q in queries:
+            t0 = time.perf_counter()
+            api.search(COLLECTION, q, k=K)
+            lat.append((time.perf_counter() - t0) * 1000)
+    api.close()
+    return {"qps_1_thread": 1000 / float(np.mean(lat)), "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99))}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bench_embedops(args: argparse.Namespace, home: Path, queries: list[str]) -> tuple:
+    port = free_port()
+    cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
+           str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000"]
+    proc = start(cmd, f"http://127.0.0.1:{port}/readyz", args.out / "serve-embedops.log")
+    try:
+        qvecs = embed_queries(f"http://127.0.0.1:{port}", queries)
+        bodies = [json.dumps({"query": q, "k": K}).encode() for q in queries]
+        url = f"http://127.0.0.1:{port}/v1/collections/{COLLECTION}/search"
+        stats, answers = run_target(url, bodies, lambda r: [h["id"] for h in r["hits"]], args)
+    finally:
+        stop(proc)
+    return qvecs, stats, answers
+
+
+def _bench_chroma(args: argparse.Namespace, ids: list[str], texts: list[str],
+                  doc_vecs: np.ndarray, qvecs: np.ndarray, hnsw: dict[str, int]) -> tuple:
+    port = free_port()
+    chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    cmd = [chroma, "run", "--path", str(args.out / "serve-chroma"), "--host", "127.0.0.1",
+           "--port", str(port)]
+    proc = start(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", args.out / "serve-chroma.log")
+    try:
+        url = prepare_chroma(port, ids, texts, doc_vecs, hnsw)
+        bodies = [json.dumps({"query_embeddings": [v.tolist()], "n_results": K,
+                              "include": ["documents", "distances"]}).encode() for v in qvecs]
+        stats, answers = run_target(url, bodies, lambda r: r["ids"][0], args)
+    finally:
+        stop(proc)
+    return stats, answers
+
+
+def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs: np.ndarray,
+            queries: list[str], relevant: list[list[str]], hnsw: dict[str, int]) -> dict:
+    """Both targets and the in-process line, with recall and ratios."""
+    home = args.out / "serve-ws"
+    prepare_workspace(home, ids, texts, doc_vecs, hnsw)
+    qvecs, eo_stats, eo_answers = _bench_embedops(args, home, queries)
+    exact = exact_top(doc_vecs, qvecs, ids)
+    ch_stats, ch_answers = _bench_chroma(args, ids, texts, doc_vecs, qvecs, hnsw)
+    eo_stats.update(ann_recall=ann_recall(eo_answers, exact),
+                    task_recall=task_recall(eo_answers, relevant))
+    ch_stats.update(ann_recall=ann_recall(ch_answers, exact),
+                    task_recall=task_recall(ch_answers, relevant))
+    local = in_process(home, queries)
+    return {
+        "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
+                  "seconds": args.seconds, "hnsw": hnsw},
+        "embedops_http": eo_stats, "chroma_http": ch_stats, "embedops_in_process": local,
+        "ratios": {
+            "qps_embedops/chroma": eo_stats["qps"] / ch_stats["qps"],
+            "p99_embedops/chroma": eo_stats["p99_ms"] / ch_stats["p99_ms"],
+            "http_overhead_p50_ms": eo_stats["p50_ms"] - local["p50_ms"],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--ef-search", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=1000)
+    args = parser.parse_args()
+    ids, texts, queries, relevant = read_data(args.data)
+    queries, relevant = queries[:args.queries], relevant[:args.queries]
+    doc_vecs, _ = minilm_vectors(args.data, args.out)
+    hnsw = {"M": 16, "ef_construction": 100, "ef_search": args.ef_search}
+    results = run_all(args, ids, texts, doc_vecs, queries, relevant, hnsw)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
