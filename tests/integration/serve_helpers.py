@@ -23,8 +23,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def publish_lee_model(workspace: Workspace, name: str = "lee") -> ModelVersion:
-    """word2vec (dim 32) trained on gensim's Lee corpus, published as a static model."""
+def publish_lee_model(workspace: Workspace, name: str = "lee", dim: int = 32) -> ModelVersion:
+    """word2vec (``dim`` 32) trained on gensim's Lee corpus, published as a static model."""
     from gensim.models import Word2Vec
     from gensim.test.utils import datapath
 
@@ -34,7 +34,7 @@ def publish_lee_model(workspace: Workspace, name: str = "lee") -> ModelVersion:
     spec = TokenizerSpec()
     lines = Path(datapath("lee_background.cor")).read_text(encoding="utf-8").splitlines()
     sentences = [spec.tokenize(line) for line in lines]
-    model = Word2Vec(sentences, vector_size=32, min_count=3, epochs=10, workers=1, seed=1)
+    model = Word2Vec(sentences, vector_size=dim, min_count=3, epochs=10, workers=1, seed=1)
     table = StaticVectors.from_gensim(model.wv)
     return publish_static(Registry(workspace), name, table, kind="word2vec", spec=spec)
 

@@ -24,6 +24,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     publish_lee_model(ws)
     publish_lee_model(ws)  # lee@2: same dim and tokenizer, other vectors
     publish_lee_model(ws, "other")
+    publish_lee_model(ws, "small", dim=16)
     keys = KeyStore(ws)
     tokens = {role: keys.create(role)[0] for role in ("read", "write", "admin")}
     settings = ServeSettings(home=str(ws.home), max_batch=100, max_k=100)
@@ -116,6 +117,9 @@ def test_model_version_pin(served: dict) -> None:
         == (409, "version_mismatch")
     assert _code(read.post("/v1/collections/lee/search", json={**q, "model_version": "lee@9"})) \
         == (404, "model_not_found")
+    wrong_dim = read.post("/v1/collections/lee/search", json={**q, "model_version": "small"})
+    assert _code(wrong_dim) == (409, "dimension_mismatch")
+    assert "dim 32" in wrong_dim.text and "dim 16" in wrong_dim.text
 
 
 def test_delete_items_then_search_and_index_ops(served: dict) -> None:
