@@ -209,9 +209,17 @@ def import_transformer(
 class TransformerEncoder:
     """Encodes texts with a transformer ModelVersion; implements ``embedops.types.Encoder``."""
 
-    def __init__(self, mv: ModelVersion, backend: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        mv: ModelVersion,
+        backend: str | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> None:
         if mv.kind != KIND:
             raise InvalidInput(f"{mv.ref} is a '{mv.kind}' model, not a transformer")
+        if verify:
+            mv.verify()
         self.mv = mv
         self.backend = _choose_backend(mv, backend)
         self.max_seq_length = int(mv.manifest["max_seq_length"])
@@ -222,10 +230,18 @@ class TransformerEncoder:
 
     @classmethod
     def from_version(
-        cls, mv: ModelVersion, backend: str | None = None, threads: int | None = None
+        cls,
+        mv: ModelVersion,
+        backend: str | None = None,
+        threads: int | None = None,
+        verify: bool = True,
     ) -> TransformerEncoder:
-        """The encoder of ``mv``; ``backend`` None picks the fastest one whose files exist."""
-        return cls(mv, backend, threads)
+        """The encoder of ``mv`` after checking its files' checksums (``verify``).
+
+        ``backend`` None picks the fastest one whose files exist (see ``DEFAULT_ORDER``);
+        ``threads`` None lets the runtime use every core.
+        """
+        return cls(mv, backend, threads, verify)
 
     @property
     def dim(self) -> int:
