@@ -39,8 +39,12 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_import_query_export_eval(workspace: Workspace, vec_file: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = _run(capsys, "import", str(vec_file), "--format", "word2vec-binary", "--name", "lee")
+def test_import_query_export_eval(
+    workspace: Workspace, vec_file: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = _run(
+        capsys, "import", str(vec_file), "--format", "word2vec-binary", "--name", "lee"
+    )
     assert code == 0 and "imported lee@1" in out
     mv = Registry(workspace).get("lee@1", verify=True)
     assert mv.kind == "word2vec" and mv.manifest["tokenizer"]["lowercase"] is True
@@ -51,7 +55,9 @@ def test_import_query_export_eval(workspace: Workspace, vec_file: Path, tmp_path
     code, out, _ = _run(capsys, "similar", "lee@1", "police")
     assert code == 0 and "nearest to 'police'" in out
 
-    code, out, _ = _run(capsys, "analogy", "lee", "man", "he", "woman", "-k", "2", "--json", "--method", "3cosmul")
+    code, out, _ = _run(
+        capsys, "analogy", "lee", "man", "he", "woman", "-k", "2", "--json", "--method", "3cosmul"
+    )
     assert code == 0 and len(json.loads(out)) == 2
 
     exported = tmp_path / "lee.txt"
@@ -62,7 +68,9 @@ def test_import_query_export_eval(workspace: Workspace, vec_file: Path, tmp_path
         StaticVectors.read(Registry(workspace).get("lee@2")).vectors, StaticVectors.read(mv).vectors
     )
 
-    code, out, _ = _run(capsys, "eval", "lee@1", "--suite", "wordsim353", "--suite", "google-analogy", "--json")
+    code, out, _ = _run(
+        capsys, "eval", "lee@1", "--suite", "wordsim353", "--suite", "google-analogy", "--json"
+    )
     results = json.loads(out)
     assert code == 0 and set(results) == {"wordsim353", "google-analogy"}
     assert results["google-analogy"]["evaluated"] + results["google-analogy"]["n_oov"] == 19544
@@ -78,7 +86,10 @@ def test_import_query_export_eval(workspace: Workspace, vec_file: Path, tmp_path
         (["import", "{file}", "--format", "word2vec-bin"], "unknown vector format 'word2vec-bin'"),
         (["import", "{file}", "--format", "word2vec-text"], "line 2 of lee.bin is not valid UTF-8"),
         (["import", "{tmp}/none.vec", "--format", "fasttext-vec"], "no such vector file"),
-        (["import", "{file}", "--format", "word2vec-binary", "--name", "bad name"], "invalid model name"),
+        (
+            ["import", "{file}", "--format", "word2vec-binary", "--name", "bad name"],
+            "invalid model name",
+        ),
         (["import"], "needs a vector FILE"),
         (["export", "lee", "{tmp}/x.txt", "--format", "csv"], "unknown vector format 'csv'"),
         (["similar", "nope", "police"], "no model named 'nope'"),
@@ -91,8 +102,13 @@ def test_import_query_export_eval(workspace: Workspace, vec_file: Path, tmp_path
         (["eval", "lee", "--pairs", "{tmp}/missing.tsv"], "no such evaluation file"),
     ],
 )
-def test_cli_errors(workspace: Workspace, vec_file: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
-    assert _run(capsys, "import", str(vec_file), "--format", "word2vec-binary", "--name", "lee")[0] == 0
+def test_cli_errors(
+    workspace: Workspace, vec_file: Path, tmp_path: Path, capsys, args: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
+    assert (
+        _run(capsys, "import", str(vec_file), "--format", "word2vec-binary", "--name", "lee")[0]
+        == 0
+    )
     filled = [a.format(file=vec_file, tmp=tmp_path) for a in args]
     code, _, err = _run(capsys, *filled)
     assert code == 1 and message in err and err.startswith("error: ")
@@ -105,7 +121,9 @@ def test_oov_error_suggests_spellings(workspace: Workspace, vec_file: Path, caps
 
 
 def test_transformer_import_delegates(workspace: Workspace, capsys) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = _run(capsys, "import", "--transformer", str(workspace.home / "no-such-model"), "--name", "t")
+    code, _, err = _run(
+        capsys, "import", "--transformer", str(workspace.home / "no-such-model"), "--name", "t"
+    )
     assert code == 1 and "error: transformer source" in err
     assert Registry(workspace).list() == []
 
@@ -129,7 +147,9 @@ def _big_file(path: Path, n: int, dim: int) -> None:
     with open(path, "w") as fh:
         fh.write(f"{n} {dim}\n")
         for start in range(0, n, 10_000):
-            fh.write("".join(f"w{i} {block[i % 97]}\n" for i in range(start, min(n, start + 10_000))))
+            fh.write(
+                "".join(f"w{i} {block[i % 97]}\n" for i in range(start, min(n, start + 10_000)))
+            )
 
 
 @pytest.mark.slow
@@ -139,8 +159,18 @@ def test_killed_import_publishes_nothing(workspace: Workspace, tmp_path: Path, c
     _big_file(big, 120_000, 48)
     size = big.stat().st_size
     env = {**os.environ, "EMBEDOPS_HOME": str(workspace.home)}
-    cmd = [sys.executable, "-m", "embedops.cli.main", "--quiet", "import", str(big),
-           "--format", "word2vec-text", "--name", "big"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedops.cli.main",
+        "--quiet",
+        "import",
+        str(big),
+        "--format",
+        "word2vec-text",
+        "--name",
+        "big",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     position = None

@@ -26,7 +26,9 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_export_import_round_trip_is_exact(tmp_path: Path, real_table: StaticVectors, fmt: str) -> None:
+def test_export_import_round_trip_is_exact(
+    tmp_path: Path, real_table: StaticVectors, fmt: str
+) -> None:
     path = export_vectors(real_table, tmp_path / f"v.{fmt}", fmt, quiet=True)
     back = import_vectors(path, fmt, quiet=True)
     assert back.index_to_key == real_table.index_to_key
@@ -35,11 +37,15 @@ def test_export_import_round_trip_is_exact(tmp_path: Path, real_table: StaticVec
 
 
 @pytest.mark.parametrize("fmt", ["word2vec-text", "word2vec-binary", "fasttext-vec"])
-def test_gensim_reads_our_files_and_we_read_gensims(tmp_path: Path, real_table: StaticVectors, fmt: str) -> None:
+def test_gensim_reads_our_files_and_we_read_gensims(
+    tmp_path: Path, real_table: StaticVectors, fmt: str
+) -> None:
     from gensim.models import KeyedVectors
 
     binary = fmt == "word2vec-binary"
-    kv = KeyedVectors.load_word2vec_format(export_vectors(real_table, tmp_path / "ours", fmt, quiet=True), binary=binary)
+    kv = KeyedVectors.load_word2vec_format(
+        export_vectors(real_table, tmp_path / "ours", fmt, quiet=True), binary=binary
+    )
     np.testing.assert_array_equal(kv.vectors, real_table.vectors)
     kv.save_word2vec_format(str(tmp_path / "theirs"), binary=binary)
     theirs = import_vectors(tmp_path / "theirs", fmt, quiet=True)
@@ -105,7 +111,9 @@ def test_non_utf8_names_the_line(tmp_path: Path) -> None:
         import_vectors(path, "word2vec-text", quiet=True)
 
 
-def test_truncated_binary_says_how_many_were_read(tmp_path: Path, real_table: StaticVectors) -> None:
+def test_truncated_binary_says_how_many_were_read(
+    tmp_path: Path, real_table: StaticVectors
+) -> None:
     path = export_vectors(real_table, tmp_path / "v.bin", "word2vec-binary", quiet=True)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -1,4 +1,4 @@
-"""Intrinsic evaluation: numbers agree with gensim's evaluate_word_pairs/_analogies; file parsing."""
+"""Intrinsic evaluation: numbers agree with gensim's evaluate_word_pairs/_analogies; parsing."""
 
 from __future__ import annotations
 
@@ -83,7 +83,11 @@ def test_3cosmul_agrees_with_gensim_cosmul(kv, table: StaticVectors, tmp_path: P
 def test_pair_files_in_other_layouts(tmp_path: Path, table: StaticVectors) -> None:
     spaced = tmp_path / "spaced.txt"
     spaced.write_text("# comment\n\nthe  police 3.5\nsaid government 1\nthe said 2.0\n")
-    assert read_pairs(spaced) == [("the", "police", 3.5), ("said", "government", 1.0), ("the", "said", 2.0)]
+    assert read_pairs(spaced) == [
+        ("the", "police", 3.5),
+        ("said", "government", 1.0),
+        ("the", "said", 2.0),
+    ]
     simlex = tmp_path / "SimLex-999.txt"
     simlex.write_text(
         "word1\tword2\tPOS\tSimLex999\tconc(w1)\n"

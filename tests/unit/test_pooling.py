@@ -25,7 +25,9 @@ def table(docs: list[str]) -> StaticVectors:
     from gensim.models import Word2Vec
 
     spec = TokenizerSpec()
-    model = Word2Vec([spec.tokenize(d) for d in docs], vector_size=20, min_count=2, epochs=2, seed=3, workers=1)
+    model = Word2Vec(
+        [spec.tokenize(d) for d in docs], vector_size=20, min_count=2, epochs=2, seed=3, workers=1
+    )
     return StaticVectors.from_gensim(model.wv)
 
 
@@ -35,7 +37,9 @@ def ft_table(docs: list[str]) -> StaticVectors:
 
     spec = TokenizerSpec()
     sentences = [spec.tokenize(d) for d in docs[:80]]
-    model = FastText(sentences, vector_size=12, min_count=2, epochs=1, seed=3, workers=1, bucket=3000)
+    model = FastText(
+        sentences, vector_size=12, min_count=2, epochs=1, seed=3, workers=1, bucket=3000
+    )
     return StaticVectors.from_gensim(model.wv)
 
 
@@ -47,7 +51,9 @@ def test_mean_pooling_is_the_normalized_mean(table: StaticVectors) -> None:
     enc = StaticEncoder(table)
     assert isinstance(enc, Encoder)
     out = enc.encode(["The Government said, the police!", "police"])
-    expected = _unit(np.mean([table.vector(w) for w in ("the", "government", "said", "the", "police")], axis=0))
+    expected = _unit(
+        np.mean([table.vector(w) for w in ("the", "government", "said", "the", "police")], axis=0)
+    )
     np.testing.assert_allclose(out[0], expected, atol=1e-6)
     np.testing.assert_allclose(out[1], _unit(table.vector("police")), atol=1e-6)
     assert out.dtype == np.float32 and out.shape == (2, table.dim)
@@ -69,7 +75,9 @@ def test_empty_and_all_oov_texts_are_zero_and_flagged(table: StaticVectors) -> N
 
 def test_batches_give_the_same_vectors(table: StaticVectors, docs: list[str]) -> None:
     enc = StaticEncoder(table)
-    np.testing.assert_array_equal(enc.encode(docs[:30], batch_size=7), enc.encode(docs[:30], batch_size=64))
+    np.testing.assert_array_equal(
+        enc.encode(docs[:30], batch_size=7), enc.encode(docs[:30], batch_size=64)
+    )
 
 
 def test_subwords_cover_oov_tokens(ft_table: StaticVectors) -> None:
@@ -77,7 +85,9 @@ def test_subwords_cover_oov_tokens(ft_table: StaticVectors) -> None:
     info = enc.encode_with_info(["governmentality", ""])
     assert info.n_oov.tolist() == [1, 0] and info.n_subword.tolist() == [1, 0]
     assert info.empty.tolist() == [False, True]
-    np.testing.assert_allclose(info.vectors[0], _unit(ft_table.subword_vector("governmentality")), atol=1e-6)
+    np.testing.assert_allclose(
+        info.vectors[0], _unit(ft_table.subword_vector("governmentality")), atol=1e-6
+    )
 
 
 def test_sif_weights_and_component(table: StaticVectors, docs: list[str]) -> None:
@@ -85,7 +95,9 @@ def test_sif_weights_and_component(table: StaticVectors, docs: list[str]) -> Non
     assert table.counts is not None
     weights = enc.token_weights
     assert weights[0] < weights[-1]  # frequent words weigh less
-    assert weights[0] == pytest.approx(1e-3 / (1e-3 + table.counts[0] / table.counts.sum()), rel=1e-5)
+    assert weights[0] == pytest.approx(
+        1e-3 / (1e-3 + table.counts[0] / table.counts.sum()), rel=1e-5
+    )
     fitted = enc.fit_sif(docs, sample=200)
     assert fitted.pooling.component is not None and len(fitted.pooling.component) == table.dim
     u = np.asarray(fitted.pooling.component)
@@ -103,10 +115,16 @@ def test_sif_without_counts_uses_zipf(table: StaticVectors) -> None:
     assert np.all(np.diff(weights) >= 0) and weights[0] < weights[-1] <= 1.0
 
 
-def test_registry_round_trip_with_pooling_and_weights(registry, table: StaticVectors, docs: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_registry_round_trip_with_pooling_and_weights(
+    registry, table: StaticVectors, docs: list[str]
+) -> None:  # type: ignore[no-untyped-def]
     spec = TokenizerSpec(lowercase=True)
-    fitted = StaticEncoder(table, spec, pooling=PoolingConfig(method="sif")).fit_sif(docs, sample=100)
-    mv = publish_static(registry, "sif", table, kind="word2vec", spec=spec, pooling=fitted.pooling.to_dict())
+    fitted = StaticEncoder(table, spec, pooling=PoolingConfig(method="sif")).fit_sif(
+        docs, sample=100
+    )
+    mv = publish_static(
+        registry, "sif", table, kind="word2vec", spec=spec, pooling=fitted.pooling.to_dict()
+    )
     loaded = load_encoder("sif", registry)
     assert isinstance(loaded, StaticEncoder)
     assert loaded.version == mv.ref == "sif@1"
@@ -114,8 +132,12 @@ def test_registry_round_trip_with_pooling_and_weights(registry, table: StaticVec
     assert loaded.pooling == fitted.pooling
     np.testing.assert_allclose(loaded.encode(docs[:5]), fitted.encode(docs[:5]), atol=1e-6)
 
-    distilled = StaticVectors(table.index_to_key, table.vectors, weights=np.linspace(0.1, 2, len(table)))
-    publish_static(registry, "dist", distilled, kind="distilled", spec=spec, pooling={"method": "mean"})
+    distilled = StaticVectors(
+        table.index_to_key, table.vectors, weights=np.linspace(0.1, 2, len(table))
+    )
+    publish_static(
+        registry, "dist", distilled, kind="distilled", spec=spec, pooling={"method": "mean"}
+    )
     dist = load_encoder("dist@1", registry)
     words = ["police", "government"]
     w = np.array([distilled.weights[table.key_to_index[x]] for x in words])
@@ -137,6 +159,6 @@ def test_bad_configuration_and_input(table: StaticVectors) -> None:
         enc.encode(["police"], batch_size=0)
     with pytest.raises(InvalidInput, match="at least 2 texts"):
         enc.fit_sif(["qqqzzz", ""])
-    assert PoolingConfig(**PoolingConfig(method="sif", component=(0.6, 0.8)).to_dict()) == PoolingConfig(
-        method="sif", component=(0.6, 0.8)
-    )
+    assert PoolingConfig(
+        **PoolingConfig(method="sif", component=(0.6, 0.8)).to_dict()
+    ) == PoolingConfig(method="sif", component=(0.6, 0.8))

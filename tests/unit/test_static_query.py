@@ -53,7 +53,9 @@ def test_in_vocabulary_vector_and_neighbours_match_gensim(w2v) -> None:  # type:
     theirs = w2v.most_similar("government", topn=7)
     assert [w for w, _ in ours] == [w for w, _ in theirs]
     np.testing.assert_allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
-    assert table.similarity("police", "army") == pytest.approx(float(w2v.similarity("police", "army")), abs=1e-6)
+    assert table.similarity("police", "army") == pytest.approx(
+        float(w2v.similarity("police", "army")), abs=1e-6
+    )
 
 
 def test_most_similar_by_vector_and_exclude(w2v) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,10 @@ from embedops.models.formats import FORMATS
 
 _FORMAT_HELP = f"One of: {', '.join(FORMATS)}."
 _CASES = ("auto", "lower", "keep")
+_Ref = Annotated[str, typer.Argument(help="Model: name, name@N or name@latest.")]
+_Format = Annotated[str, typer.Option("--format", "-f", help=_FORMAT_HELP)]
+_Method = Annotated[str, typer.Option(help="Analogy method: 3cosadd or 3cosmul.")]
+_Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 _KIND = {"word2vec-text": "word2vec", "word2vec-binary": "word2vec"}
 
 
@@ -26,16 +30,14 @@ def register(app: typer.Typer) -> None:
 
 
 def import_(
-    file: Path | None = typer.Argument(None, help="Vector file (.gz/.bz2/.xz are read too)."),
-    fmt: str = typer.Option("word2vec-text", "--format", "-f", help=_FORMAT_HELP),
-    name: str | None = typer.Option(None, "--name", "-n", help="Model name (default: file stem)."),
-    limit: int | None = typer.Option(None, "--limit", help="Keep only the first N vectors."),
-    case: str = typer.Option(
-        "auto", "--case", help="Tokenizer casing: lower, keep, or auto (from the vocabulary)."
-    ),
-    transformer: str | None = typer.Option(
-        None, "--transformer", help="Import a sentence-transformers model (name or folder)."
-    ),
+    file: Annotated[Path | None, typer.Argument(help="Vector file (.gz/.bz2/.xz too).")] = None,
+    fmt: _Format = "word2vec-text",
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Default: file stem.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N vectors.")] = None,
+    case: Annotated[str, typer.Option(help="Tokenizer casing: lower, keep or auto.")] = "auto",
+    transformer: Annotated[
+        str | None, typer.Option(help="Import a sentence-transformers model (name or folder).")
+    ] = None,
 ) -> None:
     """Import word vectors (or, with --transformer, a transformer) as a new model version."""
     reg = registry()
@@ -62,14 +64,16 @@ def import_(
     table = import_vectors(file, fmt, limit=limit)
     spec = _spec_for(table.index_to_key, case)
     params = {"format": fmt, "source": file.name, "source_bytes": file.stat().st_size}
-    mv = publish_static(reg, model_name, table, kind=_KIND.get(fmt, "static"), spec=spec, params=params)
+    mv = publish_static(
+        reg, model_name, table, kind=_KIND.get(fmt, "static"), spec=spec, params=params
+    )
     typer.echo(f"imported {mv.ref} ({len(table)} words, dim {table.dim})")
 
 
 def export(
-    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
-    file: Path = typer.Argument(..., help="Output file (written atomically)."),
-    fmt: str = typer.Option("word2vec-text", "--format", "-f", help=_FORMAT_HELP),
+    ref: _Ref,
+    file: Annotated[Path, typer.Argument(help="Output file (written atomically).")],
+    fmt: _Format = "word2vec-text",
 ) -> None:
     """Export a static model's word vectors."""
     from embedops.models.formats import check_format, export_vectors
@@ -83,10 +87,10 @@ def export(
 
 
 def similar(
-    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
-    word: str = typer.Argument(..., help="Query word."),
-    k: int = typer.Option(10, "-k", help="How many neighbours."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ref: _Ref,
+    word: Annotated[str, typer.Argument(help="Query word.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbours.")] = 10,
+    as_json: _Json = False,
 ) -> None:
     """The words nearest to WORD by cosine similarity."""
     positive("-k", k)
@@ -95,13 +99,13 @@ def similar(
 
 
 def analogy(
-    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
-    a: str = typer.Argument(..., help="a, in a : b :: c : ?"),
-    b: str = typer.Argument(..., help="b"),
-    c: str = typer.Argument(..., help="c"),
-    method: str = typer.Option("3cosadd", "--method", help="3cosadd or 3cosmul."),
-    k: int = typer.Option(5, "-k", help="How many answers."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ref: _Ref,
+    a: Annotated[str, typer.Argument(help="a, in a : b :: c : ?")],
+    b: Annotated[str, typer.Argument(help="b")],
+    c: Annotated[str, typer.Argument(help="c")],
+    method: _Method = "3cosadd",
+    k: Annotated[int, typer.Option("-k", help="How many answers.")] = 5,
+    as_json: _Json = False,
 ) -> None:
     """Solve A : B :: C : ? (e.g. man king woman -> queen)."""
     positive("-k", k)
@@ -111,29 +115,44 @@ def analogy(
 
 
 def eval_(
-    ref: str = typer.Argument(..., help="Model: name, name@N or name@latest."),
-    suite: list[str] = typer.Option(
-        [], "--suite", help="wordsim353, simlex999, google-analogy (repeatable; default all)."
-    ),
-    pairs: list[Path] = typer.Option([], "--pairs", help="A 'word1 word2 score' file."),
-    analogies: list[Path] = typer.Option([], "--analogies", help="A questions-words file."),
-    method: str = typer.Option("3cosadd", "--method", help="Analogy method: 3cosadd or 3cosmul."),
-    restrict_vocab: int = typer.Option(300_000, "--restrict-vocab", help="Use the top N words."),
-    postprocess: list[str] = typer.Option(
-        [], "--postprocess", help="Compare post-processing steps, e.g. pca:128, int8 (repeatable)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ref: _Ref,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(help="wordsim353, simlex999, google-analogy (repeatable; default all)."),
+    ] = None,
+    pairs: Annotated[list[Path] | None, typer.Option(help="A 'word1 word2 score' file.")] = None,
+    analogies: Annotated[
+        list[Path] | None, typer.Option(help="A questions-words analogy file.")
+    ] = None,
+    method: _Method = "3cosadd",
+    restrict_vocab: Annotated[int, typer.Option(help="Use only the top N words.")] = 300_000,
+    postprocess: Annotated[
+        list[str] | None,
+        typer.Option(help="Compare post-processing steps, e.g. pca:128, int8 (repeatable)."),
+    ] = None,
+    as_json: _Json = False,
 ) -> None:
     """Evaluate word similarity and analogies; scores are stored in the model's manifest."""
     positive("--restrict-vocab", restrict_vocab)
+    suite, pairs, analogies, postprocess = (
+        suite or [],
+        pairs or [],
+        analogies or [],
+        postprocess or [],
+    )
     reg = registry()
     out: dict[str, Any] = {}
     if suite or pairs or analogies or not postprocess:
         from embedops.evaluate.intrinsic import evaluate_model
 
         results = evaluate_model(
-            reg, ref, suites=suite, pairs=[str(p) for p in pairs],
-            analogies=[str(p) for p in analogies], method=method, restrict_vocab=restrict_vocab,
+            reg,
+            ref,
+            suites=suite,
+            pairs=[str(p) for p in pairs],
+            analogies=[str(p) for p in analogies],
+            method=method,
+            restrict_vocab=restrict_vocab,
         )
         out = {key: r.to_dict() for key, r in results.items()}
     if postprocess:
@@ -181,7 +200,9 @@ def _show_neighbours(rows: list[tuple[str, float]], as_json: bool, title: str) -
     if as_json:
         print_json([{"word": w, "score": s} for w, s in rows])
         return
-    _print_table(title, ["rank", "word", "cosine"], [[i, w, f"{s:.4f}"] for i, (w, s) in enumerate(rows, 1)])
+    _print_table(
+        title, ["rank", "word", "cosine"], [[i, w, f"{s:.4f}"] for i, (w, s) in enumerate(rows, 1)]
+    )
 
 
 def _print_eval(ref: str, out: dict[str, Any]) -> None:
@@ -195,14 +216,18 @@ def _print_eval(ref: str, out: dict[str, Any]) -> None:
         else:
             score = f"accuracy {r['accuracy']:.4f} ({r['correct']}/{r['evaluated']})"
             rows.append([key, score, r["evaluated"] + r["n_oov"], f"{r['oov_rate']:.1%}"])
-            rows += [[f"  {s['name']}", f"{s['accuracy']:.4f}", s["evaluated"] + s["n_oov"], ""]
-                     for s in r["sections"]]
+            rows += [
+                [f"  {s['name']}", f"{s['accuracy']:.4f}", s["evaluated"] + s["n_oov"], ""]
+                for s in r["sections"]
+            ]
     if rows:
         _print_table(f"intrinsic evaluation of {ref}", ["suite", "score", "items", "oov"], rows)
     report = out.get("postprocess")
     if report:
         columns = list(dict.fromkeys(k for row in report for k in row))
-        _print_table("post-processing", columns, [[row.get(c, "") for c in columns] for row in report])
+        _print_table(
+            "post-processing", columns, [[row.get(c, "") for c in columns] for row in report]
+        )
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -104,9 +104,14 @@ class AnalogyResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary with per-section accuracy."""
         return {
-            "kind": "analogies", "dataset": self.dataset, "method": self.method,
-            "restrict_vocab": self.restrict_vocab, "accuracy": self.accuracy,
-            "correct": self.correct, "evaluated": self.evaluated, "n_oov": self.n_oov,
+            "kind": "analogies",
+            "dataset": self.dataset,
+            "method": self.method,
+            "restrict_vocab": self.restrict_vocab,
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "evaluated": self.evaluated,
+            "n_oov": self.n_oov,
             "oov_rate": self.oov_rate,
             "sections": [{**asdict(s), "accuracy": s.accuracy} for s in self.sections],
         }
@@ -134,7 +139,8 @@ def read_pairs(path: str | os.PathLike[str]) -> list[tuple[str, str, float]]:
         if len(fields) < 3:
             raise FormatError(
                 f"line {line_no} of {source.name} has {len(fields)} fields, expected "
-                "'word1 word2 score'", "separate the fields with tabs or spaces",
+                "'word1 word2 score'",
+                "separate the fields with tabs or spaces",
             )
         value = _number(fields[score_col]) if score_col < len(fields) else None
         if value is None and not pairs and score_col == 2:
@@ -199,7 +205,8 @@ def evaluate_pairs(
     if len(gold) < 2:
         raise InvalidInput(
             f"only {len(gold)} of {len(pairs)} pairs in {Path(path).name} are in the vocabulary "
-            f"of {table.name}", "use a model with a larger vocabulary, or another pair file",
+            f"of {table.name}",
+            "use a model with a larger vocabulary, or another pair file",
         )
     return PairsResult(
         dataset=dataset or Path(path).name,
@@ -263,7 +270,14 @@ def _solve(
         best = np.take_along_axis(best, order, axis=1)
         for q, candidates in zip(questions[start : start + batch], best, strict=True):
             inputs = set(q[:3])
-            predicted = next((w for w in map(fold, (table.index_to_key[i] for i in candidates)) if w not in inputs), None)
+            predicted = next(
+                (
+                    w
+                    for w in map(fold, (table.index_to_key[i] for i in candidates))
+                    if w not in inputs
+                ),
+                None,
+            )
             correct += predicted == q[3]
     return correct
 

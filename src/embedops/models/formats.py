@@ -20,9 +20,9 @@ import lzma
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -34,7 +34,11 @@ from embedops.progress import progress_bar
 FORMATS = ("word2vec-text", "word2vec-binary", "glove", "fasttext-vec")
 _CHUNK_LINES = 4096
 _READ_BYTES = 1 << 20
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_OPENERS: dict[str, Callable[..., Any]] = {
+    ".gz": gzip.open,
+    ".bz2": bz2.open,
+    ".xz": lzma.open,
+}
 
 
 def check_format(fmt: str) -> str:
@@ -62,7 +66,10 @@ def import_vectors(
     source = Path(path)
     if not source.is_file():
         raise InvalidInput(f"no such vector file: {source}", "check the path")
-    with _open_read(source) as fh, progress_bar(f"import {source.name}", None, "vectors", quiet) as bar:
+    with (
+        _open_read(source) as fh,
+        progress_bar(f"import {source.name}", None, "vectors", quiet) as bar,
+    ):
         if fmt == "word2vec-binary":
             keys, vectors = _BinaryReader(fh, source, limit, bar).read()
         else:
@@ -82,9 +89,10 @@ def export_vectors(
             "export to a format that allows it, or rename the word",
         )
     target = Path(path)
-    with _atomic_output(target) as fh, progress_bar(
-        f"export {target.name}", len(table), "vectors", quiet
-    ) as bar:
+    with (
+        _atomic_output(target) as fh,
+        progress_bar(f"export {target.name}", len(table), "vectors", quiet) as bar,
+    ):
         if fmt != "glove":
             fh.write(f"{len(table)} {table.dim}\n".encode())
         write = _write_binary_rows if fmt == "word2vec-binary" else _write_text_rows
@@ -349,4 +357,8 @@ def _write_text_rows(fh: IO[bytes], words: list[str], rows: np.ndarray) -> None:
 
 def _write_binary_rows(fh: IO[bytes], words: list[str], rows: np.ndarray) -> None:
     data = np.ascontiguousarray(rows, dtype="<f4")
-    fh.write(b"".join(w.encode("utf-8") + b" " + r.tobytes() + b"\n" for w, r in zip(words, data, strict=True)))
+    fh.write(
+        b"".join(
+            w.encode("utf-8") + b" " + r.tobytes() + b"\n" for w, r in zip(words, data, strict=True)
+        )
+    )

@@ -145,10 +145,14 @@ class StaticEncoder:
     def encode_with_info(self, texts: Sequence[str], *, batch_size: int = 64) -> EncodeInfo:
         """Like ``encode``, with per-text token and OOV counts (kept as ``last_info``)."""
         if isinstance(texts, str):
-            raise InvalidInput("encode takes a list of texts, not a single string", "wrap it: [text]")
+            raise InvalidInput(
+                "encode takes a list of texts, not a single string", "wrap it: [text]"
+            )
         if batch_size <= 0:
             raise InvalidInput(f"batch_size must be a positive integer, got {batch_size}")
-        parts = [self._pool(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+        parts = [
+            self._pool(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)
+        ]
         if not parts:
             parts = [self._pool([])]
         info = EncodeInfo(*(np.concatenate([getattr(p, f) for p in parts]) for f in _INFO_FIELDS))
@@ -164,7 +168,9 @@ class StaticEncoder:
             picks = np.random.default_rng(seed).choice(len(chosen), sample, replace=False)
             chosen = [chosen[i] for i in sorted(picks)]
         raw = StaticEncoder(
-            self.table, self.spec, self._version,
+            self.table,
+            self.spec,
+            self._version,
             PoolingConfig(method="sif", sif_a=self.pooling.sif_a, normalize=False),
         )
         matrix = raw.encode(chosen, batch_size=1024)
@@ -199,7 +205,7 @@ class StaticEncoder:
 
     # -- internals -------------------------------------------------------------------------
     def _pool(self, texts: list[str]) -> EncodeInfo:
-        n, dim = len(texts), self.dim
+        n = len(texts)
         n_tokens = np.zeros(n, dtype=np.int64)
         n_oov = np.zeros(n, dtype=np.int64)
         n_sub = np.zeros(n, dtype=np.int64)
@@ -222,7 +228,9 @@ class StaticEncoder:
                     row = -1
                 owners.append(i)
                 rows.append(row)
-        out = self._combine(n, np.asarray(owners, dtype=np.int64), np.asarray(rows, dtype=np.int64), extra)
+        out = self._combine(
+            n, np.asarray(owners, dtype=np.int64), np.asarray(rows, dtype=np.int64), extra
+        )
         return EncodeInfo(self._finish(out), n_tokens, n_oov, n_sub)
 
     def _combine(
@@ -245,7 +253,8 @@ class StaticEncoder:
         out[filled] = np.add.reduceat(gathered, starts, axis=0) / counts[filled, None]
         return out
 
-    def _finish(self, vectors: FloatArray) -> FloatArray:
+    def _finish(self, pooled: FloatArray) -> FloatArray:
+        vectors: np.ndarray = pooled
         if self.pooling.method == "sif" and self.pooling.component is not None:
             u = np.asarray(self.pooling.component, dtype=np.float32)
             vectors = vectors - np.outer(vectors @ u, u)
