@@ -211,3 +211,32 @@ def test_sigkill_midway_then_rerun_stores_everything_once(
     assert sorted(ids) == sorted(f"k{i}" for i in range(total)) and vecs.shape == (total, 16)
     assert _count(workspace.catalog_path, "vectors") == total
     assert _count(workspace.catalog_path, "lineage") == total
+
+
+def test_cli_ingests_csv_parquet_and_text(
+    workspace: Workspace, model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert main(["collections", "create", "mixed", "--model", model]) == 0
+    capsys.readouterr()
+    csv_file = tmp_path / "words.csv"
+    csv_file.write_text('word,gloss,pos\ncat,"a small, furry animal",n\ndog,a loyal friend,n\n')
+    assert main(["ingest", "mixed", str(csv_file), "--id-field", "word",
+                 "--text-field", "gloss", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["embedded"] == 2
+    pq.write_table(pa.table({"id": ["p1", "p2"], "text": ["markets fell", "rain today"]}),
+                   tmp_path / "more.parquet")
+    assert main(["ingest", "mixed", str(tmp_path / "more.parquet")]) == 0
+    assert "embedded 2" in capsys.readouterr().out
+    (tmp_path / "lines.txt").write_text("first plain line\nsecond plain line\n")
+    assert main(["ingest", "mixed", str(tmp_path / "lines.txt"), "--text-ids", "hash"]) == 0
+    with Catalog(workspace) as cat:
+        items = list(cat.iter_items("mixed"))
+    assert [it.id for it in items][:4] == ["cat", "dog", "p1", "p2"] and len(items) == 6
+    assert items[0].metadata == {"pos": "n"} and items[0].text == "a small, furry animal"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "ok", "text": "fine"}\n{oops\n')
+    assert main(["ingest", "mixed", str(bad)]) == 0
+    assert "bad.jsonl line 2: invalid JSON" in capsys.readouterr().err

@@ -237,3 +237,13 @@ def test_migration_from_version_1_fills_live_counts(workspace: Workspace) -> Non
     with Catalog(workspace) as cat:
         assert cat.get_collection("old").item_count == 2
         assert [it.id for it in cat.iter_items("old")] == ["i0", "i1"]
+
+
+def test_damaged_vector_row_is_an_integrity_error(catalog: Catalog) -> None:
+    catalog.upsert("docs", _items(2), {"m@1": _vecs(2)})
+    conn = sqlite3.connect(catalog.path)
+    conn.execute("UPDATE vectors SET vector = X'00000000' WHERE rowid = 1")
+    conn.commit()
+    conn.close()
+    with pytest.raises(IntegrityError, match="has 4 bytes, expected 16"):
+        catalog.load_vectors("docs", "m@1")

@@ -6,6 +6,10 @@ HKDF: one encrypts texts, metadata and vectors; the other keys the HMAC-SHA256 c
 that hashes used for idempotence reveal nothing about the plain text. Each ciphertext is bound to
 its row (collection, item id, field) as associated data, so rows cannot be swapped unnoticed.
 Messages never include the key; they name a short key id (an HMAC of a fixed label).
+
+What stays plain: item ids, model version names, timestamps, counts, and lineage (source file
+path and line number), because lookups and freshness checks need them without the key. Choose
+ids that do not carry secrets.
 """
 
 from __future__ import annotations

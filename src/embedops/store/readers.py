@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import json
 import lzma
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -177,24 +177,31 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _jsonl(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
+def _per_line(
+    path: Path, parse: Callable[[int, str], Record | BadLine]
+) -> Iterator[Record | BadLine]:
+    """``parse(number, text)`` of every non-blank line; BadLine for one that is not UTF-8."""
     for number, offset, raw in _lines(path):
         try:
             text = _decode(raw, offset)
         except _NotUtf8 as exc:
             yield BadLine(number, _utf8_message(exc.offset))
             continue
-        if not text.strip():
-            continue
+        if text.strip():
+            yield parse(number, text)
+
+
+def _jsonl(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
+    def parse(number: int, text: str) -> Record | BadLine:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield BadLine(number, f"invalid JSON: {exc.msg} at column {exc.colno}")
-            continue
+            return BadLine(number, f"invalid JSON: {exc.msg} at column {exc.colno}")
         if not isinstance(obj, dict):
-            yield BadLine(number, f"expected a JSON object, got {type(obj).__name__}")
-            continue
-        yield _from_mapping(number, obj, opts)
+            return BadLine(number, f"expected a JSON object, got {type(obj).__name__}")
+        return _from_mapping(number, obj, opts)
+
+    return _per_line(path, parse)
 
 
 def _decoded_lines(path: Path, where: list[int]) -> Iterator[str]:
@@ -209,6 +216,16 @@ def _decoded_lines(path: Path, where: list[int]) -> Iterator[str]:
             ) from exc
 
 
+def _require_columns(path: Path, columns: list[str], opts: ReadOptions) -> None:
+    missing = [f for f in (opts.id_field, opts.text_field) if f not in columns]
+    if missing:
+        raise FormatError(
+            f"{path.name} has no column {', '.join(map(repr, missing))} "
+            f"(columns: {', '.join(columns)})",
+            "name the columns with --id-field and --text-field",
+        )
+
+
 def _csv(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[Record | BadLine]:
     where = [0]
     reader = csv.reader(_decoded_lines(path, where), delimiter=delimiter)
@@ -216,13 +233,7 @@ def _csv(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[Record | Bad
         header = next(reader)
     except StopIteration:
         return
-    missing = [f for f in (opts.id_field, opts.text_field) if f not in header]
-    if missing:
-        raise FormatError(
-            f"{path.name} has no column {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(header)})",
-            "name the columns with --id-field and --text-field",
-        )
+    _require_columns(path, header, opts)
     start = where[0] + 1
     for row in reader:
         if any(cell.strip() for cell in row):
@@ -240,14 +251,7 @@ def _parquet(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
         pfile = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise FormatError(f"{path.name} is not a readable Parquet file: {exc}") from exc
-    columns = pfile.schema_arrow.names
-    missing = [f for f in (opts.id_field, opts.text_field) if f not in columns]
-    if missing:
-        raise FormatError(
-            f"{path.name} has no column {', '.join(map(repr, missing))} "
-            f"(columns: {', '.join(columns)})",
-            "name the columns with --id-field and --text-field",
-        )
+    _require_columns(path, pfile.schema_arrow.names, opts)
     row_no = 0
     for batch in pfile.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
@@ -256,16 +260,9 @@ def _parquet(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
 
 
 def _text(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
-    for number, offset, raw in _lines(path):
-        try:
-            text = _decode(raw, offset)
-        except _NotUtf8 as exc:
-            yield BadLine(number, _utf8_message(exc.offset))
-            continue
-        if not text.strip():
-            continue
+    def parse(number: int, text: str) -> Record:
         if opts.text_ids == "hash":
-            item_id = hashlib.sha256(text.encode()).hexdigest()[:16]
-        else:
-            item_id = str(number)
-        yield Record(number, item_id, text)
+            return Record(number, hashlib.sha256(text.encode()).hexdigest()[:16], text)
+        return Record(number, str(number), text)
+
+    return _per_line(path, parse)
