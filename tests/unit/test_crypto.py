@@ -32,7 +32,9 @@ def _write_secret_collection(ws: Workspace, key: bytes) -> np.ndarray:
     items = [ItemIn(f"doc-{i}", text, {"owner": f"Bartholomew{i}Smithers"})
              for i, text in enumerate(SECRETS)]
     vecs = np.arange(9, dtype=np.float32).reshape(3, 3) + 0.123
+    cat.start_run("vault", "r", "in.jsonl")
     cat.upsert("vault", items, {"m@1": vecs}, run_id="r", source="in.jsonl", lines=[1, 2, 3])
+    cat.finish_run("r", {"failed_lines": [[4, "no 'id' field (fields: Bartholomew)"]]})
     cat.delete("vault", ["doc-2"])
     cat.checkpoint()
     cat.close()
@@ -73,6 +75,12 @@ def test_wrong_key_is_refused_without_showing_keys(workspace: Workspace) -> None
         assert base64.b64encode(secret).decode() not in text and secret.hex() not in text
     assert cat.list_collections()[0].encrypted  # listing needs no key
     cat.close()
+    with Catalog(workspace) as keyless:
+        stats = keyless.stats("vault")
+    assert stats["item_count"] == 2 and stats["ingest_runs"][0]["report"] == {"encrypted": True}
+    with Catalog(workspace, key=key) as right:
+        report = right.stats("vault")["ingest_runs"][0]["report"]
+    assert report["failed_lines"][0][0] == 4
 
 
 def test_tampered_ciphertext_fails_authentication(workspace: Workspace) -> None:

@@ -33,6 +33,7 @@ from embedops.store.models import (
     CollectionInfo,
     Item,
     ItemIn,
+    canonical_metadata,
     check_collection_name,
     check_metric,
 )
@@ -355,16 +356,27 @@ class Catalog:
             )
 
     def finish_run(self, run_id: str, report: dict[str, Any]) -> None:
-        """Record the report of a finished ingest run."""
-        import json
-
+        """Record the report of a finished ingest run (encrypted in an encrypted collection:
+        its messages may quote field names or values)."""
         with self._write() as conn:
+            row = conn.execute(
+                "SELECT c.name FROM ingest_runs r JOIN collections c ON c.id = r.collection_id "
+                "WHERE r.run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise InvalidInput(f"no ingest run {run_id!r} was started")
+            codec = self._codec(self._coll(row[0], conn))
             conn.execute(
                 "UPDATE ingest_runs SET finished_at = ?, report = ? WHERE run_id = ?",
-                (time.time(), json.dumps(report, sort_keys=True), run_id),
+                (time.time(), codec.meta_out(f"run:{run_id}", canonical_metadata(report)),
+                 run_id),
             )
 
     def stats(self, collection: str) -> dict[str, Any]:
         """Counts for ``collections show``: live/deleted items, vectors per version, last runs."""
         coll = self._coll(collection)
-        return {**coll.info.to_dict(), **_items.stats(self._conn(), coll.pk)}
+        try:
+            codec: RowCodec | None = self._codec(coll)
+        except EncryptionKeyError:
+            codec = None  # counts need no key; run reports are shown as encrypted
+        return {**coll.info.to_dict(), **_items.stats(self._conn(), coll.pk, codec)}

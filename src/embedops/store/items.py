@@ -3,7 +3,6 @@ transaction (``Catalog`` opens it). Internal: use ``embedops.store.catalog.Catal
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -351,7 +350,7 @@ def changes_since(conn: sqlite3.Connection, pk: int, ts: float) -> list[tuple[st
     return [(r[0], float(r[1]), bool(r[2])) for r in rows]
 
 
-def stats(conn: sqlite3.Connection, pk: int) -> dict[str, Any]:
+def stats(conn: sqlite3.Connection, pk: int, codec: RowCodec | None) -> dict[str, Any]:
     """Deleted count, vectors per version and the last ingest runs of a collection."""
     deleted = conn.execute(
         "SELECT COUNT(*) FROM items WHERE collection_id = ? AND deleted_at IS NOT NULL", (pk,)
@@ -362,10 +361,18 @@ def stats(conn: sqlite3.Connection, pk: int) -> dict[str, Any]:
     ).fetchall())
     runs = [
         {"run_id": r[0], "source": r[1], "started_at": r[2], "finished_at": r[3],
-         "report": json.loads(r[4]) if r[4] else None}
+         "report": _report(codec, r[0], r[4])}
         for r in conn.execute(
             "SELECT run_id, source, started_at, finished_at, report FROM ingest_runs "
             "WHERE collection_id = ? ORDER BY started_at DESC LIMIT 5", (pk,)
         )
     ]
     return {"deleted_count": int(deleted), "vectors": per_version, "ingest_runs": runs}
+
+
+def _report(codec: RowCodec | None, run_id: str, stored: str | bytes | None) -> Any:
+    if stored is None:
+        return None
+    if codec is None:
+        return {"encrypted": True}
+    return codec.meta_in(f"run:{run_id}", stored)
