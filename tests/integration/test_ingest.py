@@ -106,6 +106,9 @@ def test_bad_lines_are_reported_and_block_delete_missing(
     assert [line for line, _ in report.failed_lines] == [2, 3, 4]
     assert "byte offset" in report.failed_lines[2][1]
     assert report.deleted == 0 and "skipped" in report.notes[0]
+    summary = report.to_dict(max_failed=1)
+    assert summary["failed_count"] == 3
+    assert summary["failed_lines"] == [[2, report.failed_lines[0][1]]]
     assert catalog.get_collection("news").item_count == 121
     only_bad = tmp_path / "only_bad.jsonl"
     only_bad.write_text('{"name": "a", "body": "b"}\n')

@@ -127,8 +127,11 @@ class IngestReport:
     run_id: str = ""
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (failed lines as ``[line, message]`` pairs)."""
+    def to_dict(self, max_failed: int = 100) -> dict[str, Any]:
+        """JSON-ready dict: the first ``max_failed`` failed lines as ``[line, message]`` pairs,
+        and ``failed_count``, the number of all of them."""
         out = asdict(self)
+        out["failed_lines"] = [list(pair) for pair in self.failed_lines[:max_failed]]
+        out["failed_count"] = len(self.failed_lines)
         out["seconds"] = round(self.seconds, 3) if math.isfinite(self.seconds) else None
         return out
