@@ -3,6 +3,7 @@ ids, bad lines, encryption, dual write, the CLI, and a real SIGKILL in the middl
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -27,10 +28,16 @@ from embedops.store.ingest import ingest
 from embedops.text.tokenize import TokenizerSpec
 
 
+@functools.lru_cache(maxsize=2)
+def _vocab(corpus: Path) -> list[str]:
+    spec = TokenizerSpec()
+    return sorted({tok for line in corpus.read_text().splitlines() for tok in spec.tokenize(line)})
+
+
 def _publish(registry: Registry, corpus: Path, name: str, dim: int) -> str:
     """A static model over the corpus vocabulary with seeded random vectors (fast to build)."""
     spec = TokenizerSpec()
-    vocab = sorted({tok for line in corpus.read_text().splitlines() for tok in spec.tokenize(line)})
+    vocab = _vocab(corpus)
     vectors = np.random.default_rng(dim).standard_normal((len(vocab), dim)).astype(np.float32)
     return publish_static(registry, name, StaticVectors(vocab, vectors), kind="static",
                           spec=spec).ref
