@@ -61,7 +61,8 @@ def ingest(
     extra_encoders: Sequence[Encoder] = (),
 ) -> IngestReport:
     """Ingest ``path`` into ``collection``, embedding with ``encoder`` (the collection's active
-    version) and ``extra_encoders`` (e.g. the rollout candidate: dual write)."""
+    version) and ``extra_encoders`` (more versions written alongside, e.g. the rollout
+    candidate or a two-stage cheap model: dual write)."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise InvalidInput(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
     path = Path(path)
@@ -89,19 +90,19 @@ def ingest(
 def _check_encoders(catalog: Catalog, collection: str, encoders: Sequence[Encoder]) -> None:
     info = catalog.get_collection(collection)
     allowed = {info.model_version, info.candidate_version} - {None}
-    for enc in encoders:
-        if enc.version not in allowed:
-            raise InvalidInput(
-                f"collection {collection!r} is embedded with {info.model_version}"
-                + (f" (candidate {info.candidate_version})" if info.candidate_version else "")
-                + f", not {enc.version}",
-                f"ingest with {info.model_version}",
-            )
-        if enc.version == info.model_version and enc.dim != info.dim:
-            raise DimensionMismatch(
-                f"collection {collection!r} has dim {info.dim}, encoder {enc.version} "
-                f"has dim {enc.dim}"
-            )
+    main = encoders[0]  # extra encoders may be any version (candidate, cheap stage)
+    if main.version not in allowed:
+        raise InvalidInput(
+            f"collection {collection!r} is embedded with {info.model_version}"
+            + (f" (candidate {info.candidate_version})" if info.candidate_version else "")
+            + f", not {main.version}",
+            f"ingest with {info.model_version}",
+        )
+    if main.version == info.model_version and main.dim != info.dim:
+        raise DimensionMismatch(
+            f"collection {collection!r} has dim {info.dim}, encoder {main.version} "
+            f"has dim {main.dim}"
+        )
     if len({enc.version for enc in encoders}) != len(encoders):
         raise InvalidInput("the same model version was given twice as an encoder")
 
