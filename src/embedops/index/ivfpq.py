@@ -75,8 +75,9 @@ class IVFPQIndex(IVFIndex):
         import faiss
 
         quantizer = faiss.IndexFlat(self.dim, faiss_metric(self.metric))
-        # FAISS wants 39 training points per codebook entry; fewer codes beat a bad codebook
-        nbits = min(self.params.nbits, max(1, int(math.log2(max(n // 39, 2)))))
+        # a codebook needs as many training points as entries; with few points the codes
+        # nearly memorize the (indexed) data, which is what rescoring wants
+        nbits = min(self.params.nbits, max(1, int(math.log2(max(n, 2)))))
         index = faiss.IndexIVFPQ(
             quantizer, self.dim, self.nlist_for(n), self._m, nbits, faiss_metric(self.metric)
         )
