@@ -247,3 +247,25 @@ def test_damaged_vector_row_is_an_integrity_error(catalog: Catalog) -> None:
     conn.close()
     with pytest.raises(IntegrityError, match="has 4 bytes, expected 16"):
         catalog.load_vectors("docs", "m@1")
+
+
+def test_a_file_that_is_not_a_catalog_is_refused(workspace: Workspace) -> None:
+    workspace.catalog_path.write_bytes(b"this is not SQLite at all" * 100)
+    with pytest.raises(IntegrityError, match="not a readable embedops catalog"):
+        Catalog(workspace)
+
+
+def test_a_held_write_lock_is_unavailable_not_a_hang(workspace: Workspace) -> None:
+    from embedops.errors import Unavailable
+
+    cat = Catalog(workspace, timeout_s=0.05)
+    blocker = sqlite3.connect(workspace.catalog_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Unavailable, match="busy"):
+            cat.create_collection("x", "m@1", dim=2)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert cat.create_collection("x", "m@1", dim=2).name == "x"
+    cat.close()

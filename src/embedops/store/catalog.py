@@ -24,7 +24,9 @@ from embedops.errors import (
     AlreadyExists,
     CollectionNotFound,
     EncryptionKeyError,
+    IntegrityError,
     InvalidInput,
+    Unavailable,
 )
 from embedops.store import items as _items
 from embedops.store.codec import RowCodec
@@ -59,29 +61,42 @@ class Catalog:
     """The versioned embedding store of one workspace (``workspace.catalog_path``).
 
     ``key`` is the 32-byte encryption key; when None it is read from ``$EMBEDOPS_KEY`` or
-    ``$EMBEDOPS_KEY_FILE`` the first time an encrypted collection is touched.
+    ``$EMBEDOPS_KEY_FILE`` the first time an encrypted collection is touched. A write waits up
+    to ``timeout_s`` for another writer, then raises Unavailable.
     """
 
-    def __init__(self, workspace: Workspace | None = None, key: bytes | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace | None = None, key: bytes | None = None, *,
+        timeout_s: float = 60.0,
+    ) -> None:
         self.workspace = (workspace or Workspace.from_env()).ensure()
         self.path = self.workspace.catalog_path
         self._cipher: Cipher | None = Cipher(key) if key is not None else None
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
-        migrate(self._conn())
+        self._timeout_ms = max(1, int(timeout_s * 1000))
+        try:
+            migrate(self._conn())
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise IntegrityError(
+                f"{self.path} is not a readable embedops catalog ({exc})",
+                "restore it from a backup, or point --home / $EMBEDOPS_HOME at another workspace",
+            ) from exc
 
     # -- connections and transactions ------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=60.0, check_same_thread=False
+                self.path, isolation_level=None, timeout=self._timeout_ms / 1000,
+                check_same_thread=False,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute(f"PRAGMA busy_timeout={self._timeout_ms}")
             self._local.conn = conn
             with self._guard:
                 self._conns.append(conn)
@@ -90,7 +105,13 @@ class Catalog:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(
+                f"the catalog {self.path} is busy or unwritable ({exc})",
+                "another process holds a long write; retry in a moment",
+            ) from exc
         try:
             yield conn
         except BaseException:
