@@ -78,6 +78,12 @@ class Catalog:
         self._timeout_ms = max(1, int(timeout_s * 1000))
         try:
             migrate(self._conn())
+        except sqlite3.OperationalError as exc:
+            self.close()
+            raise Unavailable(
+                f"cannot open the catalog {self.path} ({exc})",
+                "another process holds a long write, or the folder is not writable; retry",
+            ) from exc
         except sqlite3.DatabaseError as exc:
             self.close()
             raise IntegrityError(
