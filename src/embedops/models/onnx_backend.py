@@ -30,13 +30,19 @@ _FUSABLE = ("bert", "roberta", "xlm-roberta", "distilbert", "camembert", "electr
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    """How the int8 copy is made. ``exclude_patterns``: node-name substrings kept in fp32."""
+    """How the int8 copy is made.
+
+    ``op_types``: operators quantized (``Attention`` is the fused attention, whose QKV
+    projection becomes int8); ``exclude_patterns``: node-name substrings kept in fp32.
+    """
 
     per_channel: bool = True
     reduce_range: bool = False
+    op_types: tuple[str, ...] = ("MatMul", "Attention")
     exclude_patterns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "op_types", tuple(self.op_types))
         object.__setattr__(self, "exclude_patterns", tuple(self.exclude_patterns))
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +50,7 @@ class QuantizeConfig:
         return {
             "per_channel": self.per_channel,
             "reduce_range": self.reduce_range,
+            "op_types": list(self.op_types),
             "exclude_patterns": list(self.exclude_patterns),
         }
 
@@ -128,10 +135,10 @@ def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> li
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     excluded = [
         n.name for n in graph.node
-        if n.op_type == "MatMul" and any(p in n.name for p in config.exclude_patterns)
+        if n.op_type in config.op_types and any(p in n.name for p in config.exclude_patterns)
     ]
     quantize_dynamic(
-        str(fp32_path), str(out_path), op_types_to_quantize=["MatMul", "Attention"],
+        str(fp32_path), str(out_path), op_types_to_quantize=list(config.op_types),
         per_channel=config.per_channel, reduce_range=config.reduce_range,
         weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
