@@ -6,7 +6,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -25,18 +25,26 @@ def register(app: typer.Typer) -> None:
 
 
 def embed(
-    ref: str = typer.Argument(..., help="Model version: name, name@N or name@latest."),
-    texts: list[str] | None = typer.Argument(None, help="Texts to encode."),
-    file: Path | None = typer.Option(
-        None, "--file", "-f", help="Read texts from a .txt file (one per line) or a .jsonl file."
-    ),
-    text_field: str = typer.Option("text", "--text-field", help="Field of the text in .jsonl."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Write vectors to .npy or .jsonl."),
-    backend: str | None = typer.Option(
-        None, "--backend", help="Transformer backend: torch, onnx or onnx-int8 (default fastest)."
-    ),
-    batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default all)."),
+    ref: Annotated[str, typer.Argument(help="Model version: name, name@N or name@latest.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to encode.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Texts from a .txt file (one per line) or .jsonl."),
+    ] = None,
+    text_field: Annotated[
+        str, typer.Option("--text-field", help="Field of the text in .jsonl.")
+    ] = "text",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write vectors to .npy or .jsonl.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Transformer backend: torch, onnx or onnx-int8."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: all).")
+    ] = None,
 ) -> None:
     """Encode texts (arguments and/or --file) and print a summary or write the vectors."""
     positive("--batch-size", batch_size)
