@@ -250,3 +250,27 @@ def test_cli_ingests_csv_parquet_and_text(
     bad.write_text('{"id": "ok", "text": "fine"}\n{oops\n')
     assert main(["ingest", "mixed", str(bad)]) == 0
     assert "bad.jsonl line 2: invalid JSON" in capsys.readouterr().err
+
+
+def test_cli_encrypted_collection_and_rekey(
+    workspace: Workspace, model: str, docs: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["collections", "keygen"]) == 0
+    old = capsys.readouterr().out.strip()
+    monkeypatch.setenv(KEY_ENV, old)
+    assert main(["collections", "default-encryption", "on"]) == 0
+    assert main(["collections", "create", "vault", "--model", model]) == 0
+    assert "encrypted" in capsys.readouterr().out
+    assert main(["ingest", "vault", str(docs)]) == 0
+    assert main(["collections", "rekey", "vault"]) == 1
+    assert "EMBEDOPS_NEW_KEY is not set" in capsys.readouterr().err
+    new = generate_key()
+    monkeypatch.setenv("EMBEDOPS_NEW_KEY", new)
+    assert main(["collections", "rekey", "vault"]) == 0
+    assert main(["ingest", "vault", str(docs)]) == 1  # the old key no longer opens it
+    err = capsys.readouterr().err
+    assert "key id" in err and old not in err and new not in err
+    monkeypatch.setenv(KEY_ENV, new)
+    assert main(["ingest", "vault", str(docs), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unchanged"] == 120

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedops.config import Workspace
-from embedops.errors import EncryptionKeyError
+from embedops.errors import EncryptionKeyError, InvalidInput
 from embedops.store import Catalog, ItemIn
 from embedops.store.crypto import KEY_ENV, KEY_FILE_ENV, Cipher, generate_key, load_key
 
@@ -163,3 +163,27 @@ def test_the_scan_does_find_plain_collections(workspace: Workspace) -> None:
                    {"m@1": np.ones((1, 3), np.float32)})
         with pytest.raises(AssertionError, match="found in plain"):
             _assert_no_plain(workspace, [SECRETS[0].encode()])
+
+
+def test_rekey_moves_every_row_to_the_new_key(workspace: Workspace) -> None:
+    import sqlite3
+
+    key, new = _key(), _key()
+    vecs = _write_secret_collection(workspace, key)
+    conn = sqlite3.connect(workspace.catalog_path)
+    old_blob = conn.execute("SELECT text FROM items ORDER BY pk LIMIT 1").fetchone()[0]
+    conn.close()
+    with Catalog(workspace, key=key) as cat:
+        old_hash = cat.get_items("vault", ["doc-0"])[0].content_sha256
+        cat.create_collection("plain", "m@1", dim=3, encrypted=False)
+        with pytest.raises(InvalidInput, match="not encrypted"):
+            cat.rekey("plain", new)
+        cat.rekey("vault", new)
+        item = cat.get_items("vault", ["doc-0"])[0]
+        assert item.text == SECRETS[0] and item.content_sha256 != old_hash
+        assert cat.plan_upsert("vault", [ItemIn("doc-0", SECRETS[0], item.metadata)]) == []
+        np.testing.assert_array_equal(cat.load_vectors("vault", "m@1")[1], vecs[:2])
+        assert cat.stats("vault")["ingest_runs"][0]["report"]["failed_lines"][0][0] == 4
+    with Catalog(workspace, key=key) as stale, pytest.raises(EncryptionKeyError, match="key id"):
+        stale.get_items("vault", ["doc-0"])
+    assert "catalog.db" in _assert_no_plain(workspace, _needles(new, vecs) + [old_blob])

@@ -12,6 +12,8 @@ from embedops.cli._common import positive, print_json, registry, workspace
 from embedops.store.models import METRICS
 from embedops.store.readers import FORMATS, TEXT_IDS
 
+NEW_KEY_ENV = "EMBEDOPS_NEW_KEY"
+
 
 def _catalog():  # type: ignore[no-untyped-def]
     from embedops.store.catalog import Catalog
@@ -100,6 +102,26 @@ def _register_collections(group: typer.Typer) -> None:
         from embedops.store.crypto import generate_key
 
         typer.echo(generate_key())
+
+    @group.command("rekey")
+    def rekey(name: str = typer.Argument(..., help="Encrypted collection.")) -> None:
+        """Re-encrypt a collection under the key in $EMBEDOPS_NEW_KEY (base64), using the
+        current key from $EMBEDOPS_KEY / $EMBEDOPS_KEY_FILE; then make the new key current."""
+        import os
+
+        from embedops.errors import EncryptionKeyError
+        from embedops.store.crypto import parse_key
+
+        raw = os.environ.get(NEW_KEY_ENV, "")
+        if not raw:
+            raise EncryptionKeyError(
+                f"{NEW_KEY_ENV} is not set",
+                f"export {NEW_KEY_ENV}=$(embedops collections keygen) and keep that key safe",
+            )
+        with _catalog() as cat:
+            cat.rekey(name, parse_key(raw.encode(), NEW_KEY_ENV))
+        typer.echo(f"collection {name} is now encrypted with the key in {NEW_KEY_ENV}; "
+                   "set EMBEDOPS_KEY to it")
 
     @group.command("default-encryption")
     def default_encryption(

@@ -41,7 +41,9 @@ def generate_key() -> str:
     return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
-def _decode_key(raw: bytes, source: str, allow_raw: bool = False) -> bytes:
+def parse_key(raw: bytes, source: str, allow_raw: bool = False) -> bytes:
+    """The 32-byte key in ``raw`` (base64, or the raw bytes when ``allow_raw``); errors name
+    ``source`` and the decoded length, never the key."""
     text = raw.strip()
     try:
         key = base64.b64decode(text, altchars=b"-_" if b"-" in text or b"_" in text else None,
@@ -63,7 +65,7 @@ def load_key(environ: Mapping[str, str] | None = None) -> bytes | None:
     """The key from ``$EMBEDOPS_KEY`` or ``$EMBEDOPS_KEY_FILE``, or None when neither is set."""
     env = os.environ if environ is None else environ
     if env.get(KEY_ENV):
-        return _decode_key(env[KEY_ENV].encode(), KEY_ENV)
+        return parse_key(env[KEY_ENV].encode(), KEY_ENV)
     if env.get(KEY_FILE_ENV):
         path = Path(env[KEY_FILE_ENV]).expanduser()
         try:
@@ -73,7 +75,7 @@ def load_key(environ: Mapping[str, str] | None = None) -> bytes | None:
                 f"cannot read the key file named by {KEY_FILE_ENV} ({path}): {exc.strerror}",
                 _HINT,
             ) from exc
-        return _decode_key(raw, f"{KEY_FILE_ENV} ({path})", allow_raw=True)
+        return parse_key(raw, f"{KEY_FILE_ENV} ({path})", allow_raw=True)
     return None
 
 
