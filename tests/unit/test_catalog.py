@@ -177,7 +177,7 @@ def test_lineage_and_stats(catalog: Catalog) -> None:
     catalog.start_run("docs", "run-1", "/data/f.jsonl")
     catalog.upsert("docs", _items(2), {"m@1": _vecs(2)}, run_id="run-1",
                    source="/data/f.jsonl", lines=[7, 9])
-    catalog.finish_run("run-1", {"read": 2})
+    catalog.finish_run("docs", "run-1", {"read": 2})
     conn = sqlite3.connect(catalog.path)
     rows = conn.execute("SELECT run_id, source, line FROM lineage ORDER BY line").fetchall()
     assert rows == [("run-1", "/data/f.jsonl", 7), ("run-1", "/data/f.jsonl", 9)]

@@ -49,7 +49,7 @@ def _write_secret_collection(ws: Workspace, key: bytes) -> np.ndarray:
     vecs = np.arange(9, dtype=np.float32).reshape(3, 3) + 0.123
     cat.start_run("vault", "r", "in.jsonl")
     cat.upsert("vault", items, {"m@1": vecs}, run_id="r", source="in.jsonl", lines=[1, 2, 3])
-    cat.finish_run("r", {"failed_lines": [[4, "no 'id' field (fields: Bartholomew)"]]})
+    cat.finish_run("vault", "r", {"failed_lines": [[4, "no 'id' field (fields: Bartholomew)"]]})
     cat.delete("vault", ["doc-2"])
     # before the checkpoint the pages sit in the write-ahead log
     assert "catalog.db-wal" in _assert_no_plain(ws, _needles(key, vecs))

@@ -402,21 +402,16 @@ class Catalog:
                 (run_id, coll.pk, source, time.time()),
             )
 
-    def finish_run(self, run_id: str, report: dict[str, Any]) -> None:
+    def finish_run(self, collection: str, run_id: str, report: dict[str, Any]) -> None:
         """Record the report of a finished ingest run (encrypted in an encrypted collection:
         its messages may quote field names or values)."""
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT c.name FROM ingest_runs r JOIN collections c ON c.id = r.collection_id "
-                "WHERE r.run_id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                raise InvalidInput(f"no ingest run {run_id!r} was started")
-            codec = self._codec(self._coll(row[0], conn))
+            coll = self._coll(collection, conn)
+            stored = self._codec(coll).meta_out(f"run:{run_id}", canonical_metadata(report))
             conn.execute(
-                "UPDATE ingest_runs SET finished_at = ?, report = ? WHERE run_id = ?",
-                (time.time(), codec.meta_out(f"run:{run_id}", canonical_metadata(report)),
-                 run_id),
+                "UPDATE ingest_runs SET finished_at = ?, report = ? "
+                "WHERE run_id = ? AND collection_id = ?",
+                (time.time(), stored, run_id, coll.pk),
             )
 
     def stats(self, collection: str) -> dict[str, Any]:

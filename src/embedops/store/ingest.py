@@ -83,7 +83,7 @@ def ingest(
             _delete_missing(run)
     finally:
         report.seconds = time.perf_counter() - started
-        catalog.finish_run(report.run_id, report.to_dict())
+        catalog.finish_run(collection, report.run_id, report.to_dict())
     return report
 
 
