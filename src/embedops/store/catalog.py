@@ -291,19 +291,12 @@ class Catalog:
     def rekey(self, name: str, new_key: bytes) -> CollectionInfo:
         """Re-encrypt collection ``name`` under ``new_key`` (needs the current key), in one
         transaction; afterwards this catalog uses ``new_key``."""
-        from embedops.store.rekey import rekey_rows
+        from embedops.store.rekey import rekey_collection
 
         new_cipher = Cipher(new_key)
         with self._write() as conn:
             coll = self._coll(name, conn)
-            if not coll.info.encrypted:
-                raise InvalidInput(f"collection {name!r} is not encrypted", "nothing to rekey")
-            old = self._codec(coll)
-            conn.execute("PRAGMA secure_delete = ON")  # zero old ciphertext in freed pages
-            rekey_rows(conn, coll.pk, old, RowCodec(name, new_cipher))
-            conn.execute(
-                "UPDATE collections SET key_id = ? WHERE id = ?", (new_cipher.key_id, coll.pk)
-            )
+            rekey_collection(conn, coll.pk, coll.info, self._codec(coll), new_cipher)
         self._cipher = new_cipher
         self.checkpoint()
         return self.get_collection(name)

@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import sqlite3
 
+from embedops.errors import InvalidInput
 from embedops.store.codec import RowCodec
-from embedops.store.models import ItemIn, canonical_metadata
+from embedops.store.crypto import Cipher
+from embedops.store.models import CollectionInfo, ItemIn, canonical_metadata
+
+
+def rekey_collection(
+    conn: sqlite3.Connection, pk: int, info: CollectionInfo, old: RowCodec, new_cipher: Cipher
+) -> int:
+    """Move collection ``info`` (primary key ``pk``) from ``old`` to ``new_cipher`` inside the
+    caller's transaction; returns the number of items re-encrypted."""
+    if not info.encrypted:
+        raise InvalidInput(f"collection {info.name!r} is not encrypted", "nothing to rekey")
+    conn.execute("PRAGMA secure_delete = ON")  # zero old ciphertext in freed pages
+    count = rekey_rows(conn, pk, old, RowCodec(info.name, new_cipher))
+    conn.execute("UPDATE collections SET key_id = ? WHERE id = ?", (new_cipher.key_id, pk))
+    return count
 
 
 def rekey_rows(conn: sqlite3.Connection, pk: int, old: RowCodec, new: RowCodec) -> int:
