@@ -35,7 +35,9 @@ def _info_dict(info: Any) -> dict[str, Any]:
         return dict(info.to_dict())
     from dataclasses import asdict, is_dataclass
 
-    return asdict(info) if is_dataclass(info) else dict(vars(info))
+    if is_dataclass(info) and not isinstance(info, type):
+        return asdict(info)
+    return dict(vars(info))
 
 
 def snapshot_meta(info: Any) -> dict[str, Any]:

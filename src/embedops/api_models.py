@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from embedops.models.registry import ModelVersion, Registry
 from embedops.types import Encoder
 
 MAX_EMBED_BATCH = 10_000
+QUERY_CACHE_SIZE = 4096
 
 
 class ModelHub:
@@ -23,6 +25,7 @@ class ModelHub:
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
         self._tables: dict[str, Any] = {}
+        self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     def resolve(self, ref: str) -> ModelVersion:
         """The ModelVersion of ``name``, ``name@N`` or ``name@latest``."""
@@ -54,6 +57,28 @@ class ModelHub:
             if mv.ref not in self._tables:
                 self._tables[mv.ref] = StaticVectors.read(mv)
             return self._tables[mv.ref]
+
+    def encode_queries(self, texts: Sequence[str], ref: str) -> np.ndarray:
+        """Like ``embed``, through an LRU cache of query vectors keyed by (version, text):
+        repeated queries (and a batch encoded ahead of single searches) are not encoded again."""
+        version = self.resolve(ref).ref
+        with self._lock:
+            cached = {t: self._queries.get((version, t)) for t in texts}
+        missing = list(dict.fromkeys(t for t, v in cached.items() if v is None))
+        if missing:
+            fresh = self.embed(missing, version)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    vector.flags.writeable = False
+                    self._queries[(version, text)] = cached[text] = vector
+                    while len(self._queries) > QUERY_CACHE_SIZE:
+                        self._queries.popitem(last=False)
+        with self._lock:
+            for text in texts:
+                if (version, text) in self._queries:
+                    self._queries.move_to_end((version, text))
+        dim = self.resolve(version).dim
+        return np.stack([cached[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
     def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """float32 ``(len(texts), dim)`` vectors of ``texts`` under model ``ref``."""

@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from embedops.api_index import IndexManager
 from embedops.api_models import ModelHub
-from embedops.errors import DimensionMismatch, FingerprintMismatch, InvalidInput, LimitExceeded
-from embedops.errors import VersionMismatch
+from embedops.errors import (
+    DimensionMismatch,
+    FingerprintMismatch,
+    InvalidInput,
+    LimitExceeded,
+    VersionMismatch,
+)
 from embedops.search.dense import PREFILTER_MAX, check_k, dense_search, exact_search
 from embedops.search.filters import Filter, compile_filters
 from embedops.search.hybrid import FUSION_DEPTH, check_weight, hybrid_fuse
@@ -133,9 +136,8 @@ class Searcher:
         )
 
     def _encode(self, collection: str, version: str, query: str, meta: Mapping[str, Any]) -> Any:
-        encoder = self.hub.encoder(version)
-        check_encoder(collection, meta, encoder)
-        return np.asarray(encoder.encode([query]), dtype=np.float32)[0]
+        check_encoder(collection, meta, self.hub.encoder(version))
+        return self.hub.encode_queries([query], version)[0]
 
     def _loader(self, collection: str, version: str) -> Callable[[Sequence[str]], Any]:
         return lambda ids: self.catalog.load_vectors(collection, version, list(ids))

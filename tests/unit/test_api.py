@@ -211,3 +211,14 @@ def test_collections_and_models(eo: Embedops, workspace) -> None:
     with pytest.raises(CollectionNotFound):
         eo.search("lee", "fire")
     shutil.rmtree(workspace.indexes_dir, ignore_errors=True)
+
+
+def test_query_cache_returns_the_encoder_vectors(eo: Embedops, monkeypatch) -> None:
+    from embedops import api_models
+
+    monkeypatch.setattr(api_models, "QUERY_CACHE_SIZE", 2)
+    texts = ["fire", "rain", "fire", "smoke"]
+    cached = eo.models.encode_queries(texts, "w2v")
+    np.testing.assert_allclose(cached, eo.models.embed(texts, "w2v"), rtol=1e-6)
+    assert len(eo.models._queries) == 2
+    assert eo.models.encode_queries([], "w2v").shape == (0, 32)

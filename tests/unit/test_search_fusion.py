@@ -47,7 +47,8 @@ def test_top_positive_skips_zero_and_orders() -> None:
 
 @pytest.fixture(scope="module")
 def lee_docs(lee_corpus: Path) -> list[str]:
-    return [line.strip() for line in lee_corpus.read_text(errors="replace").splitlines() if line.strip()]
+    text = lee_corpus.read_text(errors="replace")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def test_bm25_finds_the_document_a_query_is_taken_from(lee_docs: list[str]) -> None:

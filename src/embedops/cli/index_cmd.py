@@ -52,13 +52,15 @@ def _register_index(index: typer.Typer) -> None:
         collection: str = typer.Argument(..., help="Collection name."),
         backend: str = typer.Option("flat", "--backend", "-b",
                                     help="flat, hnsw, ivf, ivfpq or sq8."),
-        param: list[str] = typer.Option([], "--param", "-p", help="Backend parameter key=value."),
+        param: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
+            None, "--param", "-p", help="Backend parameter key=value."
+        ),
         model_version: str | None = version_opt,
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Build an index from the catalog and publish it as a checksummed snapshot."""
         with _api() as api:
-            summary = api.build_index(collection, backend, parse_params(param), model_version)
+            summary = api.build_index(collection, backend, parse_params(param or []), model_version)
         if as_json:
             print_json(summary)
             return
@@ -120,8 +122,8 @@ def _register_search(app: typer.Typer) -> None:
         query: str = typer.Argument(..., help="Text to search for."),
         k: int = typer.Option(10, "-k", "--k", help="Number of results (1-1000)."),
         mode: str = typer.Option("dense", "--mode", "-m", help=_MODES),
-        filter_: list[str] = typer.Option(
-            [], "--filter", "-f", help='Metadata filter: field=value, field>=x, field=["a","b"].'
+        filter_: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
+            None, "--filter", "-f", help='Metadata filter: field=value, field>=x, field=["a","b"].'
         ),
         hybrid_weight: float = typer.Option(0.5, "--hybrid-weight", help="Dense share, 0-1."),
         model_version: str | None = typer.Option(None, "--model-version"),

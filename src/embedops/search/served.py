@@ -152,7 +152,8 @@ class ServedIndex:
         live = self._live
         q = prepare(query.reshape(1, -1), self.metric)[0]
         over = exact_scores(q, live.overlay, self.metric)
-        pairs = [p for p in zip(live.overlay_keys, over.tolist()) if accept is None or accept(p[0])]
+        pairs = [p for p in zip(live.overlay_keys, over.tolist(), strict=True)
+                 if accept is None or accept(p[0])]
         total = int(self.index.count)
         fetch = min(total, max(fetch or 4 * k + 16, k) + len(live.tombstones))
         base: list[tuple[str, float]] = []
