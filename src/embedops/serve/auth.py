@@ -40,7 +40,10 @@ def authenticate(request: Request, bearer: str | None, header: str | None) -> Pr
 def requires(role: Role) -> Callable[..., Principal]:
     """A FastAPI dependency that admits keys of ``role`` or higher and returns the principal."""
 
-    def dependency(
+    # async, so it runs on the event loop: a sync dependency would cost every request one more
+    # hop through the thread pool. Verification is a SQLite read (scrypt only the first time
+    # a key is seen by this process).
+    async def dependency(
         request: Request,
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         header: str | None = Depends(_header),  # noqa: B008

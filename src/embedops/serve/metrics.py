@@ -63,6 +63,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 
         self.registry = CollectorRegistry()
+        self._timers: dict[tuple[str, str, str], Any] = {}
         reg, buckets = self.registry, _LATENCY_BUCKETS
         self.request_seconds = Histogram(
             "embedops_http_request_seconds", "HTTP request latency",
@@ -92,6 +93,14 @@ class Metrics:
             ["model_version"], registry=reg,
         )
         self.registry.register(_ScrapeCollector(cache, index_stats))
+
+    def timer(self, route: str, method: str, model_version: str) -> Any:
+        """The request-latency child for these labels (looked up once: ``labels()`` is slow)."""
+        key = (route, method, model_version)
+        child = self._timers.get(key)
+        if child is None:
+            child = self._timers[key] = self.request_seconds.labels(route, method, model_version)
+        return child
 
     def observe_vectors(self, model_version: str, vectors: np.ndarray) -> None:
         """Record the norm of each returned vector (a collapse to zero shows up here first)."""

@@ -108,9 +108,7 @@ class RequestContext:
         route = getattr(scope.get("route"), "path_format", None) or "unmatched"
         status = int(seen["status"])
         model = seen["model"] or ""
-        self.metrics.request_seconds.labels(route, scope["method"], model).observe(
-            time.perf_counter() - started
-        )
+        self.metrics.timer(route, scope["method"], model).observe(time.perf_counter() - started)
         if status >= 400:
             self.metrics.errors.labels(route, str(status)).inc()
         state = scope.get("state") or {}

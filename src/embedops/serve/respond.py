@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Response
+from fastapi.responses import JSONResponse
 
 from embedops.serve.middleware import MODEL_HEADER
 
@@ -14,6 +15,13 @@ def named(response: Response, model_version: str | None, body: dict[str, Any]) -
     if model_version:
         response.headers[MODEL_HEADER] = model_version
     return {"model_version": model_version, **body}
+
+
+def named_json(model_version: str | None, body: dict[str, Any]) -> JSONResponse:
+    """Like ``named`` but answered directly: large bodies (vectors, hits) skip FastAPI's
+    per-value ``jsonable_encoder`` walk, which costs more than the search itself."""
+    headers = {MODEL_HEADER: model_version} if model_version else None
+    return JSONResponse({"model_version": model_version, **body}, headers=headers)
 
 
 def as_dict(obj: Any) -> Any:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from embedops.serve.auth import READ
 from embedops.serve.encoders import caching
 from embedops.serve.limits import check_batch, check_texts
-from embedops.serve.respond import named
+from embedops.serve.respond import named_json
 from embedops.serve.schemas import EmbedRequest
 from embedops.serve.textinfo import text_info
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["embed"])
 
 
 @router.post("/embed", summary="Embed a batch of texts")
-def embed(request: Request, response: Response, body: EmbedRequest, _: Any = READ) -> Any:
+def embed(request: Request, body: EmbedRequest, _: Any = READ) -> Any:
     """Vectors of ``texts`` (rows in order) with per-text token, OOV and truncation details."""
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.texts))
@@ -31,7 +31,7 @@ def embed(request: Request, response: Response, body: EmbedRequest, _: Any = REA
     for rate in info.get("oov_rate") or []:
         ctx.metrics.oov_rate.labels(version).observe(rate)
     ctx.metrics.observe_vectors(version, vectors)
-    return named(response, version, {
+    return named_json(version, {
         "dim": int(vectors.shape[1]),
         "vectors": vectors.tolist(),
         "cache_hits": use.hits,

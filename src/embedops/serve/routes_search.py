@@ -5,21 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from embedops.serve.auth import READ
 from embedops.serve.encoders import caching
 from embedops.serve.limits import check_k, check_texts
-from embedops.serve.respond import named
+from embedops.serve.respond import named_json
 from embedops.serve.schemas import SearchRequest
 
 router = APIRouter(prefix="/v1/collections", tags=["search"])
 
 
 @router.post("/{name}/search", summary="Search a collection")
-def search(
-    request: Request, response: Response, name: str, body: SearchRequest, _: Any = READ
-) -> Any:
+def search(request: Request, name: str, body: SearchRequest, _: Any = READ) -> Any:
     """The ``k`` best items for ``query``, best first, each with its score and metadata."""
     ctx = request.app.state.ctx
     check_k(ctx.settings, body.k)
@@ -35,7 +33,7 @@ def search(
     )
     out = result.to_dict()
     out["cache_hit"] = use.hits > 0
-    return named(response, out.pop("model_version"), out)
+    return named_json(out.pop("model_version"), out)
 
 
 def _backend(ctx: Any, name: str, result: Any) -> str:
