@@ -183,6 +183,8 @@ class _Trainer:
         self.w_out = torch.zeros(vocab, dim, device=device)
         self.acc_in = torch.zeros(vocab, device=device)
         self.acc_out = torch.zeros(vocab, device=device)
+        self.grad_buf = torch.zeros(vocab, dim, device=device)
+        self.touched = torch.zeros(vocab, dtype=torch.bool, device=device)
         counts = torch.as_tensor(corpus.counts, dtype=torch.float64, device=device)
         self.noise = (counts**config.ns_exponent / (counts**config.ns_exponent).sum()).float()
         self.noise_cdf = torch.cumsum(self.noise, 0)
@@ -305,11 +307,17 @@ class _Trainer:
         return grad_h
 
     def _apply(self, weights: Any, acc: Any, rows: Any, grads: Any) -> None:
-        """Sum gradients per row, then an SGD or a row-wise Adagrad step."""
-        torch = self.torch
-        uniq, inverse = torch.unique(rows, return_inverse=True)
-        summed = torch.zeros(uniq.numel(), grads.shape[1], device=self.device)
-        summed.index_add_(0, inverse, grads)
+        """Sum gradients per row, then an SGD or a row-wise Adagrad step on the touched rows.
+
+        A persistent (vocab, dim) buffer and a touched-row mask replace a sort-based unique:
+        O(batch) work per step, and the buffer rows are zeroed again after use.
+        """
+        self.grad_buf.index_add_(0, rows, grads)
+        self.touched[rows] = True
+        uniq = self.touched.nonzero().squeeze(1)
+        self.touched[uniq] = False
+        summed = self.grad_buf[uniq]
+        self.grad_buf[uniq] = 0.0
         if self.c.update == "sgd":
             weights.index_add_(0, uniq, summed, alpha=-self.lr())
             return
