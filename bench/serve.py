@@ -243,7 +243,8 @@ def free_port() -> int:
 def _bench_embedops(args: argparse.Namespace, home: Path, queries: list[str]) -> tuple:
     port = free_port()
     cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
-           str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000"]
+           str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000",
+           "--workers", str(args.workers)]
     proc = start(cmd, f"http://127.0.0.1:{port}/readyz", args.out / "serve-embedops.log")
     try:
         qvecs = embed_queries(f"http://127.0.0.1:{port}", queries)
@@ -287,6 +288,7 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
     local = in_process(home, queries)
     return {
         "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
+                  "embedops_workers": args.workers,
                   "seconds": args.seconds, "hnsw": hnsw},
         "embedops_http": eo_stats, "chroma_http": ch_stats, "embedops_in_process": local,
         "ratios": {
@@ -305,6 +307,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--ef-search", type=int, default=64)
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=1, help="embedops serve --workers")
     args = parser.parse_args()
     ids, texts, queries, relevant = read_data(args.data)
     queries, relevant = queries[:args.queries], relevant[:args.queries]

@@ -6,21 +6,39 @@ to ``graceful_timeout_s`` seconds before it closes them.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from typing import Any
 
 from embedops.serve.settings import ServeSettings
+
+SETTINGS_ENV = "EMBEDOPS_SERVE_SETTINGS"
+
+
+def app_from_env() -> Any:
+    """The app factory of worker processes (settings as JSON in ``$EMBEDOPS_SERVE_SETTINGS``)."""
+    from embedops.serve.app import create_app
+    from embedops.serve.logging import setup
+
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    setup(settings.log_level)
+    return create_app(settings)
 
 
 def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
     """A configured ``uvicorn.Server`` (not started) serving ``create_app(settings)``."""
     import uvicorn
 
-    from embedops.serve.app import create_app
     from embedops.serve.logging import setup
 
     setup(settings.log_level)
+    os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())
+    multi = settings.workers > 1
     config = uvicorn.Config(
-        create_app(settings),
+        "embedops.serve.server:app_from_env" if multi else app_from_env(),
+        factory=multi,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -33,5 +51,12 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
 
 
 def run(settings: ServeSettings) -> None:
-    """Serve until SIGTERM/SIGINT (blocking)."""
-    make_server(settings).run()
+    """Serve until SIGTERM/SIGINT (blocking); with several workers, under uvicorn's supervisor."""
+    server = make_server(settings)
+    if settings.workers == 1:
+        server.run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    sock = server.config.bind_socket()
+    Multiprocess(server.config, sockets=[sock]).run()

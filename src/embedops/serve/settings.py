@@ -19,6 +19,8 @@ class ServeSettings:
     ``auth`` is on unless turned off explicitly (``--no-auth``). ``max_*`` bound one request;
     a request over a bound is answered 413 with a message that names the limit.
     ``cache_size`` is the number of query embeddings kept (0 turns the cache off).
+    ``workers`` > 1 runs that many server processes on one port (each loads the indexes and
+    keeps its own cache and metrics: a scrape sees the worker that answered it).
     ``warmup`` loads every collection's index and runs one query per collection at start-up,
     so that ``/readyz`` is only green once no request would be cold.
     """
@@ -36,11 +38,14 @@ class ServeSettings:
     log_text: bool = False
     warmup: bool = True
     graceful_timeout_s: float = 10.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "max_body_bytes", "max_k"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 1:
+            raise InvalidInput(f"workers must be >= 1, got {self.workers}")
         if self.cache_size < 0:
             raise InvalidInput(f"cache_size must be >= 0, got {self.cache_size}")
         if not 0 <= self.port <= 65535:
