@@ -7,7 +7,8 @@ Five complementary signals, each cheap on a few thousand vectors:
   that component's reference standard deviation, exceeds a threshold (which directions moved),
 - PSI of the vector-norm distribution (the scale moved),
 - the shift in the out-of-vocabulary / unknown-token rate (the text itself changed).
-Drift is flagged when any signal crosses its threshold; the report says which.
+Drift is flagged when any signal crosses its threshold; the report says which. The centroid
+shift only counts when the mean difference is also well above its sampling noise.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class DriftConfig:
     """Thresholds and sampling of a drift check; round-trips through ``DriftConfig(**d)``."""
 
     centroid_shift: float = 0.02
+    centroid_noise_ratio: float = 4.0
     mmd_pvalue: float = 0.01
     wasserstein: float = 0.2
     component_share: float = 0.2
@@ -50,6 +52,7 @@ class DriftReport:
     n_reference: int
     n_current: int
     centroid_shift: float
+    centroid_noise_ratio: float
     mmd: float
     mmd_pvalue: float
     component_wasserstein: list[float]
@@ -82,6 +85,7 @@ def detect_drift(
     rng = np.random.default_rng(config.seed)
     ref_s, cur_s = _sample(ref, config.max_sample, rng), _sample(cur, config.max_sample, rng)
     shift = centroid_shift(ref, cur)
+    noise_ratio = centroid_noise(ref, cur)
     mmd, pvalue = mmd_permutation_test(ref_s, cur_s, config.permutations, rng)
     dists = component_wasserstein(ref, cur, config.n_components)
     share = float(np.mean(np.asarray(dists) > config.wasserstein)) if dists else 0.0
@@ -90,9 +94,11 @@ def detect_drift(
     oov = None
     if reference_oov_rate is not None and current_oov_rate is not None:
         oov = float(current_oov_rate - reference_oov_rate)
-    reasons = _reasons(config, shift, pvalue, share, psi, oov)
+    reasons = _reasons(config, shift if noise_ratio > config.centroid_noise_ratio else 0.0,
+                       pvalue, share, psi, oov)
     return DriftReport(
-        n_reference=len(ref), n_current=len(cur), centroid_shift=shift, mmd=mmd,
+        n_reference=len(ref), n_current=len(cur), centroid_shift=shift,
+        centroid_noise_ratio=noise_ratio, mmd=mmd,
         mmd_pvalue=pvalue, component_wasserstein=dists, component_share=share, norm_psi=psi,
         oov_shift=oov, drifted=bool(reasons), reasons=reasons, config=asdict(config),
     )
@@ -131,6 +137,17 @@ def centroid_shift(reference: np.ndarray, current: np.ndarray) -> float:
     a, b = reference.mean(axis=0), current.mean(axis=0)
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     return 0.0 if denom == 0 else float(1.0 - np.dot(a, b) / denom)
+
+
+def centroid_noise(reference: np.ndarray, current: np.ndarray) -> float:
+    """Squared distance between the window means over its expectation under no drift
+    (``tr(Σr)/nr + tr(Σc)/nc``): near 1 for two samples of one distribution. A centroid shift
+    is only flagged when this is large, so near-zero means of isotropic data don't alarm."""
+    diff = reference.mean(axis=0) - current.mean(axis=0)
+    expected = reference.var(axis=0).sum() / len(reference) + current.var(axis=0).sum() / len(
+        current
+    )
+    return float(diff @ diff / expected) if expected > 0 else 0.0
 
 
 def mmd_permutation_test(
