@@ -220,14 +220,14 @@ def finetune(
     ``eval.heldout``; with ``onnx`` the ONNX files of the new weights are built as on import.
     """
     config = config or FinetuneConfig()
+    pairs = read_pairs(train_path)
+    heldout = read_pairs(eval_path) if eval_path is not None else None
     parent = registry.get(parent_ref, verify=True)
     if parent.kind != "transformer":
         raise InvalidInput(
             f"{parent.ref} is a {parent.kind} model; fine-tuning needs a transformer",
             "import a transformer first (e.g. MiniLM with 'embedops import')",
         )
-    pairs = read_pairs(train_path)
-    heldout = read_pairs(eval_path) if eval_path is not None else None
     model = load_sentence_transformer(parent)
     before = evaluate_pairs(model, heldout) if heldout else None
     if config.hard_negatives:
