@@ -69,9 +69,10 @@ def _encode(texts: list[str]) -> np.ndarray:
     return np.asarray(vecs, dtype=np.float32)
 
 
-def doc_vectors(data: Path, out: Path, ids: list[str], texts: list[str]) -> np.ndarray:
-    """Normalized MiniLM vectors of ``ids`` from a cache: all docs (encoded once if missing)
-    subset by id, or the index benchmark's docs-20k cache when its order matches."""
+def doc_vectors(data: Path, out: Path, ids: list[str], encode: bool) -> np.ndarray | None:
+    """Normalized MiniLM vectors of ``ids`` from a cache: all docs subset by id, or the index
+    benchmark's docs-20k cache when its order matches. Missing: encode all docs once when
+    ``encode`` (slow), else None (dense rows are skipped)."""
     all_path, all_ids_path = out / "minilm-docs-all.npy", out / "minilm-docs-all.ids.json"
     if all_path.exists() and all_ids_path.exists():
         pos = {d: i for i, d in enumerate(json.loads(all_ids_path.read_text()))}
@@ -82,12 +83,14 @@ def doc_vectors(data: Path, out: Path, ids: list[str], texts: list[str]) -> np.n
         twenty, _ = read_docs(data / "revdict" / DOC_FILES["20k"])
         if twenty == ids:
             return np.load(small).astype(np.float32)
+    if not encode:
+        return None
     all_ids, all_texts = read_docs(data / "revdict" / DOC_FILES["all"])
     vecs = _encode(all_texts)
     out.mkdir(parents=True, exist_ok=True)
     np.save(all_path, vecs)
     all_ids_path.write_text(json.dumps(all_ids))
-    return doc_vectors(data, out, ids, texts)
+    return doc_vectors(data, out, ids, False)
 
 
 def query_vectors(out: Path, queries: list[str], n_all: int) -> np.ndarray:
@@ -142,7 +145,7 @@ COLLECTION = "revdict"
 
 
 def embedops_workspace(out: Path, name: str, ids: list[str], texts: list[str],
-                       vecs: np.ndarray) -> Any:
+                       vecs: np.ndarray | None) -> Any:
     """An Embedops workspace holding the docs (MiniLM imported, vectors from the cache)."""
     from embedops.api import Embedops
     from embedops.config import Workspace
@@ -154,7 +157,9 @@ def embedops_workspace(out: Path, name: str, ids: list[str], texts: list[str],
         import_transformer(eo.registry, "minilm", onnx=False)
     ref = eo.registry.get("minilm").ref
     known = [c.name for c in eo.collections.list()]
-    if COLLECTION in known and eo.catalog.get_collection(COLLECTION).item_count == len(ids):
+    vectors_ok = vecs is None or not eo.catalog.missing_vectors(COLLECTION, ref) \
+        if COLLECTION in known else False
+    if vectors_ok and eo.catalog.get_collection(COLLECTION).item_count == len(ids):
         return eo
     if COLLECTION in known:
         eo.collections.delete(COLLECTION)
@@ -163,7 +168,8 @@ def embedops_workspace(out: Path, name: str, ids: list[str], texts: list[str],
         stop = start + 5000
         items = [ItemIn(i, t, {"words": len(t.split())})
                  for i, t in zip(ids[start:stop], texts[start:stop], strict=True)]
-        eo.catalog.upsert(COLLECTION, items, {ref: vecs[start:stop]}, source="bench")
+        vectors = {} if vecs is None else {ref: vecs[start:stop]}
+        eo.catalog.upsert(COLLECTION, items, vectors, source="bench")
     return eo
 
 
@@ -190,15 +196,20 @@ def fuse(dense: list[list[str]], lexical: list[list[str]], weight: float) -> lis
 def run_docset(args: argparse.Namespace, name: str, queries: list[str], qrels: list) -> dict:
     """Anchor and embedops on one document set; returns {row: (recall, mrr, ms)}."""
     ids, texts = read_docs(args.data / "revdict" / DOC_FILES[name])
-    vecs = doc_vectors(args.data, args.out, ids, texts)
-    qvecs = query_vectors(args.out, queries, args.n_queries)
+    vecs = doc_vectors(args.data, args.out, ids, args.encode)
     rows: dict[str, tuple[float, float, float | None]] = {}
     bm25 = anchor_bm25(ids, texts, queries, stem=False)
-    dense = anchor_dense(ids, vecs, qvecs)
     rows["anchor bm25s"] = (*scores(bm25, qrels), None)
+    eo = embedops_workspace(args.out, name, ids, texts, vecs)
+    if vecs is None:
+        print(f"docs-{name}: no cached MiniLM vectors (run with --encode): lexical rows only")
+        lexical, ms_l = embedops_runs(eo, queries, "lexical")
+        rows["embedops lexical"] = (*scores(lexical, qrels), ms_l)
+        eo.close()
+        return rows
+    dense = anchor_dense(ids, vecs, query_vectors(args.out, queries, args.n_queries))
     rows["anchor MiniLM exact"] = (*scores(dense, qrels), None)
     rows["anchor RRF"] = (*scores(anchor_rrf(dense, bm25), qrels), None)
-    eo = embedops_workspace(args.out, name, ids, texts, vecs)
     started = time.perf_counter()
     eo.models.encode_queries(queries, "minilm")  # one batch, then served from the query cache
     print(f"embedops encoded {len(queries)} queries in {time.perf_counter() - started:.1f} s")
@@ -257,6 +268,8 @@ def main() -> None:
     parser.add_argument("--docs", choices=("20k", "all", "both"), default="both")
     parser.add_argument("--queries", type=int, default=None, help="Use the first N dev queries.")
     parser.add_argument("--tune", action="store_true", help="Sweep fusion settings on dev.")
+    parser.add_argument("--encode", action="store_true",
+                        help="Encode all docs with MiniLM when no cache exists (~16 min+).")
     parser.add_argument("--first-stage", choices=("sq8", "ivfpq"), default="sq8",
                         help="Quantized index used as the cheap first stage of two-stage.")
     args = parser.parse_args()
