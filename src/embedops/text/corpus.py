@@ -184,7 +184,7 @@ def tokenize_batch(texts: list[str], spec: TokenizerSpec) -> list[list[str]]:
     characters and never across a newline, and the whitespace that ``normalize`` collapses
     cannot be part of a token.
     """
-    if spec.token_pattern != DEFAULT_TOKEN_PATTERN:
+    if spec.token_pattern != DEFAULT_TOKEN_PATTERN or not texts:
         return [tokenize(t, spec) for t in texts]
     if spec.redact:
         texts = [redact(t, spec.redact).text for t in texts]
@@ -199,13 +199,20 @@ def tokenize_batch(texts: list[str], spec: TokenizerSpec) -> list[list[str]]:
     return [[t for t in find(line) if lo <= len(t) <= hi] for line in joined.split("\n")]
 
 
-def _tokenize_chunk(args: tuple[list[str], TokenizerSpec]) -> tuple[str, int, int]:
+def _tokenize_chunk(
+    args: tuple[list[str], TokenizerSpec, bool],
+) -> tuple[str, int, int, collections.Counter[str] | None]:
     """Worker: the chunk as LineSentence text (one line of space-joined tokens per non-empty
-    item), its token count and its item count."""
-    texts, spec = args
-    lines = [" ".join(toks) for toks in tokenize_batch(texts, spec) if toks]
-    n_tokens = sum(line.count(" ") + 1 for line in lines)
-    return "".join(line + "\n" for line in lines), n_tokens, len(texts)
+    item), its token count, its item count and (if asked) its word counts."""
+    texts, spec, count_words = args
+    token_lists = [toks for toks in tokenize_batch(texts, spec) if toks]
+    counts = None
+    if count_words:
+        counts = collections.Counter()
+        for toks in token_lists:
+            counts.update(toks)
+    text = "".join(" ".join(toks) + "\n" for toks in token_lists)
+    return text, sum(map(len, token_lists)), len(texts), counts
 
 
 def _chunks(texts: Iterator[str]) -> Iterator[list[str]]:
@@ -220,19 +227,29 @@ def _chunks(texts: Iterator[str]) -> Iterator[list[str]]:
 
 
 def write_tokenized(
-    corpus: Corpus, spec: TokenizerSpec, out: Path, *, workers: int = 1
+    corpus: Corpus,
+    spec: TokenizerSpec,
+    out: Path,
+    *,
+    workers: int = 1,
+    word_counts: collections.Counter[str] | None = None,
 ) -> CorpusStats:
     """Tokenize ``corpus`` into ``out`` (one line of space-separated tokens per paragraph,
     gensim's LineSentence format), in ``workers`` processes; return the corpus stats.
 
-    Raises CorpusError if the corpus has no tokens at all.
+    ``word_counts``, when given, is updated with every token (in first-seen order, as
+    gensim's own vocabulary scan would count them). Raises CorpusError if the corpus has no
+    tokens at all.
     """
     with open(out, "w", encoding="utf-8") as fh, _pool(workers) as pool:
         with progress_bar("tokenizing", total=None, unit="paragraphs") as task:
-            jobs = ((chunk, spec) for chunk in _chunks(corpus.texts()))
-            for text, n_tokens, n_items in _ordered_map(pool, jobs, workers):
+            count = word_counts is not None
+            jobs = ((chunk, spec, count) for chunk in _chunks(corpus.texts()))
+            for text, n_tokens, n_items, counts in _ordered_map(pool, jobs, workers):
                 fh.write(text)
                 corpus.stats.tokens += n_tokens
+                if counts is not None and word_counts is not None:
+                    word_counts.update(counts)
                 task.advance(n_items)
     if corpus.stats.tokens == 0:
         raise CorpusError(
@@ -255,9 +272,7 @@ def _pool(workers: int) -> Iterator[Any]:
         yield pool
 
 
-def _ordered_map(
-    pool: Any, jobs: Iterator[Any], workers: int
-) -> Iterator[tuple[str, int, int]]:
+def _ordered_map(pool: Any, jobs: Iterator[Any], workers: int) -> Iterator[Any]:
     """Results in input order, with at most a few chunks in flight (bounded memory)."""
     if pool is None:
         yield from map(_tokenize_chunk, jobs)

@@ -9,6 +9,7 @@ atomically: a killed run leaves no model version, only a staging folder cleaned 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -127,7 +128,12 @@ def train_static(
     started = time.perf_counter()
     with _scratch(registry, name) as scratch:
         tokens_path = scratch / TOKENS_FILE
-        stats = write_tokenized(source, config.tokenizer_spec(), tokens_path, workers=config.workers)
+        # Counting words while tokenizing (in the workers) spares gensim a second pass.
+        counts: collections.Counter[str] | None = None if config.phrases else collections.Counter()
+        stats = write_tokenized(
+            source, config.tokenizer_spec(), tokens_path, workers=config.workers,
+            word_counts=counts,
+        )
         phrase_table = None
         if config.phrases:
             from embedops.text.phrases import learn_phrases, rewrite_with_phrases
@@ -135,7 +141,7 @@ def train_static(
             phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
             rewrite_with_phrases(tokens_path, phrase_table)
         train_started = time.perf_counter()
-        kv, trained_words = _fit(config, tokens_path, stats.tokens)
+        kv, trained_words = _fit(config, tokens_path, counts)
         train_seconds = time.perf_counter() - train_started
     total_seconds = time.perf_counter() - started
     summary = {
@@ -176,8 +182,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _fit(config: TrainConfig, tokens_path: Path, total_words: int) -> tuple[Any, int]:
-    """Train with gensim in corpus_file mode; return (KeyedVectors, effective words trained)."""
+def _fit(
+    config: TrainConfig, tokens_path: Path, counts: collections.Counter[str] | None
+) -> tuple[Any, int]:
+    """Train with gensim in corpus_file mode on the vocabulary ``counts`` (scanned from the
+    file when None); return (KeyedVectors, effective words trained)."""
     from gensim.models import FastText, Word2Vec
 
     common: dict[str, Any] = dict(
@@ -190,7 +199,12 @@ def _fit(config: TrainConfig, tokens_path: Path, total_words: int) -> tuple[Any,
         model = FastText(min_n=config.min_n, max_n=config.max_n, bucket=config.bucket, **common)
     else:
         model = Word2Vec(**common)
-    model.build_vocab(corpus_file=str(tokens_path))
+    if counts is None:
+        model.build_vocab(corpus_file=str(tokens_path))
+    else:
+        model.build_vocab_from_freq(counts)
+        model.corpus_total_words = sum(counts.values())
+    total_words = model.corpus_total_words
     with progress_bar("training", total=config.epochs * total_words, unit="words") as task:
         trained, _ = model.train(
             corpus_file=str(tokens_path),
