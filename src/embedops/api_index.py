@@ -58,7 +58,7 @@ class IndexManager:
         self.workspace, self.catalog, self.hub = workspace, catalog, hub
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], ServedIndex] = {}
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._loading: dict[tuple[str, str], threading.RLock] = {}
         self._checked: dict[tuple[str, str], float] = {}
 
     def store(self, collection: str, model_version: str) -> Any:
@@ -82,21 +82,32 @@ class IndexManager:
         quiet: bool | None = None,
     ) -> dict[str, Any]:
         """Build an index of ``kind`` from the catalog's vectors, publish it as a snapshot and
-        serve it. Returns the snapshot summary."""
+        serve it. Returns the snapshot summary. Builds of one index run one at a time, so the
+        served index is always the last one published."""
+        version = self.version(collection, model_version)
+        with self._lock:
+            guard = self._loading.setdefault((collection, version), threading.RLock())
+        with guard:
+            return self._build(collection, kind, params, version, quiet)
+
+    def _build(
+        self, collection: str, kind: str, params: dict[str, Any] | None, version: str,
+        quiet: bool | None,
+    ) -> dict[str, Any]:
         from embedops.index import make_index
 
         info = self.catalog.get_collection(collection)
-        version = self.version(collection, model_version)
         mv = self.hub.resolve(version)
+        index = make_index(kind, mv.dim, info.metric, params)
         started = time.time()
         position = catalog_position(self.catalog, collection)
         ids, vectors = self.catalog.load_vectors(collection, version)
-        if not ids and kind != DEFAULT_KIND:
+        if not ids and (kind != DEFAULT_KIND or info.item_count):
             raise Unavailable(
-                f"collection '{collection}' has no {version} vectors to train a {kind} index on",
-                "ingest items first, or build a flat index",
+                f"collection '{collection}' has {info.item_count} items but no {version} "
+                f"vectors to build a {kind} index from",
+                "ingest items first (or backfill this model version's vectors)",
             )
-        index = make_index(kind, mv.dim, info.metric, params)
         with progress_bar(f"index {collection} ({kind})", total=len(ids), unit="vectors",
                           quiet=quiet) as task:
             index.build(np.asarray(vectors, np.float32).reshape(len(ids), mv.dim),
@@ -121,7 +132,7 @@ class IndexManager:
         key = (collection, model_version)
         with self._lock:
             served = self._served.get(key)
-            loading = self._loading.setdefault(key, threading.Lock())
+            loading = self._loading.setdefault(key, threading.RLock())
         if served is not None and self._replaced(collection, model_version, served):
             served = None
         if served is None:

@@ -222,3 +222,39 @@ def test_query_cache_returns_the_encoder_vectors(eo: Embedops, monkeypatch) -> N
     np.testing.assert_allclose(cached, eo.models.embed(texts, "w2v"), rtol=1e-6)
     assert len(eo.models._queries) == 2
     assert eo.models.encode_queries([], "w2v").shape == (0, 32)
+
+
+def test_concurrent_searches_during_writes_and_rebuilds(eo: Embedops, lee_lines) -> None:
+    import threading
+
+    eo.build_index("lee", "flat")
+    errors: list[BaseException] = []
+
+    def reader(mode: str) -> None:
+        try:
+            for i in range(15):
+                hits = eo.search("lee", lee_lines[i], k=5, mode=mode).hits
+                assert hits and "gone" not in [h.id for h in hits]
+        except BaseException as exc:  # surfaced below with the mode that failed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(m,)) for m in ("dense", "lexical", "hybrid")]
+    for t in threads:
+        t.start()
+    for n in range(3):
+        eo.upsert_items("lee", [{"id": f"new{n}", "text": lee_lines[n] + " update"}])
+        eo.build_index("lee", "flat" if n % 2 else "hnsw")
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert eo.index_status("lee")["snapshot"]["item_count"] == 303
+
+
+def test_building_from_a_version_without_vectors_is_refused(eo: Embedops, workspace, table):
+    from embedops.errors import Unavailable
+
+    publish_static(Registry(workspace), "w2v", table, kind="word2vec", spec=TokenizerSpec())
+    with pytest.raises(Unavailable, match="no w2v@2 vectors"):
+        eo.build_index("lee", "flat", model_version="w2v@2")
+    with pytest.raises(InvalidInput, match="annoy"):
+        eo.build_index("lee", "annoy")
