@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,9 +42,6 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Handlers run in a thread pool next to the event loop; with Python's default 5 ms GIL
-        # switch interval a request that is ready waits up to 5 ms per hand-over.
-        sys.setswitchinterval(0.0005)
         if not settings.auth:
             log.warning("authentication is OFF (--no-auth): every caller is admin")
         if settings.warmup:
