@@ -62,23 +62,25 @@ class ModelHub:
         """Like ``embed``, through an LRU cache of query vectors keyed by (version, text):
         repeated queries (and a batch encoded ahead of single searches) are not encoded again."""
         version = self.resolve(ref).ref
+        found: dict[str, np.ndarray] = {}
         with self._lock:
-            cached = {t: self._queries.get((version, t)) for t in texts}
-        missing = list(dict.fromkeys(t for t, v in cached.items() if v is None))
+            for text in texts:
+                hit = self._queries.get((version, text))
+                if hit is not None:
+                    self._queries.move_to_end((version, text))
+                    found[text] = hit
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
             fresh = self.embed(missing, version)
             with self._lock:
                 for text, vector in zip(missing, fresh, strict=True):
                     vector.flags.writeable = False
-                    self._queries[(version, text)] = cached[text] = vector
-                    while len(self._queries) > QUERY_CACHE_SIZE:
-                        self._queries.popitem(last=False)
-        with self._lock:
-            for text in texts:
-                if (version, text) in self._queries:
-                    self._queries.move_to_end((version, text))
-        dim = self.resolve(version).dim
-        return np.stack([cached[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+                    self._queries[(version, text)] = found[text] = vector
+                while len(self._queries) > QUERY_CACHE_SIZE:
+                    self._queries.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.resolve(version).dim), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
 
     def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """float32 ``(len(texts), dim)`` vectors of ``texts`` under model ``ref``."""
