@@ -16,6 +16,7 @@ from embedops.serve.logging import log_request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MODEL_HEADER = "x-model-version"
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -106,13 +107,14 @@ class RequestContext:
 
     def _finish(self, scope: dict[str, Any], rid: str, started: float, seen: dict) -> None:
         route = getattr(scope.get("route"), "path_format", None) or "unmatched"
+        method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded labels
         status = int(seen["status"])
         model = seen["model"] or ""
-        self.metrics.timer(route, scope["method"], model).observe(time.perf_counter() - started)
+        self.metrics.timer(route, method, model).observe(time.perf_counter() - started)
         if status >= 400:
             self.metrics.errors.labels(route, str(status)).inc()
         state = scope.get("state") or {}
         log_request(
-            self.log, request_id=rid, method=scope["method"], route=route, status=status,
+            self.log, request_id=rid, method=method, route=route, status=status,
             started=started, key_id=state.get("key_id"), model_version=seen["model"],
         )
