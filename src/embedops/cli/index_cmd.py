@@ -40,12 +40,15 @@ def register(app: typer.Typer) -> None:
     index = typer.Typer(help="Build, verify, roll back and inspect ANN indexes.",
                         no_args_is_help=True)
     app.add_typer(index, name="index")
-    _register_index(index)
+    _register_build(index)
+    _register_maintenance(index)
     _register_search(app)
 
 
-def _register_index(index: typer.Typer) -> None:
-    version_opt = typer.Option(None, "--model-version", help="Default: the active version.")
+_VERSION_HELP = "Default: the collection's active version."
+
+
+def _register_build(index: typer.Typer) -> None:
 
     @index.command("build")
     def build(
@@ -55,7 +58,7 @@ def _register_index(index: typer.Typer) -> None:
         param: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
             None, "--param", "-p", help="Backend parameter key=value."
         ),
-        model_version: str | None = version_opt,
+        model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Build an index from the catalog and publish it as a checksummed snapshot."""
@@ -67,6 +70,10 @@ def _register_index(index: typer.Typer) -> None:
         typer.echo(f"built {summary['backend']} index of {collection} "
                    f"({summary['model_version']}): {summary['count']} items in "
                    f"{summary['build_seconds']} s, snapshot {summary['name']}")
+
+
+def _register_maintenance(index: typer.Typer) -> None:
+    version_opt = typer.Option(None, "--model-version", help=_VERSION_HELP)
 
     @index.command("verify")
     def verify(collection: str = typer.Argument(...), model_version: str | None = version_opt
