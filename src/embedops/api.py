@@ -151,12 +151,17 @@ class Embedops:
 
     def ingest(self, collection: str, path: str | Path, **options: Any) -> Any:
         """Ingest a JSONL/CSV/Parquet file (see ``embedops.store.ingest.ingest`` for options:
-        ``id_field``, ``text_field``, ``batch_size``, ``quiet``). Returns the IngestReport."""
+        ``id_field``, ``text_field``, ``batch_size``, ``quiet``). Returns the IngestReport.
+        Vectors of the other versions every write needs (rollout candidate, two-stage cheap
+        model) are backfilled afterwards."""
         from embedops.store.ingest import ingest
 
-        info = self.catalog.get_collection(collection)
-        encoder = self.models.encoder(info.model_version)
-        return ingest(self.catalog, collection, Path(path), encoder, **options)
+        versions = self._versions(collection)
+        report = ingest(self.catalog, collection, Path(path), self.models.encoder(versions[0]),
+                        **options)
+        for version in versions[1:]:
+            self._backfill(collection, version)
+        return report
 
     # -- indexes -------------------------------------------------------------------------------
     def build_index(

@@ -258,3 +258,21 @@ def test_building_from_a_version_without_vectors_is_refused(eo: Embedops, worksp
         eo.build_index("lee", "flat", model_version="w2v@2")
     with pytest.raises(InvalidInput, match="annoy"):
         eo.build_index("lee", "annoy")
+
+
+def test_ingest_a_file_then_search_and_backfill_the_cheap_model(
+    eo: Embedops, workspace, table, tmp_path
+) -> None:
+    import json
+
+    publish_static(Registry(workspace), "cheap", StaticVectors(table.index_to_key,
+                   table.vectors[:, :8]), kind="word2vec", spec=TokenizerSpec())
+    eo.configure_two_stage("lee", "cheap")
+    path = tmp_path / "more.jsonl"
+    rows = [{"id": "x1", "text": "cricket hamas qantas zimbabwe taliban"},
+            {"id": "x2", "text": "a second new document about rain"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = eo.ingest("lee", path, quiet=True)
+    assert report.embedded == 2
+    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+    assert eo.search("lee", rows[0]["text"], k=1, mode="two_stage").hits[0].id == "x1"
