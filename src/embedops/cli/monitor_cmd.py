@@ -1,9 +1,285 @@
-"""Command group (being written)."""
+"""``embedops golden create|add|import|list|run|history|layers``, ``embedops drift`` and
+``embedops compare``: evaluation and monitoring from the command line."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from embedops.cli._common import positive, print_json, workspace
+from embedops.errors import InvalidInput
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+KOpt = Annotated[list[int] | None, typer.Option("-k", help="Cut-off (repeatable).")]
+
+
+def _api() -> Any:
+    from embedops.api import Embedops
+
+    return Embedops(workspace())
+
+
+def _db() -> Any:
+    from embedops.monitor.db import MonitorDB
+
+    return MonitorDB(workspace())
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``golden`` group and the ``drift`` and ``compare`` commands to ``app``."""
+    golden = typer.Typer(help="Golden query sets: store them, run them, keep their history.",
+                         no_args_is_help=True)
+    app.add_typer(golden, name="golden")
+    _register_sets(golden)
+    _register_runs(golden)
+    app.command("drift")(drift)
+    app.command("compare")(compare)
+
+
+def _register_sets(golden: typer.Typer) -> None:
+    @golden.command("create")
+    def create(
+        name: str,
+        collection: Annotated[str | None, typer.Option(
+            "--collection", help="Collection the server's scheduler evaluates it on.")] = None,
+        description: Annotated[str, typer.Option("--description")] = "",
+    ) -> None:
+        """Create an empty golden query set."""
+        info = _db().create_set(name, collection, description)
+        typer.echo(f"created golden set {info.name}")
+
+    @golden.command("add")
+    def add(
+        name: str, query: str,
+        relevant: Annotated[list[str] | None, typer.Option(
+            "--relevant", "-r", help="A relevant id (grade 1); repeatable.")] = None,
+        grade: Annotated[list[str] | None, typer.Option(
+            "--grade", help="ID=GRADE for graded relevance; repeatable.")] = None,
+    ) -> None:
+        """Add one query with its relevant ids."""
+        from embedops.monitor.golden import grades_from_options, make_query
+
+        q = make_query(query, grades_from_options(relevant or [], grade or []))
+        count = _db().add_queries(name, [q])
+        typer.echo(f"{name}: {count} queries")
+
+    @golden.command("import")
+    def import_(name: str, path: Path) -> None:
+        """Add queries from a JSONL file of {"query", "relevant": list of ids or {id: grade}}."""
+        from embedops.monitor.golden import read_jsonl
+
+        queries = read_jsonl(path)
+        count = _db().add_queries(name, queries)
+        typer.echo(f"imported {len(queries)} queries into {name} ({count} in all)")
+
+    @golden.command("list")
+    def list_(as_json: JsonOpt = False) -> None:
+        """List golden sets with their query counts."""
+        sets = _db().list_sets()
+        if as_json:
+            print_json([s.to_dict() for s in sets])
+            return
+        for s in sets:
+            typer.echo(f"{s.name}\t{s.n_queries} queries\t{s.collection or '-'}\t{s.description}")
+        if not sets:
+            typer.echo("no golden sets yet (embedops golden create NAME)")
+
+
+def _register_runs(golden: typer.Typer) -> None:
+    @golden.command("run")
+    def run(
+        collection: str, set_name: Annotated[str, typer.Argument(metavar="SET")],
+        k: KOpt = None,
+        mode: Annotated[str, typer.Option("--mode", help="dense, lexical, hybrid, two-stage")
+                        ] = "dense",
+        model_version: Annotated[str | None, typer.Option("--model-version")] = None,
+        min_recall: Annotated[float | None, typer.Option(
+            "--min-recall", help="Exit 1 if any recall@k is below this.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Evaluate a golden set on a collection and store the run (a CI gate with
+        --min-recall)."""
+        from embedops.monitor.golden import QualityGateFailed, check_gate, run_golden
+
+        with _api() as api:
+            record = run_golden(api, _db(), collection, set_name, k or [10], mode, model_version)
+        failed = check_gate(record, min_recall)
+        if as_json:
+            print_json({**record.to_dict(), "gate_failures": failed})
+        else:
+            typer.echo(f"run {record.id}: {set_name} on {collection} ({record.model_version}, "
+                       f"snapshot {record.snapshot}), {record.n_queries} queries")
+            for key, value in sorted(record.scores.items()):
+                typer.echo(f"  {key:<14} {value:.4f}")
+        if failed:
+            raise QualityGateFailed("quality gate failed: " + "; ".join(failed),
+                                    f"the run is stored (id {record.id}); see 'embedops golden "
+                                    f"history {set_name}'")
+
+    @golden.command("history")
+    def history(
+        set_name: Annotated[str, typer.Argument(metavar="SET")],
+        collection: Annotated[str | None, typer.Option("--collection")] = None,
+        limit: Annotated[int, typer.Option("--limit")] = 20,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Past runs of a golden set, newest first."""
+        runs = _db().runs(set_name, collection, positive("--limit", limit))
+        if as_json:
+            print_json([r.to_dict() for r in runs])
+            return
+        for r in runs:
+            scores = " ".join(f"{k}={v:.3f}" for k, v in sorted(r.scores.items())
+                              if not k.startswith("precision"))
+            typer.echo(f"{r.id}\t{_when(r.created_at)}\t{r.collection}\t{r.model_version}\t"
+                       f"{r.snapshot}\t{r.params.get('mode')}\t{scores}")
+
+    @golden.command("layers")
+    def layers(
+        collection: str, set_name: Annotated[str, typer.Argument(metavar="SET")],
+        k: Annotated[int, typer.Option("-k")] = 10,
+        model_version: Annotated[str | None, typer.Option("--model-version")] = None,
+        reference: Annotated[str | None, typer.Option(
+            "--reference-version", help="Another model version to measure the model layer.")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Recall lost by each layer (model, quantization, ANN) on a golden set."""
+        from embedops.monitor.layers import recall_by_layer
+
+        with _api() as api:
+            report = recall_by_layer(api, _db(), collection, set_name, positive("-k", k),
+                                     model_version, reference)
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            typer.echo(report.table())
+
+
+def drift(
+    collection: str,
+    reference_since: Annotated[str | None, typer.Option(
+        "--reference-since", help="ISO time, epoch seconds or age (7d, 12h).")] = None,
+    reference_until: Annotated[str | None, typer.Option("--reference-until")] = None,
+    current_since: Annotated[str | None, typer.Option("--current-since")] = None,
+    current_until: Annotated[str | None, typer.Option("--current-until")] = None,
+    time_field: Annotated[str, typer.Option("--time-field", help="updated_at or created_at")
+                          ] = "updated_at",
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="Texts (.txt lines or .jsonl 'text') for the reference side.")
+    ] = None,
+    current: Annotated[Path | None, typer.Option("--current", help="Texts for the current side.")
+                       ] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="JSON of DriftConfig thresholds.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")
+                    ] = None,
+    fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 on drift.")
+                             ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Is the current window (or file of texts) distributed like the reference?"""
+    from embedops.monitor.checks import collection_drift
+    from embedops.monitor.report import summary_lines, write_html
+
+    ref_side = _side(reference, reference_since, reference_until, time_field, "reference")
+    cur_side = _side(current, current_since, current_until, time_field, "current")
+    with _api() as api:
+        result = collection_drift(api, collection, ref_side, cur_side, _drift_config(config),
+                                  db=_db())
+    if html is not None:
+        write_html(html, result.report, result.reference, result.current,
+                   f"Drift of {collection} ({result.model_version})")
+    if as_json:
+        print_json(result.report.to_dict())
+    else:
+        for line in summary_lines(result.report):
+            typer.echo(line)
+        if html is not None:
+            typer.echo(f"report written to {html}")
+    if fail_on_drift and result.report.drifted:
+        from embedops.monitor.golden import QualityGateFailed
+
+        raise QualityGateFailed(f"drift in '{collection}': " + "; ".join(result.report.reasons))
+
+
+def _side(path: Path | None, since: str | None, until: str | None, field: str,
+          name: str) -> Any:
+    from embedops.monitor.checks import Window
+    from embedops.monitor.probe import parse_time, read_texts
+
+    if path is not None:
+        if since or until:
+            raise InvalidInput(f"give either --{name} FILE or a --{name}-since/until window")
+        return read_texts(path)
+    if since is None and until is None:
+        raise InvalidInput(f"the {name} side is not given",
+                           f"pass --{name} FILE or --{name}-since / --{name}-until")
+    return Window(parse_time(since), parse_time(until), field)
+
+
+def _drift_config(path: Path | None) -> Any:
+    import json
+
+    from embedops.monitor.drift import DriftConfig
+
+    if path is None:
+        return DriftConfig()
+    try:
+        return DriftConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidInput(f"cannot read drift thresholds from {path}: {exc}",
+                           'write JSON like {"mmd_pvalue": 0.01, "psi": 0.2}') from exc
+
+
+def compare(
+    a: Annotated[str, typer.Argument(help="Model version A (the old one), name@N.")],
+    b: Annotated[str, typer.Argument(help="Model version B (the new one).")],
+    probe: Annotated[Path | None, typer.Option("--probe", help="Probe texts file.")] = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", help="Sample probe texts from this collection.")] = None,
+    sample: Annotated[int, typer.Option("--sample")] = 1000,
+    k: Annotated[int, typer.Option("-k")] = 10,
+    golden: Annotated[str | None, typer.Option(
+        "--golden", help="Golden set: recall of each version (needs --collection).")] = None,
+    save_map: Annotated[Path | None, typer.Option(
+        "--save-map", help="Save the A→B Procrustes map (safetensors).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """kNN overlap@k, Spearman of similarities, Procrustes residual (and golden deltas) of two
+    model versions."""
+    from embedops.monitor.checks import compare_models
+    from embedops.monitor.probe import read_texts, sample_texts
+
+    if probe is None and collection is None:
+        raise InvalidInput("no probe texts", "pass --probe FILE or --collection C")
+    if golden and not collection:
+        raise InvalidInput("--golden needs --collection (the set is searched there)")
+    with _api() as api:
+        texts = read_texts(probe) if probe else sample_texts(api, str(collection), sample)
+        result = compare_models(api, a, b, texts, positive("-k", k),
+                                (_db(), golden, collection) if golden and collection else None)
+    if save_map is not None:
+        result.alignment.save(save_map)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    c = result.comparison
+    typer.echo(f"{c.version_a} vs {c.version_b} on {c.n_probe} probe texts (k={c.k}):")
+    typer.echo(f"  kNN overlap@{c.k}        {c.knn_overlap:.4f}")
+    typer.echo(f"  similarity Spearman   {c.similarity_spearman:.4f}")
+    typer.echo(f"  Procrustes residual   {c.procrustes_residual:.4f}")
+    typer.echo(f"  aligned kNN overlap   {c.aligned_knn_overlap:.4f}")
+    for ref, scores in (result.golden or {}).items():
+        typer.echo(f"  golden {ref}: " + " ".join(f"{key}={v:+.4f}" if ref == "delta"
+                                                   else f"{key}={v:.4f}"
+                                                   for key, v in sorted(scores.items())))
+    if save_map is not None:
+        typer.echo(f"alignment map written to {save_map}")

@@ -156,3 +156,12 @@ def compare_versions(a: np.ndarray, b: np.ndarray, version_a: str, version_b: st
 def comparison_json(comparison: Comparison) -> str:
     """Pretty JSON of a comparison (for ``--json`` output)."""
     return json.dumps(comparison.to_dict(), indent=2)
+
+
+def apply_alignment(map_path: str | Path, vectors: np.ndarray, version: str) -> np.ndarray:
+    """Map ``vectors`` of model ``version`` into the space of the version a saved map targets.
+
+    Explicit by design: vectors of an old version become comparable with queries of the new
+    one only through a map fitted for that pair (``embedops compare A B --save-map PATH``);
+    a map for another pair, or vectors of another dimension, are refused."""
+    return AlignmentMap.load(Path(map_path)).apply(np.asarray(vectors, np.float32), version)

@@ -1,0 +1,270 @@
+"""The monitoring database: golden query sets, their evaluation runs, and drift reports.
+
+It lives next to the catalog as ``monitor.db`` in the workspace (SQLite, WAL), with its own
+migrations, so monitoring never competes with ingest for the catalog's write lock and a
+catalog can be copied without its evaluation history. Every write is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from embedops.config import Workspace
+from embedops.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE golden_sets (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, collection TEXT,
+            description TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL)""",
+        """CREATE TABLE golden_queries (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES golden_sets(id) ON DELETE CASCADE,
+            query TEXT NOT NULL, relevant TEXT NOT NULL, added_at REAL NOT NULL)""",
+        "CREATE INDEX golden_queries_set ON golden_queries (set_id)",
+        """CREATE TABLE golden_runs (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES golden_sets(id) ON DELETE CASCADE,
+            collection TEXT NOT NULL, model_version TEXT, snapshot TEXT,
+            params TEXT NOT NULL, scores TEXT NOT NULL, n_queries INTEGER NOT NULL,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX golden_runs_set ON golden_runs (set_id, created_at)",
+        """CREATE TABLE drift_reports (
+            id INTEGER PRIMARY KEY, collection TEXT NOT NULL, model_version TEXT,
+            report TEXT NOT NULL, created_at REAL NOT NULL)""",
+        "CREATE INDEX drift_reports_coll ON drift_reports (collection, created_at)",
+    ],
+]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_set_name(name: str) -> str:
+    """Validate a golden set name (1-64 letters, digits, ``_.-``, starting alphanumeric)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInput(
+            f"invalid golden set name {name!r}",
+            "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """A named set of queries with known relevant ids; ``collection`` is the one the server's
+    scheduler evaluates it against (None: only run on request)."""
+
+    name: str
+    collection: str | None
+    description: str
+    created_at: float
+    n_queries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GoldenQuery:
+    """One query and its relevant ids with grades (1.0 for plain relevance)."""
+
+    query: str
+    relevant: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored evaluation run of a golden set."""
+
+    id: int
+    set: str
+    collection: str
+    model_version: str | None
+    snapshot: str | None
+    params: dict[str, Any]
+    scores: dict[str, float]
+    n_queries: int
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MonitorDB:
+    """Golden sets, runs and drift reports of one workspace (thread-safe; one connection per
+    thread)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.path: Path = workspace.home / "monitor.db"
+        self._local = threading.local()
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                raise IntegrityError(f"{self.path} is not a monitor database: {exc}",
+                                     "move it aside; it is recreated empty") from exc
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+                          or 0)
+            if version > len(MIGRATIONS):
+                raise IntegrityError(
+                    f"{self.path} has schema version {version}; this embedops knows up to "
+                    f"{len(MIGRATIONS)}", "upgrade embedops to read this workspace")
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[number - 1]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- sets ----------------------------------------------------------------------------------
+    def create_set(self, name: str, collection: str | None = None,
+                   description: str = "") -> GoldenSet:
+        """Create an empty golden set; refuses a name already taken."""
+        check_set_name(name)
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO golden_sets (name, collection, description, created_at) "
+                    "VALUES (?, ?, ?, ?)", (name, collection, description, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"golden set '{name}' already exists",
+                                "add queries to it, or pick another name") from exc
+        return self.get_set(name)
+
+    def _set_id(self, name: str, conn: sqlite3.Connection | None = None) -> int:
+        row = (conn or self._conn()).execute(
+            "SELECT id FROM golden_sets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no golden set named '{name}'",
+                           f"create it with 'embedops golden create {name}'")
+        return int(row[0])
+
+    def get_set(self, name: str) -> GoldenSet:
+        """The golden set ``name`` with its query count."""
+        set_id = self._set_id(name)
+        row = self._conn().execute(
+            "SELECT name, collection, description, created_at, "
+            "(SELECT COUNT(*) FROM golden_queries q WHERE q.set_id = s.id) "
+            "FROM golden_sets s WHERE id = ?", (set_id,)).fetchone()
+        return GoldenSet(*row)
+
+    def list_sets(self) -> list[GoldenSet]:
+        """Every golden set, by name."""
+        names = [r[0] for r in self._conn().execute("SELECT name FROM golden_sets ORDER BY name")]
+        return [self.get_set(n) for n in names]
+
+    def add_queries(self, name: str, queries: list[GoldenQuery]) -> int:
+        """Append queries to set ``name`` in one transaction; returns the new query count."""
+        with self._write() as conn:
+            set_id = self._set_id(name, conn)
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO golden_queries (set_id, query, relevant, added_at) VALUES (?,?,?,?)",
+                [(set_id, q.query, json.dumps(q.relevant, sort_keys=True), now) for q in queries])
+        return self.get_set(name).n_queries
+
+    def queries(self, name: str) -> list[GoldenQuery]:
+        """The queries of set ``name``, in the order they were added."""
+        set_id = self._set_id(name)
+        rows = self._conn().execute(
+            "SELECT query, relevant FROM golden_queries WHERE set_id = ? ORDER BY id", (set_id,))
+        return [GoldenQuery(q, json.loads(r)) for q, r in rows]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def record_run(self, name: str, collection: str, model_version: str | None,
+                   snapshot: str | None, params: dict[str, Any], scores: dict[str, float],
+                   n_queries: int) -> RunRecord:
+        """Store one evaluation run of set ``name``; returns it with its id."""
+        now = time.time()
+        with self._write() as conn:
+            set_id = self._set_id(name, conn)
+            cur = conn.execute(
+                "INSERT INTO golden_runs (set_id, collection, model_version, snapshot, params, "
+                "scores, n_queries, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (set_id, collection, model_version, snapshot, json.dumps(params, sort_keys=True),
+                 json.dumps(scores, sort_keys=True), n_queries, now))
+            run_id = int(cur.lastrowid or 0)
+        return RunRecord(run_id, name, collection, model_version, snapshot, params, scores,
+                         n_queries, now)
+
+    def runs(self, name: str, collection: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The latest ``limit`` runs of set ``name`` (newest first), optionally of one
+        collection."""
+        set_id = self._set_id(name)
+        sql = ("SELECT id, collection, model_version, snapshot, params, scores, n_queries, "
+               "created_at FROM golden_runs WHERE set_id = ?")
+        args: list[Any] = [set_id]
+        if collection:
+            sql += " AND collection = ?"
+            args.append(collection)
+        rows = self._conn().execute(sql + " ORDER BY id DESC LIMIT ?", (*args, int(limit)))
+        return [RunRecord(r[0], name, r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]),
+                          r[6], r[7]) for r in rows]
+
+    def latest_runs(self) -> list[RunRecord]:
+        """The newest run of each (set, collection, model version): what /metrics exports."""
+        rows = self._conn().execute(
+            "SELECT r.id, s.name, r.collection, r.model_version, r.snapshot, r.params, r.scores, "
+            "r.n_queries, r.created_at FROM golden_runs r JOIN golden_sets s ON s.id = r.set_id "
+            "WHERE r.id IN (SELECT MAX(id) FROM golden_runs "
+            "GROUP BY set_id, collection, model_version) ORDER BY r.id")
+        return [RunRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]),
+                          r[7], r[8]) for r in rows]
+
+    # -- drift ---------------------------------------------------------------------------------
+    def record_drift(self, collection: str, model_version: str | None,
+                     report: dict[str, Any]) -> None:
+        """Store a drift report of ``collection``."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO drift_reports (collection, model_version, report, created_at) "
+                "VALUES (?,?,?,?)",
+                (collection, model_version, json.dumps(report, sort_keys=True), time.time()))
+
+    def latest_drift(self) -> dict[str, dict[str, Any]]:
+        """{collection: {"model_version", "created_at", "report"}} of the newest reports."""
+        rows = self._conn().execute(
+            "SELECT collection, model_version, report, created_at FROM drift_reports "
+            "WHERE id IN (SELECT MAX(id) FROM drift_reports GROUP BY collection)")
+        return {c: {"model_version": m, "report": json.loads(r), "created_at": t}
+                for c, m, r, t in rows}

@@ -1,0 +1,162 @@
+"""Golden query sets: queries with known relevant ids, evaluated through the facade's search.
+
+A run searches every query of a set in a collection, scores the results with recall@k,
+precision@k, MRR@k and nDCG@k (``embedops.evaluate.retrieval``) and stores the scores with the
+model version, index snapshot and parameters that produced them, so the history shows when
+and why quality moved.
+
+    db = MonitorDB(workspace)
+    db.create_set("faq"); db.add_queries("faq", [GoldenQuery("reset password", {"12": 1.0})])
+    run = run_golden(api, db, "docs", "faq", ks=(1, 10))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from embedops.errors import EmbedopsError, InvalidInput, NotFound
+from embedops.evaluate.retrieval import evaluate_run
+from embedops.monitor.db import GoldenQuery, MonitorDB, RunRecord
+from embedops.progress import progress_bar
+
+MAX_QUERY_CHARS = 10_000
+
+
+class QualityGateFailed(EmbedopsError):
+    """A monitored figure crossed its gate: a golden recall under ``--min-recall``, or drift
+    with ``--fail-on-drift`` (the CLI exits 1, so CI fails the step)."""
+
+    http_status = 409
+    code = "quality_gate_failed"
+
+
+def parse_relevant(relevant: Any, where: str = "") -> dict[str, float]:
+    """``{id: grade}`` from a list of ids (grade 1) or a mapping id → grade (a number >= 0,
+    at least one > 0)."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(relevant, Mapping):
+        out: dict[str, float] = {}
+        for key, grade in relevant.items():
+            if isinstance(grade, bool) or not isinstance(grade, int | float) \
+                    or not math.isfinite(grade) or grade < 0:
+                raise InvalidInput(f"{prefix}grade of {key!r} must be a number >= 0, got "
+                                   f"{grade!r}")
+            out[str(key)] = float(grade)
+    elif isinstance(relevant, list | tuple) and all(isinstance(r, str | int) for r in relevant):
+        out = {str(r): 1.0 for r in relevant}
+    else:
+        raise InvalidInput(f"{prefix}'relevant' must be a list of ids or an object id → grade",
+                           'write "relevant": ["id1", "id2"] or {"id1": 2, "id2": 1}')
+    if not any(g > 0 for g in out.values()) or any(not k for k in out):
+        raise InvalidInput(f"{prefix}a golden query needs at least one relevant id (grade > 0)")
+    return out
+
+
+def make_query(query: Any, relevant: Any, where: str = "") -> GoldenQuery:
+    """A validated golden query."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput(f"{prefix}'query' must be a non-empty string")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"{prefix}the query has {len(query)} characters; the limit is "
+                           f"{MAX_QUERY_CHARS}")
+    return GoldenQuery(query, parse_relevant(relevant, where))
+
+
+def grades_from_options(relevant: Sequence[str], grades: Sequence[str]) -> dict[str, float]:
+    """Merge ``--relevant ID`` (grade 1) and ``--grade ID=G`` options into ``{id: grade}``."""
+    out: dict[str, float] = {r: 1.0 for r in relevant}
+    for option in grades:
+        key, sep, value = option.rpartition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            key = ""
+        if not sep or not key:
+            raise InvalidInput(f"--grade {option!r} is not ID=GRADE", "write --grade doc7=2")
+    return out
+
+
+def read_jsonl(path: Path) -> list[GoldenQuery]:
+    """Queries from a JSONL file of ``{"query", "relevant"}`` lines; a bad line is refused
+    with its line number (nothing is imported then)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from exc
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{where}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or "query" not in row or "relevant" not in row:
+            raise InvalidInput(f"{where}: expected an object with 'query' and 'relevant'",
+                               '{"query": "...", "relevant": ["id1"]}')
+        out.append(make_query(row["query"], row["relevant"], where))
+    if not out:
+        raise InvalidInput(f"{path} holds no queries")
+    return out
+
+
+def search_ids(api: Any, collection: str, query: str, k: int, mode: str,
+               model_version: str | None) -> list[str]:
+    """Ids the facade's search returns for ``query``, best first."""
+    response = api.search(collection, query, k=k, mode=mode, model_version=model_version)
+    return [hit.id for hit in response.hits]
+
+
+def _snapshot(api: Any, collection: str, version: str | None, mode: str) -> str | None:
+    if mode == "lexical":
+        return None
+    snapshot = api.index_status(collection, version).get("snapshot") or {}
+    name = snapshot.get("name")
+    return str(name) if name else None
+
+
+def check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    """Sorted distinct cut-offs, each 1..1000."""
+    if not ks:
+        return (10,)
+    bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000]
+    if bad:
+        raise InvalidInput(f"cut-offs k must be integers in 1..1000, got {bad}")
+    return tuple(sorted(set(ks)))
+
+
+def run_golden(api: Any, db: MonitorDB, collection: str, set_name: str,
+               ks: Sequence[int] = (10,), mode: str = "dense",
+               model_version: str | None = None, quiet: bool | None = None) -> RunRecord:
+    """Evaluate set ``set_name`` on ``collection`` through ``api.search`` and store the run."""
+    cut = check_ks(ks)
+    queries = db.queries(set_name)
+    if not queries:
+        raise NotFound(f"golden set '{set_name}' has no queries",
+                       f"add some with 'embedops golden add {set_name} \"query\" --relevant ID'")
+    info = api.catalog.get_collection(collection)
+    version = None if mode == "lexical" else (model_version or info.model_version)
+    ranked = []
+    with progress_bar(f"golden {set_name} on {collection}", total=len(queries), unit="queries",
+                      quiet=quiet) as task:
+        for q in queries:
+            ranked.append(search_ids(api, collection, q.query, max(cut), mode, model_version))
+            task.advance(1)
+    scores = evaluate_run(ranked, [q.relevant for q in queries], cut)
+    params = {"ks": list(cut), "mode": mode}
+    return db.record_run(set_name, collection, version, _snapshot(api, collection, version, mode),
+                         params, dict(scores.scores), scores.n_queries)
+
+
+def check_gate(run: RunRecord, min_recall: float | None) -> list[str]:
+    """Which ``recall@k`` of ``run`` fall under ``min_recall`` (empty: the gate passes)."""
+    if min_recall is None:
+        return []
+    return [f"{key} = {value:.4f} < {min_recall}" for key, value in sorted(run.scores.items())
+            if key.startswith("recall@") and value < min_recall]
