@@ -31,8 +31,13 @@ def minilm_vectors(data: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
     docs, queries = _texts(data)
     out.mkdir(parents=True, exist_ok=True)
     for texts, path in ((queries, queries_path), (docs, docs_path)):
-        vecs = model.encode(texts, batch_size=64, normalize_embeddings=True,
-                            show_progress_bar=True, convert_to_numpy=True)
+        vecs = model.encode(
+            texts,
+            batch_size=64,
+            normalize_embeddings=True,
+            show_progress_bar=True,
+            convert_to_numpy=True,
+        )
         np.save(path, vecs.astype(np.float32))
     return np.load(docs_path), np.load(queries_path)
 

@@ -108,3 +108,14 @@ def test_rescore_params_are_validated():
         make_index("sq8", DIM, "cosine", {"rescore_dtype": "int8"})
     with pytest.raises(InvalidInput, match="rescore_factor"):
         make_index("ivfpq", DIM, "cosine", {"rescore_factor": -1})
+
+
+@pytest.mark.parametrize("stride", [1, 1_000_003])
+def test_ivfpq_rescoring_maps_dense_and_sparse_ids(stride: int):
+    x = data(400, seed=5)
+    ids = np.arange(400, dtype=np.int64) * stride + 7
+    index = make_index("ivfpq", DIM, "l2")
+    index.build(x, ids)
+    index.remove(ids[:10])
+    got, _ = index.search(x[10:60], 1)
+    assert (got[:, 0] == ids[10:60]).all()

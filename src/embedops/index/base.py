@@ -60,9 +60,9 @@ def normalize_rows(x: F32) -> F32:
 def exact_scores(queries: F32, vectors: np.ndarray, metric: str) -> F32:
     """Scores (higher is better) of each query against its own candidates ``(m, c, dim)``."""
     cand = vectors.astype(np.float32, copy=False)
-    dots = np.einsum("md,mcd->mc", queries, cand)
+    dots = np.matmul(cand, queries[:, :, None])[:, :, 0]
     if metric != "l2":
-        return dots.astype(np.float32, copy=False)
+        return dots
     q2 = np.einsum("md,md->m", queries, queries)[:, None]
     x2 = np.einsum("mcd,mcd->mc", cand, cand)
     return (2.0 * dots - q2 - x2).astype(np.float32, copy=False)
@@ -70,13 +70,8 @@ def exact_scores(queries: F32, vectors: np.ndarray, metric: str) -> F32:
 
 def top_k(ids: IdArray, scores: F32, k: int) -> tuple[IdArray, F32]:
     """Keep the ``k`` best (ids, scores) of each row, best first; ``-1`` ids sort last."""
-    scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
-    kk = min(k, scores.shape[1])
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else None
-    cols = part if part is not None else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    sub = np.take_along_axis(scores, cols, axis=1)
-    order = np.argsort(-sub, axis=1, kind="stable")
-    cols = np.take_along_axis(cols, order, axis=1)
+    scores = np.where(ids < 0, np.float32(-np.inf), scores)
+    cols = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(ids, cols, axis=1), np.take_along_axis(scores, cols, axis=1)
 
 

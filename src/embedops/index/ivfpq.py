@@ -70,6 +70,7 @@ class IVFPQIndex(IVFIndex):
     def _reset(self) -> None:
         super()._reset()
         self._store = VectorStore(self.dim, self.params.rescore_dtype)
+        self._order: np.ndarray | None = None  # id -> row lookup, rebuilt after writes
 
     def _new_index(self, n: int) -> Any:
         import faiss
@@ -85,10 +86,12 @@ class IVFPQIndex(IVFIndex):
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
         super()._add(vecs, ids)
+        self._order = None
         if self.params.rescore_factor:
             self._store.append(vecs)
 
     def _after_remove(self, positions: np.ndarray) -> None:
+        self._order = None
         if self.params.rescore_factor:
             self._store.delete(positions)
 
@@ -100,12 +103,19 @@ class IVFPQIndex(IVFIndex):
         return self._store.rescore(q, self._rows_of(labels), self._ids, k, self.metric)
 
     def _rows_of(self, labels: np.ndarray) -> np.ndarray:
-        """Row of each candidate id in ``self._ids`` (-1 stays -1)."""
-        order = np.argsort(self._ids, kind="stable")
-        sorted_ids = self._ids[order]
-        pos = np.searchsorted(sorted_ids, labels).clip(0, len(order) - 1)
-        rows = order[pos]
-        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, rows)
+        """Row of each candidate id in ``self._ids`` (-1 stays -1), via a cached lookup."""
+        if self._order is None:
+            self._order = _row_lookup(self._ids)
+        lookup = self._order
+        if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
+            return np.where(labels < 0, -1, lookup[np.where(labels < 0, 0, labels)])
+        sorted_ids = self._ids[lookup]
+        pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
+        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
+
+    def _extra_memory(self) -> int:
+        lookup = 0 if self._order is None else self._order.nbytes
+        return int(self._ids.nbytes + lookup)
 
     def _save_extra(self, path: Path) -> None:
         if self.params.rescore_factor:
@@ -114,3 +124,12 @@ class IVFPQIndex(IVFIndex):
     def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
         if self.params.rescore_factor:
             self._store.load(path, len(self._ids))
+
+
+def _row_lookup(ids: IdArray) -> np.ndarray:
+    """A table ``id -> row`` (int32, -1 = absent) when ids are dense, else ``argsort(ids)``."""
+    if len(ids) and int(ids.max()) < 2 * len(ids) + 1024 and len(ids) < 2**31:
+        table = np.full(int(ids.max()) + 1, -1, dtype=np.int32)
+        table[ids] = np.arange(len(ids), dtype=np.int32)
+        return table
+    return np.argsort(ids, kind="stable").astype(np.int64)
