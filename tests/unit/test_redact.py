@@ -89,7 +89,8 @@ def test_unknown_kind_is_refused_with_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("digits", "ok"), [("4111111111111111", True), ("4111111111111112", False), ("79927398713", True)]
+    ("digits", "ok"),
+    [("4111111111111111", True), ("4111111111111112", False), ("79927398713", True)],
 )
 def test_luhn(digits: str, ok: bool) -> None:
     assert luhn_ok(digits) is ok

@@ -56,7 +56,7 @@ def test_fasttext_gives_out_of_vocabulary_words_a_vector(
 
 
 def test_redaction_is_on_by_default(registry: Registry, tmp_path: Path) -> None:
-    lines = [f"contact alice{i}@example.com or call 555-123-{1000 + i} for the report" for i in range(30)]
+    lines = [f"mail alice{i}@example.com or call 555-123-{1000 + i} today" for i in range(30)]
     corpus = tmp_path / "pii.txt"
     corpus.write_text("\n".join(lines))
     table = StaticVectors.read(train_static(corpus, "pii", TrainConfig(**FAST), registry).version)

@@ -95,12 +95,14 @@ class Corpus:
             return [self.path]
         files = sorted(
             p for p in self.path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.path).parts)
+            if p.is_file() and not any(x.startswith(".") for x in p.relative_to(self.path).parts)
         )
         for p in files:
             corpus_format(p)
         if not files:
-            raise CorpusError(f"corpus folder '{self.path}' holds no files", "add .txt or .jsonl files")
+            raise CorpusError(
+                f"corpus folder '{self.path}' holds no files", "add .txt or .jsonl files"
+            )
         return files
 
     def texts(self) -> Iterator[str]:

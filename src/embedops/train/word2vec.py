@@ -21,6 +21,7 @@ from typing import Any
 
 from embedops.errors import InvalidInput
 from embedops.models.registry import ModelVersion, Registry, check_name
+from embedops.models.registry import _alive as _process_alive
 from embedops.models.static import StaticVectors
 from embedops.progress import progress_bar
 from embedops.text.corpus import Corpus, CorpusStats, write_tokenized
@@ -128,31 +129,39 @@ def train_static(
     started = time.perf_counter()
     with _scratch(registry, name) as scratch:
         tokens_path = scratch / TOKENS_FILE
-        # Counting words while tokenizing (in the workers) spares gensim a second pass.
-        counts: collections.Counter[str] | None = None if config.phrases else collections.Counter()
-        stats = write_tokenized(
-            source, config.tokenizer_spec(), tokens_path, workers=config.workers,
-            word_counts=counts,
-        )
-        phrase_table = None
-        if config.phrases:
-            from embedops.text.phrases import learn_phrases, rewrite_with_phrases
-
-            phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
-            rewrite_with_phrases(tokens_path, phrase_table)
+        stats, counts, phrase_table = _prepare(source, config, tokens_path)
         train_started = time.perf_counter()
         kv, trained_words = _fit(config, tokens_path, counts)
         train_seconds = time.perf_counter() - train_started
-    total_seconds = time.perf_counter() - started
     summary = {
         "corpus": stats.to_dict(),
         "train_seconds": round(train_seconds, 3),
-        "total_seconds": round(total_seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
         "words_per_second": round(trained_words / max(train_seconds, 1e-9)),
     }
     spec = config.tokenizer_spec(phrase_table.sha256 if phrase_table else None)
-    version = _publish(registry, name, StaticVectors.from_gensim(kv), config, spec, phrase_table, summary)
+    table = StaticVectors.from_gensim(kv)
+    version = _publish(registry, name, table, config, spec, phrase_table, summary)
     return TrainResult(version, stats, train_seconds, summary["words_per_second"], summary)
+
+
+def _prepare(
+    source: Corpus, config: TrainConfig, tokens_path: Path
+) -> tuple[CorpusStats, collections.Counter[str] | None, Any]:
+    """Tokenize the corpus into ``tokens_path``, counting words on the way (which spares
+    gensim a second pass); with phrases, learn them and merge them into the file (the counts
+    are then left to gensim). Return (stats, word counts or None, phrase table or None)."""
+    counts: collections.Counter[str] | None = None if config.phrases else collections.Counter()
+    stats = write_tokenized(
+        source, config.tokenizer_spec(), tokens_path, workers=config.workers, word_counts=counts
+    )
+    if not config.phrases:
+        return stats, counts, None
+    from embedops.text.phrases import learn_phrases, rewrite_with_phrases
+
+    phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
+    rewrite_with_phrases(tokens_path, phrase_table)
+    return stats, None, phrase_table
 
 
 @contextlib.contextmanager
@@ -162,7 +171,7 @@ def _scratch(registry: Registry, name: str) -> Iterator[Path]:
     staging = registry.workspace.staging_dir
     for old in staging.glob("train.*"):
         parts = old.name.split(".")
-        if len(parts) > 3 and parts[-2].isdigit() and not _alive(int(parts[-2])):
+        if len(parts) > 3 and parts[-2].isdigit() and not _process_alive(int(parts[-2])):
             shutil.rmtree(old, ignore_errors=True)
     path = staging / f"train.{name}.{os.getpid()}.{time.time_ns()}"
     path.mkdir(parents=True)
@@ -170,16 +179,6 @@ def _scratch(registry: Registry, name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fit(
