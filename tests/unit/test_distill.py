@@ -30,14 +30,14 @@ def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 @pytest.fixture(scope="module")
 def distilled(reg: Registry, lee_corpus: Path) -> ModelVersion:
-    config = DistillConfig(dim=64, tokenizer_words=False, min_count=4, max_corpus_words=1500)
+    config = DistillConfig(dim=64, tokenizer_words=False, min_count=4, max_corpus_words=800)
     return distill(reg, "minilm", "mini-static", config, corpus=lee_corpus)
 
 
 def test_distilled_version_records_its_parent_and_tokenizer(distilled: ModelVersion) -> None:
     m = distilled.manifest
     assert distilled.kind == "distilled" and m["parent"] == "minilm@1"
-    assert m["dim"] == 64 and 500 < m["vocab_size"] <= 1500
+    assert m["dim"] == 64 and m["vocab_size"] == 800
     assert m["tokenizer_fingerprint"] == TokenizerSpec().fingerprint()
     assert m["params"]["dim"] == 64 and m["training_data_sha256"]
     table = StaticVectors.read(distilled)
@@ -48,8 +48,12 @@ def test_distilled_version_records_its_parent_and_tokenizer(distilled: ModelVers
 
 def test_distilled_encoder_keeps_the_teachers_neighbourhoods(reg, distilled) -> None:
     student = load_encoder(distilled, reg)
-    texts = ["the government and the parliament", "political authorities and elections",
-             "fire and smoke", "the flames were burning"]
+    texts = [
+        "the government and the parliament",
+        "political authorities",
+        "fire in the bush",
+        "the bushfires were burning",
+    ]
     vecs = student.encode(texts)
     assert vecs.shape == (4, 64) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
     sims = vecs @ vecs.T
@@ -82,8 +86,15 @@ def test_distilling_a_static_model_or_a_bad_corpus_is_refused(reg, distilled, tm
 
 @pytest.mark.parametrize(
     "fields",
-    [{"dim": 0}, {"dim": "64"}, {"sif_coefficient": 0}, {"sif_coefficient": 2.0},
-     {"batch_size": 0}, {"min_count": -1}, {"max_corpus_words": None}],
+    [
+        {"dim": 0},
+        {"dim": "64"},
+        {"sif_coefficient": 0},
+        {"sif_coefficient": 2.0},
+        {"batch_size": 0},
+        {"min_count": -1},
+        {"max_corpus_words": None},
+    ],
 )
 def test_bad_distill_config_is_refused(fields) -> None:
     with pytest.raises(InvalidInput):

@@ -1,4 +1,4 @@
-"""Fine-tuning input: JSONL pairs are validated line by line; configs and the CLI refuse bad values."""
+"""Fine-tuning input: JSONL validated line by line; configs and the CLI refuse bad values."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def _write(tmp_path: Path, lines: list[str]) -> Path:
 
 
 def test_read_pairs_accepts_pairs_and_triplets(tmp_path: Path) -> None:
-    path = _write(tmp_path, [
-        json.dumps({"anchor": "a small dog", "positive": "puppy"}),
-        "",
-        json.dumps({"anchor": "feline", "positive": "cat", "negative": "dog"}),
-    ])
+    path = _write(
+        tmp_path,
+        [
+            json.dumps({"anchor": "a small dog", "positive": "puppy"}),
+            "",
+            json.dumps({"anchor": "feline", "positive": "cat", "negative": "dog"}),
+        ],
+    )
     assert read_pairs(path) == [Pair("a small dog", "puppy"), Pair("feline", "cat", "dog")]
 
 
@@ -60,8 +63,15 @@ def test_empty_or_unreadable_files_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"epochs": 0}, {"batch_size": 1}, {"batch_size": "8"}, {"learning_rate": 0},
-     {"learning_rate": 5.0}, {"warmup_ratio": 1.0}, {"epochs": True}],
+    [
+        {"epochs": 0},
+        {"batch_size": 1},
+        {"batch_size": "8"},
+        {"learning_rate": 0},
+        {"learning_rate": 5.0},
+        {"warmup_ratio": 1.0},
+        {"epochs": True},
+    ],
 )
 def test_bad_config_is_refused(fields) -> None:
     with pytest.raises(InvalidInput):

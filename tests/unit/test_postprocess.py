@@ -1,4 +1,4 @@
-"""Post-processing: normalize, PCA (fit, save, load, refusal for another model), truncate, config."""
+"""Post-processing: normalize, PCA (fit, save, load, refused for another model), truncate."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from embedops.vectors import (
 def rows() -> np.ndarray:
     rng = np.random.default_rng(3)
     basis = rng.normal(size=(8, 32))
-    return (rng.normal(size=(500, 8)) @ basis + 0.01 * rng.normal(size=(500, 32))).astype(np.float32)
+    return (rng.normal(size=(500, 8)) @ basis + 0.01 * rng.normal(size=(500, 32))).astype(
+        np.float32
+    )
 
 
 def _publish(registry: Registry, name: str, **manifest) -> str:
@@ -57,7 +59,9 @@ def test_pca_saved_next_to_the_model_and_refused_for_another(registry, rows) -> 
     assert path.parent.name == "1" and (path / "pca.json").exists()
     state = load_pca(registry, ref, 4)
     assert json.loads((path / "pca.json").read_text())["model_ref"] == "m@1"
-    np.testing.assert_allclose(state.apply(rows, ref), fit_pca(rows, 4, ref).apply(rows, ref), atol=1e-4)
+    np.testing.assert_allclose(
+        state.apply(rows, ref), fit_pca(rows, 4, ref).apply(rows, ref), atol=1e-4
+    )
     with pytest.raises(VersionMismatch, match="fitted for m@1.*from other@1"):
         state.apply(rows, other)
     with pytest.raises(DimensionMismatch):
@@ -106,8 +110,14 @@ def test_bad_steps_are_refused(bad) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"pca_dim": 0}, {"pca_dim": "8"}, {"truncate_dim": True}, {"normalize": "yes"},
-     {"quantization": "int4"}, {"quantization": None}],
+    [
+        {"pca_dim": 0},
+        {"pca_dim": "8"},
+        {"truncate_dim": True},
+        {"normalize": "yes"},
+        {"quantization": "int4"},
+        {"quantization": None},
+    ],
 )
 def test_bad_config_values_are_refused(fields) -> None:
     with pytest.raises(InvalidInput):

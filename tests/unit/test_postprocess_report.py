@@ -31,8 +31,10 @@ def test_gloss_probe_pairs_lemmas_with_their_glosses() -> None:
 
 def test_report_rows_show_quality_lost_and_memory_saved(registry, w2v_ref) -> None:
     steps = ["none", "pca:16", "truncate:8", "float32", "float16", "int8", "binary", "pca:16+int8"]
-    rows = {r["step"]: r for r in postprocess_report(registry, w2v_ref, steps,
-                                                     probe=gloss_probe(n_synsets=300))}
+    rows = {
+        r["step"]: r
+        for r in postprocess_report(registry, w2v_ref, steps, probe=gloss_probe(n_synsets=300))
+    }
     assert list(rows) == steps
     assert "not Matryoshka" in rows["truncate:8"]["error"]
     none = rows["none"]
@@ -44,8 +46,11 @@ def test_report_rows_show_quality_lost_and_memory_saved(registry, w2v_ref) -> No
     assert rows["pca:16+int8"]["dim"] == 16 and rows["pca:16+int8"]["bytes_per_vector"] == 16
     assert rows["pca:16+int8"]["saved_pct"] == pytest.approx(91.7)
     assert none["recall@10"] > 0.02  # the probe is solvable at all by this small model
-    assert all(0 <= r["recall@10"] <= 1 and -1 <= r["ws353"] <= 1
-               for r in rows.values() if "error" not in r)
+    assert all(
+        0 <= r["recall@10"] <= 1 and -1 <= r["ws353"] <= 1
+        for r in rows.values()
+        if "error" not in r
+    )
 
 
 @pytest.mark.parametrize("steps", [[], "int8", ["int8", ""], ["pca:x"], [None], ["int8+int4"]])

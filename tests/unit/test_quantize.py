@@ -41,7 +41,10 @@ def test_int8_calibration_save_load(tmp_path, unit_rows: np.ndarray) -> None:
     cal.save(tmp_path)
     back = Int8Calibration.load(tmp_path)
     np.testing.assert_array_equal(back.lo, cal.lo)
-    q1, q2 = quantize(unit_rows, Quantization.INT8, cal), quantize(unit_rows, Quantization.INT8, back)
+    q1, q2 = (
+        quantize(unit_rows, Quantization.INT8, cal),
+        quantize(unit_rows, Quantization.INT8, back),
+    )
     np.testing.assert_array_equal(q1.codes, q2.codes)
 
 

@@ -68,8 +68,11 @@ def register(app: typer.Typer) -> None:
         from embedops.train.finetune import FinetuneConfig, finetune
 
         config = FinetuneConfig(
-            epochs=positive("--epochs", epochs), batch_size=positive("--batch-size", batch_size),
-            learning_rate=learning_rate, hard_negatives=hard_negatives, seed=seed,
+            epochs=positive("--epochs", epochs),
+            batch_size=positive("--batch-size", batch_size),
+            learning_rate=learning_rate,
+            hard_negatives=hard_negatives,
+            seed=seed,
         )
         train_file = _existing_file(train, "training file")
         eval_file = _existing_file(heldout, "--eval file") if heldout is not None else None

@@ -24,7 +24,13 @@ from embedops.models.registry import Registry
 from embedops.models.static import STATIC_KINDS
 from embedops.types import Encoder, FloatArray
 from embedops.vectors.postprocess import Postprocess, fit_pca, parse_step, supports_matryoshka
-from embedops.vectors.quantize import Int8Calibration, Quantization, bytes_per_vector, quantize, similarity
+from embedops.vectors.quantize import (
+    Int8Calibration,
+    Quantization,
+    bytes_per_vector,
+    quantize,
+    similarity,
+)
 
 GLOSSES = Path(__file__).resolve().parent.parent / "data" / "wordnet-glosses.jsonl.xz"
 K = 10
@@ -44,8 +50,10 @@ def gloss_probe(path: Path = GLOSSES, n_synsets: int = 1000, seed: int = 0) -> P
     whose relevant documents are the glosses of every sampled synset that has that lemma.
     """
     if not path.is_file():
-        raise InvalidInput(f"the retrieval probe needs {path}, which is missing",
-                           "reinstall embedops (the WordNet glosses ship with it)")
+        raise InvalidInput(
+            f"the retrieval probe needs {path}, which is missing",
+            "reinstall embedops (the WordNet glosses ship with it)",
+        )
     with lzma.open(path, "rt", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     picked = random.Random(seed).sample(rows, min(n_synsets, len(rows)))
@@ -88,17 +96,35 @@ def _encode(encoder: Encoder, probe: Probe, static: bool) -> _Encoded:
         a, b = encoder.encode(left), encoder.encode(right)
         known = (np.abs(a).sum(axis=1) > 0) & (np.abs(b).sum(axis=1) > 0)
         words = (a[known], b[known], gold[known])
-    return _Encoded(encoder.encode(probe.docs), encoder.encode(probe.queries), probe.relevant, words)
+    return _Encoded(
+        encoder.encode(probe.docs), encoder.encode(probe.queries), probe.relevant, words
+    )
 
 
-def _scores(cfg: Postprocess, enc: _Encoded, ref: str, matryoshka: bool,
-            queries: FloatArray, docs: FloatArray) -> FloatArray:
-    pca = fit_pca(enc.docs if cfg.truncate_dim is None else enc.docs[:, : cfg.truncate_dim],
-                  cfg.pca_dim, ref) if cfg.pca_dim else None
+def _scores(
+    cfg: Postprocess,
+    enc: _Encoded,
+    ref: str,
+    matryoshka: bool,
+    queries: FloatArray,
+    docs: FloatArray,
+) -> FloatArray:
+    pca = (
+        fit_pca(
+            enc.docs if cfg.truncate_dim is None else enc.docs[:, : cfg.truncate_dim],
+            cfg.pca_dim,
+            ref,
+        )
+        if cfg.pca_dim
+        else None
+    )
     doc_f = cfg.apply(docs, ref, pca=pca, matryoshka=matryoshka)
     query_f = cfg.apply(queries, ref, pca=pca, matryoshka=matryoshka)
-    calibration = Int8Calibration.fit(cfg.apply(enc.docs, ref, pca=pca, matryoshka=matryoshka)) \
-        if cfg.method is Quantization.INT8 else None
+    calibration = (
+        Int8Calibration.fit(cfg.apply(enc.docs, ref, pca=pca, matryoshka=matryoshka))
+        if cfg.method is Quantization.INT8
+        else None
+    )
     return similarity(query_f, quantize(doc_f, cfg.method, calibration))
 
 
@@ -109,13 +135,23 @@ def _step_row(step: str, enc: _Encoded, ref: str, dim: int, matryoshka: bool) ->
     cfg = Postprocess(**fields)
     scores = _scores(cfg, enc, ref, matryoshka, enc.queries, enc.docs)
     top = np.argsort(-scores, axis=1)[:, :K]
-    recall = float(np.mean([recall_at_k([str(j) for j in row], rel, K)
-                            for row, rel in zip(top, enc.relevant, strict=True)]))
+    recall = float(
+        np.mean(
+            [
+                recall_at_k([str(j) for j in row], rel, K)
+                for row, rel in zip(top, enc.relevant, strict=True)
+            ]
+        )
+    )
     out_dim = cfg.pca_dim or cfg.truncate_dim or dim
     nbytes = bytes_per_vector(cfg.method, out_dim)
-    row: dict[str, Any] = {"step": step, "dim": out_dim, "bytes_per_vector": nbytes,
-                           "saved_pct": round(100.0 * (1 - nbytes / (4 * dim)), 1),
-                           f"recall@{K}": round(recall, 4)}
+    row: dict[str, Any] = {
+        "step": step,
+        "dim": out_dim,
+        "bytes_per_vector": nbytes,
+        "saved_pct": round(100.0 * (1 - nbytes / (4 * dim)), 1),
+        f"recall@{K}": round(recall, 4),
+    }
     if enc.words is not None:
         from scipy.stats import spearmanr
 
@@ -135,10 +171,12 @@ def postprocess_report(
     from embedops.models.loader import load_encoder
 
     if not isinstance(steps, list) or not steps:
-        raise InvalidInput("postprocess_report needs a non-empty list of steps",
-                           "e.g. ['none', 'pca:128', 'int8', 'binary']")
+        raise InvalidInput(
+            "postprocess_report needs a non-empty list of steps",
+            "e.g. ['none', 'pca:128', 'int8', 'binary']",
+        )
     for step in steps:
-        for part in (step.split("+") if isinstance(step, str) else [step]):
+        for part in step.split("+") if isinstance(step, str) else [step]:
             parse_step(part)
     mv = registry.get(ref)
     encoder = load_encoder(mv, registry)

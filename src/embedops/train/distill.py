@@ -57,14 +57,16 @@ class DistillConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
-        if self.dim is not None and (isinstance(self.dim, bool) or not isinstance(self.dim, int)
-                                     or self.dim < 1):
+        if self.dim is not None and (
+            isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1
+        ):
             raise InvalidInput(f"dim must be a positive integer or null, got {self.dim!r}")
         if self.batch_size < 1:
             raise InvalidInput("batch_size must be at least 1")
         if not isinstance(self.sif_coefficient, int | float) or not 0 < self.sif_coefficient < 1:
             raise InvalidInput(
-                f"sif_coefficient must be in (0, 1), got {self.sif_coefficient!r}", "1e-4 works well"
+                f"sif_coefficient must be in (0, 1), got {self.sif_coefficient!r}",
+                "1e-4 works well",
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +87,9 @@ def corpus_counts(path: Path, spec: TokenizerSpec) -> collections.Counter[str]:
             f"cannot read corpus {path}: {exc}", "pass a UTF-8 text file (optionally .xz/.gz/.bz2)"
         ) from exc
     if not counts:
-        raise CorpusError(f"corpus {path} has no words", "pass a text file with one document per line")
+        raise CorpusError(
+            f"corpus {path} has no words", "pass a text file with one document per line"
+        )
     return counts
 
 
@@ -114,7 +118,9 @@ def build_vocabulary(
     """
     words = list(base) if config.tokenizer_words else []
     if counts is not None:
-        frequent = [w for w, c in counts.most_common(config.max_corpus_words) if c >= config.min_count]
+        frequent = [
+            w for w, c in counts.most_common(config.max_corpus_words) if c >= config.min_count
+        ]
         words = list(dict.fromkeys(words + frequent))
     if not words:
         raise InvalidInput(
@@ -138,19 +144,27 @@ def embed_words(model: Any, words: list[str], batch_size: int) -> FloatArray:
     import torch
 
     out = np.empty((len(words), model.get_embedding_dimension()), dtype=np.float32)
-    with progress_bar("embedding vocabulary", len(words), unit="words") as bar, torch.inference_mode():
+    # Batches of similar length waste less compute on padding.
+    order = sorted(range(len(words)), key=lambda i: len(words[i]))
+    with (
+        progress_bar("embedding vocabulary", len(words), unit="words") as bar,
+        torch.inference_mode(),
+    ):
         for start in range(0, len(words), batch_size):
-            batch = words[start : start + batch_size]
-            features = model.preprocess(batch)
-            pooled = model.forward(dict(features))["token_embeddings"]
-            mask = features["attention_mask"].unsqueeze(-1).to(pooled.dtype)
-            out[start : start + len(batch)] = ((pooled * mask).sum(1) / mask.sum(1)).numpy()
-            bar.advance(len(batch))
+            rows = order[start : start + batch_size]
+            features = model.preprocess([words[i] for i in rows])
+            hidden = model.forward(dict(features))["token_embeddings"]
+            mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out[rows] = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+            bar.advance(len(rows))
     return out
 
 
 def distill_table(
-    model: Any, model_ref: str, counts: collections.Counter[str] | None, config: DistillConfig,
+    model: Any,
+    model_ref: str,
+    counts: collections.Counter[str] | None,
+    config: DistillConfig,
     spec: TokenizerSpec,
 ) -> StaticVectors:
     """Embed the vocabulary with ``model``, reduce it by PCA and attach SIF weights."""
@@ -163,7 +177,9 @@ def distill_table(
                 f"--dim {config.dim} is larger than the transformer's dim {vectors.shape[1]}",
                 f"pick a dim <= {vectors.shape[1]}",
             )
-        vectors = fit_pca(vectors, config.dim, model_ref, seed=config.seed).apply(vectors, model_ref)
+        vectors = fit_pca(vectors, config.dim, model_ref, seed=config.seed).apply(
+            vectors, model_ref
+        )
     return StaticVectors(
         index_to_key=words,
         vectors=vectors,
@@ -200,7 +216,13 @@ def distill(
     params = {**config.to_dict(), "teacher_dim": parent.dim, "corpus_words": counts is not None}
     # "mean" pooling scales each word by the table's SIF weights (see models.pooling).
     return publish_static(
-        registry, name, table, kind="distilled", spec=spec, params=params, parent=parent.ref,
+        registry,
+        name,
+        table,
+        kind="distilled",
+        spec=spec,
+        params=params,
+        parent=parent.ref,
         pooling=PoolingConfig(method="mean").to_dict(),
         training_data_sha256=sha256_file(corpus) if corpus is not None else None,
     )

@@ -73,7 +73,9 @@ def read_pairs(path: Path) -> list[Pair]:
         raise FormatError(f"cannot read {path}: {exc}", "pass a UTF-8 JSONL file") from exc
     pairs = [_parse_line(path, n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     if not pairs:
-        raise FormatError(f"{path} has no pairs", 'write one {"anchor": ..., "positive": ...} a line')
+        raise FormatError(
+            f"{path} has no pairs", 'write one {"anchor": ..., "positive": ...} a line'
+        )
     return pairs
 
 
@@ -82,7 +84,9 @@ def _parse_line(path: Path, lineno: int, line: str) -> Pair:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise FormatError(f"{where} is not valid JSON: {exc.msg}", "one JSON object a line") from exc
+        raise FormatError(
+            f"{where} is not valid JSON: {exc.msg}", "one JSON object a line"
+        ) from exc
     if not isinstance(obj, dict):
         raise FormatError(f"{where} is not a JSON object", 'write {"anchor": ..., "positive": ...}')
     unknown = sorted(set(obj) - {"anchor", "positive", "negative"})
@@ -110,15 +114,23 @@ def load_sentence_transformer(mv: ModelVersion) -> Any:
 def evaluate_pairs(model: Any, pairs: list[Pair], k: int = 10) -> dict[str, float]:
     """Retrieve each anchor's positive among all distinct positives; recall@k and MRR@k."""
     docs = list(dict.fromkeys(p.positive for p in pairs))
-    doc_vecs = model.encode(docs, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
-    query_vecs = model.encode([p.anchor for p in pairs], normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False)
+    doc_vecs = model.encode(
+        docs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    query_vecs = model.encode(
+        [p.anchor for p in pairs],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     top = np.argsort(-(query_vecs @ doc_vecs.T), axis=1)[:, :k]
     runs = [[docs[j] for j in row] for row in top]
     scores = evaluate_run(runs, [{p.positive} for p in pairs], ks=(k,))
-    return {"n": len(pairs), f"recall@{k}": round(scores[f"recall@{k}"], 4),
-            f"mrr@{k}": round(scores[f"mrr@{k}"], 4)}
+    return {
+        "n": len(pairs),
+        f"recall@{k}": round(scores[f"recall@{k}"], 4),
+        f"mrr@{k}": round(scores[f"mrr@{k}"], 4),
+    }
 
 
 def mine_hard_negatives(model: Any, pairs: list[Pair]) -> list[Pair]:
@@ -126,10 +138,15 @@ def mine_hard_negatives(model: Any, pairs: list[Pair]) -> list[Pair]:
     docs = list(dict.fromkeys(p.positive for p in pairs))
     if len(docs) < 2:
         return pairs
-    doc_vecs = model.encode(docs, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
-    query_vecs = model.encode([p.anchor for p in pairs], normalize_embeddings=True,
-                              convert_to_numpy=True, show_progress_bar=False)
+    doc_vecs = model.encode(
+        docs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    query_vecs = model.encode(
+        [p.anchor for p in pairs],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     scores = query_vecs @ doc_vecs.T
     out = []
     for i, pair in enumerate(pairs):
@@ -243,8 +260,14 @@ _INHERITED = ("max_seq_length", "pooling", "normalize", "tokenizer", "tokenizer_
 
 
 def _publish(
-    registry: Registry, name: str, parent: ModelVersion, model: Any, params: dict[str, Any],
-    evaluation: dict[str, Any], train_path: Path, onnx: bool,
+    registry: Registry,
+    name: str,
+    parent: ModelVersion,
+    model: Any,
+    params: dict[str, Any],
+    evaluation: dict[str, Any],
+    train_path: Path,
+    onnx: bool,
 ) -> ModelVersion:
     """Save the weights in the import layout (``model/``, optional ``onnx/``) as a new version.
 
@@ -254,8 +277,15 @@ def _publish(
     from embedops.fsio import sha256_file
 
     inherited = {k: parent.manifest[k] for k in _INHERITED if k in parent.manifest}
-    with registry.draft(name, "transformer", dim=parent.dim, parent=parent.ref, eval=evaluation,
-                        training_data_sha256=sha256_file(train_path), **inherited) as draft:
+    with registry.draft(
+        name,
+        "transformer",
+        dim=parent.dim,
+        parent=parent.ref,
+        eval=evaluation,
+        training_data_sha256=sha256_file(train_path),
+        **inherited,
+    ) as draft:
         target = draft.path / MODEL_SUBDIR
         model.save(str(target), create_model_card=False, safe_serialization=True)
         for stray in [*target.rglob("*.bin"), *target.rglob("README.md")]:

@@ -40,7 +40,9 @@ def supports_matryoshka(mv: ModelVersion) -> bool:
     return bool(mv.manifest.get("matryoshka") or mv.params.get("matryoshka"))
 
 
-def truncate(x: FloatArray, dim: int, *, matryoshka: bool, model_ref: str = "the model") -> FloatArray:
+def truncate(
+    x: FloatArray, dim: int, *, matryoshka: bool, model_ref: str = "the model"
+) -> FloatArray:
     """Keep the first ``dim`` components and renormalize (Matryoshka-trained models only)."""
     x = check_matrix(x)
     if not matryoshka:
@@ -87,7 +89,7 @@ class PCAState:
         return ((x - self.mean) @ self.components.T).astype(np.float32)
 
     def save(self, folder: Path) -> None:
-        """Write ``pca.safetensors`` and ``pca.json`` (model ref, dims, checksum) into ``folder``."""
+        """Write ``pca.safetensors`` and ``pca.json`` (model ref, dims, sha256) into ``folder``."""
         from safetensors.numpy import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,9 @@ class PCAState:
             "components": self.components,
             "explained_variance": self.explained_variance,
         }
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / PCA_TENSORS))
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / PCA_TENSORS)
+        )
         meta = {
             "model_ref": self.model_ref,
             "dim_in": self.dim_in,
@@ -117,8 +121,9 @@ class PCAState:
             tensors = load_file(str(folder / PCA_TENSORS))
         except (OSError, ValueError, KeyError) as exc:
             raise FormatError(f"cannot read the PCA in {folder}: {exc}", "fit it again") from exc
-        return cls(meta["model_ref"], tensors["mean"], tensors["components"],
-                   tensors["explained_variance"])
+        return cls(
+            meta["model_ref"], tensors["mean"], tensors["components"], tensors["explained_variance"]
+        )
 
 
 def fit_pca(
@@ -194,7 +199,9 @@ class Postprocess:
     def __post_init__(self) -> None:
         for name in ("truncate_dim", "pca_dim"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise InvalidInput(f"{name} must be a positive integer or null, got {value!r}")
         if not isinstance(self.normalize, bool):
             raise InvalidInput(f"normalize must be true or false, got {self.normalize!r}")
@@ -219,7 +226,12 @@ class Postprocess:
         return cls(**fields)
 
     def apply(
-        self, x: FloatArray, model_ref: str, *, pca: PCAState | None = None, matryoshka: bool = False
+        self,
+        x: FloatArray,
+        model_ref: str,
+        *,
+        pca: PCAState | None = None,
+        matryoshka: bool = False,
     ) -> FloatArray:
         """The float32 part (truncate, PCA, normalize); quantize the result with ``quantize``."""
         parse_ref(model_ref)
@@ -229,7 +241,7 @@ class Postprocess:
         if self.pca_dim is not None:
             if pca is None or pca.dim_out != self.pca_dim:
                 raise InvalidInput(
-                    f"this post-processing needs a PCA to {self.pca_dim} dims fitted for {model_ref}",
+                    f"this post-processing needs a PCA to {self.pca_dim} dims for {model_ref}",
                     "pass pca=fit_pca(...) or load_pca(registry, ref, k)",
                 )
             out = pca.apply(out, model_ref)

@@ -8,7 +8,7 @@ the way each method is meant to be searched (inner product for float16/int8, Ham
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ INT8_FILE = "int8-calibration.safetensors"
 _CHUNK_BYTES = 1 << 24  # bound the XOR temporary of binary scoring to ~16 MB
 
 
-class Quantization(str, Enum):
+class Quantization(StrEnum):
     """How each vector component is stored."""
 
     FLOAT32 = "float32"
@@ -35,9 +35,7 @@ class Quantization(str, Enum):
             return cls(value)
         except ValueError:
             choices = ", ".join(m.value for m in cls)
-            raise InvalidInput(
-                f"unknown quantization '{value}'", f"use one of {choices}"
-            ) from None
+            raise InvalidInput(f"unknown quantization '{value}'", f"use one of {choices}") from None
 
 
 def bytes_per_vector(method: Quantization, dim: int) -> int:
