@@ -204,3 +204,13 @@ def test_memory_is_reported(kind: str, data: np.ndarray):
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(EmbedopsError, match="flat"):
         make_index("annoy", DIM)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_callers_arrays_are_never_modified(kind: str, data: np.ndarray, metric: str):
+    vectors, queries = data[:200].copy(), data[200:210].copy()
+    index = make_index(kind, DIM, metric)
+    index.build(vectors, np.arange(200))
+    index.search(queries, 3)
+    np.testing.assert_array_equal(vectors, data[:200])
+    np.testing.assert_array_equal(queries, data[200:210])

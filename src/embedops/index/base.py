@@ -227,15 +227,17 @@ class FaissIndex:
             )
         if not np.issubdtype(arr.dtype, np.number):
             raise InvalidInput(f"{what}s must be numeric, got dtype {arr.dtype}")
-        out = np.array(arr, dtype=np.float32, order="C", copy=True)
-        bad = ~np.isfinite(out).all(axis=1)
-        if bad.any():
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(out).all():
+            bad = ~np.isfinite(out).all(axis=1)
             rows = np.flatnonzero(bad)[:5].tolist()
             raise InvalidInput(
                 f"{int(bad.sum())} {what}(s) contain NaN or infinite values (rows {rows})",
                 "fix or drop those rows before indexing",
             )
-        return normalize_rows(out) if self.metric == "cosine" else out
+        if self.metric != "cosine":
+            return out  # FAISS copies what it keeps, so the caller's array is never changed
+        return normalize_rows(out.copy() if np.may_share_memory(out, arr) else out)
 
     def _check_ids(self, ids: Any, n: int | None) -> IdArray:
         arr = np.asarray(ids)
