@@ -161,3 +161,13 @@ def test_tokenize_batch_equals_tokenize_line_by_line(spec: TokenizerSpec) -> Non
     texts = ["Ｆｕｌｌ width ﬁ ligature", "Straße\u200b ZWSP\ttab", "", "x@y.org mail",
              "ÉCOLE  Über\x07bell", "line\nbreak inside", "\u2028sep"]
     assert tokenize_batch(texts, spec) == [spec.tokenize(t) for t in texts]
+
+
+def test_shipped_wordnet_glosses_stream_with_their_licence() -> None:
+    from itertools import islice
+
+    from embedops.data import wordnet_glosses_path, wordnet_license_path
+
+    first = list(islice(Corpus(wordnet_glosses_path(), text_field="gloss").texts(), 3))
+    assert first[1] == "an entity that has physical existence"
+    assert "Princeton" in wordnet_license_path().read_text()
