@@ -10,6 +10,7 @@ import pytest
 
 from embedops.errors import AlreadyExists, DimensionMismatch, EmbedopsError, InvalidInput
 from embedops.index import BACKENDS, load_index, make_index, make_params
+from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
 KINDS = sorted(BACKENDS)
 DIM = 16
@@ -31,17 +32,6 @@ def exact(vectors: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
     if metric == "l2":
         return -((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
     return queries @ vectors.T
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """FAISS's OpenMP threads spin badly on a busy 2-core machine; one thread is faster."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

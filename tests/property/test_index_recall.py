@@ -9,19 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedops.index import make_index
+from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
 APPROXIMATE = ["hnsw", "ivf", "ivfpq", "sq8"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """FAISS's OpenMP threads spin badly on a busy 2-core machine; one thread is faster."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 @st.composite

@@ -10,19 +10,9 @@ from embedops.errors import InvalidInput
 from embedops.index import make_index
 from embedops.index.ivf import auto_nlist, auto_nprobe
 from embedops.index.ivfpq import auto_m
+from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
 DIM = 12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """FAISS's OpenMP threads spin badly on a busy 2-core machine; one thread is faster."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def data(n: int, seed: int = 0) -> np.ndarray:

@@ -17,20 +17,10 @@ from embedops.index.snapshot import (
     SnapshotStore,
     snapshot_root,
 )
+from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
 DIM = 8
 META = {"collection": "docs", "model_version": "minilm@2", "tokenizer_fingerprint": "abc"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """FAISS's OpenMP threads spin badly on a busy 2-core machine; one thread is faster."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(before)
 
 
 def index_of(n: int, kind: str = "flat", seed: int = 0):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
 from embedops.index.ivf import IVFIndex, _check_int
-from embedops.index.rescore import MIN_CANDIDATES, VectorStore
+from embedops.index.rescore import Rescoring
 from embedops.index.sq8 import check_rescore
 
 
@@ -50,7 +49,7 @@ class IVFPQParams:
         check_rescore(self.rescore_factor, self.rescore_dtype)
 
 
-class IVFPQIndex(IVFIndex):
+class IVFPQIndex(Rescoring, IVFIndex):
     """Compressed IVF index; trains the coarse cells and the codebooks on the first vectors."""
 
     kind = "ivfpq"
@@ -69,7 +68,7 @@ class IVFPQIndex(IVFIndex):
 
     def _reset(self) -> None:
         super()._reset()
-        self._store = VectorStore(self.dim, self.params.rescore_dtype)
+        self._new_store()
         self._order: np.ndarray | None = None  # id -> row lookup, rebuilt after writes
 
     def _new_index(self, n: int) -> Any:
@@ -87,22 +86,12 @@ class IVFPQIndex(IVFIndex):
     def _add(self, vecs: F32, ids: IdArray) -> None:
         super()._add(vecs, ids)
         self._order = None
-        if self.params.rescore_factor:
-            self._store.append(vecs)
 
     def _after_remove(self, positions: np.ndarray) -> None:
         self._order = None
-        if self.params.rescore_factor:
-            self._store.delete(positions)
+        super()._after_remove(positions)
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        if not self.params.rescore_factor:
-            return super()._search(q, k)
-        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
-        _, labels = self._index.search(q, fetch)
-        return self._store.rescore(q, self._rows_of(labels), self._ids, k, self.metric)
-
-    def _rows_of(self, labels: np.ndarray) -> np.ndarray:
+    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
         """Row of each candidate id in ``self._ids`` (-1 stays -1), via a cached lookup."""
         if self._order is None:
             self._order = _row_lookup(self._ids)
@@ -116,14 +105,6 @@ class IVFPQIndex(IVFIndex):
     def _extra_memory(self) -> int:
         lookup = 0 if self._order is None else self._order.nbytes
         return int(self._ids.nbytes + lookup)
-
-    def _save_extra(self, path: Path) -> None:
-        if self.params.rescore_factor:
-            self._store.save(path)
-
-    def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
-        if self.params.rescore_factor:
-            self._store.load(path, len(self._ids))
 
 
 def _row_lookup(ids: IdArray) -> np.ndarray:

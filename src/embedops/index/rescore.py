@@ -9,6 +9,7 @@ cache, not in the index's RAM.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +71,51 @@ class VectorStore:
             best_ids, best = top_k(cand_ids, scores, k)
             out_ids[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_ids, best
         return out_ids, out_scores
+
+
+class Rescoring:
+    """Mixin for quantized backends (put it first in the bases): keeps the full vectors
+    row-aligned with ``self._ids`` and re-ranks ``max(rescore_factor * k, MIN_CANDIDATES)``
+    candidates exactly. Subclasses map FAISS labels to rows with ``_candidate_rows``."""
+
+    dim: int
+    metric: str
+    params: Any
+    _ids: IdArray
+    _index: Any
+
+    @property
+    def count(self) -> int:
+        return int(len(self._ids))
+
+    def _new_store(self) -> None:
+        self._store = VectorStore(self.dim, self.params.rescore_dtype)
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        super()._add(vecs, ids)  # type: ignore[misc]
+        if self.params.rescore_factor:
+            self._store.append(vecs)
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        if self.params.rescore_factor:
+            self._store.delete(positions)
+
+    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
+        """Rows of the store for FAISS labels (positional backends: the labels themselves)."""
+        return labels
+
+    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
+        if not self.params.rescore_factor:
+            return super()._search(q, k)  # type: ignore[misc, no-any-return]
+        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
+        _, labels = self._index.search(q, fetch)
+        rows = self._candidate_rows(labels)
+        return self._store.rescore(q, rows, self._ids, k, self.metric)
+
+    def _save_extra(self, path: Path) -> None:
+        if self.params.rescore_factor:
+            self._store.save(path)
+
+    def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
+        if self.params.rescore_factor:
+            self._store.load(path, len(self._ids))

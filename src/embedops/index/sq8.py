@@ -8,15 +8,11 @@ memory-mapped ``vectors.npy`` next to the index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
 from embedops.index.positional import PositionalIndex
-from embedops.index.rescore import DTYPES, MIN_CANDIDATES, VectorStore
+from embedops.index.rescore import DTYPES, Rescoring
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ def check_rescore(factor: int, dtype: str) -> None:
         raise InvalidInput(f"rescore_dtype must be one of {DTYPES}, got {dtype!r}")
 
 
-class SQ8Index(PositionalIndex):
+class SQ8Index(Rescoring, PositionalIndex):
     """Scalar-quantized flat index; trains its per-dimension ranges on the first vectors added."""
 
     kind = "sq8"
@@ -52,30 +48,9 @@ class SQ8Index(PositionalIndex):
         self._index = faiss.IndexScalarQuantizer(
             self.dim, faiss.ScalarQuantizer.QT_8bit, faiss_metric(self.metric)
         )
-        self._store = VectorStore(self.dim, self.params.rescore_dtype)
+        self._new_store()
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
         if not self._index.is_trained:
             self._index.train(vecs)
         super()._add(vecs, ids)
-        if self.params.rescore_factor:
-            self._store.append(vecs)
-
-    def _after_remove(self, positions: np.ndarray) -> None:
-        if self.params.rescore_factor:
-            self._store.delete(positions)
-
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        if not self.params.rescore_factor:
-            return super()._search(q, k)
-        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
-        _, labels = self._index.search(q, fetch)
-        return self._store.rescore(q, labels, self._ids, k, self.metric)
-
-    def _save_extra(self, path: Path) -> None:
-        if self.params.rescore_factor:
-            self._store.save(path)
-
-    def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
-        if self.params.rescore_factor:
-            self._store.load(path, len(self._ids))
