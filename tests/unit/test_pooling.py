@@ -9,7 +9,7 @@ import pytest
 
 from embedops.errors import DimensionMismatch, InvalidInput
 from embedops.models.loader import load_encoder
-from embedops.models.pooling import PoolingConfig, StaticEncoder
+from embedops.models.pooling import WORD_POOLING, PoolingConfig, StaticEncoder
 from embedops.models.static import StaticVectors, publish_static
 from embedops.text.tokenize import TokenizerSpec
 from embedops.types import Encoder
@@ -48,7 +48,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def test_mean_pooling_is_the_normalized_mean(table: StaticVectors) -> None:
-    enc = StaticEncoder(table)
+    enc = StaticEncoder(table, pooling=PoolingConfig())
     assert isinstance(enc, Encoder)
     out = enc.encode(["The Government said, the police!", "police"])
     expected = _unit(
@@ -162,3 +162,28 @@ def test_bad_configuration_and_input(table: StaticVectors) -> None:
     assert PoolingConfig(
         **PoolingConfig(method="sif", component=(0.6, 0.8)).to_dict()
     ) == PoolingConfig(method="sif", component=(0.6, 0.8))
+
+
+def test_unit_tokens_and_the_default_for_word_models(registry, table: StaticVectors) -> None:  # type: ignore[no-untyped-def]
+    words = ["the", "government", "police"]
+    unit_mean = StaticEncoder(table, pooling=PoolingConfig(unit_tokens=True)).encode(
+        [" ".join(words)]
+    )
+    expected = _unit(np.mean([_unit(table.vector(w)) for w in words], axis=0))
+    np.testing.assert_allclose(unit_mean[0], expected, atol=1e-6)
+    assert StaticEncoder(table).pooling == WORD_POOLING
+    publish_static(registry, "plain", table, kind="word2vec", spec=TokenizerSpec())
+    loaded = load_encoder("plain", registry)
+    assert isinstance(loaded, StaticEncoder) and loaded.pooling == WORD_POOLING
+    weights = loaded.token_weights
+    a = WORD_POOLING.sif_a
+    expected = _unit(
+        sum(
+            a
+            / (a + table.counts[table.key_to_index[w]] / table.counts.sum())
+            * _unit(table.vector(w))
+            for w in words
+        )
+    )
+    np.testing.assert_allclose(loaded.encode([" ".join(words)])[0], expected, atol=1e-5)
+    assert weights.dtype == np.float32

@@ -268,15 +268,17 @@ class StaticVectors:
         return min(restrict_vocab, len(self))
 
     def _top(self, scores: np.ndarray, k: int, skip: set[str]) -> list[tuple[str, float]]:
-        scores = np.array(scores, dtype=np.float32)
+        scores = np.asarray(scores, dtype=np.float32)  # a fresh array: masked in place
+        n, masked = len(scores), 0
         for word in skip:
             index = self.key_to_index.get(word)
-            if index is not None and index < len(scores):
+            if index is not None and index < n:
                 scores[index] = -np.inf
-        keep = min(k, int(np.isfinite(scores).sum()))
+                masked += 1
+        keep = min(k, n - masked)
         if keep <= 0:
             return []
-        top = np.argpartition(-scores, keep - 1)[:keep]
+        top = np.argpartition(scores, n - keep)[n - keep :]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.index_to_key[i], float(scores[i])) for i in top]
 
