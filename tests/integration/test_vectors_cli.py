@@ -194,3 +194,25 @@ def test_killed_import_publishes_nothing(workspace: Workspace, tmp_path: Path, c
     assert _run(capsys, "import", str(small), "--format", "word2vec-text", "--name", "big")[0] == 0
     assert [mv.ref for mv in registry.list()] == ["big@1"]
     assert not any(p.name.startswith("model.big") for p in workspace.staging_dir.iterdir())
+
+
+def test_import_with_a_sif_sample_stores_the_fitted_pooling(
+    workspace: Workspace, vec_file: Path, lee_corpus: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from embedops.models.loader import load_encoder
+
+    args = ["import", str(vec_file), "--format", "word2vec-binary", "--name", "sif"]
+    code, _, err = _run(capsys, *args, "--sif-sample", str(tmp_path / "none.txt"))
+    assert code == 1 and "no such text sample file" in err
+    jsonl = tmp_path / "sample.jsonl"
+    jsonl.write_text(
+        "\n".join(json.dumps({"text": t}) for t in lee_corpus.read_text().splitlines())
+    )
+    assert _run(capsys, *args, "--sif-sample", str(jsonl))[0] == 0
+    pooling = Registry(workspace).get("sif@1").manifest["pooling"]
+    assert pooling["method"] == "sif" and len(pooling["component"]) == 16
+    encoder = load_encoder("sif@1", Registry(workspace))
+    assert encoder.pooling.component == tuple(pooling["component"])  # type: ignore[attr-defined]
+    vectors = encoder.encode(["the police said", ""])
+    u = np.asarray(pooling["component"], dtype=np.float32)
+    assert abs(float(vectors[0] @ u)) < 1e-4 and not vectors[1].any()

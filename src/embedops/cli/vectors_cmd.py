@@ -38,6 +38,10 @@ def import_(
     transformer: Annotated[
         str | None, typer.Option(help="Import a sentence-transformers model (name or folder).")
     ] = None,
+    sif_sample: Annotated[
+        Path | None,
+        typer.Option(help="Texts (one per line, or JSONL with 'text') to fit SIF pooling on."),
+    ] = None,
 ) -> None:
     """Import word vectors (or, with --transformer, a transformer) as a new model version."""
     reg = registry()
@@ -64,9 +68,14 @@ def import_(
     table = import_vectors(file, fmt, limit=limit)
     spec = _spec_for(table.index_to_key, case)
     params = {"format": fmt, "source": file.name, "source_bytes": file.stat().st_size}
-    mv = publish_static(
-        reg, model_name, table, kind=_KIND.get(fmt, "static"), spec=spec, params=params
-    )
+    extra: dict[str, Any] = {}
+    if sif_sample is not None:
+        from embedops.models.pooling import StaticEncoder
+
+        fitted = StaticEncoder(table, spec).fit_sif(_read_texts(sif_sample))
+        extra["pooling"] = fitted.pooling.to_dict()
+    kind = _KIND.get(fmt, "static")
+    mv = publish_static(reg, model_name, table, kind=kind, spec=spec, params=params, **extra)
     typer.echo(f"imported {mv.ref} ({len(table)} words, dim {table.dim})")
 
 
@@ -180,6 +189,28 @@ def _spec_for(words: list[str], case: str) -> Any:
         cased = sum(1 for w in sample if w != w.lower()) > 0.02 * len(sample)
         case = "keep" if cased else "lower"
     return TokenizerSpec(lowercase=case == "lower")
+
+
+def _read_texts(path: Path) -> list[str]:
+    """Texts of a sample file: one per line, or JSONL objects with a ``text`` field."""
+    import json
+
+    if not path.is_file():
+        raise InvalidInput(f"no such text sample file: {path}", "check the path")
+    texts = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if line.lstrip().startswith("{"):
+                try:
+                    line = str(json.loads(line)["text"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise InvalidInput(
+                        f"line {line_no} of {path.name} is not JSON with a 'text' field",
+                        "use one text per line, or JSONL objects with 'text'",
+                    ) from exc
+            if line.strip():
+                texts.append(line)
+    return texts
 
 
 def _table(ref: str) -> Any:
