@@ -18,7 +18,6 @@ import contextlib
 import gzip
 import lzma
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from embedops.errors import FormatError, InvalidInput
-from embedops.fsio import fsync_dir
+from embedops.fsio import atomic_writer
 from embedops.models.static import StaticVectors
 from embedops.progress import progress_bar
 
@@ -90,7 +89,7 @@ def export_vectors(
         )
     target = Path(path)
     with (
-        _atomic_output(target) as fh,
+        atomic_writer(target, _READ_BYTES) as fh,
         progress_bar(f"export {target.name}", len(table), "vectors", quiet) as bar,
     ):
         if fmt != "glove":
@@ -332,23 +331,6 @@ def _check_unique(keys: list[str], path: Path) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_output(target: Path) -> Iterator[IO[bytes]]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=_READ_BYTES) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_text_rows(fh: IO[bytes], words: list[str], rows: np.ndarray) -> None:
     template = " ".join(["%.9g"] * rows.shape[1])
     lines = [f"{w} {template % tuple(r)}\n" for w, r in zip(words, rows.tolist(), strict=True)]
