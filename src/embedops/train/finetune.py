@@ -111,43 +111,36 @@ def load_sentence_transformer(mv: ModelVersion) -> Any:
     return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
 
 
+def _anchor_scores(model: Any, pairs: list[Pair]) -> tuple[list[str], np.ndarray]:
+    """The distinct positives and the cosine of every anchor with each of them."""
+    docs = list(dict.fromkeys(p.positive for p in pairs))
+    doc_vecs, query_vecs = (
+        model.encode(
+            texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        for texts in (docs, [p.anchor for p in pairs])
+    )
+    return docs, query_vecs @ doc_vecs.T
+
+
 def evaluate_pairs(model: Any, pairs: list[Pair], k: int = 10) -> dict[str, float]:
     """Retrieve each anchor's positive among all distinct positives; recall@k and MRR@k."""
-    docs = list(dict.fromkeys(p.positive for p in pairs))
-    doc_vecs = model.encode(
-        docs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    query_vecs = model.encode(
-        [p.anchor for p in pairs],
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    top = np.argsort(-(query_vecs @ doc_vecs.T), axis=1)[:, :k]
+    docs, scores = _anchor_scores(model, pairs)
+    top = np.argsort(-scores, axis=1)[:, :k]
     runs = [[docs[j] for j in row] for row in top]
-    scores = evaluate_run(runs, [{p.positive} for p in pairs], ks=(k,))
+    result = evaluate_run(runs, [{p.positive} for p in pairs], ks=(k,))
     return {
         "n": len(pairs),
-        f"recall@{k}": round(scores[f"recall@{k}"], 4),
-        f"mrr@{k}": round(scores[f"mrr@{k}"], 4),
+        f"recall@{k}": round(result[f"recall@{k}"], 4),
+        f"mrr@{k}": round(result[f"mrr@{k}"], 4),
     }
 
 
 def mine_hard_negatives(model: Any, pairs: list[Pair]) -> list[Pair]:
     """Give each pair without a negative the other positive the current model ranks highest."""
-    docs = list(dict.fromkeys(p.positive for p in pairs))
-    if len(docs) < 2:
+    if len({p.positive for p in pairs}) < 2:
         return pairs
-    doc_vecs = model.encode(
-        docs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    query_vecs = model.encode(
-        [p.anchor for p in pairs],
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    scores = query_vecs @ doc_vecs.T
+    docs, scores = _anchor_scores(model, pairs)
     out = []
     for i, pair in enumerate(pairs):
         if pair.negative is not None:
