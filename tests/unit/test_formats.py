@@ -162,3 +162,21 @@ def test_failed_export_keeps_the_old_file(
     assert calls == [100, 100]
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["v.txt"]
+
+
+def test_publish_import_detects_casing(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from gensim.test.utils import datapath
+
+    from embedops.models.formats import publish_import
+
+    cased = publish_import(registry, datapath("lee_fasttext.vec"), "fasttext-vec", "lee")
+    assert cased.kind == "static" and cased.manifest["tokenizer"]["lowercase"] is False
+    lower = StaticVectors(["the", "police"], np.ones((2, 3), dtype=np.float32))
+    path = export_vectors(lower, tmp_path / "v.bin", "word2vec-binary", quiet=True)
+    mv = publish_import(registry, path, "word2vec-binary", "low")
+    assert mv.kind == "word2vec" and mv.manifest["tokenizer"]["lowercase"] is True
+    assert mv.manifest["params"]["format"] == "word2vec-binary"
+    forced = publish_import(registry, path, "word2vec-binary", "low", lowercase=False)
+    assert forced.ref == "low@2" and forced.manifest["tokenizer"]["lowercase"] is False
+    with pytest.raises(InvalidInput, match="invalid model name"):
+        publish_import(registry, path, "word2vec-binary", "bad name")

@@ -17,7 +17,6 @@ _Ref = Annotated[str, typer.Argument(help="Model: name, name@N or name@latest.")
 _Format = Annotated[str, typer.Option("--format", "-f", help=_FORMAT_HELP)]
 _Method = Annotated[str, typer.Option(help="Analogy method: 3cosadd or 3cosmul.")]
 _Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-_KIND = {"word2vec-text": "word2vec", "word2vec-binary": "word2vec"}
 
 
 def register(app: typer.Typer) -> None:
@@ -55,28 +54,20 @@ def import_(
         return
     if file is None:
         raise InvalidInput("import needs a vector FILE (or --transformer NAME_OR_PATH)")
-    from embedops.models.formats import check_format, import_vectors
-    from embedops.models.static import publish_static
+    from embedops.models.formats import publish_import
 
-    check_format(fmt)
     if case not in _CASES:
         raise InvalidInput(f"unknown --case '{case}'", f"use one of {', '.join(_CASES)}")
-    model_name = name or _stem(file)
-    from embedops.models.registry import check_name
-
-    check_name(model_name)
-    table = import_vectors(file, fmt, limit=limit)
-    spec = _spec_for(table.index_to_key, case)
-    params = {"format": fmt, "source": file.name, "source_bytes": file.stat().st_size}
-    extra: dict[str, Any] = {}
-    if sif_sample is not None:
-        from embedops.models.pooling import StaticEncoder
-
-        fitted = StaticEncoder(table, spec).fit_sif(_read_texts(sif_sample))
-        extra["pooling"] = fitted.pooling.to_dict()
-    kind = _KIND.get(fmt, "static")
-    mv = publish_static(reg, model_name, table, kind=kind, spec=spec, params=params, **extra)
-    typer.echo(f"imported {mv.ref} ({len(table)} words, dim {table.dim})")
+    mv = publish_import(
+        reg,
+        file,
+        fmt,
+        name or _stem(file),
+        limit=limit,
+        lowercase=None if case == "auto" else case == "lower",
+        sif_texts=_read_texts(sif_sample) if sif_sample is not None else None,
+    )
+    typer.echo(f"imported {mv.ref} ({mv.manifest['vocab_size']} words, dim {mv.dim})")
 
 
 def export(
@@ -178,17 +169,6 @@ def _stem(file: Path) -> str:
     for suffix in (".gz", ".bz2", ".xz", ".txt", ".vec", ".bin"):
         name = name.removesuffix(suffix)
     return name
-
-
-def _spec_for(words: list[str], case: str) -> Any:
-    """The tokenizer spec of an imported table: lowercase unless its words are cased."""
-    from embedops.text.tokenize import TokenizerSpec
-
-    if case == "auto":
-        sample = words[:10_000]
-        cased = sum(1 for w in sample if w != w.lower()) > 0.02 * len(sample)
-        case = "keep" if cased else "lower"
-    return TokenizerSpec(lowercase=case == "lower")
 
 
 def _read_texts(path: Path) -> list[str]:

@@ -49,6 +49,7 @@ class PairsResult:
 
     @property
     def oov_rate(self) -> float:
+        """Share of items skipped because a word is out of vocabulary."""
         return self.n_oov / self.n_pairs if self.n_pairs else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +69,7 @@ class SectionScore:
 
     @property
     def accuracy(self) -> float:
+        """Correct answers over evaluated (in-vocabulary) questions."""
         return self.correct / self.evaluated if self.evaluated else 0.0
 
 
@@ -82,22 +84,27 @@ class AnalogyResult:
 
     @property
     def correct(self) -> int:
+        """Correctly answered questions, all sections."""
         return sum(s.correct for s in self.sections)
 
     @property
     def evaluated(self) -> int:
+        """Questions with all four words in vocabulary, all sections."""
         return sum(s.evaluated for s in self.sections)
 
     @property
     def n_oov(self) -> int:
+        """Questions skipped for an out-of-vocabulary word."""
         return sum(s.n_oov for s in self.sections)
 
     @property
     def accuracy(self) -> float:
+        """Correct answers over evaluated (in-vocabulary) questions."""
         return self.correct / self.evaluated if self.evaluated else 0.0
 
     @property
     def oov_rate(self) -> float:
+        """Share of items skipped because a word is out of vocabulary."""
         total = self.evaluated + self.n_oov
         return self.n_oov / total if total else 0.0
 

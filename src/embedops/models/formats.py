@@ -19,7 +19,7 @@ import gzip
 import lzma
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from embedops.errors import FormatError, InvalidInput
 from embedops.fsio import atomic_writer
+from embedops.models.registry import ModelVersion, Registry
 from embedops.models.static import StaticVectors
 from embedops.progress import progress_bar
 
@@ -102,6 +103,44 @@ def export_vectors(
     return target
 
 
+def publish_import(
+    registry: Registry,
+    path: str | os.PathLike[str],
+    fmt: str,
+    name: str,
+    *,
+    limit: int | None = None,
+    lowercase: bool | None = None,
+    sif_texts: Sequence[str] | None = None,
+) -> ModelVersion:
+    """Import a vector file and publish it as a new version of ``name`` (atomically: a failed
+    or killed import publishes nothing).
+
+    ``lowercase`` sets the tokenizer's casing (None: lowercase unless more than 2% of the
+    10,000 first words have capitals); with ``sif_texts`` SIF pooling is fitted on those texts
+    and stored in the manifest.
+    """
+    from embedops.models.pooling import StaticEncoder
+    from embedops.models.registry import check_name
+    from embedops.models.static import publish_static
+    from embedops.text.tokenize import TokenizerSpec
+
+    check_format(fmt)
+    check_name(name)
+    table = import_vectors(path, fmt, limit=limit)
+    if lowercase is None:
+        sample = table.index_to_key[:10_000]
+        lowercase = sum(1 for w in sample if w != w.lower()) <= 0.02 * len(sample)
+    spec = TokenizerSpec(lowercase=lowercase)
+    extra: dict[str, Any] = {}
+    if sif_texts is not None:
+        extra["pooling"] = StaticEncoder(table, spec).fit_sif(sif_texts).pooling.to_dict()
+    source = Path(path)
+    params = {"format": fmt, "source": source.name, "source_bytes": source.stat().st_size}
+    kind = "word2vec" if fmt.startswith("word2vec") else "static"
+    return publish_static(registry, name, table, kind=kind, spec=spec, params=params, **extra)
+
+
 # -- reading ---------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _open_read(path: Path) -> Iterator[IO[bytes]]:
@@ -138,6 +177,7 @@ class _TextReader:
         self.line_no = 0
 
     def read(self) -> tuple[list[str], np.ndarray]:
+        """All vectors of the file: (words, float32 array)."""
         if self.header:
             first = self.fh.readline()
             if not first.strip():
@@ -252,6 +292,7 @@ class _BinaryReader:
         self.pos = 0
 
     def read(self) -> tuple[list[str], np.ndarray]:
+        """All vectors of the file: (words, float32 array)."""
         first = self.fh.readline()
         if not first.strip():
             raise FormatError(f"{self.path.name} is empty", "export the vectors again")

@@ -135,14 +135,17 @@ class StaticEncoder:
 
     @property
     def dim(self) -> int:
+        """Output dimension."""
         return self.table.dim
 
     @property
     def version(self) -> str:
+        """The model reference ``name@N`` every vector records."""
         return self._version
 
     @property
     def tokenizer_fingerprint(self) -> str:
+        """Fingerprint of the TokenizerSpec texts are split with."""
         return self.spec.fingerprint()
 
     @property

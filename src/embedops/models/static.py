@@ -73,10 +73,12 @@ class StaticVectors:
 
     @property
     def dim(self) -> int:
+        """Vector dimension."""
         return int(self.vectors.shape[1])
 
     @property
     def has_subwords(self) -> bool:
+        """True when OOV words can be built from fastText n-gram buckets."""
         return self.ngrams is not None and self.bucket > 0
 
     def __len__(self) -> int:
