@@ -24,7 +24,7 @@ import numpy as np
 
 from embedops.errors import FormatError, InvalidInput
 from embedops.models.registry import Registry
-from embedops.models.static import StaticVectors, analogy_scores
+from embedops.models.static import StaticVectors, analogy_scores, check_analogy_method
 from embedops.progress import progress_bar
 
 SUITES: dict[str, tuple[str, str]] = {
@@ -235,7 +235,7 @@ def evaluate_analogies(
     quiet: bool | None = None,
 ) -> AnalogyResult:
     """Accuracy on ``a : b :: c : d`` questions: the best word other than a, b, c must be d."""
-    analogy_scores(table.unit_vectors[:1], np.zeros((0, 3, table.dim), np.float32), method)
+    check_analogy_method(method)
     sections = read_analogies(path)
     vocab = _vocab(table, restrict_vocab, case_insensitive)
     fold = str.upper if case_insensitive else str

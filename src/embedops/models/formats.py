@@ -6,8 +6,9 @@
 * ``word2vec-binary``: the ``COUNT DIM`` header, then per vector the UTF-8 word, a space and
   DIM little-endian float32 values (optionally followed by a newline, as word2vec.c writes).
 
-Files are streamed (``.gz``, ``.bz2`` and ``.xz`` are decompressed on the fly) and numbers are
-parsed by numpy a chunk of lines at a time. Text is written with 9 significant digits, which is
+Words are the first whitespace-separated field of a line (GloVe files whose words contain
+spaces are not supported). Files are streamed (``.gz``, ``.bz2`` and ``.xz`` are decompressed
+on the fly) and numbers are parsed by numpy a chunk of lines at a time. Text is written with 9 significant digits, which is
 enough for every float32 to read back bit-exactly. Exports are atomic (temp file, fsync, rename).
 """
 

@@ -261,7 +261,7 @@ class StaticEncoder:
         weights = np.where(known, self.token_weights[np.where(known, rows, 0)], np.float32(1.0))
         if extra:
             positions = np.fromiter(extra.keys(), dtype=np.int64, count=len(extra))
-            subwords = np.stack(list(extra.values()))
+            subwords: np.ndarray = np.stack(list(extra.values()))
             if self.pooling.unit_tokens:
                 norms = np.linalg.norm(subwords, axis=1, keepdims=True)
                 subwords = subwords / np.where(norms > 0, norms, 1.0)

@@ -291,10 +291,7 @@ def analogy_scores(unit_vectors: np.ndarray, abc: np.ndarray, method: str) -> Fl
     ``abc`` has shape (batch, 3, dim): unit vectors of a, b, c for ``a : b :: c : ?``.
     Returns (batch, n_rows); the caller masks the input words.
     """
-    if method not in ANALOGY_METHODS:
-        raise InvalidInput(
-            f"unknown analogy method '{method}'", f"use one of {', '.join(ANALOGY_METHODS)}"
-        )
+    check_analogy_method(method)
     if method == "3cosadd":
         target = abc[:, 1] - abc[:, 0] + abc[:, 2]
         norms = np.linalg.norm(target, axis=1, keepdims=True)
@@ -302,6 +299,15 @@ def analogy_scores(unit_vectors: np.ndarray, abc: np.ndarray, method: str) -> Fl
         return np.asarray(target @ unit_vectors.T, dtype=np.float32)
     sims = (1.0 + np.einsum("bjd,nd->bjn", abc, unit_vectors)) / 2.0
     return np.asarray(sims[:, 1] * sims[:, 2] / (sims[:, 0] + _COSMUL_EPS), dtype=np.float32)
+
+
+def check_analogy_method(method: str) -> str:
+    """Return ``method`` if it is ``3cosadd`` or ``3cosmul``, else raise InvalidInput."""
+    if method not in ANALOGY_METHODS:
+        raise InvalidInput(
+            f"unknown analogy method '{method}'", f"use one of {', '.join(ANALOGY_METHODS)}"
+        )
+    return method
 
 
 def _unit(vector: np.ndarray) -> FloatArray:
