@@ -8,8 +8,9 @@
 
 Words are the first whitespace-separated field of a line (GloVe files whose words contain
 spaces are not supported). Files are streamed (``.gz``, ``.bz2`` and ``.xz`` are decompressed
-on the fly) and numbers are parsed by numpy a chunk of lines at a time. Text is written with 9 significant digits, which is
-enough for every float32 to read back bit-exactly. Exports are atomic (temp file, fsync, rename).
+on the fly) and numbers are parsed by numpy a chunk of lines at a time. Text is written with
+9 significant digits, enough for every float32 to read back bit-exactly. Exports are atomic
+(temp file, fsync, rename).
 """
 
 from __future__ import annotations
