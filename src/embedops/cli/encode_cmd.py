@@ -111,8 +111,11 @@ def _encode(
         enc = TransformerEncoder.from_version(mv, backend=backend, threads=threads)
         vectors, info = enc.encode_with_info(items, batch_size=batch_size, progress=True)
         return enc, {"vectors": vectors, **info.to_dict(), "backend": enc.backend}
-    if backend is not None:
-        raise InvalidInput(f"--backend applies to transformer models; {mv.ref} is '{mv.kind}'")
+    if backend is not None or threads is not None:
+        raise InvalidInput(
+            f"--backend and --threads apply to transformer models; {mv.ref} is '{mv.kind}'",
+            "leave them out for static models",
+        )
     from embedops.models.loader import load_encoder
 
     encoder = load_encoder(mv)
