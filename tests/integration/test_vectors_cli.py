@@ -78,6 +78,11 @@ def test_import_query_export_eval(
     assert stored["wordsim353"]["spearman"] == results["wordsim353"]["spearman"]
     code, out, _ = _run(capsys, "eval", "lee@1", "--suite", "simlex999")
     assert code == 0 and "simlex999" in out and "spearman" in out
+    code, out, _ = _run(capsys, "eval", "lee@1", "--postprocess", "none", "--json")
+    report = json.loads(out)
+    assert (
+        code == 0 and list(report) == ["postprocess"] and report["postprocess"][0]["step"] == "none"
+    )
 
 
 @pytest.mark.parametrize(
