@@ -138,7 +138,7 @@ def _read_position(pid: int, target: Path) -> int | None:
     fd_dir = Path(f"/proc/{pid}/fd")
     try:
         for fd in fd_dir.iterdir():
-            if os.readlink(fd) == str(target):
+            if os.readlink(fd) == os.path.realpath(target):
                 info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
                 return int(info.split("pos:")[1].split()[0])
     except (FileNotFoundError, ProcessLookupError, PermissionError):
