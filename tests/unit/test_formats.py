@@ -59,7 +59,7 @@ def test_limit_and_compressed_input(tmp_path: Path, real_table: StaticVectors) -
     packed.write_bytes(gzip.compress(plain.read_bytes()))
     back = import_vectors(packed, "word2vec-text", quiet=True)
     np.testing.assert_array_equal(back.vectors, real_table.vectors)
-    for fmt in ("word2vec-binary", "glove"):
+    for fmt in ("word2vec-binary", "glove", "fasttext-vec"):
         path = export_vectors(real_table, tmp_path / f"v.{fmt}", fmt, quiet=True)
         head = import_vectors(path, fmt, limit=7, quiet=True)
         assert head.index_to_key == real_table.index_to_key[:7]
@@ -89,6 +89,7 @@ def test_unknown_format_lists_known_ones(tmp_path: Path, real_table: StaticVecto
         ("a 1 2\nb 1\n", "glove", "line 2 .* dimension 1, expected 2"),
         ("3 2\na 1 2\nb 1 2\n", "word2vec-text", "says 3 vectors, the file has 2"),
         ("1 2\na 1 2\nb 1 2\n", "fasttext-vec", "says 1 vectors, line 3 holds one more"),
+        ("2 2\n\na 1 2\n\nb 1 2\nc 1\n", "word2vec-text", "says 2 vectors, line 6 holds one more"),
         ("2 2\na 1 2\nb 1 oops\n", "word2vec-text", "line 3 .* 'oops' is not a number"),
         ("2 2\na 1 2\nb 1 nan\n", "word2vec-text", "line 3 .* NaN or infinite"),
         ("2 2\na 1 2\na 3 4\n", "word2vec-text", "'a' appears twice"),

@@ -195,7 +195,7 @@ class _TextReader:
             word, rest = self._split(raw)
             if word is None:
                 continue
-            if self.limit is None and len(self.keys) + len(words) == self.expected:
+            if len(self.keys) + len(words) == self.expected:
                 raise FormatError(
                     f"the header of {self.path.name} says {self.expected} vectors, "
                     f"line {self.line_no} holds one more",
@@ -249,9 +249,21 @@ class _TextReader:
                 f"line {lines[row]} of {self.path.name} has a NaN or infinite value",
                 "vectors must be finite numbers",
             )
+        self._store(block)
         self.keys.extend(words)
-        self.blocks.append(block)
         self.bar.advance(len(words))  # type: ignore[attr-defined]
+
+    def _store(self, block: np.ndarray) -> None:
+        """Keep a parsed block: in one preallocated array when the header gives the count
+        (no second copy of a large file at the end), else in a list (GloVe)."""
+        if self.expected is None:
+            self.blocks.append(block)
+            return
+        if not self.blocks:
+            n = self.expected if self.limit is None else min(self.expected, self.limit)
+            self.blocks.append(np.empty((n, self.dim), dtype=np.float32))
+        start = len(self.keys)
+        self.blocks[0][start : start + len(block)] = block
 
     def _diagnose(self, rests: list[str], lines: list[int]) -> None:
         """Find the first bad line of a chunk that failed the fast parse, and say why."""
@@ -282,6 +294,8 @@ class _TextReader:
         if n == 0:
             raise FormatError(f"{self.path.name} has no vectors", "is it the right file?")
         _check_unique(self.keys, self.path)
+        if self.expected is not None:
+            return self.keys, self.blocks[0][:n]
         return self.keys, np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
 
 
