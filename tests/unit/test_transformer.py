@@ -182,6 +182,22 @@ def test_unsupported_folders_are_refused_clearly(tmp_path: Path, registry: Regis
     with pytest.raises(InvalidInput, match="only Transformer, Pooling"):
         describe_folder(folder)
     (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "pytorch_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(InvalidInput, match="no safetensors weights"):
+        import_transformer(registry, str(folder))
     (folder / "tokenizer.json").unlink()
     with pytest.raises(InvalidInput, match="no tokenizer.json"):
         describe_folder(folder)
+
+
+def test_folder_import_skips_pickles_and_foreign_exports(tmp_path: Path, registry) -> None:
+    folder = tmp_path / "my-model"
+    shutil.copytree(minilm_path(), folder)
+    (folder / "pytorch_model.bin").write_bytes(b"pickle bytes")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"someone else's export")
+    mv = import_transformer(registry, str(folder), onnx=False)
+    assert mv.ref == "my-model@1"
+    files = set(mv.manifest["files"])
+    assert "model/model.safetensors" in files and "model/1_Pooling/config.json" in files
+    assert not any(f.endswith(".bin") or f.startswith(("onnx/", "model/onnx/")) for f in files)

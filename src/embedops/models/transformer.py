@@ -43,6 +43,8 @@ _TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "sentencepiece.bpe.model", "merges.txt", "sentence_bert_config.json",
 )
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
+_SKIP_DIRS = ("onnx", "openvino")
 _POOLING_MODES = {
     "pooling_mode_mean_tokens": "mean",
     "pooling_mode_cls_token": "cls",
@@ -160,10 +162,27 @@ def _resolve_source(source: str) -> tuple[Path, str]:
     return folder.resolve(), folder.resolve().name
 
 
+def _check_weights(folder: Path) -> None:
+    if not any(folder.glob("*.safetensors")):
+        raise InvalidInput(
+            f"{folder} has no safetensors weights",
+            "pickled weights (pytorch_model.bin) are refused: re-save the model with "
+            "safe_serialization=True",
+        )
+
+
 def _copy_model(src: Path, dest: Path) -> None:
+    """Copy the model files; skip pickles, hidden files and other runtimes' exports."""
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if path.is_file() and not rel.parts[0].startswith(".") and rel.name != "README.md":
+        top = rel.parts[0]
+        if (
+            path.is_file()
+            and not top.startswith(".")
+            and top not in _SKIP_DIRS
+            and path.suffix not in _PICKLE_SUFFIXES
+            and rel.name != "README.md"
+        ):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest / rel)
 
@@ -184,6 +203,7 @@ def import_transformer(
     """
     folder, label = _resolve_source(source)
     desc = describe_folder(folder)
+    _check_weights(folder)
     name = name or ("minilm" if source == "minilm" else label.lower().replace(" ", "-"))
     params: dict[str, Any] = {"source": label, "model_type": desc["model_type"]}
     with registry.draft(
