@@ -55,7 +55,7 @@ def test_hnsw_params_are_validated():
 
 def test_ivf_defaults_scale_with_n():
     assert auto_nlist(20_000) == 512 and auto_nlist(1_000_000) == 4000 and auto_nlist(10) == 1
-    assert auto_nprobe(512) == 32 and auto_nprobe(64) == 16 and auto_nprobe(4) == 4
+    assert auto_nprobe(512) == 85 and auto_nprobe(64) == 16 and auto_nprobe(4) == 4
     index = make_index("ivf", DIM)
     index.build(data(2000), np.arange(2000))
     described = index.describe()

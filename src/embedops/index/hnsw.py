@@ -60,11 +60,12 @@ class HNSWIndex(FaissIndex):
         self._index.hnsw.efSearch = self.params.ef_search
         self._labels: IdArray = np.empty(0, dtype=np.int64)  # id of every stored node
         self._dead = np.empty(0, dtype=bool)
+        self._skip_dead: tuple[Any, ...] | None = None  # (search params, selectors) kept alive
 
     @property
     def tombstones(self) -> int:
         """Removed nodes still in the graph (skipped by search until the next rebuild)."""
-        return int(self._dead.sum())
+        return len(self._labels) - len(self._ids)
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
         self._index.add(vecs)
@@ -78,7 +79,22 @@ class HNSWIndex(FaissIndex):
         self._ids = self._labels[~self._dead]
         if self.tombstones > self.params.rebuild_fraction * len(self._labels):
             self._rebuild()
+        else:
+            self._skip_dead = self._dead_filter()
         return int(hit.sum())
+
+    def _dead_filter(self) -> tuple[Any, ...] | None:
+        """Search parameters that skip tombstoned labels (built once per remove, not per query)."""
+        import faiss
+
+        if not self.tombstones:
+            return None
+        batch = faiss.IDSelectorBatch(np.flatnonzero(self._dead).astype(np.int64))
+        selector = faiss.IDSelectorNot(batch)
+        params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+            sel=selector, efSearch=self.params.ef_search
+        )
+        return params, selector, batch
 
     def _rebuild(self) -> None:
         """Re-insert the live nodes into a fresh graph (vectors come from the graph's storage)."""
@@ -92,15 +108,7 @@ class HNSWIndex(FaissIndex):
             self._ids = np.empty(0, dtype=np.int64)
 
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        import faiss
-
-        params = None
-        if self.tombstones:
-            dead = np.flatnonzero(self._dead).astype(np.int64)
-            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))
-            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-                sel=selector, efSearch=self.params.ef_search
-            )
+        params = None if self._skip_dead is None else self._skip_dead[0]
         distances, labels = self._index.search(q, k, params=params)
         safe = np.where(labels < 0, 0, labels)
         ids = np.where(labels < 0, -1, self._labels[safe]).astype(np.int64)
@@ -124,3 +132,4 @@ class HNSWIndex(FaissIndex):
         if self._dead.shape != self._labels.shape or len(self._labels) != self._index.ntotal:
             raise IntegrityError(f"{path}: ids, tombstones and graph sizes disagree")
         self._ids = self._labels[~self._dead]
+        self._skip_dead = self._dead_filter()

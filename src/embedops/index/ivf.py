@@ -2,7 +2,7 @@
 
 The coarse quantizer is trained on the vectors of the first ``build`` (or first ``add``). With
 ``nlist = 0`` the cell count is chosen from that size, ``4 * sqrt(n)`` capped so that every cell
-gets at least 39 training points (FAISS's own guidance); ``nprobe = 0`` scans one cell in 16
+gets at least 39 training points (FAISS's own guidance); ``nprobe = 0`` scans one cell in six
 (at least 16). Cells do not re-balance as data grows: rebuild when the index has grown several
 times past its training size (``describe()['trained_on']``). Labels are the caller's ids, so
 ``remove`` deletes in place.
@@ -32,8 +32,12 @@ def auto_nlist(n: int) -> int:
 
 
 def auto_nprobe(nlist: int) -> int:
-    """Cells scanned per query: one in 16, at least 16 (all of them for tiny indexes)."""
-    return min(nlist, max(16, nlist // 16))
+    """Cells scanned per query: one in six, at least 16 (all of them for tiny indexes).
+
+    Tuned on MiniLM vectors of 20k dictionary definitions (nlist 512): one cell in 16 gives
+    recall@10 0.89, one in 8 gives 0.95, one in six 0.96-0.97.
+    """
+    return min(nlist, max(16, nlist // 6))
 
 
 @dataclass(frozen=True)
