@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# pytest runs one worker per core (-n 2): more than one intra-op thread per worker oversubscribes
+# the cores, and OpenMP's spin-waiting then makes torch/onnxruntime tests ~20x slower.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import pytest
 

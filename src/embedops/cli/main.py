@@ -15,7 +15,7 @@ import typer
 from embedops import __version__
 from embedops.config import HOME_ENV
 from embedops.errors import EmbedopsError
-from embedops.progress import set_quiet
+from embedops.progress import is_quiet, set_quiet
 
 app = typer.Typer(
     name="embedops",
@@ -44,7 +44,7 @@ def _global(
 ) -> None:
     if home is not None:
         os.environ[HOME_ENV] = str(home)
-    set_quiet(quiet)
+    set_quiet(quiet or is_quiet())
 
 
 def _register_all() -> None:

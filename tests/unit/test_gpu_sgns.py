@@ -1,0 +1,67 @@
+"""The torch word2vec trainer, run on CPU (the CUDA path is the same code on another device)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from embedops.errors import CorpusError, InvalidInput  # noqa: E402
+from embedops.train.gpu_sgns import SGNSConfig, resolve_device, train_sgns  # noqa: E402
+
+TOKEN = re.compile(r"[a-z]+")
+
+
+def _sentences(path: Path, lines: int = 120):
+    """The first ``lines`` documents of the corpus (enough to exercise every code path)."""
+    text = path.read_text(encoding="utf-8").splitlines()[:lines]
+    return lambda: (TOKEN.findall(line.lower()) for line in text)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"update": "adam"}, {"device": "tpu"}, {"dim": 0}, {"batch_size": 0}, {"chunk_tokens": 10}],
+)
+def test_bad_configs_are_refused(kwargs: dict) -> None:
+    with pytest.raises(InvalidInput):
+        SGNSConfig(**kwargs)
+
+
+def test_config_round_trips() -> None:
+    from dataclasses import asdict
+
+    config = SGNSConfig(sg=False, batch_size=1024, lr=0.1)
+    assert SGNSConfig(**asdict(config)) == config
+
+
+def test_cuda_without_gpu_is_a_clear_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InvalidInput, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu"
+
+
+def test_corpus_without_frequent_words_is_refused() -> None:
+    with pytest.raises(CorpusError, match="min_count"):
+        train_sgns(lambda: iter([["a", "b"]]), SGNSConfig(min_count=5, device="cpu"), quiet=True)
+
+
+@pytest.mark.parametrize("sg", [True, False])
+def test_trains_and_is_seeded(lee_corpus: Path, sg: bool) -> None:
+    config = SGNSConfig(
+        sg=sg, epochs=2, dim=32, min_count=3, batch_size=2048, device="cpu", chunk_tokens=10_000
+    )
+    first = train_sgns(_sentences(lee_corpus), config, quiet=True)
+    again = train_sgns(_sentences(lee_corpus), config, quiet=True)
+    table = first.table
+    assert table.vectors.shape == (len(table.index_to_key), 32)
+    assert np.isfinite(table.vectors).all() and table.counts is not None
+    np.testing.assert_array_equal(table.vectors, again.table.vectors)
+    assert first.words == 2 * int(table.counts.sum())
