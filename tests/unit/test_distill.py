@@ -101,6 +101,31 @@ def test_bad_distill_config_is_refused(fields) -> None:
         DistillConfig(**fields)
 
 
+def test_cli_distills_and_prints_the_new_version(reg, lee_corpus, capsys, monkeypatch) -> None:
+    from embedops.cli.main import main
+    from embedops.config import HOME_ENV
+
+    monkeypatch.setenv(HOME_ENV, str(reg.workspace.home))
+    args = [
+        "-q",
+        "distill",
+        "minilm",
+        "--name",
+        "cli-static",
+        "--dim",
+        "16",
+        "--corpus",
+        str(lee_corpus),
+        "--max-words",
+        "120",
+        "--no-tokenizer-words",
+    ]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ref"] == "cli-static@1" and out["parent"] == "minilm@1" and out["dim"] == 16
+    assert reg.get("cli-static").manifest["vocab_size"] == 120
+
+
 def test_config_round_trips() -> None:
     cfg = DistillConfig(dim=None, min_count=2)
     assert DistillConfig(**json.loads(json.dumps(cfg.to_dict()))) == cfg

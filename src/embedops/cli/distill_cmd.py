@@ -37,13 +37,23 @@ def register(app: typer.Typer) -> None:
         ),
         max_words: int = typer.Option(100_000, "--max-words", help="Corpus words to add."),
         min_count: int = typer.Option(3, "--min-count", help="Ignore rarer corpus words."),
+        tokenizer_words: bool = typer.Option(
+            True,
+            "--tokenizer-words/--no-tokenizer-words",
+            help="Include the whole words of the transformer's own vocabulary.",
+        ),
     ) -> None:
         """Distill a transformer into a fast static model (model2vec-style)."""
         from embedops.train.distill import DistillConfig, distill
 
         if dim < 0:
             raise InvalidInput(f"--dim must be >= 0, got {dim}", "0 keeps the transformer's dim")
-        config = DistillConfig(dim=dim or None, max_corpus_words=max_words, min_count=min_count)
+        config = DistillConfig(
+            dim=dim or None,
+            max_corpus_words=max_words,
+            min_count=min_count,
+            tokenizer_words=tokenizer_words,
+        )
         source = _existing_file(corpus, "corpus") if corpus is not None else None
         print_json(_summary(distill(registry(), parent, name, config, source)))
 
