@@ -108,14 +108,14 @@ class AlignmentMap:
     @classmethod
     def load(cls, path: Path) -> AlignmentMap:
         """Read a map written by ``save``."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="numpy") as fh:
                 meta = fh.metadata() or {}
                 matrix = fh.get_tensor("matrix")
             return cls(meta["source"], meta["target"], matrix, float(meta["residual"]))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, SafetensorError) as exc:
             raise IntegrityError(f"{path} is not a readable alignment map: {exc}") from exc
 
 
