@@ -31,6 +31,7 @@ META_FILE = "index.json"
 FAISS_FILE = "index.faiss"
 IDS_FILE = "ids.npy"
 FORMAT_VERSION = 1
+_INTEGERS = (int, np.integer)
 
 IdArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -153,7 +154,7 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[IdArray, F32]:
         """The ``k`` best ids and scores for each query row (see the module docstring)."""
         q = self._check_vectors(queries, "query")
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, _INTEGERS) or k <= 0:
             raise InvalidInput(f"k must be a positive integer, got {k!r}")
         k = int(k)
         if self.count == 0 or len(q) == 0:
@@ -225,7 +226,7 @@ class FaissIndex:
                 f"{what}s have dimension {arr.shape[1]} but the index has dimension {self.dim}",
                 "encode with the model version the index was built with, or rebuild the index",
             )
-        if not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype.kind not in "fiu":
             raise InvalidInput(f"{what}s must be numeric, got dtype {arr.dtype}")
         out = np.ascontiguousarray(arr, dtype=np.float32)
         if not np.isfinite(out).all():
@@ -317,10 +318,18 @@ class FaissIndex:
     def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
         pass
 
+    @staticmethod
+    def _map_labels(labels: np.ndarray, id_of_label: IdArray) -> IdArray:
+        """FAISS labels to ids through ``id_of_label``; label -1 (no result) stays -1."""
+        ids = id_of_label[labels]  # label -1 picks the last id here, fixed just below
+        ids[labels < 0] = -1
+        return ids
+
     def _to_scores(self, distances: np.ndarray) -> F32:
         """FAISS distances to higher-is-better scores (L2 distances are negated)."""
-        d = np.asarray(distances, dtype=np.float32)
-        return -d if self.metric == "l2" else d
+        if self.metric == "l2":
+            np.negative(distances, out=distances)  # FAISS returned a fresh array we own
+        return distances
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

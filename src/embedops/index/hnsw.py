@@ -110,9 +110,7 @@ class HNSWIndex(FaissIndex):
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         params = None if self._skip_dead is None else self._skip_dead[0]
         distances, labels = self._index.search(q, k, params=params)
-        safe = np.where(labels < 0, 0, labels)
-        ids = np.where(labels < 0, -1, self._labels[safe]).astype(np.int64)
-        return ids, self._to_scores(distances)
+        return self._map_labels(labels, self._labels), self._to_scores(distances)
 
     def _extra_memory(self) -> int:
         return int(self._labels.nbytes + self._dead.nbytes)

@@ -97,7 +97,7 @@ class IVFPQIndex(Rescoring, IVFIndex):
             self._order = _row_lookup(self._ids)
         lookup = self._order
         if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
-            return np.where(labels < 0, -1, lookup[np.where(labels < 0, 0, labels)])
+            return lookup[labels]  # the table ends with -1, which label -1 indexes
         sorted_ids = self._ids[lookup]
         pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
         return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
@@ -110,7 +110,7 @@ class IVFPQIndex(Rescoring, IVFIndex):
 def _row_lookup(ids: IdArray) -> np.ndarray:
     """A table ``id -> row`` (int32, -1 = absent) when ids are dense, else ``argsort(ids)``."""
     if len(ids) and int(ids.max()) < 2 * len(ids) + 1024 and len(ids) < 2**31:
-        table = np.full(int(ids.max()) + 1, -1, dtype=np.int32)
+        table = np.full(int(ids.max()) + 2, -1, dtype=np.int32)
         table[ids] = np.arange(len(ids), dtype=np.int32)
         return table
     return np.argsort(ids, kind="stable").astype(np.int64)

@@ -31,10 +31,6 @@ class PositionalIndex(FaissIndex):
     def _after_remove(self, positions: np.ndarray) -> None:
         """Hook for subclasses that keep row-aligned arrays."""
 
-    def _labels_to_ids(self, labels: np.ndarray) -> IdArray:
-        safe = np.where(labels < 0, 0, labels)
-        return np.where(labels < 0, -1, self._ids[safe]).astype(np.int64)
-
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         distances, labels = self._index.search(q, k)
-        return self._labels_to_ids(labels), self._to_scores(distances)
+        return self._map_labels(labels, self._ids), self._to_scores(distances)
