@@ -89,3 +89,32 @@ def test_empty_index_and_bad_config() -> None:
         LexicalIndex(["a"], [])
     with pytest.raises(InvalidInput):
         LexicalIndex(["a"], ["x"], LexicalConfig(stemmer="klingon"))
+
+
+def test_response_round_trips_through_json() -> None:
+    import json
+
+    from embedops.search.models import Hit, SearchResponse
+
+    response = SearchResponse([Hit("a", 0.5, "text", {"k": [1, 2]}, "m@1")], "m@1", "dense", 1.5)
+    again = SearchResponse.from_dict(json.loads(json.dumps(response.to_dict())))
+    assert again == response
+
+
+def test_rrf_properties() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    ids = st.lists(st.sampled_from("abcdefghij"), unique=True, max_size=10)
+
+    @given(ids, ids, st.floats(0, 1))
+    def check(a: list[str], b: list[str], w: float) -> None:
+        fused = hybrid_fuse(a, b, w, 100)
+        kept = (set(a) if w > 0 else set()) | (set(b) if w < 1 else set())
+        assert {d for d, _ in fused} == kept
+        scores = [s for _, s in fused]
+        assert scores == sorted(scores, reverse=True)
+        if a and w == 1.0:
+            assert [d for d, _ in fused] == a
+
+    check()
