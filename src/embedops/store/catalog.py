@@ -288,6 +288,21 @@ class Catalog:
             )
         return self.get_collection(name)
 
+    def switch_versions(self, name: str, active: str, candidate: str | None) -> CollectionInfo:
+        """Set the active and the candidate version of ``name`` in one transaction (a rollout's
+        promotion or rollback: no reader sees one changed without the other)."""
+        with self._write() as conn:
+            coll = self._coll(name, conn)
+            dim = _items.version_dim(conn, coll.pk, active, None, self.workspace)
+            if candidate is not None:
+                _items.version_dim(conn, coll.pk, candidate, None, self.workspace)
+            conn.execute(
+                "UPDATE collections SET model_version = ?, dim = ?, candidate_version = ? "
+                "WHERE id = ?",
+                (active, dim, candidate, coll.pk),
+            )
+        return self.get_collection(name)
+
     def rekey(self, name: str, new_key: bytes) -> CollectionInfo:
         """Re-encrypt collection ``name`` under ``new_key`` (needs the current key), in one
         transaction; afterwards this catalog uses ``new_key``."""
