@@ -78,6 +78,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_health,
         routes_index,
         routes_models,
+        routes_rollout,
         routes_search,
         routes_words,
     )
@@ -90,5 +91,6 @@ def _include_routes(app: FastAPI) -> None:
         routes_collections,
         routes_search,
         routes_index,
+        routes_rollout,
     ):
         app.include_router(module.router)

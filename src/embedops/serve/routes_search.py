@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from embedops.lifecycle.service import route_search
 from embedops.serve.auth import READ
 from embedops.serve.encoders import caching
 from embedops.serve.limits import check_k, check_texts
@@ -24,10 +25,10 @@ def search(request: Request, name: str, body: SearchRequest, _: Any = READ) -> A
     check_texts(ctx.settings, [body.query], "query")
     started = time.perf_counter()
     with caching() as use:
-        result = ctx.api.search(
+        result = route_search(request, name, body.model_version, lambda version: ctx.api.search(
             name, body.query, k=body.k, mode=body.mode, filters=body.filters,
-            model_version=body.model_version, hybrid_weight=body.hybrid_weight,
-        )
+            model_version=version, hybrid_weight=body.hybrid_weight,
+        ))
     ctx.metrics.search_seconds.labels(body.mode, _backend(ctx, name, result)).observe(
         time.perf_counter() - started
     )
