@@ -1,0 +1,108 @@
+"""The server's side of rollouts: one router, background backfills, and the gate evaluator.
+
+The evaluator thread wakes every ``interval_s``: it writes each live rollout's serving figures
+for ``embedops rollout status`` and rolls back a canary whose gates broke.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from embedops.lifecycle.manager import Rollouts
+from embedops.lifecycle.rollout import BACKFILLING, RolloutStore
+from embedops.lifecycle.routing import HEADER, Router
+
+log = logging.getLogger("embedops.lifecycle")
+EVALUATE_EVERY_S = 2.0
+
+
+class RolloutService:
+    """Routing, backfill threads and the gate evaluator of one server."""
+
+    def __init__(self, api: Any, interval_s: float = EVALUATE_EVERY_S) -> None:
+        self.api = api
+        self.store = RolloutStore(api.workspace)
+        self.router = Router(self.store)
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._backfills: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="rollout-gates", daemon=True)
+        self._thread.start()
+
+    def manager(self, collection: str, who: str) -> Rollouts:
+        """The rollout steps for ``collection``, with live figures and the routing lock."""
+        return Rollouts(self.api, who, self.router.stats(collection), self.router.swap)
+
+    def start_backfill(self, collection: str, who: str) -> None:
+        """Run (or resume) the backfill of ``collection``'s rollout in a thread."""
+        with self._lock:
+            running = self._backfills.get(collection)
+            if running is not None and running.is_alive():
+                return
+            thread = threading.Thread(target=self._backfill, args=(collection, who),
+                                      name=f"backfill-{collection}", daemon=True)
+            self._backfills[collection] = thread
+            thread.start()
+
+    def _backfill(self, collection: str, who: str) -> None:
+        try:
+            self.manager(collection, who).run_backfill(collection, self._stop, quiet=True)
+        except Exception:  # noqa: BLE001 - a thread has no caller; the log and status show it
+            log.exception("backfill of %s failed; 'rollout start' resumes it", collection)
+        finally:
+            self.router.invalidate()
+
+    def backfilling(self, collection: str) -> bool:
+        with self._lock:
+            thread = self._backfills.get(collection)
+        return thread is not None and thread.is_alive()
+
+    def evaluate_once(self) -> None:
+        """Write figures and roll back broken canaries, for every live rollout."""
+        for state in self.store.live():
+            if state.phase == BACKFILLING:
+                continue
+            stats = self.router.stats(state.collection)
+            self.store.write_stats(state.collection, stats.to_dict())
+            self.manager(state.collection, "gate-evaluator").status(state.collection)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.evaluate_once()
+            except Exception:  # noqa: BLE001 - keep evaluating; the next pass retries
+                log.exception("rollout gate evaluation failed")
+
+    def close(self) -> None:
+        """Stop the evaluator and ask backfills to stop after their current batch."""
+        self._stop.set()
+        self.router.close()
+
+
+_GUARD = threading.Lock()
+
+
+def service_for(app: Any) -> RolloutService:
+    """The app's RolloutService, built on first use (``app.state.rollouts``)."""
+    service = getattr(app.state, "rollouts", None)
+    if service is None:
+        with _GUARD:
+            service = getattr(app.state, "rollouts", None)
+            if service is None:
+                service = RolloutService(app.state.ctx.api)
+                app.state.rollouts = service
+    return service
+
+
+def route_search(request: Any, collection: str, pinned: str | None,
+                 run: Callable[[str | None], Any]) -> Any:
+    """Answer a search request through the app's rollout router (see ``routing``); the caller
+    is the request's API key id, else its client address."""
+    service = service_for(request.app)
+    caller = getattr(request.state, "key_id", None) or (
+        request.client.host if request.client else "unknown")
+    return service.router.search(collection, caller, request.headers.get(HEADER), pinned, run)
