@@ -8,7 +8,6 @@ catalog can be copied without its evaluation history. Every write is one transac
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -44,17 +43,17 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX drift_reports_coll ON drift_reports (collection, created_at)",
     ],
 ]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def check_set_name(name: str) -> str:
-    """Validate a golden set name (1-64 letters, digits, ``_.-``, starting alphanumeric)."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInput(
-            f"invalid golden set name {name!r}",
-            "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
-        )
-    return name
+    """Validate a golden set name: the rules of collection names (1-64 letters, digits,
+    ``_.-``, starting alphanumeric)."""
+    from embedops.store.models import check_collection_name
+
+    try:
+        return check_collection_name(name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid golden set name {name!r}", exc.hint) from exc
 
 
 @dataclass(frozen=True)

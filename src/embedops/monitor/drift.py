@@ -135,7 +135,8 @@ def _reasons(
     oov: float | None, psi_limit: float,
 ) -> list[str]:
     checks = [
-        (shift > config.centroid_shift, f"centroid moved by {shift:.4f} (> {config.centroid_shift})"),
+        (shift > config.centroid_shift,
+         f"centroid moved by {shift:.4f} (> {config.centroid_shift})"),
         (pvalue < config.mmd_pvalue, f"MMD permutation p = {pvalue:.4f} (< {config.mmd_pvalue})"),
         (share > config.component_share,
          f"{share:.0%} of top PCA components moved (> {config.component_share:.0%})"),
@@ -149,7 +150,8 @@ def _reasons(
 def _check(x: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or len(arr) < 2:
-        raise InvalidInput(f"{name} must be a 2-D array with at least 2 rows, got shape {arr.shape}")
+        raise InvalidInput(
+            f"{name} must be a 2-D array with at least 2 rows, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise InvalidInput(f"{name} vectors contain NaN or infinite values")
     return arr

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def parse_time(value: str | float | None, now: float | None = None) -> float | N
                            "write 2026-11-20, 2026-11-20T08:00:00+00:00, epoch seconds, or an "
                            "age like 7d / 12h") from exc
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 

@@ -84,10 +84,11 @@ def _summary_rows(report: DriftReport) -> str:
     cfg = report.config
     rows = [
         ("items (reference / current)", f"{report.n_reference} / {report.n_current}", ""),
-        ("centroid shift (1 − cos)", f"{report.centroid_shift:.4f}", f"> {cfg.get('centroid_shift')}"
-         f" and noise ratio > {cfg.get('centroid_noise_ratio')} "
+        ("centroid shift (1 − cos)", f"{report.centroid_shift:.4f}",
+         f"> {cfg.get('centroid_shift')} and noise ratio > {cfg.get('centroid_noise_ratio')} "
          f"(now {report.centroid_noise_ratio:.2f})"),
-        ("MMD² (RBF)", f"{report.mmd:.5f}", f"p = {report.mmd_pvalue:.4f} < {cfg.get('mmd_pvalue')}"),
+        ("MMD² (RBF)", f"{report.mmd:.5f}",
+         f"p = {report.mmd_pvalue:.4f} < {cfg.get('mmd_pvalue')}"),
         ("PCA components moved", f"{report.component_share:.0%}",
          f"> {cfg.get('component_share')} (W1/σ > {report.wasserstein_threshold:.3f})"),
         ("norm PSI", f"{report.norm_psi:.4f}", f"> {report.psi_threshold:.3f}"),
