@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,8 @@ def embed_queries(base: str, queries: list[str]) -> np.ndarray:
 
 # -- load generation ---------------------------------------------------------------------------
 async def _load(url: str, bodies: list[bytes], seconds: float, clients: int,
-                parse: Callable[[Any], list[str]]) -> dict[str, Any]:
+                parse: Callable[[Any], list[str]]) -> tuple[list[float], float, int]:
+    """(latencies in s, elapsed s, errors) of ``clients`` keep-alive clients for ``seconds``."""
     import httpx
 
     latencies: list[float] = []
@@ -155,15 +157,18 @@ async def _load(url: str, bodies: list[bytes], seconds: float, clients: int,
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in range(clients)))
-        elapsed = time.perf_counter() - started
+        return latencies, time.perf_counter() - started, errors
+
+
+def summarize(latencies: list[float], elapsed: float, errors: int) -> dict[str, Any]:
+    """QPS and p50/p99 latency (ms) of one target's requests."""
     lat = np.asarray(latencies) * 1000
     return {"qps": len(lat) / elapsed, "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)), "requests": len(lat), "errors": errors}
 
 
-def run_target(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]],
-               args: argparse.Namespace) -> tuple[dict[str, Any], list[list[str]]]:
-    """One sequential pass for the answers (recall), then the timed concurrent load."""
+def answers_of(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]]) -> list:
+    """One sequential pass: the top-k ids of every query (for recall)."""
     import httpx
 
     answers = []
@@ -172,7 +177,22 @@ def run_target(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]],
             resp = c.post(url, content=body, headers={"content-type": "application/json"})
             resp.raise_for_status()
             answers.append(parse(resp.json()))
-    return asyncio.run(_load(url, bodies, args.seconds, args.clients, parse)), answers
+    return answers
+
+
+def interleaved_load(targets: dict[str, tuple], args: argparse.Namespace) -> dict[str, Any]:
+    """Load each target in turn, ``rounds`` times, ``seconds / rounds`` each: on a shared,
+    noisy machine both targets then see the same background load."""
+    runs: dict[str, list] = {name: [[], 0.0, 0] for name in targets}
+    for _ in range(args.rounds):
+        for name, (url, bodies, parse) in targets.items():
+            lat, elapsed, errors = asyncio.run(
+                _load(url, bodies, args.seconds / args.rounds, args.clients, parse))
+            acc = runs[name]
+            acc[0].extend(lat)
+            acc[1] += elapsed
+            acc[2] += errors
+    return {name: summarize(*acc) for name, acc in runs.items()}
 
 
 # -- chroma ------------------------------------------------------------------------------------
@@ -240,61 +260,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bench_embedops(args: argparse.Namespace, home: Path, queries: list[str]) -> tuple:
+def _start_embedops(args: argparse.Namespace, home: Path, stack: ExitStack) -> str:
     port = free_port()
     cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
            str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000",
            "--workers", str(args.workers)]
     proc = start(cmd, f"http://127.0.0.1:{port}/readyz", args.out / "serve-embedops.log")
-    try:
-        qvecs = embed_queries(f"http://127.0.0.1:{port}", queries)
-        bodies = [json.dumps({"query": q, "k": K}).encode() for q in queries]
-        url = f"http://127.0.0.1:{port}/v1/collections/{COLLECTION}/search"
-        stats, answers = run_target(url, bodies, lambda r: [h["id"] for h in r["hits"]], args)
-    finally:
-        stop(proc)
-    return qvecs, stats, answers
+    stack.callback(stop, proc)
+    return f"http://127.0.0.1:{port}"
 
 
-def _bench_chroma(args: argparse.Namespace, ids: list[str], texts: list[str],
-                  doc_vecs: np.ndarray, qvecs: np.ndarray, hnsw: dict[str, int]) -> tuple:
+def _start_chroma(args: argparse.Namespace, stack: ExitStack) -> int:
     port = free_port()
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     cmd = [chroma, "run", "--path", str(args.out / "serve-chroma"), "--host", "127.0.0.1",
            "--port", str(port)]
     proc = start(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", args.out / "serve-chroma.log")
-    try:
-        url = prepare_chroma(port, ids, texts, doc_vecs, hnsw)
-        bodies = [json.dumps({"query_embeddings": [v.tolist()], "n_results": K,
-                              "include": ["documents", "distances"]}).encode() for v in qvecs]
-        stats, answers = run_target(url, bodies, lambda r: r["ids"][0], args)
-    finally:
-        stop(proc)
-    return stats, answers
+    stack.callback(stop, proc)
+    return port
+
+
+def _warm_all(base: str, queries: list[str], args: argparse.Namespace) -> np.ndarray:
+    """Query vectors from the server; with several workers, more passes on new connections
+    so that (very likely) every worker's query cache holds every query."""
+    vecs = embed_queries(base, queries)
+    for _ in range(3 * (args.workers - 1)):
+        embed_queries(base, queries)
+    return vecs
 
 
 def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs: np.ndarray,
             queries: list[str], relevant: list[list[str]], hnsw: dict[str, int]) -> dict:
-    """Both targets and the in-process line, with recall and ratios."""
+    """Both servers up side by side; recall passes, interleaved load, the in-process line."""
     home = args.out / "serve-ws"
     prepare_workspace(home, ids, texts, doc_vecs, hnsw)
-    qvecs, eo_stats, eo_answers = _bench_embedops(args, home, queries)
+    with ExitStack() as stack:
+        base = _start_embedops(args, home, stack)
+        qvecs = _warm_all(base, queries, args)
+        chroma_url = prepare_chroma(_start_chroma(args, stack), ids, texts, doc_vecs, hnsw)
+        eo = (f"{base}/v1/collections/{COLLECTION}/search",
+              [json.dumps({"query": q, "k": K}).encode() for q in queries],
+              lambda r: [h["id"] for h in r["hits"]])
+        ch = (chroma_url,
+              [json.dumps({"query_embeddings": [v.tolist()], "n_results": K,
+                           "include": ["documents", "distances"]}).encode() for v in qvecs],
+              lambda r: r["ids"][0])
+        answers = {"embedops_http": answers_of(*eo), "chroma_http": answers_of(*ch)}
+        stats = interleaved_load({"embedops_http": eo, "chroma_http": ch}, args)
     exact = exact_top(doc_vecs, qvecs, ids)
-    ch_stats, ch_answers = _bench_chroma(args, ids, texts, doc_vecs, qvecs, hnsw)
-    eo_stats.update(ann_recall=ann_recall(eo_answers, exact),
-                    task_recall=task_recall(eo_answers, relevant))
-    ch_stats.update(ann_recall=ann_recall(ch_answers, exact),
-                    task_recall=task_recall(ch_answers, relevant))
+    for name, found in answers.items():
+        stats[name].update(ann_recall=ann_recall(found, exact),
+                           task_recall=task_recall(found, relevant))
     local = in_process(home, queries)
+    eo_s, ch_s = stats["embedops_http"], stats["chroma_http"]
     return {
         "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
-                  "embedops_workers": args.workers,
-                  "seconds": args.seconds, "hnsw": hnsw},
-        "embedops_http": eo_stats, "chroma_http": ch_stats, "embedops_in_process": local,
+                  "embedops_workers": args.workers, "seconds_per_target": args.seconds,
+                  "rounds": args.rounds, "hnsw": hnsw},
+        **stats, "embedops_in_process": local,
         "ratios": {
-            "qps_embedops/chroma": eo_stats["qps"] / ch_stats["qps"],
-            "p99_embedops/chroma": eo_stats["p99_ms"] / ch_stats["p99_ms"],
-            "http_overhead_p50_ms": eo_stats["p50_ms"] - local["p50_ms"],
+            "qps_embedops/chroma": eo_s["qps"] / ch_s["qps"],
+            "p99_embedops/chroma": eo_s["p99_ms"] / ch_s["p99_ms"],
+            "http_overhead_p50_ms": eo_s["p50_ms"] - local["p50_ms"],
         },
     }
 
@@ -308,6 +335,7 @@ def main() -> None:
     parser.add_argument("--ef-search", type=int, default=64)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1, help="embedops serve --workers")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the targets")
     args = parser.parse_args()
     ids, texts, queries, relevant = read_data(args.data)
     queries, relevant = queries[:args.queries], relevant[:args.queries]
