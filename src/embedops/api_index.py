@@ -51,6 +51,11 @@ def snapshot_meta(info: Any) -> dict[str, Any]:
     return meta
 
 
+def public_meta(info: Any) -> dict[str, Any]:
+    """``snapshot_meta`` without the change-tracking bookkeeping (for status and summaries)."""
+    return {k: v for k, v in snapshot_meta(info).items() if k != "catalog_seen"}
+
+
 class IndexManager:
     """Builds, caches, verifies and rolls back the indexes of a workspace's collections."""
 
@@ -122,8 +127,7 @@ class IndexManager:
         served = ServedIndex(index, ids, snapshot_meta(snap), snap)
         with self._lock:
             self._served[(collection, version)] = served
-        summary = {k: v for k, v in snapshot_meta(snap).items() if k != "catalog_seen"}
-        return {**summary, "count": len(ids),
+        return {**public_meta(snap), "count": len(ids),
                 "build_seconds": round(time.time() - started, 3)}
 
     # -- serving -------------------------------------------------------------------------------
@@ -214,7 +218,7 @@ class IndexManager:
         version = self.version(collection, model_version)
         store = self.store(collection, version)
         snaps = store.list()
-        current = snapshot_meta(store.current()) if snaps else None
+        current = public_meta(store.current()) if snaps else None
         since = float(current.get("catalog_ts", 0.0)) if current else 0.0
         changes = self.catalog.changes_since(collection, since) if current else []
         now = time.time()
@@ -246,4 +250,4 @@ class IndexManager:
         info = self.store(collection, version).rollback()
         with self._lock:
             self._served.pop((collection, version), None)
-        return snapshot_meta(info)
+        return public_meta(info)
