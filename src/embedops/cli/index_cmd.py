@@ -99,10 +99,14 @@ def _register_maintenance(index: typer.Typer) -> None:
         typer.echo(f"{collection} now serves snapshot {info['name']} ({info.get('backend')}, "
                    f"{info.get('item_count')} items, built {info.get('built_at')})")
 
+    _register_status(index)
+
+
+def _register_status(index: typer.Typer) -> None:
     @index.command("status")
     def status(
         collection: str = typer.Argument(...),
-        model_version: str | None = version_opt,
+        model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Current snapshot, item count and freshness (items not yet in the snapshot)."""
