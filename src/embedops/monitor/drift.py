@@ -104,7 +104,7 @@ def detect_drift(
     dists = component_wasserstein(ref, cur, config.n_components)
     share = float(np.mean(np.asarray(dists) > w_limit)) if dists else 0.0
     psi = population_stability(np.linalg.norm(ref, axis=1), np.linalg.norm(cur, axis=1),
-                               config.psi_bins)
+                               psi_bins(config, len(ref), len(cur)))
     oov = None
     if reference_oov_rate is not None and current_oov_rate is not None:
         oov = float(current_oov_rate - reference_oov_rate)
@@ -126,7 +126,7 @@ def noise_floors(config: DriftConfig, n_reference: int, n_current: int) -> tuple
 
     inv = 1.0 / n_reference + 1.0 / n_current
     w_floor = config.noise_factor * float(np.sqrt(inv))
-    psi_floor = float(chi2.ppf(0.99, config.psi_bins - 1)) * inv
+    psi_floor = float(chi2.ppf(0.99, psi_bins(config, n_reference, n_current) - 1)) * inv
     return max(config.wasserstein, w_floor), max(config.psi, psi_floor)
 
 
@@ -228,13 +228,20 @@ def component_wasserstein(reference: np.ndarray, current: np.ndarray, n: int) ->
             for j in range(comps.shape[0])]
 
 
+def psi_bins(config: DriftConfig, n_reference: int, n_current: int) -> int:
+    """Bins of the norm PSI: ``config.psi_bins``, fewer for small windows (about ten items a
+    bin), so that empty bins do not dominate the index."""
+    return max(2, min(config.psi_bins, min(n_reference, n_current) // 10))
+
+
 def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI of ``current`` against ``reference`` over the reference's quantile bins."""
+    """PSI of ``current`` against ``reference`` over the reference's quantile bins (counts
+    smoothed by half an item, so an empty bin costs a bounded amount)."""
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
         return 0.0
     edges[0], edges[-1] = -np.inf, np.inf
-    p = np.histogram(reference, edges)[0] / len(reference)
-    q = np.histogram(current, edges)[0] / len(current)
-    p, q = np.clip(p, 1e-4, None), np.clip(q, 1e-4, None)
+    p = np.histogram(reference, edges)[0] + 0.5
+    q = np.histogram(current, edges)[0] + 0.5
+    p, q = p / p.sum(), q / q.sum()
     return float(np.sum((q - p) * np.log(q / p)))
