@@ -9,7 +9,7 @@ import pytest
 
 from embedops.api import Embedops
 from embedops.config import Workspace
-from embedops.errors import ModelNotFound, Unavailable
+from embedops.errors import ModelNotFound, NotFound, Unavailable
 from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
 from embedops.monitor.db import MonitorDB
@@ -40,14 +40,19 @@ def api(workspace: Workspace, lee_corpus: Path):
 
 def test_flat_and_sq8_layers(api) -> None:
     facade, db = api
-    facade.build_index("c", "flat", quiet=True)
+    first = facade.build_index("c", "flat", quiet=True)["name"]
     flat = recall_by_layer(facade, db, "c", "g", k=5)
     assert flat.losses == {"quantization": 0.0, "ann": 0.0} and flat.exact_overlap == 1.0
     assert "no quantization loss" in flat.table()
     facade.build_index("c", "sq8", {"rescore_factor": 0}, quiet=True)
-    sq8 = recall_by_layer(facade, db, "c", "g", k=5)
+    sq8 = recall_by_layer(facade, db, "c", "g", k=5, snapshot=first)
     assert sq8.index_kind == "sq8" and sq8.losses["ann"] == 0.0
     assert sq8.losses["quantization"] == pytest.approx(sq8.stages["exact"] - sq8.stages["served"])
+    assert sq8.stages[f"snapshot {first}"] == sq8.stages["exact"]  # the flat build was exact
+    assert sq8.losses["snapshot"] == pytest.approx(sq8.losses["quantization"])
+    assert "snapshot" in sq8.table()
+    with pytest.raises(NotFound, match="no snapshot 'zzz'"):
+        recall_by_layer(facade, db, "c", "g", snapshot="zzz")
     with pytest.raises(ModelNotFound):
         recall_by_layer(facade, db, "c", "g", reference_version="nope@1")
     db.create_set("empty")

@@ -149,6 +149,9 @@ def _register_runs(golden: typer.Typer) -> None:
         reference: Annotated[str | None, typer.Option(
             "--reference-version", help="Another model version to measure the model layer.")
         ] = None,
+        snapshot: Annotated[str | None, typer.Option(
+            "--snapshot", help="An older snapshot of the index to compare with the served one.")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Recall lost by each layer (model, quantization, ANN) on a golden set."""
@@ -156,7 +159,7 @@ def _register_runs(golden: typer.Typer) -> None:
 
         with _api() as api:
             report = recall_by_layer(api, _db(), collection, set_name, positive("-k", k),
-                                     model_version, reference)
+                                     model_version, reference, snapshot)
         if as_json:
             print_json(report.to_dict())
         else:

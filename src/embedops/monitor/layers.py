@@ -10,11 +10,14 @@ before it:
 - ``served`` — the index the service answers from.
 
 So ``model`` = reference − exact, ``quantization`` = exact − quantized, ``ann`` = quantized −
-served. A negative loss means the later stage did better on this set.
+served. A negative loss means the later stage did better on this set. With ``snapshot``, an
+older published snapshot of the same index answers too (stage ``snapshot NAME``), and
+``snapshot`` in ``losses`` is its recall minus the served one's: what the rebuild lost.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,7 +55,7 @@ class LayerReport:
         layer_of = {"exact": "model", "quantized exhaustive": "quantization", "served": "ann"}
         lines = [f"{'stage':<22} {'recall@' + str(self.k):>10} {'layer':>13} {'lost':>8}"]
         for stage, recall in self.stages.items():
-            layer = layer_of.get(stage, "")
+            layer = "snapshot" if stage.startswith("snapshot ") else layer_of.get(stage, "")
             lost = self.losses.get(layer)
             lines.append(f"{stage:<22} {recall:>10.4f} {layer:>13} "
                          f"{'' if lost is None else f'{lost:+.4f}':>8}")
@@ -92,6 +95,31 @@ def _quantized_ranker(api: Any, collection: str, version: str, served: Any) -> R
     return rank
 
 
+def _snapshot_ranker(api: Any, collection: str, version: str, name: str) -> Ranker:
+    """A ranker over a published snapshot of the index, verified before it is loaded."""
+    from embedops.errors import IntegrityError, NotFound
+    from embedops.index import load_index
+    from embedops.index.snapshot import INDEX_DIR, KEYS
+
+    store = api.indexes.store(collection, version)
+    infos = {info.name: info for info in store.list()}
+    if name not in infos:
+        raise NotFound(f"no snapshot '{name}' of {collection}/{version}",
+                       f"choose one of {', '.join(infos) or 'none'} (embedops index status)")
+    bad = [c for c in store.verify(all=True) if c.name == name and not c.ok]
+    if bad:
+        raise IntegrityError(f"snapshot '{name}' fails verification: {bad[0].problems}")
+    folder = infos[name].path
+    keys = json.loads((folder / KEYS).read_text())
+    index = load_index(folder / INDEX_DIR)
+
+    def rank(q: np.ndarray, k: int) -> list[str]:
+        found, _ = index.search(q.reshape(1, -1).astype(np.float32), k)
+        return [keys[int(j)] for j in found[0] if j >= 0]
+
+    return rank
+
+
 def _served_ranker(served: Any) -> Ranker:
     return lambda q, k: [i for i, _ in served.search(q, k)]
 
@@ -112,7 +140,8 @@ def _recall(rankers: dict[str, Ranker], queries: Sequence[GoldenQuery],
 
 def recall_by_layer(api: Any, db: MonitorDB, collection: str, set_name: str, k: int = 10,
                     model_version: str | None = None,
-                    reference_version: str | None = None) -> LayerReport:
+                    reference_version: str | None = None,
+                    snapshot: str | None = None) -> LayerReport:
     """Run the stages on golden set ``set_name`` and report the recall lost by each layer."""
     queries = db.queries(set_name)
     if not queries:
@@ -129,6 +158,10 @@ def recall_by_layer(api: Any, db: MonitorDB, collection: str, set_name: str, k: 
     quantized = _quantized_ranker(api, collection, version, served)
     if quantized is not None:
         rankers["quantized exhaustive"], versions["quantized exhaustive"] = quantized, version
+    if snapshot:
+        stage = f"snapshot {snapshot}"
+        rankers[stage] = _snapshot_ranker(api, collection, version, snapshot)
+        versions[stage] = version
     rankers["served"], versions["served"] = _served_ranker(served), version
     ranked = _recall(rankers, queries, lambda t, v: api.models.encode_queries([t], v)[0],
                      versions, k)
@@ -145,6 +178,9 @@ def _report(collection: str, set_name: str, k: int, version: str, served: Any,
     losses = {"quantization": stages["exact"] - quantized, "ann": quantized - stages["served"]}
     if "reference exact" in stages:
         losses = {"model": stages["reference exact"] - stages["exact"], **losses}
+    for stage, recall in stages.items():
+        if stage.startswith("snapshot "):
+            losses["snapshot"] = recall - stages["served"]
     overlap = float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in
                              zip(ranked["exact"], ranked["served"], strict=True)]))
     notes = []
