@@ -163,3 +163,56 @@ def test_interrupted_backfill_resumes(eo: Embedops) -> None:
     state = rollouts.run_backfill("lee", stop=stop, quiet=True)
     assert state.phase == "backfilling" and state.backfill["done"] < 120
     assert rollouts.run_backfill("lee", quiet=True).phase == "canary"
+
+
+def _router_search(router, eo: Embedops, query: str, caller: str = "k"):
+    return router.search("lee", caller, None, None,
+                         lambda version: eo.search("lee", query, k=5, model_version=version))
+
+
+def test_router_shadow_and_canary_record_figures_and_overlap(eo: Embedops, lee_lines) -> None:
+    from embedops.lifecycle.rollout import RolloutStore
+    from embedops.lifecycle.routing import Router
+
+    router = Router(RolloutStore(eo.workspace))
+    rollouts = Rollouts(eo, stats=router.stats("lee"), swap=router.swap)
+    rollouts.start("lee", "w2v@2", mode="shadow")
+    rollouts.run_backfill("lee", quiet=True)
+    router.invalidate()
+    for i in range(6):
+        assert _router_search(router, eo, lee_lines[i]).model_version == "w2v@1"
+    router._pool.submit(lambda: None).result()  # the shadow queue has drained
+    figures = router.stats("lee").to_dict()
+    assert figures["w2v@1"]["requests"] == 6 and figures["w2v@2"]["requests"] >= 1
+    assert 0.0 <= figures["w2v@2"]["overlap"] <= 1.0
+    rollouts.abort("lee")
+    rollouts.start("lee", "w2v@2", share=1.0)
+    rollouts.run_backfill("lee", quiet=True)
+    router.invalidate()
+    assert _router_search(router, eo, lee_lines[3]).model_version == "w2v@2"
+    with pytest.raises(ModelNotFound):  # the caller's mistake is not counted as a version error
+        router.search("lee", "k", None, "w2v@9", lambda v: eo.search("lee", "x", model_version=v))
+    assert router.stats("lee").summary("w2v@9").requests == 0
+    rollouts.promote("lee", force=True)  # switched under the router's write lock
+    assert _router_search(router, eo, lee_lines[3]).model_version == "w2v@2"
+    assert router.search("lee", "k", "candidate", None, lambda v: eo.search(
+        "lee", lee_lines[3], model_version=v)).model_version == "w2v@1"
+    router.close()
+
+
+def test_aligned_search_only_through_an_explicit_map(eo: Embedops, lee_lines, tmp_path) -> None:
+    from embedops.lifecycle.pinning import aligned_search
+    from embedops.monitor.compare import fit_procrustes
+
+    probe = lee_lines[:100]
+    amap = fit_procrustes(eo.embed(probe, "w2v@2"), eo.embed(probe, "w2v@1"), "w2v@2", "w2v@1")
+    amap.save(tmp_path / "map.safetensors")
+    response = aligned_search(eo, "lee", lee_lines[5], "w2v@2", tmp_path / "map.safetensors",
+                              k=5)
+    assert response.model_version == "w2v@1" and len(response.hits) == 5
+    with pytest.raises(VersionMismatch, match="this alignment maps"):
+        aligned_search(eo, "lee", lee_lines[5], "w2v@1", amap)
+    backwards = fit_procrustes(eo.embed(probe, "w2v@1"), eo.embed(probe, "w2v@2"), "w2v@1",
+                               "w2v@2")
+    with pytest.raises(VersionMismatch, match="the map targets w2v@2"):
+        aligned_search(eo, "lee", lee_lines[5], "w2v@1", backwards)

@@ -186,11 +186,12 @@ class Rollouts:
 
         def switch() -> RolloutState:
             with self.store.editing(collection) as box:
-                current = self._same(box[0], state)
-                box[0] = current.moved(PROMOTED, who or self.who, "forced" if force and
-                                       not report.passed else "gates passed")
+                moved = self._same(box[0], state).moved(
+                    PROMOTED, who or self.who,
+                    "forced" if force and not report.passed else "gates passed")
                 self.api.catalog.switch_versions(collection, state.candidate, state.previous)
-            return box[0]
+                box[0] = moved
+            return moved
 
         promoted: RolloutState = self.swap(switch)
         self._audit("promote", promoted, who, forced=force and not report.passed,
@@ -216,11 +217,11 @@ class Rollouts:
 
         def switch() -> RolloutState:
             with self.store.editing(collection) as box:
-                current = self._same(box[0], state)
-                box[0] = current.moved(phase, who or self.who, reason)
-                active = current.candidate if phase == FINISHED else current.previous
+                moved = self._same(box[0], state).moved(phase, who or self.who, reason)
+                active = moved.candidate if phase == FINISHED else moved.previous
                 self.api.catalog.switch_versions(collection, active, None)
-            return box[0]
+                box[0] = moved
+            return moved
 
         ended: RolloutState = self.swap(switch)
         self._audit(_ACTIONS[phase], ended, who, reason=reason)

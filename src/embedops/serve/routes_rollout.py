@@ -39,7 +39,7 @@ class RolloutStart(_Strict):
     share: float = Field(0.1, gt=0, le=1, description="Canary share of search traffic.")
     rate: float | None = Field(None, gt=0, description="Backfill items per second.")
     index_kind: Literal["flat", "hnsw", "ivf", "ivfpq", "sq8"] | None = None
-    gates: GatesBody = Field(default_factory=GatesBody)
+    gates: GatesBody | None = Field(None, description="Promotion gates (defaults apply).")
 
 
 class RolloutAction(_Strict):
@@ -71,8 +71,9 @@ def start(request: Request, response: Response, name: str, body: RolloutStart,
     current = service.store.get(name)
     manager = service.manager(name, who.key_id)
     if current is None or not current.live or current.phase != BACKFILLING:
-        current = manager.start(name, body.model, body.mode, body.share, body.rate,
-                                GateConfig(**body.gates.model_dump()), body.index_kind)
+        gates = GateConfig(**(body.gates.model_dump() if body.gates else {}))
+        current = manager.start(name, body.model, body.mode, body.share, body.rate, gates,
+                                body.index_kind)
     service.start_backfill(name, who.key_id)
     return _answer(response, current)
 
