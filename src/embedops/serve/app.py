@@ -78,6 +78,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_health,
         routes_index,
         routes_models,
+        routes_monitor,
         routes_rollout,
         routes_search,
         routes_words,
@@ -92,5 +93,6 @@ def _include_routes(app: FastAPI) -> None:
         routes_search,
         routes_index,
         routes_rollout,
+        routes_monitor,
     ):
         app.include_router(module.router)
