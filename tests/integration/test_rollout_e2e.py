@@ -151,3 +151,48 @@ def test_canary_promote_rollback_under_load(tmp_path: Path) -> None:
                                             "rollout.promote", "rollout.rollback"]
     admin_id = admin_key.split("_")[1]
     assert {e["who"] for e in trail} == {admin_id}
+
+
+def test_rollout_routes_refuse_bad_calls_and_roll_back_a_broken_canary(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws").ensure()
+    publish_lee_model(ws, "lee", dim=16)
+    publish_lee_model(ws, "lee", dim=12)
+    store = KeyStore(ws)
+    admin_key, _ = store.create("admin")
+    reader, _ = store.create("read")
+    app = create_app(ServeSettings(home=str(ws.home), auth=True, warmup=False))
+    with running_server(app) as base, httpx.Client(
+        base_url=base, timeout=60, headers={"X-API-Key": admin_key}
+    ) as admin:
+        admin.post("/v1/collections", json={"name": "docs", "model": "lee@1"}).raise_for_status()
+        admin.post("/v1/collections/docs/items", json={"items": DOCS[:30]}).raise_for_status()
+        url = "/v1/collections/docs/rollout"
+        assert admin.get(url).status_code == 404
+        assert admin.get(url, headers={"X-API-Key": reader}).status_code == 403
+        assert httpx.get(base + url).status_code == 401
+        assert admin.post(url, json={"model": "lee@2", "share": 2}).status_code == 422
+        assert admin.post(url, json={"model": "lee@1"}).status_code == 422  # already active
+        assert admin.post(url, json={"model": "nope"}).status_code == 404
+        assert admin.post(url + "/promote").status_code == 404
+        # Every candidate search is "too slow": the evaluator thread must roll the canary back.
+        gates = {"max_p99_ms": 1e-6, "min_requests_to_judge": 3}
+        started = admin.post(url, json={"model": "lee@2", "share": 1.0, "gates": gates})
+        assert started.status_code == 202, started.text
+        wait_until(lambda: admin.get(url).json()["rollout"]["phase"] == "canary", what="canary")
+        assert admin.post(url, json={"model": "lee@2"}).status_code == 409  # one at a time
+        promote = admin.post(url + "/promote")
+        assert promote.status_code == 409 and promote.json()["error"]["code"] == "gate_failed"
+        for text in [d["text"][:200] for d in DOCS[:5]]:
+            hit = admin.post("/v1/collections/docs/search", json={"query": text, "k": 3})
+            assert hit.status_code == 200 and hit.headers["X-Model-Version"] == "lee@2"
+        store_path = ws.home / "rollouts" / "docs.json"
+        wait_until(lambda: json.loads(store_path.read_text())["phase"] == "rolled_back",
+                   what="automatic rollback")
+        hit = admin.post("/v1/collections/docs/search", json={"query": "fire", "k": 3})
+        assert hit.headers["X-Model-Version"] == "lee@1"
+        forced = admin.post("/v1/collections/docs/search", json={"query": "fire"},
+                            headers={"X-Embedops-Version": "candidate"})
+        assert forced.status_code == 409
+    last = audit.read(ws)[-1]
+    assert last["action"] == "rollout.rollback" and last["who"] == "gate-evaluator"
+    assert "p99_ms broken" in last["reason"]
