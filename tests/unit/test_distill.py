@@ -51,8 +51,8 @@ def test_distilled_encoder_keeps_the_teachers_neighbourhoods(reg, distilled) -> 
     texts = [
         "the government and the parliament",
         "political authorities",
-        "fire in the bush",
-        "the bushfires were burning",
+        "fire burning homes",
+        "firefighters and the fires",
     ]
     vecs = student.encode(texts)
     assert vecs.shape == (4, 64) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
