@@ -62,6 +62,9 @@ def test_bad_inputs() -> None:
         detect_drift(np.ones((1, 3)), np.ones((5, 3)))
     with pytest.raises(InvalidInput, match="permutations"):
         DriftConfig(permutations=5)
+    for bad in ({"psi": float("nan")}, {"permutations": 10**9}, {"mmd_pvalue": "x"}):
+        with pytest.raises(InvalidInput):
+            DriftConfig(**bad)  # type: ignore[arg-type]
     assert DriftConfig(**DriftConfig(psi=0.3).__dict__) == DriftConfig(psi=0.3)
 
 

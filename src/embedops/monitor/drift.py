@@ -48,6 +48,14 @@ class DriftConfig:
     noise_factor: float = 3.0
 
     def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not np.isfinite(value):
+                raise InvalidInput(f"drift setting {name} must be a finite number, got {value!r}")
+        if self.permutations > 10_000 or self.max_sample > 100_000 or self.n_components > 1000 \
+                or self.psi_bins > 1000:
+            raise InvalidInput("permutations <= 10000, max_sample <= 100000, n_components <= "
+                               "1000 and psi_bins <= 1000 are the limits")
         if self.permutations < 20:
             raise InvalidInput(f"permutations must be >= 20, got {self.permutations}")
         if self.noise_factor < 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedops.errors import InvalidInput, Unavailable
+from embedops.errors import InvalidInput
 
 MAX_PROBE = 10_000
 TIME_FIELDS = ("updated_at", "created_at")
@@ -57,8 +57,8 @@ def sample_texts(api: Any, collection: str, n: int, seed: int = 0) -> list[str]:
         raise InvalidInput(f"--sample must be at least 2, got {n}")
     ids = api.catalog.all_ids(collection)
     if len(ids) < 2:
-        raise Unavailable(f"collection '{collection}' holds {len(ids)} item(s)",
-                          "ingest items first")
+        raise InvalidInput(f"collection '{collection}' holds {len(ids)} item(s); at least 2 "
+                           "are needed", "ingest items first, or pass --probe FILE")
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(ids), min(n, len(ids), MAX_PROBE), replace=False))
     return [it.text for it in api.catalog.get_items(collection, [ids[i] for i in chosen])]
@@ -108,7 +108,7 @@ def window_vectors(api: Any, collection: str, version: str, since: float | None,
     ids = window_ids(api, collection, since, until, field)
     _, vectors = api.catalog.load_vectors(collection, version, ids) if ids else ([], None)
     if vectors is None or len(vectors) < 2:
-        raise Unavailable(
+        raise InvalidInput(
             f"the {name} window of '{collection}' holds {len(ids)} item(s) with {version} "
             "vectors; at least 2 are needed", "widen the window (--*-since / --*-until)")
     return np.asarray(vectors, dtype=np.float32)

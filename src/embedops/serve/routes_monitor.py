@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from embedops.serve.auth import READ, WRITE
+from embedops.serve.limits import check_texts
 from embedops.serve.scheduler import GoldenScheduler, MonitorCollector, MonitorSettings
 
 _LOCK = threading.Lock()
@@ -156,8 +157,15 @@ def drift(request: Request, name: str, body: DriftRequest, _: Any = WRITE) -> An
     if unknown:
         raise InvalidInput(f"unknown drift thresholds: {unknown}",
                            f"use some of {', '.join(sorted(defaults))}")
-    config = DriftConfig(**{k: type(defaults[k])(v) for k, v in given.items()})
-    result = collection_drift(request.app.state.ctx.api, name, side(body.reference),
+    try:
+        config = DriftConfig(**{k: type(defaults[k])(v) for k, v in given.items()})
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"drift thresholds must be finite numbers: {exc}") from exc
+    ctx = request.app.state.ctx
+    for side_in in (body.reference, body.current):
+        if side_in.texts:
+            check_texts(ctx.settings, side_in.texts, "texts")
+    result = collection_drift(ctx.api, name, side(body.reference),
                               side(body.current), config, db=monitor_db(request.app))
     return {"collection": name, "model_version": result.model_version,
             **result.report.to_dict()}
