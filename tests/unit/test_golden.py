@@ -55,6 +55,8 @@ def test_sets_runs_and_latest(workspace: Workspace) -> None:
     db.create_set("faq", "docs", "support questions")
     with pytest.raises(AlreadyExists):
         db.create_set("faq")
+    with pytest.raises(InvalidInput, match="collection name"):
+        db.create_set("other", "../etc")
     with pytest.raises(NotFound, match="golden create nope"):
         db.queries("nope")
     assert db.add_queries("faq", [make_query("reset", ["1"]), make_query("login", {"2": 2})]) == 2

@@ -159,7 +159,11 @@ class MonitorDB:
     def create_set(self, name: str, collection: str | None = None,
                    description: str = "") -> GoldenSet:
         """Create an empty golden set; refuses a name already taken."""
+        from embedops.store.models import check_collection_name
+
         check_set_name(name)
+        if collection is not None:
+            check_collection_name(collection)
         try:
             with self._write() as conn:
                 conn.execute(
