@@ -30,7 +30,7 @@ class Quickstart:
     """State shared by the steps: the registry, the model trained, and what steps produce."""
 
     name: str = "quickstart"
-    epochs: int = 5
+    epochs: int = 10
     registry: Any = None
     model_ref: str | None = None
     table: Any = None
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
     @app.command("quickstart")
     def quickstart(
         name: str = typer.Option("quickstart", "--name", help="Name of the model trained."),
-        epochs: int = typer.Option(5, "--epochs", help="Training epochs (fewer is faster)."),
+        epochs: int = typer.Option(10, "--epochs", help="Training epochs (fewer is faster)."),
     ) -> None:
         """Train, explore and evaluate a fastText model on the WordNet glosses shipped with
         embedops (about a minute on two cores; nothing is downloaded)."""
