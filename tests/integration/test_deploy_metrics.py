@@ -11,11 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serve_helpers import lee_documents, publish_lee_model, running_server
-from test_monitor_http import monitored_app
+from serve_helpers import running_server
+from test_monitor_http import lee_workspace, monitored_app
 
-from embedops.api import Embedops
-from embedops.config import Workspace
 from embedops.serve.settings import ServeSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -53,13 +51,7 @@ def dashboard_expressions() -> list[str]:
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> str:
-    ws = Workspace(tmp_path_factory.mktemp("deploy") / "ws").ensure()
-    publish_lee_model(ws)
-    docs = lee_documents(40)
-    with Embedops(ws) as api:
-        api.collections.create("tiny", model="lee")
-        api.upsert_items("tiny", docs)
-        api.build_index("tiny", quiet=True)
+    ws, docs = lee_workspace(tmp_path_factory.mktemp("deploy"), "tiny", 40, "flat")
     app = monitored_app(ServeSettings(home=str(ws.home), auth=False))
     with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as c:
         c.post("/v1/collections/tiny/search", json={"query": "fire", "k": 3})

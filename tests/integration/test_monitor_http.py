@@ -4,6 +4,7 @@ scheduler started by the app's lifespan, and the monitoring gauges at /metrics."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,26 +20,29 @@ from embedops.serve.settings import ServeSettings
 
 
 def monitored_app(settings: ServeSettings, monitor: MonitorSettings | None = None) -> Any:
-    """``create_app`` with the monitor router (included here too until app.py lists it)."""
-    from embedops.serve import routes_monitor
-
+    """``create_app`` with the scheduler's settings set before the lifespan starts it."""
     app = create_app(settings)
-    if not any(getattr(r, "path", "") == "/v1/golden" for r in app.routes):
-        app.include_router(routes_monitor.router)
+    assert any(getattr(r, "path", "") == "/v1/golden" for r in app.routes)
     if monitor is not None:
         app.state.monitor_settings = monitor
     return app
 
 
+def lee_workspace(root: Path, collection: str, n: int, kind: str) -> tuple[Workspace, list]:
+    """A workspace with the Lee model and ``collection`` of ``n`` Lee documents, indexed."""
+    ws = Workspace(root / "ws").ensure()
+    publish_lee_model(ws)
+    docs = lee_documents(n)
+    with Embedops(ws) as api:
+        api.collections.create(collection, model="lee")
+        api.upsert_items(collection, docs)
+        api.build_index(collection, kind, quiet=True)
+    return ws, docs
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    ws = Workspace(tmp_path_factory.mktemp("monhttp") / "ws").ensure()
-    publish_lee_model(ws)
-    docs = lee_documents(80)
-    with Embedops(ws) as api:
-        api.collections.create("lee", model="lee")
-        api.upsert_items("lee", docs)
-        api.build_index("lee", "hnsw", quiet=True)
+    ws, docs = lee_workspace(tmp_path_factory.mktemp("monhttp"), "lee", 80, "hnsw")
     keys = KeyStore(ws)
     tokens = {role: keys.create(role)[0] for role in ("read", "write")}
     app = monitored_app(ServeSettings(home=str(ws.home)), MonitorSettings(golden_interval_s=0.3))
