@@ -180,19 +180,50 @@ def answers_of(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]])
     return answers
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    family, total = {pid}, 0.0
+    for child, parent in sorted(parents.items()):
+        if parent in family:
+            family.add(child)
+    for member in family:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def interleaved_load(targets: dict[str, tuple], args: argparse.Namespace) -> dict[str, Any]:
     """Load each target in turn, ``rounds`` times, ``seconds / rounds`` each: on a shared,
     noisy machine both targets then see the same background load."""
-    runs: dict[str, list] = {name: [[], 0.0, 0] for name in targets}
+    runs: dict[str, list] = {name: [[], 0.0, 0, 0.0] for name in targets}
     for _ in range(args.rounds):
-        for name, (url, bodies, parse) in targets.items():
+        for name, (url, bodies, parse, pid) in targets.items():
+            cpu = cpu_seconds(pid)
             lat, elapsed, errors = asyncio.run(
                 _load(url, bodies, args.seconds / args.rounds, args.clients, parse))
             acc = runs[name]
             acc[0].extend(lat)
             acc[1] += elapsed
             acc[2] += errors
-    return {name: summarize(*acc) for name, acc in runs.items()}
+            acc[3] += cpu_seconds(pid) - cpu
+    out = {}
+    for name, (lat, elapsed, errors, cpu) in runs.items():
+        out[name] = summarize(lat, elapsed, errors)
+        # Server CPU per answered request: robust to the other work on a shared machine.
+        out[name]["server_cpu_ms_per_request"] = 1000 * cpu / max(len(lat), 1)
+    return out
 
 
 # -- chroma ------------------------------------------------------------------------------------
@@ -260,24 +291,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_embedops(args: argparse.Namespace, home: Path, stack: ExitStack) -> str:
+def _start_embedops(args: argparse.Namespace, home: Path, stack: ExitStack) -> tuple[str, int]:
     port = free_port()
     cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
            str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000",
-           "--workers", str(args.workers)]
+           "--workers", str(args.workers)] + (["--inline-search"] if args.inline else [])
     proc = start(cmd, f"http://127.0.0.1:{port}/readyz", args.out / "serve-embedops.log")
     stack.callback(stop, proc)
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{port}", proc.pid
 
 
-def _start_chroma(args: argparse.Namespace, stack: ExitStack) -> int:
+def _start_chroma(args: argparse.Namespace, stack: ExitStack) -> tuple[int, int]:
     port = free_port()
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     cmd = [chroma, "run", "--path", str(args.out / "serve-chroma"), "--host", "127.0.0.1",
            "--port", str(port)]
     proc = start(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", args.out / "serve-chroma.log")
     stack.callback(stop, proc)
-    return port
+    return port, proc.pid
 
 
 def _warm_all(base: str, queries: list[str], args: argparse.Namespace) -> np.ndarray:
@@ -295,17 +326,18 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
     home = args.out / "serve-ws"
     prepare_workspace(home, ids, texts, doc_vecs, hnsw)
     with ExitStack() as stack:
-        base = _start_embedops(args, home, stack)
+        base, eo_pid = _start_embedops(args, home, stack)
         qvecs = _warm_all(base, queries, args)
-        chroma_url = prepare_chroma(_start_chroma(args, stack), ids, texts, doc_vecs, hnsw)
+        chroma_port, ch_pid = _start_chroma(args, stack)
+        chroma_url = prepare_chroma(chroma_port, ids, texts, doc_vecs, hnsw)
         eo = (f"{base}/v1/collections/{COLLECTION}/search",
               [json.dumps({"query": q, "k": K}).encode() for q in queries],
-              lambda r: [h["id"] for h in r["hits"]])
+              lambda r: [h["id"] for h in r["hits"]], eo_pid)
         ch = (chroma_url,
               [json.dumps({"query_embeddings": [v.tolist()], "n_results": K,
                            "include": ["documents", "distances"]}).encode() for v in qvecs],
-              lambda r: r["ids"][0])
-        answers = {"embedops_http": answers_of(*eo), "chroma_http": answers_of(*ch)}
+              lambda r: r["ids"][0], ch_pid)
+        answers = {"embedops_http": answers_of(*eo[:3]), "chroma_http": answers_of(*ch[:3])}
         stats = interleaved_load({"embedops_http": eo, "chroma_http": ch}, args)
     exact = exact_top(doc_vecs, qvecs, ids)
     for name, found in answers.items():
@@ -315,13 +347,17 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
     eo_s, ch_s = stats["embedops_http"], stats["chroma_http"]
     return {
         "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
-                  "embedops_workers": args.workers, "seconds_per_target": args.seconds,
+                  "embedops_workers": args.workers, "inline_search": args.inline,
+                  "seconds_per_target": args.seconds,
                   "rounds": args.rounds, "hnsw": hnsw},
         **stats, "embedops_in_process": local,
         "ratios": {
             "qps_embedops/chroma": eo_s["qps"] / ch_s["qps"],
             "p99_embedops/chroma": eo_s["p99_ms"] / ch_s["p99_ms"],
             "http_overhead_p50_ms": eo_s["p50_ms"] - local["p50_ms"],
+            "server_cpu_per_request_embedops/chroma": eo_s["server_cpu_ms_per_request"]
+            / ch_s["server_cpu_ms_per_request"],
+            "in_process_cpu_ms_per_search": 1000 / local["qps_1_thread"],
         },
     }
 
@@ -336,6 +372,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1, help="embedops serve --workers")
     parser.add_argument("--rounds", type=int, default=4, help="alternations of the targets")
+    parser.add_argument("--inline", action="store_true", help="embedops serve --inline-search")
     args = parser.parse_args()
     ids, texts, queries, relevant = read_data(args.data)
     queries, relevant = queries[:args.queries], relevant[:args.queries]

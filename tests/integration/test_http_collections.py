@@ -163,8 +163,11 @@ def test_delete_collection_is_audited(served: dict) -> None:
 
 
 def test_warm_up_reports_each_collection(served: dict) -> None:
-    app = create_app(ServeSettings(home=str(served["ws"].home), auth=False))
+    app = create_app(ServeSettings(home=str(served["ws"].home), auth=False, inline_search=True))
     with running_server(app) as base:
         ready = httpx.get(f"{base}/readyz").json()
+        hits = httpx.post(f"{base}/v1/collections/lee/search",
+                          json={"query": DOCS[3]["text"][:300], "k": 2}).json()["hits"]
+    assert hits[0]["id"] == "doc3"
     assert ready["status"] == "ready"
     assert ready["collections"]["lee"]["state"] == "ready"

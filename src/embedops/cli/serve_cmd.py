@@ -40,6 +40,9 @@ def serve(
     warmup: bool = typer.Option(True, help="Load indexes and run one query each at start."),
     graceful_timeout: float = typer.Option(10.0, help="Seconds to drain requests on SIGTERM."),
     workers: int = typer.Option(1, help="Server processes (each with its own cache/metrics)."),
+    inline_search: bool = typer.Option(
+        False, help="Answer searches on the event loop (no thread hand-off)."
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
     from embedops.serve.server import run
@@ -49,7 +52,7 @@ def serve(
         home=str(workspace().home), host=host, port=port, auth=not no_auth,
         max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
         max_k=max_k, cache_size=cache_size, log_level=log_level, warmup=warmup,
-        graceful_timeout_s=graceful_timeout, workers=workers,
+        graceful_timeout_s=graceful_timeout, workers=workers, inline_search=inline_search,
     )
     if no_auth:
         typer.echo("warning: authentication is OFF; anyone who can connect is admin", err=True)

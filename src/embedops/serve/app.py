@@ -61,7 +61,7 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
     )
     app.state.ctx = ctx
     errors.install(app)
-    _include_routes(app)
+    _include_routes(app, settings)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,
@@ -71,7 +71,7 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
     return app
 
 
-def _include_routes(app: FastAPI) -> None:
+def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
     from embedops.serve import (
         routes_collections,
         routes_embed,
@@ -90,9 +90,9 @@ def _include_routes(app: FastAPI) -> None:
         routes_embed,
         routes_words,
         routes_collections,
-        routes_search,
         routes_index,
         routes_rollout,
         routes_monitor,
     ):
         app.include_router(module.router)
+    app.include_router(routes_search.make_router(settings.inline_search))

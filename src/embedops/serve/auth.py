@@ -6,7 +6,7 @@ every request acts as the admin principal ``anonymous``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -37,7 +37,7 @@ def authenticate(request: Request, bearer: str | None, header: str | None) -> Pr
     return principal
 
 
-def requires(role: Role) -> Callable[..., Principal]:
+def requires(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency that admits keys of ``role`` or higher and returns the principal."""
 
     # async, so it runs on the event loop: a sync dependency would cost every request one more

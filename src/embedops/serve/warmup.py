@@ -27,6 +27,11 @@ def _warm_one(ctx: Any, name: str) -> dict[str, Any]:
         # A collection with no index yet (or nothing in it) is not a failed start-up: its
         # dense searches answer 503 until an index is built; the others are served.
         return {"state": "not_served", "error": exc.to_dict()}
+    try:  # builds the BM25 view, so the first lexical or hybrid query is not the slow one
+        ctx.api.search(name, WARMUP_QUERY, k=1, mode="lexical")
+    except EmbedopsError as exc:
+        log.warning("lexical warm-up failed", extra={"fields": {"collection": name,
+                                                                 **exc.to_dict()}})
     ms = round((time.perf_counter() - started) * 1000, 1)
     return {"state": "ready", "model_version": result.model_version, "warmup_ms": ms}
 
