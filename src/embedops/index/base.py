@@ -51,13 +51,6 @@ def faiss_metric(metric: str) -> int:
     return int(faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
 
 
-def normalize_rows(x: F32) -> F32:
-    """l2-normalize rows in place; all-zero rows stay zero."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.divide(x, norms, out=x, where=norms > 0)
-    return x
-
-
 def exact_scores(queries: F32, vectors: np.ndarray, metric: str) -> F32:
     """Scores (higher is better) of each query against its own candidates ``(m, c, dim)``."""
     cand = vectors.astype(np.float32, copy=False)
@@ -229,7 +222,8 @@ class FaissIndex:
         if arr.dtype.kind not in "fiu":
             raise InvalidInput(f"{what}s must be numeric, got dtype {arr.dtype}")
         out = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(out).all():
+        # one reduction for the common case; the row-wise check runs only when it fails
+        if not np.isfinite(out.sum()) and not np.isfinite(out).all():
             bad = ~np.isfinite(out).all(axis=1)
             rows = np.flatnonzero(bad)[:5].tolist()
             raise InvalidInput(
@@ -238,7 +232,11 @@ class FaissIndex:
             )
         if self.metric != "cosine":
             return out  # FAISS copies what it keeps, so the caller's array is never changed
-        return normalize_rows(out.copy() if np.may_share_memory(out, arr) else out)
+        import faiss
+
+        out = out.copy() if np.may_share_memory(out, arr) else out
+        faiss.normalize_L2(out)  # in place; all-zero rows stay zero
+        return out
 
     def _check_ids(self, ids: Any, n: int | None) -> IdArray:
         arr = np.asarray(ids)
