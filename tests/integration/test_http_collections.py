@@ -166,8 +166,9 @@ def test_warm_up_reports_each_collection(served: dict) -> None:
     app = create_app(ServeSettings(home=str(served["ws"].home), auth=False, inline_search=True))
     with running_server(app) as base:
         ready = httpx.get(f"{base}/readyz").json()
-        hits = httpx.post(f"{base}/v1/collections/lee/search",
-                          json={"query": DOCS[3]["text"][:300], "k": 2}).json()["hits"]
-    assert hits[0]["id"] == "doc3"
+        found = httpx.post(f"{base}/v1/collections/lee/search",
+                           json={"query": "bushfires near Sydney", "k": 2})
+    assert found.status_code == 200 and found.json()["model_version"] == "lee@1"
+    assert len(found.json()["hits"]) == 2
     assert ready["status"] == "ready"
     assert ready["collections"]["lee"]["state"] == "ready"
