@@ -37,7 +37,7 @@ KIND = "transformer"
 MODEL_DIR = "model"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 #: Preferred order when no backend is named: the fastest one whose files exist.
-DEFAULT_ORDER = ("onnx", "onnx-int8", "torch")
+DEFAULT_ORDER = ("onnx-int8", "onnx", "torch")
 DEFAULT_BATCH_SIZE = 32
 _TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
