@@ -35,10 +35,15 @@ ANCHOR = dict(vector_size=100, window=5, min_count=5, negative=5, epochs=5, work
 REPO = Path(__file__).resolve().parent.parent
 
 
+SKIP_EVAL = {"value": False}
+
+
 def evaluate(kv: Any) -> dict[str, float]:
     """WS353 / SimLex Spearman and Google analogy accuracy with gensim's evaluators."""
     from gensim.test.utils import datapath
 
+    if SKIP_EVAL["value"]:
+        return {}
     ws = kv.evaluate_word_pairs(datapath("wordsim353.tsv"))
     sl = kv.evaluate_word_pairs(datapath("simlex999.txt"))
     analogy, _ = kv.evaluate_word_analogies(datapath("questions-words.txt"))
@@ -106,7 +111,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--runs", default="cbow,defaults", help="comma list: cbow, sg, defaults")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-eval", action="store_true", help="timings only")
     args = parser.parse_args()
+    SKIP_EVAL["value"] = args.no_eval
     from embedops.progress import set_quiet
 
     set_quiet(True)
