@@ -96,3 +96,23 @@ def test_bad_rates_are_refused(bad) -> None:
 def test_bad_states_are_refused(bad) -> None:
     with pytest.raises(InvalidInput):
         RolloutState("docs", "m@2", "m@1", **bad)
+
+
+def test_router_counts_a_new_rollout_from_zero(tmp_path) -> None:
+    from embedops.config import Workspace
+    from embedops.fsio import atomic_write_json
+    from embedops.lifecycle.rollout import RolloutStore
+    from embedops.lifecycle.routing import Router
+
+    store = RolloutStore(Workspace(tmp_path / "ws").ensure())
+    router = Router(store)
+    first = RolloutState("docs", "m@2", "m@1", phase="canary", started_at=1.0)
+    atomic_write_json(store.path("docs"), first.to_dict())
+    assert router.state("docs") == first
+    router.stats("docs").record("m@2", 0.01)
+    atomic_write_json(store.path("docs"), RolloutState("docs", "m@2", "m@1", phase="canary",
+                                                      started_at=2.0).to_dict())
+    router.invalidate()
+    assert router.state("docs").started_at == 2.0
+    assert router.stats("docs").summary("m@2").requests == 0
+    router.close()

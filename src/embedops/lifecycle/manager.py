@@ -77,6 +77,8 @@ class Rollouts:
                                  started_at=now, updated_at=now)
             self.api.catalog.set_candidate_version(collection, ref)
             box[0] = state
+        # Figures of an earlier rollout must not count towards this one's gates.
+        self.store.write_stats(collection, {})
         if self.stats:
             self.stats.reset()
         self._audit("start", state, who, mode=mode, share=share, rate=rate)

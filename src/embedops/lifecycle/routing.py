@@ -116,6 +116,7 @@ class Router:
         self.lock = RWLock()
         self._stats: dict[str, RolloutStats] = {}
         self._cache: dict[str, tuple[float, RolloutState | None]] = {}
+        self._epochs: dict[str, float] = {}
         self._guard = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout-shadow")
         self._pending = 0
@@ -138,6 +139,12 @@ class Router:
         state = state if state is not None and state.live else None
         with self._guard:
             self._cache[collection] = (now, state)
+            # A rollout started elsewhere (the CLI) counts from zero here too.
+            epoch = state.started_at if state is not None else None
+            if epoch is not None and self._epochs.get(collection, epoch) != epoch:
+                self._stats.pop(collection, None)
+            if epoch is not None:
+                self._epochs[collection] = epoch
         return state
 
     def invalidate(self) -> None:
