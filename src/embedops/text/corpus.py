@@ -192,7 +192,7 @@ def tokenize_batch(texts: list[str], spec: TokenizerSpec) -> list[list[str]]:
         texts = [redact(t, spec.redact).text for t in texts]
     joined = "\n".join(t.replace("\n", " ") for t in texts)
     if spec.normalization != "none":
-        joined = unicodedata.normalize(spec.normalization, joined)
+        joined = unicodedata.normalize(spec.normalization, joined)  # type: ignore[arg-type]
     joined = _CONTROL.sub("", joined)
     if spec.lowercase:
         joined = joined.casefold()
@@ -208,7 +208,7 @@ def _tokenize_chunk(
     item), its token count, its item count and (if asked) its word counts."""
     texts, spec, count_words = args
     token_lists = [toks for toks in tokenize_batch(texts, spec) if toks]
-    counts = None
+    counts: collections.Counter[str] | None = None
     if count_words:
         counts = collections.Counter()
         for toks in token_lists:

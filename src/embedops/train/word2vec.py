@@ -133,16 +133,17 @@ def train_static(
         train_started = time.perf_counter()
         kv, trained_words = _fit(config, tokens_path, counts)
         train_seconds = time.perf_counter() - train_started
-    summary = {
+    words_per_second = round(trained_words / max(train_seconds, 1e-9))
+    summary: dict[str, Any] = {
         "corpus": stats.to_dict(),
         "train_seconds": round(train_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
-        "words_per_second": round(trained_words / max(train_seconds, 1e-9)),
+        "words_per_second": words_per_second,
     }
     spec = config.tokenizer_spec(phrase_table.sha256 if phrase_table else None)
     table = StaticVectors.from_gensim(kv)
     version = _publish(registry, name, table, config, spec, phrase_table, summary)
-    return TrainResult(version, stats, train_seconds, summary["words_per_second"], summary)
+    return TrainResult(version, stats, train_seconds, words_per_second, summary)
 
 
 def _prepare(
