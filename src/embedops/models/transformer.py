@@ -301,6 +301,10 @@ def _choose_backend(mv: ModelVersion, backend: str | None) -> str:
     available = {"torch", *(b for b, f in (("onnx", FP32_FILE), ("onnx-int8", INT8_FILE))
                             if f in present)}
     if backend is None:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "torch"
         return next(b for b in DEFAULT_ORDER if b in available)
     if backend not in BACKENDS:
         raise InvalidInput(f"unknown backend '{backend}'", f"use one of {', '.join(BACKENDS)}")
