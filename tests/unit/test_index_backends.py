@@ -109,3 +109,19 @@ def test_ivfpq_rescoring_maps_dense_and_sparse_ids(stride: int):
     index.remove(ids[:10])
     got, _ = index.search(x[10:60], 1)
     assert (got[:, 0] == ids[10:60]).all()
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_rescoring_paths_agree_with_brute_force(metric: str, dtype: str):
+    x = data(800, seed=6)
+    q = data(25, seed=7)
+    truth = make_index("flat", DIM, metric)
+    truth.build(x, np.arange(800))
+    want, want_scores = truth.search(q, 10)
+    index = make_index("sq8", DIM, metric, {"rescore_dtype": dtype, "rescore_factor": 20})
+    index.build(x, np.arange(800))
+    got, scores = index.search(q, 10)
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(scores, want_scores, rtol=tol, atol=tol)
+    assert np.mean(got == want) >= 0.97

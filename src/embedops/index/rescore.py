@@ -61,16 +61,48 @@ class VectorStore:
         self, q: F32, rows: np.ndarray, ids: IdArray, k: int, metric: str
     ) -> tuple[IdArray, F32]:
         """Re-rank candidate ``rows`` (m, c; -1 = none) exactly; return the top ``k`` ids."""
-        out_ids = np.empty((len(q), min(k, rows.shape[1])), dtype=np.int64)
-        out_scores = np.empty(out_ids.shape, dtype=np.float32)
+        k = min(k, rows.shape[1])
+        if self.vectors.dtype == np.float32 and self.vectors.flags["C_CONTIGUOUS"]:
+            best_rows, scores = self._rescore_faiss(q, rows, k, metric)
+        else:
+            best_rows, scores = self._rescore_numpy(q, rows, k, metric)
+        best_ids = ids[best_rows]  # row -1 picks the last id here, fixed just below
+        best_ids[best_rows < 0] = -1
+        return best_ids, scores
+
+    def _rescore_faiss(
+        self, q: F32, rows: np.ndarray, k: int, metric: str
+    ) -> tuple[np.ndarray, F32]:
+        """FAISS's C++ re-ranking over the (possibly memory-mapped) float32 rows."""
+        import faiss
+
+        m, c = rows.shape
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        vals = np.empty((m, k), dtype=np.float32)
+        best = np.empty((m, k), dtype=np.int64)
+        knn = getattr(faiss, "knn_L2sqr_by_idx" if metric == "l2" else "knn_inner_products_by_idx")
+        ptr = faiss.swig_ptr  # ld_ids must be given: the -1 default misreads rows past the first
+        knn(ptr(q), ptr(self.vectors), ptr(rows), self.dim, m, len(self.vectors), c, k,
+            ptr(vals), ptr(best), c)  # fmt: skip
+        if metric == "l2":
+            np.negative(vals, out=vals)
+        vals[best < 0] = -np.inf
+        return best, vals
+
+    def _rescore_numpy(
+        self, q: F32, rows: np.ndarray, k: int, metric: str
+    ) -> tuple[np.ndarray, F32]:
+        """The same re-ranking for float16 rows, in chunks to bound the gathered block."""
+        out_rows = np.empty((len(q), k), dtype=np.int64)
+        out_scores = np.empty((len(q), k), dtype=np.float32)
         for start in range(0, len(q), _CHUNK):
             part = rows[start : start + _CHUNK]
-            safe = np.where(part < 0, 0, part)
-            scores = exact_scores(q[start : start + _CHUNK], self.vectors[safe], metric)
-            cand_ids = np.where(part < 0, -1, ids[safe])
-            best_ids, best = top_k(cand_ids, scores, k)
-            out_ids[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_ids, best
-        return out_ids, out_scores
+            scores = exact_scores(
+                q[start : start + _CHUNK], self.vectors[np.maximum(part, 0)], metric
+            )
+            best_rows, best = top_k(part, scores, k)
+            out_rows[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_rows, best
+        return out_rows, out_scores
 
 
 class Rescoring:
