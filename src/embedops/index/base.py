@@ -91,6 +91,9 @@ class FaissIndex:
 
     kind: ClassVar[str] = ""
     params_cls: ClassVar[type] = object
+    # True: FAISS labels are row positions in self._ids (flat codes compact on remove);
+    # False: FAISS stores the caller's ids as labels (IVF)
+    labels_are_positions: ClassVar[bool] = True
 
     def __init__(self, dim: int, metric: str = "cosine", params: Any = None) -> None:
         if not isinstance(dim, int | np.integer) or int(dim) <= 0:
@@ -275,7 +278,18 @@ class FaissIndex:
         raise NotImplementedError
 
     def _remove(self, ids: IdArray) -> int:
-        raise NotImplementedError
+        """Remove present ``ids`` from FAISS and from ``self._ids`` (and aligned arrays)."""
+        import faiss
+
+        positions = np.flatnonzero(np.isin(self._ids, ids)).astype(np.int64)
+        labels = positions if self.labels_are_positions else ids
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(labels)))
+        self._ids = np.delete(self._ids, positions)
+        self._after_remove(positions)
+        return removed
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        """Hook for subclasses that keep arrays aligned with ``self._ids``."""
 
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         raise NotImplementedError

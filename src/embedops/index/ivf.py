@@ -57,6 +57,7 @@ class IVFIndex(FaissIndex):
 
     kind = "ivf"
     params_cls: ClassVar[type] = IVFParams
+    labels_are_positions = False
 
     def _reset(self) -> None:
         self._index = None
@@ -88,18 +89,6 @@ class IVFIndex(FaissIndex):
             self._train(vecs)
         self._index.add_with_ids(vecs, ids)
         self._ids = np.concatenate([self._ids, ids])
-
-    def _remove(self, ids: IdArray) -> int:
-        import faiss
-
-        positions = np.flatnonzero(np.isin(self._ids, ids))
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
-        self._ids = np.delete(self._ids, positions)
-        self._after_remove(positions)
-        return removed
-
-    def _after_remove(self, positions: np.ndarray) -> None:
-        """Hook for subclasses that keep arrays aligned with ``self._ids``."""
 
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         distances, labels = self._index.search(q, k)

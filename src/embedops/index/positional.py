@@ -19,18 +19,6 @@ class PositionalIndex(FaissIndex):
         self._index.add(vecs)
         self._ids = np.concatenate([self._ids, ids])
 
-    def _remove(self, ids: IdArray) -> int:
-        import faiss
-
-        positions = np.flatnonzero(np.isin(self._ids, ids)).astype(np.int64)
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(positions)))
-        self._ids = np.delete(self._ids, positions)
-        self._after_remove(positions)
-        return removed
-
-    def _after_remove(self, positions: np.ndarray) -> None:
-        """Hook for subclasses that keep row-aligned arrays."""
-
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
         distances, labels = self._index.search(q, k)
         return self._map_labels(labels, self._ids), self._to_scores(distances)
