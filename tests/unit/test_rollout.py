@@ -216,3 +216,24 @@ def test_aligned_search_only_through_an_explicit_map(eo: Embedops, lee_lines, tm
                                "w2v@2")
     with pytest.raises(VersionMismatch, match="the map targets w2v@2"):
         aligned_search(eo, "lee", lee_lines[5], "w2v@1", backwards)
+
+
+def test_server_resumes_a_backfill_whose_process_stopped(eo: Embedops) -> None:
+    import dataclasses
+    import time
+
+    from embedops.lifecycle.service import STALE_BACKFILL_S, RolloutService
+
+    rollouts = Rollouts(eo)
+    rollouts.start("lee", "w2v@2")
+    with rollouts.store.editing("lee") as box:  # as if its CLI was killed long ago
+        box[0] = dataclasses.replace(box[0], updated_at=time.time() - STALE_BACKFILL_S - 1)
+    service = RolloutService(eo, interval_s=3600)
+    try:
+        service.evaluate_once()
+        assert service.backfilling("lee") or rollouts.store.require("lee").phase == "canary"
+        service._backfills["lee"].join(timeout=60)
+        assert rollouts.store.require("lee").phase == "canary"
+        assert eo.catalog.missing_vectors("lee", "w2v@2") == []
+    finally:
+        service.close()

@@ -109,6 +109,8 @@ class Rollouts:
         golden = self._golden(state, quiet)
         with self.store.editing(collection) as box:
             current = self._same(box[0], state)
+            if current.phase != BACKFILLING:  # another process finished the same backfill
+                return current
             box[0] = current.moved(current.mode, self.who, "backfill complete", golden=golden)
         self._audit("serving", box[0], None, items=total)  # type: ignore[arg-type]
         return box[0]  # type: ignore[return-value]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,9 @@ from embedops.lifecycle.routing import HEADER, Router
 
 log = logging.getLogger("embedops.lifecycle")
 EVALUATE_EVERY_S = 2.0
+# A backfill writes its progress at least every few seconds while it runs; one silent for this
+# long belonged to a process that stopped (a restarted server, an interrupted CLI).
+STALE_BACKFILL_S = 300.0
 
 
 class RolloutService:
@@ -62,9 +66,12 @@ class RolloutService:
         return thread is not None and thread.is_alive()
 
     def evaluate_once(self) -> None:
-        """Write figures and roll back broken canaries, for every live rollout."""
+        """Write figures and roll back broken canaries, for every live rollout; resume a
+        backfill that made no progress for ``STALE_BACKFILL_S`` (its process died)."""
         for state in self.store.live():
             if state.phase == BACKFILLING:
+                if time.time() - state.updated_at > STALE_BACKFILL_S:
+                    self.start_backfill(state.collection, "gate-evaluator")
                 continue
             stats = self.router.stats(state.collection)
             self.store.write_stats(state.collection, stats.to_dict())
