@@ -4,10 +4,16 @@ Timestamps come from the writers' clocks and a transaction may commit a little a
 recorded, so each poll looks back ``MARGIN_S`` seconds before the watermark and drops the
 ``(id, updated_at)`` pairs it has already reported. Applying a change twice must be harmless
 for callers anyway; this keeps it rare.
+
+The look-back is bounded by the last poll too: a poll made at wall time P has seen every change
+stamped before ``P - MARGIN_S`` (those transactions had committed), so the next poll starts no
+earlier than that. Without this bound, a bulk write made just before an index build would be
+re-read (and discarded) on every search for good.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -27,13 +33,17 @@ class ChangeTracker:
 
     def __init__(self, since: float, known: Iterable[tuple[str, float]] = ()) -> None:
         self.watermark = float(since)
+        self._settled = float("-inf")
         self._seen: dict[str, float] = {
             i: t for i, t in known if t >= self.watermark - MARGIN_S
         }
 
     def poll(self, catalog: Any, collection: str) -> list[Change]:
         """Changes not reported before (``catalog.changes_since`` with a look-back margin)."""
-        rows = catalog.changes_since(collection, self.watermark - MARGIN_S)
+        polled_at = time.time()
+        start = max(self.watermark - MARGIN_S, self._settled)
+        rows = catalog.changes_since(collection, start)
+        self._settled = max(self._settled, polled_at - MARGIN_S)
         fresh = [Change(str(i), float(t), bool(d)) for i, t, d in rows if self._seen.get(i) != t]
         for change in fresh:
             self._seen[change.id] = change.updated_at
