@@ -61,10 +61,11 @@ class Int8Calibration:
         return int(self.lo.shape[0])
 
     @property
-    def scale(self) -> FloatArray:
-        span = (self.hi - self.lo).astype(np.float32)
-        span[span <= 0] = 1.0
-        return span / 255.0
+    def scale(self) -> np.ndarray:
+        """Step per code, float64; a zero, underflowing or overflowing span gets step 1."""
+        step = (self.hi.astype(np.float64) - self.lo.astype(np.float64)) / 255.0
+        step[~np.isfinite(step) | (step <= 0)] = 1.0
+        return step
 
     @classmethod
     def fit(cls, x: FloatArray, clip_percentile: float = 0.0) -> Int8Calibration:
@@ -146,7 +147,7 @@ def quantize(
     cal = calibration if calibration is not None else Int8Calibration.fit(x)
     if cal.dim != dim:
         raise DimensionMismatch(f"int8 calibration has dim {cal.dim}, vectors have dim {dim}")
-    steps = np.rint((x - cal.lo) / cal.scale)
+    steps = np.nan_to_num(np.rint((x - cal.lo.astype(np.float64)) / cal.scale), nan=128.0)
     codes = (np.clip(steps, 0, 255) - 128).astype(np.int8)
     return QuantizedVectors(method, codes, dim, cal)
 
