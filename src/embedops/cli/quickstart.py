@@ -47,7 +47,11 @@ def step_train(qs: Quickstart) -> None:
     from embedops.train import TrainConfig, train_static
 
     qs.say("1. train fastText on the WordNet glosses shipped with embedops")
-    config = TrainConfig(model="fasttext", epochs=qs.epochs, min_count=3, bucket=100_000)
+    # Measured on this corpus (docs/benchmarks/train_static.md); small corpora want gensim's
+    # milder down-sampling and window rather than the large-corpus defaults.
+    config = TrainConfig(
+        model="fasttext", epochs=qs.epochs, min_count=3, bucket=100_000, window=5, sample=1e-3
+    )
     staging = qs.registry.workspace.staging_dir
     with tempfile.TemporaryDirectory(prefix="quickstart.", dir=staging) as tmp:
         corpus = write_gloss_corpus(Path(tmp) / "glosses.txt")
