@@ -25,7 +25,18 @@ def app_from_env() -> Any:
     settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
     setup(settings.log_level)
     sys.setswitchinterval(0.0005)
+    _one_thread_per_query()
     return create_app(settings)
+
+
+def _one_thread_per_query() -> None:
+    """Requests already run concurrently in a thread pool; FAISS's OpenMP threads inside each
+    query would oversubscribe the cores (and spin-wait), so each query uses one thread."""
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss-cpu is a core dependency
+        return
+    faiss.omp_set_num_threads(1)
 
 
 def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
