@@ -9,6 +9,7 @@ ever built) the index is rebuilt from the catalog, with the kind of the last bui
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -20,10 +21,10 @@ from embedops.config import Workspace
 from embedops.errors import DimensionMismatch, FingerprintMismatch, IntegrityError, Unavailable
 from embedops.progress import progress_bar
 from embedops.search.served import ServedIndex, catalog_position
+from embedops.search.sync import CatalogWatch
 
 log = logging.getLogger(__name__)
 DEFAULT_KIND = "flat"
-RECHECK_S = 1.0
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
@@ -64,7 +65,9 @@ class IndexManager:
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], ServedIndex] = {}
         self._loading: dict[tuple[str, str], threading.RLock] = {}
-        self._checked: dict[tuple[str, str], float] = {}
+        self.watch = CatalogWatch(catalog.path)
+        self._pointer_paths: dict[tuple[str, str], str] = {}
+        self._pointers: dict[tuple[str, str], tuple[int, int, int] | None] = {}
 
     def store(self, collection: str, model_version: str) -> Any:
         """The SnapshotStore of ``collection`` for ``model_version``."""
@@ -134,6 +137,7 @@ class IndexManager:
     def served(self, collection: str, model_version: str) -> ServedIndex:
         """The in-memory index of ``collection``/``model_version``, synced with the catalog."""
         key = (collection, model_version)
+        generation = self.watch.generation()  # before the look, so no commit slips between
         with self._lock:
             served = self._served.get(key)
             loading = self._loading.setdefault(key, threading.RLock())
@@ -147,23 +151,43 @@ class IndexManager:
                     served = self._load(collection, model_version)
                     with self._lock:
                         self._served[key] = served
-        served.sync(self.catalog, collection)
+        served.sync(self.catalog, collection, generation)
         return served
 
+    def _pointer(self, collection: str, version: str) -> tuple[int, int, int] | None:
+        """A stamp of the ``CURRENT`` pointer file; publish and rollback replace it atomically
+        (a rename gives a new inode), so a changed stamp means the served snapshot may differ."""
+        from embedops.index.snapshot import CURRENT, snapshot_root
+
+        path = self._pointer_paths.get((collection, version))
+        if path is None:
+            path = str(snapshot_root(self.workspace.indexes_dir, collection, version) / CURRENT)
+            self._pointer_paths[(collection, version)] = path
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _replaced(self, collection: str, version: str, served: ServedIndex) -> bool:
-        """True when another process published or rolled back (checked at most every second)."""
-        now = time.monotonic()
-        if now - self._checked.get((collection, version), 0.0) < RECHECK_S:
+        """True when another process published or rolled back. A stat of the pointer on each
+        search; the manifest is read only when the pointer changed (verification is at load)."""
+        key = (collection, version)
+        stamp = self._pointer(collection, version)
+        if key in self._pointers and self._pointers[key] == stamp:
             return False
-        self._checked[(collection, version)] = now
         try:
             current = self.store(collection, version).current()
         except IntegrityError:
             return True
-        return current is None or current.name != served.meta.get("name")
+        if current is None or current.name != served.meta.get("name"):
+            return True
+        self._pointers[key] = stamp
+        return False
 
     def _load(self, collection: str, version: str) -> ServedIndex:
         store = self.store(collection, version)
+        self._pointers[(collection, version)] = self._pointer(collection, version)
         kind, params = self._last_build(store)
         try:
             loaded = store.load_current()

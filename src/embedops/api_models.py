@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from embedops.errors import InvalidInput, LimitExceeded
-from embedops.models.registry import ModelVersion, Registry
+from embedops.models.registry import MANIFEST, ModelVersion, Registry
 from embedops.types import Encoder
 
 MAX_EMBED_BATCH = 10_000
 QUERY_CACHE_SIZE = 4096
+
+
+EncoderWrapper = Callable[[Encoder], Encoder]
+
+
+def _stamp(path: os.PathLike[str] | str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size, st.st_nlink
 
 
 class ModelHub:
@@ -24,24 +36,51 @@ class ModelHub:
         self.registry = registry
         self._lock = threading.Lock()
         self._encoders: dict[str, Encoder] = {}
+        self._wrapped: dict[str, Encoder] = {}
+        self._wrapper: EncoderWrapper | None = None
         self._tables: dict[str, Any] = {}
         self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._resolved: dict[str, tuple[ModelVersion, tuple[str, str], tuple[Any, ...]]] = {}
 
     def resolve(self, ref: str) -> ModelVersion:
-        """The ModelVersion of ``name``, ``name@N`` or ``name@latest``."""
+        """The ModelVersion of ``name``, ``name@N`` or ``name@latest``.
+
+        Answers are cached and re-read only when the model's folder or the version's manifest
+        changes on disk (a stat each), since reading manifests was a large share of a search."""
         if not isinstance(ref, str) or not ref:
             raise InvalidInput(f"a model reference must be a non-empty string, got {ref!r}")
-        return self.registry.get(ref)
+        cached = self._resolved.get(ref)
+        if cached is not None and (_stamp(cached[1][0]), _stamp(cached[1][1])) == cached[2]:
+            return cached[0]
+        mv = self.registry.get(ref)
+        # The folder's stamp changes when a version is added or deleted (so ``name@latest``
+        # moves on); the manifest is replaced atomically (new inode) when it is rewritten.
+        paths = (str(mv.path.parent), str(mv.path / MANIFEST))
+        self._resolved[ref] = (mv, paths, (_stamp(paths[0]), _stamp(paths[1])))
+        return mv
+
+    def wrap_encoders(self, wrapper: EncoderWrapper | None) -> None:
+        """Hand out ``wrapper(encoder)`` instead of each loaded encoder (one wrapper object per
+        model version, made on first use); ``None`` removes the wrapper. The server's query
+        cache hooks in here."""
+        with self._lock:
+            self._wrapper = wrapper
+            self._wrapped.clear()
 
     def encoder(self, ref: str) -> Encoder:
-        """The Encoder of ``ref`` (loaded on first use, then cached by exact version)."""
+        """The Encoder of ``ref`` (loaded on first use, then cached by exact version), wrapped
+        by the ``wrap_encoders`` hook when one is set."""
         from embedops.models.loader import load_encoder
 
         mv = self.resolve(ref)
         with self._lock:
             if mv.ref not in self._encoders:
                 self._encoders[mv.ref] = load_encoder(mv, self.registry)
-            return self._encoders[mv.ref]
+            if self._wrapper is None:
+                return self._encoders[mv.ref]
+            if mv.ref not in self._wrapped:
+                self._wrapped[mv.ref] = self._wrapper(self._encoders[mv.ref])
+            return self._wrapped[mv.ref]
 
     def table(self, ref: str) -> Any:
         """The StaticVectors table of a static model version (cached)."""
@@ -61,7 +100,8 @@ class ModelHub:
     def encode_queries(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """Like ``embed``, through an LRU cache of query vectors keyed by (version, text):
         repeated queries (and a batch encoded ahead of single searches) are not encoded again."""
-        version = self.resolve(ref).ref
+        mv = self.resolve(ref)
+        version = mv.ref
         found: dict[str, np.ndarray] = {}
         with self._lock:
             for text in texts:
@@ -79,7 +119,7 @@ class ModelHub:
                 while len(self._queries) > QUERY_CACHE_SIZE:
                     self._queries.popitem(last=False)
         if not texts:
-            return np.zeros((0, self.resolve(version).dim), dtype=np.float32)
+            return np.zeros((0, mv.dim), dtype=np.float32)
         return np.stack([found[t] for t in texts])
 
     def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:

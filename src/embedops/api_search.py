@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from embedops.api_index import IndexManager
 from embedops.api_models import ModelHub
 from embedops.errors import (
@@ -48,6 +50,48 @@ def check_query(query: str) -> str:
     return query
 
 
+def check_vector(vector: Any, dim: int, collection: str) -> np.ndarray:
+    """Validate a query vector: finite numbers, one row of the collection's dimension."""
+    try:
+        vec = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"the query vector is not a list of numbers ({exc})",
+                           "pass a flat list of floats") from exc
+    if vec.ndim == 2 and vec.shape[0] == 1:
+        vec = vec[0]
+    if vec.ndim != 1 or vec.size == 0:
+        raise InvalidInput(f"the query vector has shape {vec.shape}; one flat row is needed",
+                           "pass a flat list of floats")
+    if not np.isfinite(vec).all():
+        raise InvalidInput("the query vector holds NaN or infinite values",
+                           "pass finite numbers only")
+    if vec.size != int(dim):
+        raise DimensionMismatch(
+            f"the query vector has dim {vec.size} but collection '{collection}' holds vectors "
+            f"of dim {dim}",
+            "embed the query with the collection's model version (or send the query text)",
+        )
+    return vec
+
+
+def check_modes_inputs(mode: str, query: str | None, vector: Any) -> None:
+    """Which of query text and query vector each mode takes (a vector skips encoding)."""
+    if vector is None:
+        if query is None:
+            raise InvalidInput("neither a query nor a query vector was given",
+                               "pass the text to search for, or its vector")
+        return
+    if mode in ("lexical", "two_stage"):
+        raise InvalidInput(f"{mode} search needs the query text, not a vector",
+                           "send the query text, or use mode dense or hybrid")
+    if mode == "dense" and query is not None:
+        raise InvalidInput("dense search takes a query or a query vector, not both",
+                           "send one of them")
+    if mode == "hybrid" and query is None:
+        raise InvalidInput("hybrid search needs the query text for its lexical half",
+                           "send the query text along with the vector")
+
+
 def check_encoder(collection: str, meta: Mapping[str, Any], encoder: Any) -> None:
     """Refuse a query encoder whose dim or tokenizer differs from the index's model version."""
     built = f"{meta.get('model_version')} (dim {meta.get('dim')})"
@@ -73,52 +117,76 @@ class Searcher:
     def __init__(self, catalog: Any, indexes: IndexManager, hub: ModelHub) -> None:
         self.catalog, self.indexes, self.hub = catalog, indexes, hub
         self._views: dict[str, CollectionView] = {}
+        self._infos: dict[str, Any] = {}
+        self._infos_generation: int | None = None
         self._lock = threading.Lock()
+
+    def info(self, collection: str) -> Any:
+        """The catalog's CollectionInfo of ``collection``, kept in memory until the next commit
+        to the catalog (by anyone: see ``CatalogWatch``)."""
+        generation = self.indexes.watch.generation()
+        with self._lock:
+            if generation is None or generation != self._infos_generation:
+                self._infos, self._infos_generation = {}, generation
+            info = self._infos.get(collection)
+        if info is None:
+            info = self.catalog.get_collection(collection)
+            with self._lock:
+                if generation is not None and generation == self._infos_generation:
+                    self._infos[collection] = info
+        return info
 
     def view(self, collection: str) -> CollectionView:
         """The in-memory view of ``collection`` (lexical + filters), synced with the catalog."""
+        generation = self.indexes.watch.generation()
         with self._lock:
             view = self._views.get(collection)
             if view is None:
                 view = self._views[collection] = CollectionView(self.catalog, collection)
-        view.sync()
+        view.sync(generation)
         return view
 
     def forget(self, collection: str) -> None:
-        """Drop the cached view of ``collection``."""
+        """Drop the cached view and CollectionInfo of ``collection``."""
         with self._lock:
             self._views.pop(collection, None)
+            self._infos.pop(collection, None)
 
     def search(
         self,
         collection: str,
-        query: str,
+        query: str | None,
         k: int = 10,
         mode: str = "dense",
         filters: Mapping[str, Any] | None = None,
         model_version: str | None = None,
         hybrid_weight: float = 0.5,
+        vector: Any = None,
     ) -> SearchResponse:
         """See ``Embedops.search``."""
         started = time.perf_counter()
-        query, k, mode = check_query(query), check_k(k), check_mode(mode)
+        k, mode = check_k(k), check_mode(mode)
+        check_modes_inputs(mode, query, vector)
+        query = None if query is None else check_query(query)
         filt, weight = compile_filters(filters), check_weight(hybrid_weight)
         version = self._version(collection, model_version)
+        qvec = None if vector is None else check_vector(vector, self.info(collection).dim,
+                                                        collection)
         if mode == "lexical":
-            pairs = self.view(collection).lexical(query, k, filt)
+            pairs = self.view(collection).lexical(str(query), k, filt)
         elif mode == "dense":
-            pairs = self._dense(collection, version, query, k, filt)
+            pairs = self._dense(collection, version, query, k, filt, qvec)
         elif mode == "hybrid":
-            pairs = self._hybrid(collection, version, query, k, filt, weight)
+            pairs = self._hybrid(collection, version, str(query), k, filt, weight, qvec)
         else:
-            pairs = self._two_stage(collection, version, query, k, filt)
+            pairs = self._two_stage(collection, version, str(query), k, filt)
         used = None if mode == "lexical" else version
         hits = self._hydrate(collection, pairs, used)
         took = round((time.perf_counter() - started) * 1000, 3)
         return SearchResponse(hits=hits, model_version=used, mode=mode, took_ms=took)
 
     def _version(self, collection: str, model_version: str | None) -> str:
-        info = self.catalog.get_collection(collection)
+        info = self.info(collection)
         if not model_version:
             return str(info.model_version)
         mv = self.hub.resolve(model_version)
@@ -142,17 +210,28 @@ class Searcher:
     def _loader(self, collection: str, version: str) -> Callable[[Sequence[str]], Any]:
         return lambda ids: self.catalog.load_vectors(collection, version, list(ids))
 
-    def _dense(self, collection: str, version: str, query: str, k: int, filt: Filter) -> Pairs:
+    def _dense(
+        self, collection: str, version: str, query: str | None, k: int, filt: Filter,
+        qvec: np.ndarray | None = None,
+    ) -> Pairs:
         served = self.indexes.served(collection, version)
-        qvec = self._encode(collection, version, query, served.meta)
+        if qvec is None:
+            qvec = self._encode(collection, version, str(query), served.meta)
+        elif qvec.size != served.dim:
+            raise DimensionMismatch(
+                f"the query vector has dim {qvec.size} but the index of '{collection}' "
+                f"({version}) has dim {served.dim}",
+                "embed the query with that model version (or send the query text)",
+            )
         view = self.view(collection) if filt else None
         return dense_search(served, qvec, k, filt, view, self._loader(collection, version))
 
     def _hybrid(
-        self, collection: str, version: str, query: str, k: int, filt: Filter, weight: float
+        self, collection: str, version: str, query: str, k: int, filt: Filter, weight: float,
+        qvec: np.ndarray | None = None,
     ) -> Pairs:
         depth = max(FUSION_DEPTH, k)
-        dense = self._dense(collection, version, query, depth, filt) if weight > 0 else []
+        dense = self._dense(collection, version, query, depth, filt, qvec) if weight > 0 else []
         lexical = self.view(collection).lexical(query, depth, filt) if weight < 1 else []
         return hybrid_fuse([d for d, _ in dense], [d for d, _ in lexical], weight, k)
 
@@ -173,7 +252,7 @@ class Searcher:
                 ids, vectors = loader(allowed)
                 return exact_search(precise_q, ids, vectors, first.metric, k)
             accept = set(allowed).__contains__
-        metric = str(self.catalog.get_collection(collection).metric)
+        metric = str(self.info(collection).metric)
         return two_stage_search(first, cheap_q, precise_q, k, config.candidates, loader, metric,
                                 accept)
 

@@ -98,10 +98,11 @@ class ServedIndex:
     def model_version(self) -> str:
         return str(self.meta.get("model_version", ""))
 
-    def sync(self, catalog: Any, collection: str) -> None:
-        """Apply catalog writes and deletes made since the snapshot (or the last sync)."""
+    def sync(self, catalog: Any, collection: str, generation: int | None = None) -> None:
+        """Apply catalog writes and deletes made since the snapshot (or the last sync);
+        ``generation`` (see ``CatalogWatch``) skips the look when the catalog is unchanged."""
         with self._lock:
-            written, deleted = split(self._tracker.poll(catalog, collection))
+            written, deleted = split(self._tracker.poll(catalog, collection, generation))
             if not written and not deleted:
                 return
             ids, vecs = catalog.load_vectors(collection, self.model_version, written) if written \

@@ -54,10 +54,12 @@ class CollectionView:
         self._state = _State(ids, texts, metas, pos, np.ones(len(ids), dtype=bool))
         self._tracker = ChangeTracker(started, stamps)
 
-    def sync(self) -> None:
-        """Apply catalog changes made since the last look (see the module docstring)."""
+    def sync(self, generation: int | None = None) -> None:
+        """Apply catalog changes made since the last look (see the module docstring);
+        ``generation`` (see ``CatalogWatch``) skips the look when the catalog is unchanged."""
         with self._lock:
-            written, deleted = split(self._tracker.poll(self.catalog, self.collection))
+            written, deleted = split(self._tracker.poll(self.catalog, self.collection,
+                                                        generation))
             if written:
                 self._load()
                 return

@@ -9,7 +9,6 @@ queries out of the cache. Everything else passes straight through to the real en
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
@@ -85,17 +84,6 @@ class CachedEncoder:
 
 
 def install_query_cache(api: Any, cache: Any, metrics: Any) -> None:
-    """Wrap every encoder that ``api.models`` hands out (once per model version)."""
-    hub = api.models
-    original = hub.encoder
-    wrapped: dict[str, CachedEncoder] = {}
-    lock = threading.Lock()
-
-    def encoder(ref: str) -> Any:
-        inner = original(ref)
-        with lock:
-            if inner.version not in wrapped or wrapped[inner.version].inner is not inner:
-                wrapped[inner.version] = CachedEncoder(inner, cache, metrics)
-            return wrapped[inner.version]
-
-    hub.encoder = encoder
+    """Wrap every encoder that ``api.models`` hands out (once per model version), through the
+    hub's ``wrap_encoders`` hook."""
+    api.models.wrap_encoders(lambda inner: CachedEncoder(inner, cache, metrics))
