@@ -112,6 +112,7 @@ class Embedops:
 
     def close(self) -> None:
         """Close the catalog's connections."""
+        self.indexes.watch.close()
         self.catalog.close()
 
     def __enter__(self) -> Embedops:
@@ -215,20 +216,23 @@ class Embedops:
     def search(
         self,
         collection: str,
-        query: str,
+        query: str | None = None,
         k: int = 10,
         mode: str = "dense",
         filters: Mapping[str, Any] | None = None,
         model_version: str | None = None,
         hybrid_weight: float = 0.5,
+        vector: Any = None,
     ) -> SearchResponse:
         """Search ``collection`` for ``query``; ``mode`` is dense, lexical, hybrid (RRF of both,
         ``hybrid_weight`` = dense share) or two_stage (cheap recall, exact rerank). ``filters``
         test metadata: ``{"f": v}``, ``{"f": {"in": [...]}}``, ``{"f": {"gte": a, "lte": b}}``.
         ``k`` is 1..1000. ``model_version`` defaults to the collection's active version (the
-        rollout candidate may be named); any other version is refused."""
+        rollout candidate may be named); any other version is refused. ``vector`` (a query
+        embedding of the collection's dimension, e.g. a numpy array) replaces ``query`` in dense
+        mode and the dense half of hybrid mode, so the query is not encoded."""
         return self.searcher.search(collection, query, k, mode, filters, model_version,
-                                    hybrid_weight)
+                                    hybrid_weight, vector)
 
     # -- models --------------------------------------------------------------------------------
     def default_model(self) -> str:

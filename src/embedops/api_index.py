@@ -142,6 +142,9 @@ class IndexManager:
             served = self._served.get(key)
             loading = self._loading.setdefault(key, threading.RLock())
         if served is not None and self._replaced(collection, model_version, served):
+            with self._lock:
+                if self._served.get(key) is served:
+                    del self._served[key]
             served = None
         if served is None:
             with loading:

@@ -21,12 +21,13 @@ def _search(request: Request, name: str, body: SearchRequest) -> Any:
     """The ``k`` best items for ``query``, best first, each with its score and metadata."""
     ctx = request.app.state.ctx
     check_k(ctx.settings, body.k)
-    check_texts(ctx.settings, [body.query], "query")
+    if body.query is not None:
+        check_texts(ctx.settings, [body.query], "query")
     started = time.perf_counter()
     with caching() as use:
         result = route_search(request, name, body.model_version, lambda version: ctx.api.search(
             name, body.query, k=body.k, mode=body.mode, filters=body.filters,
-            model_version=version, hybrid_weight=body.hybrid_weight,
+            model_version=version, hybrid_weight=body.hybrid_weight, vector=body.vector,
         ))
     ctx.metrics.search_seconds.labels(body.mode, _backend(ctx, name, result)).observe(
         time.perf_counter() - started

@@ -64,7 +64,12 @@ class ItemsDelete(_Strict):
 
 
 class SearchRequest(_Strict):
-    query: str = Field(min_length=1, description="Query text.")
+    query: str | None = Field(None, min_length=1, description="Query text.")
+    vector: list[float] | None = Field(
+        None, min_length=1,
+        description="Query embedding of the collection's dimension, instead of (dense) or with "
+        "(hybrid) the query text; it is not encoded again.",
+    )
     k: int = Field(10, ge=1)
     mode: Mode = "dense"
     filters: dict[str, Any] | None = Field(
