@@ -9,9 +9,11 @@ What is measured, per target: search QPS and p50/p99 latency for top-10 with the
 in the answer, and recall@10 of the ANN index against exact search on the same query vectors
 (plus recall@10 of the headwords, the task metric). Query vectors: embedops is sent the query
 *text*, whose embedding the server's query cache already holds (a first pass through
-``/v1/embed`` warms it; that pass also returns the vectors used); Chroma is sent those same
-vectors. Both use HNSW (M=16, ef_construction=100, same ef_search). The in-process line runs the
-same facade call (with the same query cache) without HTTP, to show the HTTP overhead.
+``/v1/embed`` warms it; that pass also returns the vectors used), and, as a third target, those
+vectors themselves (``"vector"`` in the search body, like for like with Chroma); Chroma is sent
+the same vectors. Both use HNSW (M=16, ef_construction=100, same ef_search). The in-process
+line runs the same facade call (with the same query cache) without HTTP, to show the HTTP
+overhead.
 
     .venv/bin/python bench/serve.py [--data ../shared/data] [--seconds 20] [--clients 8]
 """
@@ -259,8 +261,8 @@ def task_recall(answers: list[list[str]], relevant: list[list[str]]) -> float:
     return float(evaluate_run(answers, relevant, ks=(K,))[f"recall@{K}"])
 
 
-def in_process(home: Path, queries: list[str]) -> dict[str, Any]:
-    """The same facade search (with the same query cache) called without HTTP."""
+def in_process(home: Path, queries: list[str], qvecs: np.ndarray) -> dict[str, Any]:
+    """The same facade search (with the same query cache, or given the vector) without HTTP."""
     from embedops.api import Embedops
     from embedops.config import Workspace
     from embedops.serve.cache import EmbeddingCache
@@ -278,9 +280,17 @@ def in_process(home: Path, queries: list[str]) -> dict[str, Any]:
             t0 = time.perf_counter()
             api.search(COLLECTION, q, k=K)
             lat.append((time.perf_counter() - t0) * 1000)
+    vlat = []
+    for v in qvecs:
+        t0 = time.perf_counter()
+        api.search(COLLECTION, vector=v, k=K)
+        vlat.append((time.perf_counter() - t0) * 1000)
     api.close()
     return {"qps_1_thread": 1000 / float(np.mean(lat)), "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99))}
+            "p99_ms": float(np.percentile(lat, 99)),
+            "vector_qps_1_thread": 1000 / float(np.mean(vlat)),
+            "vector_p50_ms": float(np.percentile(vlat, 50)),
+            "vector_p99_ms": float(np.percentile(vlat, 99))}
 
 
 def free_port() -> int:
@@ -337,14 +347,18 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
               [json.dumps({"query_embeddings": [v.tolist()], "n_results": K,
                            "include": ["documents", "distances"]}).encode() for v in qvecs],
               lambda r: r["ids"][0], ch_pid)
-        answers = {"embedops_http": answers_of(*eo[:3]), "chroma_http": answers_of(*ch[:3])}
-        stats = interleaved_load({"embedops_http": eo, "chroma_http": ch}, args)
+        ev = (eo[0], [json.dumps({"vector": v.tolist(), "k": K}).encode() for v in qvecs],
+              eo[2], eo_pid)
+        targets = {"embedops_http": eo, "embedops_http_vector": ev, "chroma_http": ch}
+        answers = {name: answers_of(*t[:3]) for name, t in targets.items()}
+        stats = interleaved_load(targets, args)
     exact = exact_top(doc_vecs, qvecs, ids)
     for name, found in answers.items():
         stats[name].update(ann_recall=ann_recall(found, exact),
                            task_recall=task_recall(found, relevant))
-    local = in_process(home, queries)
+    local = in_process(home, queries, qvecs)
     eo_s, ch_s = stats["embedops_http"], stats["chroma_http"]
+    ev_s = stats["embedops_http_vector"]
     return {
         "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
                   "embedops_workers": args.workers, "inline_search": args.inline,
@@ -354,6 +368,10 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
         "ratios": {
             "qps_embedops/chroma": eo_s["qps"] / ch_s["qps"],
             "p99_embedops/chroma": eo_s["p99_ms"] / ch_s["p99_ms"],
+            "qps_embedops_vector/chroma": ev_s["qps"] / ch_s["qps"],
+            "p99_embedops_vector/chroma": ev_s["p99_ms"] / ch_s["p99_ms"],
+            "server_cpu_per_request_embedops_vector/chroma": ev_s["server_cpu_ms_per_request"]
+            / ch_s["server_cpu_ms_per_request"],
             "http_overhead_p50_ms": eo_s["p50_ms"] - local["p50_ms"],
             "server_cpu_per_request_embedops/chroma": eo_s["server_cpu_ms_per_request"]
             / ch_s["server_cpu_ms_per_request"],
