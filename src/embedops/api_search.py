@@ -53,7 +53,8 @@ def check_query(query: str) -> str:
 def check_vector(vector: Any, dim: int, collection: str) -> np.ndarray:
     """Validate a query vector: finite numbers, one row of the collection's dimension."""
     try:
-        vec = np.asarray(vector, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+            vec = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the query vector is not a list of numbers ({exc})",
                            "pass a flat list of floats") from exc

@@ -68,7 +68,8 @@ def test_bad_query_vectors_are_refused_with_the_reason(eo: Embedops) -> None:
     with pytest.raises(DimensionMismatch, match="dim 5 .*dim 24") as err:
         eo.search("lee", vector=[0.1] * 5)
     assert err.value.http_status == 409
-    for bad, why in (([0.1] * 23 + [float("nan")], "NaN"), ([[0.1] * 24] * 2, "shape"),
+    for bad, why in (([0.1] * 23 + [float("nan")], "NaN"), ([1e39] * 24, "infinite"),
+                     ([[0.1] * 24] * 2, "shape"),
                      (["a"] * 24, "not a list of numbers"), ([], "shape")):
         with pytest.raises(InvalidInput, match=why):
             eo.search("lee", vector=bad)
