@@ -5,7 +5,7 @@ The HTTP layer turns them into JSON with ``to_dict()``; the CLI prints them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("dense", "lexical", "hybrid", "two_stage")
@@ -23,8 +23,10 @@ class Hit:
     model_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``Hit(**d)`` rebuilds an equal hit."""
-        return asdict(self)
+        """A JSON-ready dict; ``Hit(**d)`` rebuilds an equal hit. The metadata dict is copied
+        one level deep (``dataclasses.asdict``'s deep copy was a tenth of a search's time)."""
+        return {"id": self.id, "score": self.score, "text": self.text,
+                "metadata": dict(self.metadata), "model_version": self.model_version}
 
 
 @dataclass(frozen=True)
