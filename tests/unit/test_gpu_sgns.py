@@ -65,3 +65,29 @@ def test_trains_and_is_seeded(lee_corpus: Path, sg: bool) -> None:
     assert np.isfinite(table.vectors).all() and table.counts is not None
     np.testing.assert_array_equal(table.vectors, again.table.vectors)
     assert first.words == 2 * int(table.counts.sum())
+
+
+def test_train_with_device_publishes_a_word2vec_version(
+    lee_corpus: Path, registry, tmp_path: Path
+) -> None:
+    from embedops.models.static import StaticVectors
+    from embedops.train import TrainConfig, train_static
+
+    corpus = tmp_path / "lee.txt"
+    corpus.write_text("\n".join(lee_corpus.read_text(encoding="utf-8").splitlines()[:120]))
+    config = TrainConfig(device="cpu", epochs=1, dim=16, min_count=3, batch_size=2048)
+    result = train_static(corpus, "gpu", config, registry)
+    manifest = result.version.manifest
+    assert manifest["kind"] == "word2vec" and manifest["params"]["device"] == "cpu"
+    assert manifest["training"]["trainer"] == "torch-sgns"
+    assert manifest["training"]["update"] == "adagrad"
+    assert StaticVectors.read(result.version).dim == 16
+
+
+def test_device_with_fasttext_is_refused() -> None:
+    from embedops.train import TrainConfig
+
+    with pytest.raises(InvalidInput, match="word2vec only"):
+        TrainConfig(model="fasttext", device="cuda")
+    with pytest.raises(InvalidInput, match="update"):
+        TrainConfig(device="cpu", update="adam")

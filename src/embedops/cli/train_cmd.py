@@ -43,6 +43,17 @@ def train(
     replace_bad_bytes: Annotated[
         bool, typer.Option("--replace-bad-bytes", help="Replace non-UTF-8 bytes, don't fail.")
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="auto, cpu, cuda or cuda:N: train word2vec with the torch "
+                     "trainer (GPU); default: gensim on the CPU."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Torch trainer: pairs per batch.")
+    ] = _D.batch_size,
+    update: Annotated[
+        str, typer.Option("--update", help="Torch trainer: adagrad (large-batch stable) or sgd.")
+    ] = _D.update,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Train static word vectors on CORPUS and publish them as a new version of NAME."""
@@ -50,7 +61,7 @@ def train(
         model=model, sg=sg, dim=dim, window=window, min_count=min_count, epochs=epochs,
         negative=negative, sample=sample, workers=workers, seed=seed,
         redact=() if no_redact else _D.redact, phrases=phrases, text_field=text_field,
-        replace_bad_bytes=replace_bad_bytes,
+        replace_bad_bytes=replace_bad_bytes, device=device, batch_size=batch_size, update=update,
     )
     result = train_static(corpus, name, config, registry())
     if as_json:

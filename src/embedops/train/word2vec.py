@@ -43,6 +43,9 @@ class TrainConfig:
     the running words where 1e-3 keeps 77 %, so 8 epochs cost little more than 5.
     ``redact`` lists the PII kinds replaced before training (empty: no redaction).
     ``bucket`` is the number of fastText n-gram buckets (its memory is bucket x dim floats).
+    ``device`` None trains with gensim on the CPU; ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
+    train word2vec with the torch trainer (``embedops.train.gpu_sgns``), in batches of
+    ``batch_size`` pairs with the ``update`` rule (``adagrad`` or ``sgd``).
     """
 
     model: str = "word2vec"
@@ -66,6 +69,9 @@ class TrainConfig:
     phrase_threshold: float = 10.0
     text_field: str = "text"
     replace_bad_bytes: bool = False
+    device: str | None = None
+    batch_size: int = 65536
+    update: str = "adagrad"
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -85,12 +91,30 @@ class TrainConfig:
                 f"fastText needs 1 <= min_n <= max_n and bucket > 0, got "
                 f"min_n={self.min_n} max_n={self.max_n} bucket={self.bucket}"
             )
+        if self.device is not None:
+            self.torch_config()  # validates device, batch size and update rule
+            if self.model != "word2vec":
+                raise InvalidInput(
+                    f"--device {self.device} trains word2vec only, not {self.model}",
+                    "drop --device to train fastText with gensim on the CPU",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters for the manifest."""
         d = asdict(self)
         d["redact"] = list(self.redact)
         return d
+
+    def torch_config(self) -> Any:
+        """The same hyper-parameters for the torch trainer (``SGNSConfig``)."""
+        from embedops.train.gpu_sgns import SGNSConfig
+
+        return SGNSConfig(
+            sg=self.sg, dim=self.dim, window=self.window, min_count=self.min_count,
+            negative=self.negative, sample=self.sample, epochs=self.epochs,
+            batch_size=self.batch_size, update=self.update, device=self.device or "auto",
+            seed=self.seed,
+        )
 
     def tokenizer_spec(self, phrases_sha256: str | None = None) -> TokenizerSpec:
         """The TokenizerSpec that training uses and that queries must use too."""
@@ -135,7 +159,11 @@ def train_static(
         tokens_path = scratch / TOKENS_FILE
         stats, counts, phrase_table = _prepare(source, config, tokens_path)
         train_started = time.perf_counter()
-        kv, trained_words = _fit(config, tokens_path, counts)
+        if config.device is None:
+            kv, trained_words = _fit(config, tokens_path, counts)
+            table, trainer = StaticVectors.from_gensim(kv), {"trainer": "gensim", "device": "cpu"}
+        else:
+            table, trained_words, trainer = _fit_torch(config, tokens_path)
         train_seconds = time.perf_counter() - train_started
     words_per_second = round(trained_words / max(train_seconds, 1e-9))
     summary: dict[str, Any] = {
@@ -143,9 +171,9 @@ def train_static(
         "train_seconds": round(train_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
         "words_per_second": words_per_second,
+        **trainer,
     }
     spec = config.tokenizer_spec(phrase_table.sha256 if phrase_table else None)
-    table = StaticVectors.from_gensim(kv)
     version = _publish(registry, name, table, config, spec, phrase_table, summary)
     return TrainResult(version, stats, train_seconds, words_per_second, summary)
 
@@ -217,6 +245,21 @@ def _fit(
             callbacks=_report_progress(model, task, total_words),
         )
     return model.wv, int(trained)
+
+
+def _fit_torch(config: TrainConfig, tokens_path: Path) -> tuple[StaticVectors, int, dict[str, Any]]:
+    """Train with the torch trainer on the token file; return (table, words, trainer facts)."""
+    from embedops.train.gpu_sgns import train_sgns
+
+    def sentences() -> Iterator[list[str]]:
+        with open(tokens_path, encoding="utf-8") as fh:
+            for line in fh:
+                yield line.split()
+
+    result = train_sgns(sentences, config.torch_config())
+    trainer = {"trainer": "torch-sgns", "device": result.device, "batch_size": config.batch_size,
+               "update": config.update, "pairs": result.pairs}
+    return result.table, result.words, trainer
 
 
 def _report_progress(model: Any, task: Any, total_words: int) -> list[Any]:
