@@ -114,7 +114,13 @@ def step_evaluate(qs: Quickstart) -> None:
         qs.results[suite] = d
 
 
-STEPS: list[Callable[[Quickstart], None]] = [step_train, step_neighbours, step_oov, step_evaluate]
+def _all_steps() -> list[Callable[[Quickstart], None]]:
+    from embedops.cli import quickstart_search
+
+    return [step_train, step_neighbours, step_oov, step_evaluate, *quickstart_search.STEPS]
+
+
+STEPS: list[Callable[[Quickstart], None]] = _all_steps()
 
 
 def run(qs: Quickstart, steps: list[Callable[[Quickstart], None]] | None = None) -> Quickstart:
