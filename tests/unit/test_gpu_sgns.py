@@ -111,7 +111,8 @@ def test_quality_close_to_gensim_on_the_same_small_corpus() -> None:
             if n >= 20_000:
                 break
             synset = json.loads(line)
-            lines.append(TOKEN.findall((" ".join(synset["lemmas"]) + " " + synset["gloss"]).lower()))
+            text = " ".join(synset["lemmas"]) + " " + synset["gloss"]
+            lines.append(TOKEN.findall(text.lower()))
     ours = train_sgns(lambda: iter(lines), SGNSConfig(device="cpu", min_count=3), quiet=True)
     kv = KeyedVectors(100)
     kv.add_vectors(ours.table.index_to_key, ours.table.vectors)
