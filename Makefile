@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= embedops-demo
 
-.PHONY: demo test lint bench-static clean
+.PHONY: demo test lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
+	bench-store bench-index bench-search bench-serve bench-rollout
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +22,38 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+
+# Benchmarks: embedops and its anchor side by side, ratios printed; they read ../shared/data.
+# Figures go to docs/benchmarks.md. The first runs cache MiniLM vectors under bench/out/.
+bench-static: $(STAMP)
+	$(PY) bench/train_static.py --runs cbow,defaults
+
+bench-gpu: $(STAMP)
+	$(PY) bench/train_gpu.py --device auto
+
+bench-vectors: $(STAMP)
+	$(PY) bench/vectors.py
+
+bench-encode: $(STAMP)
+	$(PY) bench/encode.py
+
+bench-distill: $(STAMP)
+	$(PY) bench/distill.py
+
+bench-store: $(STAMP)
+	$(PY) bench/store_catalog.py
+
+bench-index: $(STAMP)
+	$(PY) bench/index_speed.py
+
+bench-search: $(STAMP)
+	$(PY) bench/search_quality.py --docs 20k
+
+bench-serve: $(STAMP)
+	$(PY) bench/serve.py
+
+bench-rollout: $(STAMP)
+	$(PY) bench/rollout.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) embedops-data
