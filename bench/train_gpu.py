@@ -47,7 +47,8 @@ def scores(kv: KeyedVectors) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
+    default_data = Path(__file__).resolve().parents[2] / "shared/data"
+    parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sg", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=65536)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# pytest runs one worker per core (-n 2): more than one intra-op thread per worker oversubscribes
-# the cores, and OpenMP's spin-waiting then makes torch/onnxruntime tests ~20x slower.
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import pytest
 
 from embedops.config import HOME_ENV, Workspace
 from embedops.models.registry import Registry
+
+# pytest runs one worker per core (-n 2): more than one intra-op thread per worker oversubscribes
+# the cores, and OpenMP's spin-waiting then makes torch/onnxruntime tests ~20x slower.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 @pytest.fixture

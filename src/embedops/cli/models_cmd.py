@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         """List model versions, oldest first."""
         rows = registry().list(name)
         if as_json:
-            print_json([{**{k: mv.manifest.get(k) for k in _SUMMARY}, "ref": mv.ref} for mv in rows])
+            print_json([{**{k: mv.manifest.get(k) for k in _SUMMARY}, "ref": mv.ref}
+                        for mv in rows])
             return
         from rich.console import Console
         from rich.table import Table

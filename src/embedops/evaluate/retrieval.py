@@ -79,5 +79,6 @@ def evaluate_run(
             ("mrr", mrr_at_k),
             ("ndcg", ndcg_at_k),
         ):
-            out[f"{name}@{k}"] = sum(fn(r, q, k) for r, q in zip(runs, qrels, strict=True)) / max(n, 1)
+            total = sum(fn(r, q, k) for r, q in zip(runs, qrels, strict=True))
+            out[f"{name}@{k}"] = total / max(n, 1)
     return RetrievalScores(n, out)
