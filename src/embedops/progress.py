@@ -60,7 +60,7 @@ def progress_bar(
         TimeRemainingColumn,
     )
 
-    columns = [
+    columns: list[Any] = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -97,16 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         return 130
-    except _click_usage_errors() as exc:
-        exc.show()
-        return 2
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     return 0
-
-
-def _click_usage_errors() -> tuple[type[Exception], ...]:
-    import click
-
-    return (click.ClickException,)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal, cast
 
 # Control and format characters (Cc, Cf) except tab/newline, which become spaces below.
 _CONTROL = re.compile(
@@ -18,7 +19,7 @@ def normalize(text: str, form: str = "NFKC", lowercase: bool = True) -> str:
     collapse runs of whitespace to one space, strip, and optionally lowercase (casefold).
     """
     if form != "none":
-        text = unicodedata.normalize(form, text)
+        text = unicodedata.normalize(cast(Literal["NFC", "NFD", "NFKC", "NFKD"], form), text)
     text = _CONTROL.sub("", text)
     text = _SPACE.sub(" ", text).strip()
     return text.casefold() if lowercase else text
