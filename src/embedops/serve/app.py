@@ -84,6 +84,9 @@ def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
         routes_words,
     )
 
+    # Search first: routes are matched in order, and it is the hot path (no other route can
+    # match its path, so the order changes nothing else).
+    app.include_router(routes_search.make_router(settings.inline_search))
     for module in (
         routes_health,
         routes_models,
@@ -95,4 +98,3 @@ def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
         routes_monitor,
     ):
         app.include_router(module.router)
-    app.include_router(routes_search.make_router(settings.inline_search))
