@@ -56,6 +56,10 @@ def step_ingest(qs: Any) -> None:
     api = qs.results.setdefault("_api", Embedops(qs.registry.workspace))
     if COLLECTION not in {c.name for c in api.collections.list()}:
         api.collections.create(COLLECTION, model=qs.model_ref)
+    served = api.catalog.get_collection(COLLECTION).model_version
+    if served != qs.model_ref:
+        qs.say(f"   (the collection already serves {served}; to move it to {qs.model_ref}: "
+               f"'embedops rollout start {COLLECTION} --model {qs.model_ref} --canary 0.1')")
     with tempfile.TemporaryDirectory(dir=qs.registry.workspace.staging_dir) as tmp:
         path, pairs = write_gloss_items(Path(tmp) / "glosses.jsonl")
         report = api.ingest(COLLECTION, path, id_field="id", text_field="text")
