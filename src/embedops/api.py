@@ -27,6 +27,7 @@ from embedops.api_search import Searcher
 from embedops.config import Workspace
 from embedops.errors import InvalidInput, LimitExceeded, ModelNotFound
 from embedops.models.registry import Registry
+from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
 from embedops.search.models import SearchResponse
 from embedops.search.twostage import TwoStageConfig
 
@@ -221,7 +222,7 @@ class Embedops:
         mode: str = "dense",
         filters: Mapping[str, Any] | None = None,
         model_version: str | None = None,
-        hybrid_weight: float = 0.5,
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         vector: Any = None,
     ) -> SearchResponse:
         """Search ``collection`` for ``query``; ``mode`` is dense, lexical, hybrid (RRF of both,

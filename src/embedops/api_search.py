@@ -21,7 +21,7 @@ from embedops.errors import (
 )
 from embedops.search.dense import PREFILTER_MAX, check_k, dense_search, exact_search
 from embedops.search.filters import Filter, compile_filters
-from embedops.search.hybrid import FUSION_DEPTH, check_weight, hybrid_fuse
+from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT, FUSION_DEPTH, check_weight, hybrid_fuse
 from embedops.search.models import MODES, Hit, SearchResponse
 from embedops.search.twostage import TwoStageConfig, two_stage_search
 from embedops.search.view import CollectionView
@@ -161,7 +161,7 @@ class Searcher:
         mode: str = "dense",
         filters: Mapping[str, Any] | None = None,
         model_version: str | None = None,
-        hybrid_weight: float = 0.5,
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         vector: Any = None,
     ) -> SearchResponse:
         """See ``Embedops.search``."""

@@ -151,6 +151,8 @@ def test_embed_cache_and_metrics(served: dict) -> None:
         assert first["cache_hits"] == 0 and again.json()["cache_hits"] == 2
         assert again.json()["vectors"] == first["vectors"][::-1]
         assert again.headers["x-model-version"] == served["model"]
+        # An error of our own, so the error counter is there whatever ran before in this worker.
+        assert c.post("/v1/embed", json={"texts": ["a"] * 9}).status_code == 413
         metrics = c.get("/metrics").text
     assert 'embedops_http_request_seconds_count{method="POST",model_version="lee@1",' \
            'route="/v1/embed"}' in metrics

@@ -10,6 +10,7 @@ import typer
 from embedops.cli._common import print_json, workspace
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.search.filters import parse_cli_filters
+from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
 
 _MODES = "dense, lexical, hybrid or two-stage"
 
@@ -136,7 +137,9 @@ def _register_search(app: typer.Typer) -> None:
         filter_: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
             None, "--filter", "-f", help='Metadata filter: field=value, field>=x, field=["a","b"].'
         ),
-        hybrid_weight: float = typer.Option(0.5, "--hybrid-weight", help="Dense share, 0-1."),
+        hybrid_weight: float = typer.Option(
+            DEFAULT_HYBRID_WEIGHT, "--hybrid-weight", help="Dense share, 0-1."
+        ),
         model_version: str | None = typer.Option(None, "--model-version"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:

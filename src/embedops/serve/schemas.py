@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
+
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="name, name@N or name@latest")]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Word = Annotated[str, Field(min_length=1, max_length=200)]
@@ -76,7 +78,7 @@ class SearchRequest(_Strict):
         None, description='{"field": value}, {"field": {"in": [...]}}, {"field": {"gte": x}}'
     )
     model_version: Ref | None = Field(None, description="Pin the model version (rollouts).")
-    hybrid_weight: float = Field(0.5, ge=0.0, le=1.0)
+    hybrid_weight: float = Field(DEFAULT_HYBRID_WEIGHT, ge=0.0, le=1.0)
 
 
 class IndexBuild(_Strict):
