@@ -272,10 +272,10 @@ class FaissIndex:
 
     # --- backend hooks --------------------------------------------------------------------
     def _reset(self) -> None:
-        raise NotImplementedError
+        raise self._missing_hook("_reset")
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
-        raise NotImplementedError
+        raise self._missing_hook("_add")
 
     def _remove(self, ids: IdArray) -> int:
         """Remove present ``ids`` from FAISS and from ``self._ids`` (and aligned arrays)."""
@@ -292,7 +292,11 @@ class FaissIndex:
         """Hook for subclasses that keep arrays aligned with ``self._ids``."""
 
     def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        raise NotImplementedError
+        raise self._missing_hook("_search")
+
+    def _missing_hook(self, name: str) -> NotImplementedError:
+        """Every backend must implement the FAISS hooks; say which one this backend lacks."""
+        return NotImplementedError(f"index backend {type(self).__name__} does not implement {name}")
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
         """Read the arrays written by :meth:`save` (called by ``load_index``)."""
