@@ -6,12 +6,15 @@ to ``graceful_timeout_s`` seconds before it closes them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
 from typing import Any
 
+from embedops.serve.logging import LOGGER
 from embedops.serve.settings import ServeSettings
 
 SETTINGS_ENV = "EMBEDOPS_SERVE_SETTINGS"
@@ -39,6 +42,22 @@ def _one_thread_per_query() -> None:
     faiss.omp_set_num_threads(1)
 
 
+def io_implementations() -> tuple[str, str]:
+    """(event loop, HTTP parser) for uvicorn: uvloop and httptools (C; both are dependencies of
+    embedops) where they import, else asyncio and h11 (pure Python, more CPU per request).
+    Named explicitly, and logged at start-up, instead of uvicorn's silent "auto"."""
+    loop, http = "asyncio", "h11"
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    with contextlib.suppress(ImportError):
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    return loop, http
+
+
 def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
     """A configured ``uvicorn.Server`` (not started) serving ``create_app(settings)``."""
     import uvicorn
@@ -51,6 +70,8 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
     sys.setswitchinterval(0.0005)
     os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())
     multi = settings.workers > 1
+    loop, http = io_implementations()
+    logging.getLogger(LOGGER).info("serving with event loop %s and HTTP parser %s", loop, http)
     config = uvicorn.Config(
         "embedops.serve.server:app_from_env" if multi else app_from_env(),
         factory=multi,
@@ -62,6 +83,8 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
         timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
         server_header=False,
         lifespan="on",
+        loop=loop,
+        http=http,
     )
     return uvicorn.Server(config)
 
