@@ -64,7 +64,7 @@ class CachedEncoder:
     def _timed(self, texts: list[str], batch_size: int) -> np.ndarray:
         started = time.perf_counter()
         out = np.asarray(self.inner.encode(texts, batch_size=batch_size), dtype=np.float32)
-        self.metrics.embed_seconds.labels(self.version).observe(time.perf_counter() - started)
+        self.metrics.embed_timer(self.version).observe(time.perf_counter() - started)
         return out
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
@@ -78,8 +78,8 @@ class CachedEncoder:
         )
         use.hits += hits
         use.misses += len(texts) - hits
-        self.metrics.cache_lookups.labels("hit").inc(hits)
-        self.metrics.cache_lookups.labels("miss").inc(len(texts) - hits)
+        self.metrics.cache_hits.inc(hits)
+        self.metrics.cache_misses.inc(len(texts) - hits)
         return vectors
 
 

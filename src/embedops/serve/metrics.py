@@ -63,7 +63,6 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 
         self.registry = CollectorRegistry()
-        self._timers: dict[tuple[str, str, str], Any] = {}
         reg, buckets = self.registry, _LATENCY_BUCKETS
         self.request_seconds = Histogram(
             "embedops_http_request_seconds", "HTTP request latency",
@@ -93,14 +92,34 @@ class Metrics:
             ["model_version"], registry=reg,
         )
         self.registry.register(_ScrapeCollector(cache, index_stats))
+        self.cache_hits = self.cache_lookups.labels("hit")
+        self.cache_misses = self.cache_lookups.labels("miss")
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set (``labels()`` costs a lock,
+        a dict build and a validation on every call)."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def search_timer(self, mode: str, backend: str) -> Any:
+        """The ``embedops_search_seconds`` child for a search mode and index backend."""
+        return self._child(self.search_seconds, mode, backend)
+
+    def embed_timer(self, model_version: str) -> Any:
+        """The ``embedops_embed_seconds`` child of a model version."""
+        return self._child(self.embed_seconds, model_version)
 
     def timer(self, route: str, method: str, model_version: str) -> Any:
         """The request-latency child for these labels (looked up once: ``labels()`` is slow)."""
-        key = (route, method, model_version)
-        child = self._timers.get(key)
-        if child is None:
-            child = self._timers[key] = self.request_seconds.labels(route, method, model_version)
-        return child
+        return self._child(self.request_seconds, route, method, model_version)
+
+    def error_counter(self, route: str, status: str) -> Any:
+        """The ``embedops_http_errors_total`` child of a route and status."""
+        return self._child(self.errors, route, status)
 
     def observe_vectors(self, model_version: str, vectors: np.ndarray) -> None:
         """Record the norm of each returned vector (a collapse to zero shows up here first)."""

@@ -16,6 +16,7 @@ from embedops.serve.logging import log_request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MODEL_HEADER = "x-model-version"
+_MODEL_KEY = MODEL_HEADER.encode()
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -60,7 +61,7 @@ class RequestContext:
                 seen["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 for key, value in headers:
-                    if key == MODEL_HEADER.encode():
+                    if key == _MODEL_KEY:
                         seen["model"] = value.decode("latin-1")
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -85,7 +86,7 @@ class RequestContext:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.metrics.errors.labels("body_limit", "413").inc()
+        self.metrics.error_counter("body_limit", "413").inc()
         return True
 
     def _counting(self, receive: Any) -> Any:
@@ -112,7 +113,7 @@ class RequestContext:
         model = seen["model"] or ""
         self.metrics.timer(route, method, model).observe(time.perf_counter() - started)
         if status >= 400:
-            self.metrics.errors.labels(route, str(status)).inc()
+            self.metrics.error_counter(route, str(status)).inc()
         state = scope.get("state") or {}
         log_request(
             self.log, request_id=rid, method=method, route=route, status=status,
