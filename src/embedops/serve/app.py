@@ -61,7 +61,7 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
     )
     app.state.ctx = ctx
     errors.install(app)
-    _include_routes(app, settings)
+    _include_routes(app)
     app.add_middleware(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,
@@ -71,7 +71,7 @@ def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAP
     return app
 
 
-def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
+def _include_routes(app: FastAPI) -> None:
     from embedops.serve import (
         routes_collections,
         routes_embed,
@@ -86,7 +86,7 @@ def _include_routes(app: FastAPI, settings: ServeSettings) -> None:
 
     # Search first: routes are matched in order, and it is the hot path (no other route can
     # match its path, so the order changes nothing else).
-    app.include_router(routes_search.make_router(settings.inline_search))
+    app.include_router(routes_search.router)
     for module in (
         routes_health,
         routes_models,

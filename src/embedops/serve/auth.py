@@ -37,6 +37,23 @@ def authenticate(request: Request, bearer: str | None, header: str | None) -> Pr
     return principal
 
 
+def authorize(request: Request, role: Role) -> Principal:
+    """What ``requires(role)`` does, as a plain call: the principal of ``request`` if its key has
+    ``role`` or higher, else Unauthorized or Forbidden. The headers are read the way FastAPI's
+    ``HTTPBearer`` and ``APIKeyHeader`` read them (scheme ``Bearer`` in any case)."""
+    headers = request.headers
+    bearer = None
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            bearer = credentials
+    principal = authenticate(request, bearer, headers.get("x-api-key"))
+    principal.require(role)
+    return principal
+
+
 def requires(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency that admits keys of ``role`` or higher and returns the principal."""
 

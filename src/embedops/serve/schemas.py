@@ -4,9 +4,10 @@ limits (batch, text length, k) are checked by ``embedops.serve.limits`` and answ
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
 
@@ -18,6 +19,38 @@ Mode = Literal["dense", "lexical", "hybrid", "two_stage"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """What FastAPI parses as JSON: ``application/json`` or ``application/*+json``."""
+    if not content_type:
+        return False
+    kind = content_type.partition(";")[0].strip().lower()
+    maintype, _, subtype = kind.partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def parse_body(model: type[Model], raw: bytes, content_type: str | None) -> Model:
+    """``raw`` as a ``model``, validated as FastAPI validates a JSON body parameter, or the same
+    ``RequestValidationError`` (so the same 422 answer): a missing body, a body that is not
+    JSON by its content type, malformed JSON and every field error each give one."""
+    if not raw:
+        problem = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([problem])
+    if not _is_json(content_type):
+        problem = {"type": "model_attributes_type", "loc": ("body",), "input": None,
+                   "msg": "Input should be a JSON object sent as 'content-type: application/json'"}
+        raise RequestValidationError([problem])
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_input=False)
+        raise RequestValidationError(
+            [{**p, "loc": ("body", *p["loc"])} for p in problems]
+        ) from None
 
 
 class EmbedRequest(_Strict):
