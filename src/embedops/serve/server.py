@@ -90,7 +90,16 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
 
 
 def run(settings: ServeSettings) -> None:
-    """Serve until SIGTERM/SIGINT (blocking); with several workers, under uvicorn's supervisor."""
+    """Serve until SIGTERM/SIGINT (blocking). Several workers get a listening socket each where
+    the kernel balances them (``serve.workers``), else share one under uvicorn's supervisor."""
+    if settings.workers > 1:
+        from embedops.serve.workers import reuse_port_supported, serve_workers
+
+        if reuse_port_supported():
+            status = serve_workers(settings)
+            if status:
+                sys.exit(status)
+            return
     server = make_server(settings)
     if settings.workers == 1:
         server.run()
