@@ -204,3 +204,93 @@ def test_callers_arrays_are_never_modified(kind: str, data: np.ndarray, metric: 
     index.search(queries, 3)
     np.testing.assert_array_equal(vectors, data[:200])
     np.testing.assert_array_equal(queries, data[200:210])
+
+
+def test_search_params_unknown_or_out_of_range_are_refused(kind: str, data: np.ndarray):
+    index = built(kind, data)
+    with pytest.raises(InvalidInput, match="not a search parameter of the") as info:
+        index.search(data[:2], 5, search_params={"bogus": 3})
+    assert info.value.hint and kind in info.value.hint  # says what the backend accepts
+    for name in index.search_knobs:
+        low, _ = index.search_knobs[name]
+        for bad in (low - 1, "8", True, 2.5):
+            with pytest.raises(InvalidInput, match=name):
+                index.search(data[:2], 5, search_params={name: bad})
+
+
+def test_search_params_apply_to_one_call_only(kind: str, data: np.ndarray):
+    """Per-call knobs change that search, never the index's own settings or later searches."""
+    index = built(kind, data)
+    queries = data[:50] + 0.3
+    before = index.search(queries, 10)
+    settings = asdict(index.params)
+    knobs = {name: low for name, (low, _) in index.search_knobs.items()}  # the cheapest values
+    index.search(queries, 10, search_params=knobs)
+    after = index.search(queries, 10)
+    assert asdict(index.params) == settings
+    np.testing.assert_array_equal(before[0], after[0])
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivfpq"])
+def test_wider_search_params_raise_recall(kind: str):
+    data = clustered(3000, seed=3)
+    queries = data[::30] + np.random.default_rng(4).standard_normal((100, DIM)).astype(np.float32)
+    index = make_index(kind, DIM, "cosine", {"nlist": 64} if kind != "hnsw" else {"M": 8})
+    index.build(data, np.arange(len(data), dtype=np.int64))
+    truth = np.argsort(-exact(data, queries, "cosine"), axis=1)[:, :10]
+
+    def recall(params: dict) -> float:
+        ids, _ = index.search(queries, 10, search_params=params)
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)]))
+
+    knob = "ef_search" if kind == "hnsw" else "nprobe"
+    narrow, wide = recall({knob: 1}), recall({knob: 256 if kind == "hnsw" else 64})
+    assert narrow < wide, (narrow, wide)
+    assert wide >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["sq8", "ivfpq"])
+def test_rescore_factor_per_call(kind: str, data: np.ndarray):
+    index = built(kind, data)
+    queries = data[:30] + 0.2
+    truth = np.argsort(-exact(data, queries, "cosine"), axis=1)[:, :10] + 100
+    _, exact_scores = index.search(queries, 10)  # rescored: exact scores
+    _, coded = index.search(queries, 10, search_params={"rescore_factor": 0})
+    assert not np.allclose(exact_scores, coded, atol=1e-6)  # ranked by the codes alone
+    ids, _ = index.search(queries, 10, search_params={"rescore_factor": 20})
+    found = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])
+    assert found >= 0.95
+    plain = make_index(kind, DIM, "cosine", {"rescore_factor": 0})
+    plain.build(data, np.arange(len(data), dtype=np.int64))
+    with pytest.raises(InvalidInput, match="cannot rescore"):
+        plain.search(queries, 10, search_params={"rescore_factor": 4})
+
+
+def test_search_params_with_tombstones_keep_skipping_removed_items(data: np.ndarray):
+    index = built("hnsw", data)
+    index.remove(np.arange(100, 110))
+    ids, _ = index.search(data[:10], 5, search_params={"ef_search": 200})
+    assert not np.isin(ids, np.arange(100, 110)).any()
+    assert (ids[:, 0] >= 110).all()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_results_faiss_cannot_fill_are_minus_one_with_minus_inf(data: np.ndarray, metric: str):
+    """Probing one IVF cell finds fewer than k items: the rest are padding, whatever FAISS
+    filled them with."""
+    index = make_index("ivf", DIM, metric, {"nlist": 32})
+    index.build(data, np.arange(len(data), dtype=np.int64))
+    for queries in (data[:1], data[:7]):
+        ids, scores = index.search(queries, 200, search_params={"nprobe": 1})
+        missing = ids < 0
+        assert missing.any() and (~missing).any()
+        assert np.isneginf(scores[missing]).all()
+        assert np.isfinite(scores[~missing]).all()
+
+
+def test_remembered_search_params_do_not_admit_equal_values_of_other_types(data: np.ndarray):
+    index = built("hnsw", data)
+    index.search(data[:1], 5, search_params={"ef_search": 1})  # valid, remembered
+    for bad in (True, 1.0):
+        with pytest.raises(InvalidInput, match="ef_search"):
+            index.search(data[:1], 5, search_params={"ef_search": bad})

@@ -10,11 +10,20 @@ An index maps int64 ids (>= 0) to vectors of one dimension and answers
 
 Padding rows carry score ``-inf``. Backends subclass :class:`FaissIndex` and fill in a few hooks;
 the validation, metric handling and file layout live here, so every backend behaves the same.
+
+``search`` takes per-call ``search_params`` (``ef_search`` for hnsw, ``nprobe`` for ivf/ivfpq,
+``rescore_factor`` for ivfpq/sq8): they are handed to FAISS as per-call search parameters, so
+one search can trade speed for recall without changing the index other threads are searching.
+
+Search is the hot path: one query against an HNSW graph of 20k MiniLM vectors takes ~60-200 us,
+so the wrapper's own work (validation, normalization, id mapping) is kept to a few microseconds
+by a fast path for the common input (a C-contiguous float32 array of the right width).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +44,17 @@ _INTEGERS = (int, np.integer)
 
 IdArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
+_F32 = np.dtype(np.float32)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int or (not isinstance(value, bool) and isinstance(value, _INTEGERS))
+
+
+def _check_k(k: Any) -> int:
+    if not _is_int(k) or k <= 0:
+        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 def check_metric(metric: str) -> str:
@@ -100,6 +120,8 @@ class FaissIndex:
             raise InvalidInput(f"index dimension must be a positive integer, got {dim!r}")
         self.dim = int(dim)
         self.metric = check_metric(metric)
+        self._one_query = (1, self.dim)
+        self._tunings: dict[tuple[Any, ...], dict[str, int]] = {}
         self.params = params if params is not None else self.params_cls()
         self._ids: IdArray = np.empty(0, dtype=np.int64)
         self._index: Any = None
@@ -147,19 +169,111 @@ class FaissIndex:
             present = ids64[np.isin(ids64, self.ids())]
             return self._remove(present) if len(present) else 0
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[IdArray, F32]:
-        """The ``k`` best ids and scores for each query row (see the module docstring)."""
-        q = self._check_vectors(queries, "query")
-        if isinstance(k, bool) or not isinstance(k, _INTEGERS) or k <= 0:
-            raise InvalidInput(f"k must be a positive integer, got {k!r}")
-        k = int(k)
-        if self.count == 0 or len(q) == 0:
-            return pad(np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32), k)
+    def search(
+        self, queries: np.ndarray, k: int, search_params: dict[str, Any] | None = None
+    ) -> tuple[IdArray, F32]:
+        """The ``k`` best ids and scores for each query row (see the module docstring).
+
+        ``search_params`` overrides this backend's search knobs for this call only (see
+        ``search_knobs``); an unknown knob or an out-of-range value is an InvalidInput.
+        """
+        tuning = self._tuning(search_params) if search_params else None
+        if (  # one query, as FAISS takes it: what a server sends (see _search_one)
+            type(queries) is np.ndarray
+            and queries.shape == self._one_query
+            and queries.dtype is _F32
+            and type(k) is int
+            and k > 0
+            and queries.flags.c_contiguous
+        ):
+            found = self._search_one(queries, k, tuning)
+            if found is not None:
+                return found
+        q, scale = self._check_queries(queries)
+        k = _check_k(k)
         with self._lock:
-            if self.count == 0:
-                return pad(np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32), k)
-            ids, scores = self._search(q, min(k, self.count))
-        return pad(ids, scores, k)
+            n = len(self._ids)
+            if n == 0 or len(q) == 0:
+                empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
+                return pad(*empty, k)
+            ids, scores = self._search(q, min(k, n), tuning)
+        if len(ids) != 1 or ids[0, -1] < 0:  # FAISS marks missing results -1, last in a row
+            with np.errstate(over="ignore"):  # FAISS pads them with -FLT_MAX
+                if scale is not None:
+                    scores *= scale
+                scores[ids < 0] = -np.inf
+        elif scale is not None:
+            scores *= scale  # cosine: inner products with the raw query, over its norm
+        return (ids, scores) if ids.shape[1] == k else pad(ids, scores, k)
+
+    def _search_one(
+        self, q: F32, k: int, tuning: dict[str, int] | None
+    ) -> tuple[IdArray, F32] | None:
+        """``search`` for one checked query, in as few Python steps as possible: on an index of
+        20k vectors a query takes 60-200 us in FAISS, and every Python step after FAISS has
+        walked its graph runs on cold caches, costing several times what it does in a
+        micro-benchmark. None: not the simple case (empty index, a bad value, padding)."""
+        import faiss
+
+        norm2 = faiss.fvec_norm_L2sqr(faiss.swig_ptr(q), self.dim)  # NaN/inf: not finite
+        if not math.isfinite(norm2):
+            return None  # the general path says what is wrong
+        with self._lock:
+            n = len(self._ids)
+            if n < k:
+                return None
+            ids, scores = self._search(q, k, tuning)
+        if ids[0, -1] < 0:
+            return None  # FAISS found fewer than k: the general path pads
+        if self.metric == "cosine" and norm2 > 0:
+            scores *= 1.0 / math.sqrt(norm2)
+        return ids, scores
+
+    # knob name -> (lowest, highest) accepted per-call value; backends override
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {}
+
+    def _tuning(self, search_params: dict[str, Any]) -> dict[str, int]:
+        """``check_search_params``, remembered for the few knob settings a service uses."""
+        try:
+            # the types are part of the key: True == 1 and 2.0 == 2, but only ints are valid
+            key = tuple((name, type(value), value) for name, value in search_params.items())
+            known = self._tunings.get(key)
+        except (AttributeError, TypeError):  # not a mapping, or unhashable values
+            return self.check_search_params(search_params)
+        if known is None:
+            known = self.check_search_params(search_params)
+            if len(self._tunings) < 64:  # bounded: values come from callers
+                self._tunings[key] = known
+        return known
+
+    def check_search_params(self, search_params: dict[str, Any] | None) -> dict[str, int]:
+        """Validated per-call knobs (``{}`` for None), or InvalidInput naming what is allowed."""
+        if not search_params:
+            return {}
+        if not isinstance(search_params, dict):
+            raise InvalidInput(
+                f"search_params must be a mapping, got {type(search_params).__name__}"
+            )
+        allowed = ", ".join(self.search_knobs) or "none"
+        out = {}
+        for name, value in search_params.items():
+            if name not in self.search_knobs:
+                raise InvalidInput(
+                    f"'{name}' is not a search parameter of the {self.kind} index",
+                    f"{self.kind} accepts: {allowed}",
+                )
+            low, high = self.search_knobs[name]
+            if not _is_int(value) or not low <= value <= high:
+                raise InvalidInput(
+                    f"{self.kind} search parameter {name} must be an integer in {low}..{high}, "
+                    f"got {value!r}"
+                )
+            out[name] = int(value)
+        self._check_knobs(out)
+        return out
+
+    def _check_knobs(self, tuning: dict[str, int]) -> None:
+        """Hook: refuse knob values this particular index cannot honour."""
 
     def memory_bytes(self) -> int:
         """RAM held by the index structure and its id map (not a memory-mapped rescore store)."""
@@ -212,6 +326,35 @@ class FaissIndex:
 
     # --- validation -----------------------------------------------------------------------
     def _check_vectors(self, vectors: np.ndarray, what: str = "vector") -> F32:
+        arr = vectors
+        if not (  # the fast path: already what FAISS takes
+            type(arr) is np.ndarray
+            and arr.dtype is _F32
+            and arr.ndim == 2
+            and arr.shape[1] == self.dim
+            and arr.flags.c_contiguous
+        ):
+            arr = self._coerce(vectors, what)
+        if self.metric == "cosine":
+            import faiss
+
+            out = arr.copy()  # FAISS normalizes in place; the caller's array is never changed
+            faiss.normalize_L2(out)  # all-zero rows stay zero; a non-finite row turns to NaN
+        else:
+            out = arr  # FAISS copies what it keeps
+        # one reduction for the common case; the row-wise check runs only when it fails
+        if not math.isfinite(float(out.sum())):
+            bad = ~np.isfinite(arr).all(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)[:5].tolist()
+                raise InvalidInput(
+                    f"{int(bad.sum())} {what}(s) contain NaN or infinite values (rows {rows})",
+                    "fix or drop those rows before indexing",
+                )
+        return out
+
+    def _coerce(self, vectors: Any, what: str) -> F32:
+        """Any array-like of numbers as a C-contiguous float32 (n, dim) array, or a clear error."""
         arr = np.asarray(vectors)
         if arr.ndim == 1 and arr.size == self.dim:
             arr = arr.reshape(1, -1)
@@ -224,22 +367,41 @@ class FaissIndex:
             )
         if arr.dtype.kind not in "fiu":
             raise InvalidInput(f"{what}s must be numeric, got dtype {arr.dtype}")
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-        # one reduction for the common case; the row-wise check runs only when it fails
-        if not np.isfinite(out.sum()) and not np.isfinite(out).all():
-            bad = ~np.isfinite(out).all(axis=1)
-            rows = np.flatnonzero(bad)[:5].tolist()
-            raise InvalidInput(
-                f"{int(bad.sum())} {what}(s) contain NaN or infinite values (rows {rows})",
-                "fix or drop those rows before indexing",
-            )
-        if self.metric != "cosine":
-            return out  # FAISS copies what it keeps, so the caller's array is never changed
-        import faiss
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
-        out = out.copy() if np.may_share_memory(out, arr) else out
-        faiss.normalize_L2(out)  # in place; all-zero rows stay zero
-        return out
+    def _check_queries(self, queries: np.ndarray) -> tuple[F32, Any]:
+        """Checked queries and, for cosine, the factor that turns their scores into cosines.
+
+        Queries are not normalized for cosine: the stored vectors are, so scaling a query
+        changes every score of its row by the same factor and no ranking (flat, HNSW, IVF
+        and PQ all rank by inner products), so the scores are divided by the norm afterwards.
+        That is one reduction per query instead of a copy, a normalization and a check.
+        """
+        arr = queries
+        if not (
+            type(arr) is np.ndarray
+            and arr.dtype is _F32
+            and arr.ndim == 2
+            and arr.shape[1] == self.dim
+            and arr.flags.c_contiguous
+        ):
+            arr = self._coerce(queries, "query")
+        if self.metric != "cosine":
+            if not math.isfinite(float(arr.sum())):
+                self._check_vectors(arr, "query")  # finds the bad rows (or a mere overflow)
+            return arr, None
+        if len(arr) == 1:
+            norm2 = float(np.dot(arr[0], arr[0]))
+            if math.isfinite(norm2):
+                return arr, (1.0 / math.sqrt(norm2) if norm2 > 0 else 1.0)
+        else:
+            norms2 = np.einsum("ij,ij->i", arr, arr)
+            if math.isfinite(float(norms2.sum())):
+                scale = np.ones_like(norms2)
+                np.divide(1.0, np.sqrt(norms2), out=scale, where=norms2 > 0)
+                return arr, scale[:, None]
+        # a NaN or infinity (an error, raised here) or a norm past float32's range
+        return self._check_vectors(arr, "query"), None
 
     def _check_ids(self, ids: Any, n: int | None) -> IdArray:
         arr = np.asarray(ids)
@@ -291,8 +453,24 @@ class FaissIndex:
     def _after_remove(self, positions: np.ndarray) -> None:
         """Hook for subclasses that keep arrays aligned with ``self._ids``."""
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
         raise self._missing_hook("_search")
+
+    def _faiss_params(self, tuning: dict[str, int] | None) -> Any:
+        """FAISS ``SearchParameters`` for this call (None: the index's own settings)."""
+        return None
+
+    def _faiss_search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[F32, Any]:
+        """(distances, labels) straight from FAISS's C++ search: ``q`` is already checked,
+        so the Python wrapper's own checks and conversions are skipped."""
+        from faiss import swig_ptr
+
+        m = len(q)
+        distances = np.empty((m, k), dtype=np.float32)
+        labels = np.empty((m, k), dtype=np.int64)
+        self._index.search_c(m, swig_ptr(q), k, swig_ptr(distances), swig_ptr(labels),
+                             self._faiss_params(tuning))  # fmt: skip
+        return distances, labels
 
     def _missing_hook(self, name: str) -> NotImplementedError:
         """Every backend must implement the FAISS hooks; say which one this backend lacks."""
@@ -338,7 +516,9 @@ class FaissIndex:
     def _map_labels(labels: np.ndarray, id_of_label: IdArray) -> IdArray:
         """FAISS labels to ids through ``id_of_label``; label -1 (no result) stays -1."""
         ids = id_of_label[labels]  # label -1 picks the last id here, fixed just below
-        ids[labels < 0] = -1
+        # FAISS puts missing results (-1) last in a row: one scalar test covers one query
+        if len(labels) != 1 or labels[0, -1] < 0:
+            ids[labels < 0] = -1
         return ids
 
     def _to_scores(self, distances: np.ndarray) -> F32:

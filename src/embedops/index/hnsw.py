@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,7 +60,8 @@ class HNSWIndex(FaissIndex):
         self._index.hnsw.efSearch = self.params.ef_search
         self._labels: IdArray = np.empty(0, dtype=np.int64)  # id of every stored node
         self._dead = np.empty(0, dtype=bool)
-        self._skip_dead: tuple[Any, ...] | None = None  # (search params, selectors) kept alive
+        self._skip_dead: tuple[Any, ...] | None = None  # (dead-row selector, its parts)
+        self._ef_params: dict[int | None, Any] = {}  # FAISS search parameters per ef_search
 
     @property
     def tombstones(self) -> int:
@@ -81,20 +82,37 @@ class HNSWIndex(FaissIndex):
             self._rebuild()
         else:
             self._skip_dead = self._dead_filter()
+            self._ef_params = {}
         return int(hit.sum())
 
     def _dead_filter(self) -> tuple[Any, ...] | None:
-        """Search parameters that skip tombstoned labels (built once per remove, not per query)."""
+        """A selector that skips tombstoned labels (built once per remove, not per query)."""
         import faiss
 
         if not self.tombstones:
             return None
         batch = faiss.IDSelectorBatch(np.flatnonzero(self._dead).astype(np.int64))
-        selector = faiss.IDSelectorNot(batch)
-        params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
-            sel=selector, efSearch=self.params.ef_search
-        )
-        return params, selector, batch
+        return faiss.IDSelectorNot(batch), batch  # the batch must outlive the selector
+
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {"ef_search": (1, 1 << 16)}
+
+    def _faiss_params(self, tuning: dict[str, int] | None) -> Any:
+        """Per-call ``efSearch`` and the tombstone filter, one FAISS object per ef value
+        (cached: they are read-only during a search, so threads can share them)."""
+        ef = tuning.get("ef_search") if tuning else None
+        if ef is None and self._skip_dead is None:
+            return None  # the graph's own efSearch, nothing to skip
+        params = self._ef_params.get(ef)
+        if params is None:
+            import faiss
+
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = ef or self.params.ef_search
+            if self._skip_dead is not None:
+                params.sel = self._skip_dead[0]
+            if len(self._ef_params) < 64:  # bounded: values come from callers
+                self._ef_params[ef] = params
+        return params
 
     def _rebuild(self) -> None:
         """Re-insert the live nodes into a fresh graph (vectors come from the graph's storage)."""
@@ -107,9 +125,8 @@ class HNSWIndex(FaissIndex):
         else:
             self._ids = np.empty(0, dtype=np.int64)
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        params = None if self._skip_dead is None else self._skip_dead[0]
-        distances, labels = self._index.search(q, k, params=params)
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
+        distances, labels = self._faiss_search(q, k, tuning)
         return self._map_labels(labels, self._labels), self._to_scores(distances)
 
     def _extra_memory(self) -> int:
@@ -131,3 +148,4 @@ class HNSWIndex(FaissIndex):
             raise IntegrityError(f"{path}: ids, tombstones and graph sizes disagree")
         self._ids = self._labels[~self._dead]
         self._skip_dead = self._dead_filter()
+        self._ef_params = {}

@@ -62,6 +62,7 @@ class IVFIndex(FaissIndex):
     def _reset(self) -> None:
         self._index = None
         self._trained_on = 0
+        self._probe_params: dict[int, Any] = {}
 
     def _new_index(self, n: int) -> Any:
         import faiss
@@ -90,9 +91,25 @@ class IVFIndex(FaissIndex):
         self._index.add_with_ids(vecs, ids)
         self._ids = np.concatenate([self._ids, ids])
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        distances, labels = self._index.search(q, k)
-        return labels.astype(np.int64, copy=False), self._to_scores(distances)
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {"nprobe": (1, 1 << 20)}
+
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
+        distances, labels = self._faiss_search(q, k, tuning)
+        return labels, self._to_scores(distances)
+
+    def _faiss_params(self, tuning: dict[str, int] | None) -> Any:
+        """Per-call ``nprobe`` (capped at the cell count), one FAISS object per value."""
+        if not tuning or "nprobe" not in tuning:
+            return None
+        nprobe = min(tuning["nprobe"], int(self._index.nlist))
+        params = self._probe_params.get(nprobe)
+        if params is None:
+            import faiss
+
+            params = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[attr-defined]
+            if len(self._probe_params) < 64:  # bounded: values come from callers
+                self._probe_params[nprobe] = params
+        return params
 
     def _state(self) -> dict[str, Any]:
         return {"trained_on": self._trained_on}

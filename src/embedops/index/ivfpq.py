@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class IVFPQIndex(Rescoring, IVFIndex):
     kind = "ivfpq"
     params_cls = IVFPQParams
     params: IVFPQParams
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {
+        "nprobe": (1, 1 << 20), "rescore_factor": (0, 100),
+    }
 
     def __init__(self, dim: int, metric: str = "cosine", params: Any = None) -> None:
         super().__init__(dim, metric, params)

@@ -19,6 +19,6 @@ class PositionalIndex(FaissIndex):
         self._index.add(vecs)
         self._ids = np.concatenate([self._ids, ids])
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        distances, labels = self._index.search(q, k)
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
+        distances, labels = self._faiss_search(q, k, tuning)
         return self._map_labels(labels, self._ids), self._to_scores(distances)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedops.errors import IntegrityError
+from embedops.errors import IntegrityError, InvalidInput
 from embedops.index.base import F32, IdArray, exact_scores, top_k
 
 VECTORS_FILE = "vectors.npy"
@@ -67,7 +67,8 @@ class VectorStore:
         else:
             best_rows, scores = self._rescore_numpy(q, rows, k, metric)
         best_ids = ids[best_rows]  # row -1 picks the last id here, fixed just below
-        best_ids[best_rows < 0] = -1
+        if len(best_rows) != 1 or best_rows[0, -1] < 0:  # missing results come last in a row
+            best_ids[best_rows < 0] = -1
         return best_ids, scores
 
     def _rescore_faiss(
@@ -77,7 +78,8 @@ class VectorStore:
         import faiss
 
         m, c = rows.shape
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if not rows.flags.c_contiguous or rows.dtype != np.int64:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
         vals = np.empty((m, k), dtype=np.float32)
         best = np.empty((m, k), dtype=np.int64)
         knn = getattr(faiss, "knn_L2sqr_by_idx" if metric == "l2" else "knn_inner_products_by_idx")
@@ -86,7 +88,8 @@ class VectorStore:
             ptr(vals), ptr(best), c)  # fmt: skip
         if metric == "l2":
             np.negative(vals, out=vals)
-        vals[best < 0] = -np.inf
+        if m != 1 or best[0, -1] < 0:
+            vals[best < 0] = -np.inf
         return best, vals
 
     def _rescore_numpy(
@@ -136,11 +139,21 @@ class Rescoring:
         """Rows of the store for FAISS labels (positional backends: the labels themselves)."""
         return labels
 
-    def _search(self, q: F32, k: int) -> tuple[IdArray, F32]:
-        if not self.params.rescore_factor:
-            return super()._search(q, k)  # type: ignore[misc, no-any-return]
-        fetch = min(self.count, max(k * self.params.rescore_factor, MIN_CANDIDATES))
-        _, labels = self._index.search(q, fetch)
+    def _check_knobs(self, tuning: dict[str, int]) -> None:
+        if tuning.get("rescore_factor") and not self.params.rescore_factor:
+            raise InvalidInput(
+                f"this {self.kind} index keeps no full vectors, so it cannot rescore",
+                "rebuild it with rescore_factor > 0, or leave rescore_factor out",
+            )
+
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
+        factor = self.params.rescore_factor
+        if tuning and "rescore_factor" in tuning:
+            factor = tuning["rescore_factor"]  # 0: rank by the codes alone
+        if not factor:
+            return super()._search(q, k, tuning)  # type: ignore[misc, no-any-return]
+        fetch = min(self.count, max(k * factor, MIN_CANDIDATES))
+        _, labels = self._faiss_search(q, fetch, tuning)  # type: ignore[attr-defined]
         rows = self._candidate_rows(labels)
         return self._store.rescore(q, rows, self._ids, k, self.metric)
 

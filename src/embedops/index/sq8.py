@@ -8,6 +8,7 @@ memory-mapped ``vectors.npy`` next to the index.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
@@ -41,6 +42,7 @@ class SQ8Index(Rescoring, PositionalIndex):
     kind = "sq8"
     params_cls = SQ8Params
     params: SQ8Params
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {"rescore_factor": (0, 100)}
 
     def _reset(self) -> None:
         import faiss
