@@ -224,6 +224,7 @@ class Embedops:
         model_version: str | None = None,
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         vector: Any = None,
+        search_params: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
         """Search ``collection`` for ``query``; ``mode`` is dense, lexical, hybrid (RRF of both,
         ``hybrid_weight`` = dense share) or two_stage (cheap recall, exact rerank). ``filters``
@@ -231,9 +232,12 @@ class Embedops:
         ``k`` is 1..1000. ``model_version`` defaults to the collection's active version (the
         rollout candidate may be named); any other version is refused. ``vector`` (a query
         embedding of the collection's dimension, e.g. a numpy array) replaces ``query`` in dense
-        mode and the dense half of hybrid mode, so the query is not encoded."""
+        mode and the dense half of hybrid mode, so the query is not encoded.
+        ``search_params`` tune the vector index for this query only: ``ef_search`` (hnsw),
+        ``nprobe`` (ivf, ivfpq), ``rescore_factor`` (ivfpq, sq8), e.g. ``{"ef_search": 128}``
+        for more recall at some speed; a knob the collection's index lacks is an InvalidInput."""
         return self.searcher.search(collection, query, k, mode, filters, model_version,
-                                    hybrid_weight, vector)
+                                    hybrid_weight, vector, search_params)
 
     # -- models --------------------------------------------------------------------------------
     def default_model(self) -> str:

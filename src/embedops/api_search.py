@@ -112,6 +112,26 @@ def check_encoder(collection: str, meta: Mapping[str, Any], encoder: Any) -> Non
         )
 
 
+def check_search_params(
+    search_params: Mapping[str, Any] | None, mode: str
+) -> dict[str, Any] | None:
+    """Per-query index knobs as a plain dict (the index checks names and values), refused in
+    lexical mode, which has no index to tune."""
+    if not search_params:
+        return None
+    if not isinstance(search_params, Mapping):
+        raise InvalidInput(
+            f"search_params must be a mapping such as {{\"ef_search\": 128}}, "
+            f"got {type(search_params).__name__}"
+        )
+    if mode == "lexical":
+        raise InvalidInput(
+            "search_params tune the vector index; lexical search has none",
+            "drop search_params, or search in dense, hybrid or two_stage mode",
+        )
+    return dict(search_params)
+
+
 class Searcher:
     """Runs searches over a workspace's collections; keeps one CollectionView per collection."""
 
@@ -163,6 +183,7 @@ class Searcher:
         model_version: str | None = None,
         hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
         vector: Any = None,
+        search_params: Mapping[str, Any] | None = None,
     ) -> SearchResponse:
         """See ``Embedops.search``."""
         started = time.perf_counter()
@@ -173,14 +194,15 @@ class Searcher:
         version = self._version(collection, model_version)
         qvec = None if vector is None else check_vector(vector, self.info(collection).dim,
                                                         collection)
+        tuning = check_search_params(search_params, mode)
         if mode == "lexical":
             pairs = self.view(collection).lexical(str(query), k, filt)
         elif mode == "dense":
-            pairs = self._dense(collection, version, query, k, filt, qvec)
+            pairs = self._dense(collection, version, query, k, filt, qvec, tuning)
         elif mode == "hybrid":
-            pairs = self._hybrid(collection, version, str(query), k, filt, weight, qvec)
+            pairs = self._hybrid(collection, version, str(query), k, filt, weight, qvec, tuning)
         else:
-            pairs = self._two_stage(collection, version, str(query), k, filt)
+            pairs = self._two_stage(collection, version, str(query), k, filt, tuning)
         used = None if mode == "lexical" else version
         hits = self._hydrate(collection, pairs, used)
         took = round((time.perf_counter() - started) * 1000, 3)
@@ -213,7 +235,7 @@ class Searcher:
 
     def _dense(
         self, collection: str, version: str, query: str | None, k: int, filt: Filter,
-        qvec: np.ndarray | None = None,
+        qvec: np.ndarray | None = None, tuning: dict[str, Any] | None = None,
     ) -> Pairs:
         served = self.indexes.served(collection, version)
         if qvec is None:
@@ -225,18 +247,23 @@ class Searcher:
                 "embed the query with that model version (or send the query text)",
             )
         view = self.view(collection) if filt else None
-        return dense_search(served, qvec, k, filt, view, self._loader(collection, version))
+        return dense_search(served, qvec, k, filt, view, self._loader(collection, version),
+                            tuning)
 
     def _hybrid(
         self, collection: str, version: str, query: str, k: int, filt: Filter, weight: float,
-        qvec: np.ndarray | None = None,
+        qvec: np.ndarray | None = None, tuning: dict[str, Any] | None = None,
     ) -> Pairs:
         depth = max(FUSION_DEPTH, k)
-        dense = self._dense(collection, version, query, depth, filt, qvec) if weight > 0 else []
+        dense = (self._dense(collection, version, query, depth, filt, qvec, tuning)
+                 if weight > 0 else [])
         lexical = self.view(collection).lexical(query, depth, filt) if weight < 1 else []
         return hybrid_fuse([d for d, _ in dense], [d for d, _ in lexical], weight, k)
 
-    def _two_stage(self, collection: str, version: str, query: str, k: int, filt: Filter) -> Pairs:
+    def _two_stage(
+        self, collection: str, version: str, query: str, k: int, filt: Filter,
+        tuning: dict[str, Any] | None = None,
+    ) -> Pairs:
         config = TwoStageConfig.load(self.indexes.workspace.indexes_dir / collection)
         cheap = self.hub.resolve(config.cheap_model).ref if config.cheap_model else version
         first = self.indexes.served(collection, cheap)
@@ -255,7 +282,7 @@ class Searcher:
             accept = set(allowed).__contains__
         metric = str(self.info(collection).metric)
         return two_stage_search(first, cheap_q, precise_q, k, config.candidates, loader, metric,
-                                accept)
+                                accept, tuning)
 
     def _precise_meta(self, collection: str, version: str) -> dict[str, Any]:
         mv = self.hub.resolve(version)

@@ -107,3 +107,22 @@ def test_parse_params() -> None:
     assert parse_params(["M=32", "name=x", "f=0.5"]) == {"M": 32, "name": "x", "f": 0.5}
     with pytest.raises(InvalidInput):
         parse_params(["=3"])
+
+
+def test_search_params_tune_the_index_per_query(ws, lines, capsys) -> None:
+    assert _run(capsys, "index", "build", "lee", "--backend", "ivf", "-p", "nlist=4")[0] == 0
+    code, out, _ = _run(capsys, "search", "lee", lines[9], "-k", "3", "--param", "nprobe=4",
+                        "--json")
+    assert code == 0 and json.loads(out)["hits"][0]["id"] == "d9"
+    code, _, err = _run(capsys, "search", "lee", "fire", "--param", "ef_search=64")
+    assert code == 1 and "not a search parameter of the ivf index" in err and "nprobe" in err
+    code, _, err = _run(capsys, "search", "lee", "fire", "--param", "nprobe=0")
+    assert code == 1 and "nprobe must be an integer in 1.." in err
+    code, _, err = _run(capsys, "search", "lee", "fire", "--mode", "lexical", "-p", "nprobe=2")
+    assert code == 1 and "lexical search has none" in err
+    with Embedops(ws) as api:  # the facade takes them too, in every dense-based mode
+        for mode in ("dense", "hybrid", "two_stage"):
+            hits = api.search("lee", lines[9], k=3, mode=mode, search_params={"nprobe": 4}).hits
+            assert hits[0].id == "d9", mode
+        with pytest.raises(InvalidInput, match="mapping"):
+            api.search("lee", lines[9], search_params=[("nprobe", 4)])  # type: ignore[arg-type]

@@ -141,13 +141,19 @@ def _register_search(app: typer.Typer) -> None:
             DEFAULT_HYBRID_WEIGHT, "--hybrid-weight", help="Dense share, 0-1."
         ),
         model_version: str | None = typer.Option(None, "--model-version"),
+        param: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
+            None, "--param", "-p",
+            help="Index knob for this search, NAME=INT: ef_search (hnsw), nprobe (ivf, ivfpq), "
+            "rescore_factor (ivfpq, sq8). Repeatable.",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Search a collection (dense, lexical BM25, hybrid RRF or two-stage)."""
         filters = parse_cli_filters(filter_) if filter_ else None
+        search_params = parse_params(param) if param else None
         with _api() as api:
             response = api.search(collection, query, k, mode, filters, model_version,
-                                  hybrid_weight)
+                                  hybrid_weight, search_params=search_params)
         if as_json:
             print_json(response.to_dict())
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,11 +53,13 @@ def dense_search(
     filt: Filter | None = None,
     view: CollectionView | None = None,
     load_vectors: VectorLoader | None = None,
+    search_params: dict[str, Any] | None = None,
 ) -> list[tuple[str, float]]:
     """Top ``k`` (id, score) for ``query``; with ``filt``, ``view`` and ``load_vectors`` are
-    needed to find the matching items and, when few match, to search them exactly."""
+    needed to find the matching items and, when few match, to search them exactly.
+    ``search_params`` tune the ANN index for this query (``FaissIndex.search``)."""
     if not filt:
-        return served.search(query, k)
+        return served.search(query, k, search_params=search_params)
     if view is None or load_vectors is None:
         raise ValueError("a filtered dense search needs the collection view and a vector loader")
     allowed = view.matching(filt)
@@ -68,5 +71,6 @@ def dense_search(
     share = len(allowed) / max(view.count, 1)
     allowed_set = set(allowed)
     return served.search(
-        query, k, accept=allowed_set.__contains__, fetch=math.ceil(1.5 * k / share) + 16
+        query, k, accept=allowed_set.__contains__, fetch=math.ceil(1.5 * k / share) + 16,
+        search_params=search_params,
     )

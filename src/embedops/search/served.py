@@ -146,10 +146,11 @@ class ServedIndex:
         k: int,
         accept: Callable[[str], bool] | None = None,
         fetch: int | None = None,
+        search_params: dict[str, Any] | None = None,
     ) -> list[tuple[str, float]]:
         """Top ``k`` (key, score) among items passing ``accept`` (post-filter with adaptive
         over-fetch: starting from ``fetch`` candidates, the fetch grows until ``k`` pass or the
-        index is exhausted)."""
+        index is exhausted). ``search_params`` go to the index (``FaissIndex.search``)."""
         live = self._live
         q = prepare(query.reshape(1, -1), self.metric)[0]
         over = exact_scores(q, live.overlay, self.metric)
@@ -159,7 +160,7 @@ class ServedIndex:
         fetch = min(total, max(fetch or 4 * k + 16, k) + len(live.tombstones))
         base: list[tuple[str, float]] = []
         while fetch > 0:
-            base = self._base(q, fetch, live.tombstones, accept)
+            base = self._base(q, fetch, live.tombstones, accept, search_params)
             if len(base) >= k or fetch >= total:
                 break
             fetch = min(total, fetch * 4)
@@ -167,9 +168,10 @@ class ServedIndex:
                                                                 np.float32), k)
 
     def _base(
-        self, q: np.ndarray, fetch: int, dead: frozenset[int], accept: Callable[[str], bool] | None
+        self, q: np.ndarray, fetch: int, dead: frozenset[int], accept: Callable[[str], bool] | None,
+        search_params: dict[str, Any] | None = None,
     ) -> list[tuple[str, float]]:
-        ids, scores = self.index.search(q.reshape(1, -1), fetch)
+        ids, scores = self.index.search(q.reshape(1, -1), fetch, search_params)
         out = []
         for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
             if i < 0 or i in dead:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,11 @@ def two_stage_search(
     load_precise: VectorLoader,
     metric: str,
     accept: Callable[[str], bool] | None = None,
+    search_params: dict[str, Any] | None = None,
 ) -> list[tuple[str, float]]:
-    """Top ``k`` after exact rerank of the first stage's ``max(candidates, k)`` results."""
-    pool = first.search(cheap_query, max(candidates, k), accept=accept)
+    """Top ``k`` after exact rerank of the first stage's ``max(candidates, k)`` results
+    (``search_params`` tune the first stage's index)."""
+    pool = first.search(cheap_query, max(candidates, k), accept=accept,
+                        search_params=search_params)
     ids, vectors = load_precise([key for key, _ in pool])
     return exact_search(precise_query, ids, vectors, metric, k)
