@@ -106,7 +106,7 @@ class IVFIndex(FaissIndex):
         if params is None:
             import faiss
 
-            params = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[attr-defined]
+            params = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[attr-defined,call-arg]
             if len(self._probe_params) < 64:  # bounded: values come from callers
                 self._probe_params[nprobe] = params
         return params

@@ -9,7 +9,7 @@ cache, not in the index's RAM.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -114,6 +114,7 @@ class Rescoring:
     candidates exactly. Subclasses map FAISS labels to rows with ``_candidate_rows``."""
 
     dim: int
+    kind: ClassVar[str]
     metric: str
     params: Any
     _ids: IdArray
