@@ -1,6 +1,7 @@
 """embedops' torch word2vec trainer against gensim skip-gram, side by side in one run.
 
     python bench/train_gpu.py [--data ../shared/data] [--device cuda] [--max-lines N]
+    python bench/train_gpu.py --device cuda --skip-gensim --sweep configs.json --out results.jsonl
 
 Both read the same raw corpus, tokenized the same way ([a-z]+ after lowercasing), with
 min_count 5, dim 100, window 5, 5 negatives, sample 1e-3, 5 epochs. gensim uses 2 worker threads
@@ -11,6 +12,12 @@ Timing: both sides are timed on training alone (embedops: after the corpus is ma
 the tables are on the device; gensim: ``train`` after ``build_vocab``); the vocabulary passes are
 reported apart. words/s = raw corpus tokens x epochs / training seconds for both, so the ratio
 is the ratio of training times. ``bench/gpu_run.sh`` is the script run on the lent GPU machine.
+
+``--sweep FILE`` (a JSON list of ``{"name": ..., <SGNSConfig field>: value, ...}``) trains each
+config in turn on the corpus read once, embedops only, appending one JSON line per config to
+``--out`` (and a line per config started to ``--out`` + ``.attempts``); configs already named in
+either file are skipped, so a rerun after a crash goes on with the next one
+(``bench/gpu_sweep.sh`` does that on the GPU machine).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import platform
 import re
 import time
 import traceback
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -71,28 +79,39 @@ def environment(device: str) -> dict[str, Any]:
     return info
 
 
-def run_embedops(sentences: list[list[str]], n_words: int, args: argparse.Namespace) -> dict:
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The SGNSConfig fields set on the command line (the rest keep the trainer's defaults)."""
+    out: dict[str, Any] = {"sg": bool(args.sg), "batch_size": args.batch_size}
+    for name in ("update", "lr", "lr_schedule", "accumulator", "apply_mode"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def run_embedops(
+    sentences: list[list[str]], n_words: int, device: str, overrides: dict[str, Any]
+) -> dict:
     from gensim.models import KeyedVectors
 
     from embedops.train.gpu_sgns import SGNSConfig, train_sgns
 
-    config = SGNSConfig(
-        sg=bool(args.sg),
-        device=args.device,
-        batch_size=args.batch_size,
-        update=args.update,
-        lr=args.lr,
-        epochs=EPOCHS,
-    )
+    known = {f.name for f in fields(SGNSConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"not SGNSConfig fields: {unknown}")
+    config = SGNSConfig(**{"epochs": EPOCHS, **overrides, "device": device})
     started = time.perf_counter()
     result = train_sgns(lambda: iter(sentences), config, quiet=True)
     wall = time.perf_counter() - started
     row = {
         "device": result.device,
-        "sg": args.sg,
-        "batch_size": args.batch_size,
-        "update": args.update,
+        "sg": int(config.sg),
+        "batch_size": config.batch_size,
+        "update": config.update,
         "lr": config.base_lr,
+        "lr_schedule": config.schedule,
+        "accumulator": config.accumulator,
+        "apply_mode": config.apply_mode,
         "seconds": round(result.seconds, 2),
         "words_per_s": round(n_words * EPOCHS / result.seconds),
         "trainer_words_per_s": round(result.words_per_second),  # in-vocabulary tokens only
@@ -138,6 +157,37 @@ def run_gensim(sentences: list[list[str]], n_words: int, sg: int) -> dict:
     return row
 
 
+def sweep(sentences: list[list[str]], n_words: int, args: argparse.Namespace) -> None:
+    """Each config of ``args.sweep`` in turn; one failing does not stop the next."""
+    configs = json.loads(args.sweep.read_text())
+    out = args.out or Path("sweep.jsonl")
+    attempts = out.with_name(out.name + ".attempts")
+    seen = set()
+    for path in (out, attempts):
+        if path.exists():
+            seen |= {json.loads(line)["name"] for line in path.read_text().splitlines() if line}
+    env = environment(args.device)
+    for entry in configs:
+        name, overrides = entry["name"], {k: v for k, v in entry.items() if k != "name"}
+        if name in seen:
+            print(f"=== {name}: already attempted, skipped", flush=True)
+            continue
+        with open(attempts, "a") as fh:
+            fh.write(json.dumps({"name": name}) + "\n")
+        print(f"=== {name}: {overrides}", flush=True)
+        started = time.perf_counter()
+        try:
+            row = run_embedops(sentences, n_words, args.device, overrides)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the next config still runs
+            traceback.print_exc()
+            row = {"error": f"{type(exc).__name__}: {exc}"}
+        row = {"name": name, "config": overrides, **row, "tokens": n_words, "env": env}
+        row["wall_seconds"] = round(time.perf_counter() - started, 1)
+        print(json.dumps(row), flush=True)
+        with open(out, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default_data = Path(__file__).resolve().parents[2] / "shared/data"
@@ -145,10 +195,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sg", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=65536)
-    parser.add_argument("--update", default="adagrad")
+    parser.add_argument("--update", default=None, help="adagrad (default) or sgd")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr-schedule", default=None, help="linear or constant")
+    parser.add_argument("--accumulator", default=None, help="Adagrad's: row or element")
+    parser.add_argument("--apply-mode", default=None, help="auto, dense or sparse")
     parser.add_argument("--max-lines", type=int, default=None)
     parser.add_argument("--skip-gensim", action="store_true")
+    parser.add_argument("--sweep", type=Path, default=None, help="JSON list of configs")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.WARNING)
@@ -162,6 +216,9 @@ def main() -> None:
         f"(read in {time.perf_counter() - started:.1f} s)",
         flush=True,
     )
+    if args.sweep is not None:
+        sweep(sentences, n_words, args)
+        return
     rows: dict[str, Any] = {
         "env": environment(args.device),
         "tokens": n_words,
@@ -175,7 +232,7 @@ def main() -> None:
 
     # Each side runs even when the other fails, so one run on a lent machine says all it can.
     for name, job in [
-        ("embedops", lambda: run_embedops(sentences, n_words, args)),
+        ("embedops", lambda: run_embedops(sentences, n_words, args.device, cli_overrides(args))),
         ("gensim", lambda: run_gensim(sentences, n_words, args.sg)),
     ]:
         if name == "gensim" and args.skip_gensim:

@@ -116,9 +116,83 @@ def test_quality_close_to_gensim_on_the_same_small_corpus() -> None:
     ours = train_sgns(lambda: iter(lines), SGNSConfig(device="cpu", min_count=3), quiet=True)
     kv = KeyedVectors(100)
     kv.add_vectors(ours.table.index_to_key, ours.table.vectors)
-    anchor = Word2Vec(lines, vector_size=100, window=5, min_count=3, negative=5, epochs=5, sg=1,
-                      workers=1, seed=1)
+    anchor = Word2Vec(
+        lines, vector_size=100, window=5, min_count=3, negative=5, epochs=5, sg=1, workers=1, seed=1
+    )
     pairs = datapath("wordsim353.tsv")
     ws_ours = kv.evaluate_word_pairs(pairs)[1][0]
     ws_gensim = anchor.wv.evaluate_word_pairs(pairs)[1][0]
     assert ws_ours >= ws_gensim - 0.03, (ws_ours, ws_gensim)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"lr_schedule": "cosine"}, {"accumulator": "column"}, {"apply_mode": "lazy"}, {"lr": 0.0}],
+)
+def test_bad_update_options_are_refused(kwargs: dict) -> None:
+    with pytest.raises(InvalidInput):
+        SGNSConfig(**kwargs)
+
+
+@pytest.mark.parametrize("accumulator", ["row", "element"])
+def test_dense_and_sparse_steps_are_the_same_update(lee_corpus: Path, accumulator: str) -> None:
+    """Three steps on batches with repeated rows: the whole-table step and the batch-rows-only
+    step move the same rows by the same amounts, and leave the same accumulators."""
+    import tempfile
+
+    import torch
+
+    from embedops.train.gpu_sgns import _Trainer, encode_corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = encode_corpus(_sentences(lee_corpus), Path(tmp), min_count=3)
+        states = []
+        for mode in ("dense", "sparse"):
+            config = SGNSConfig(device="cpu", dim=8, accumulator=accumulator, apply_mode=mode)
+            trainer = _Trainer(config, corpus, "cpu", torch)
+            gen = torch.Generator().manual_seed(0)
+            init = trainer.w_in.clone()
+            for _ in range(3):
+                rows = torch.randint(0, 40, (500,), generator=gen)  # many repeats
+                grads = torch.randn(500, 8, generator=gen)
+                trainer._apply(trainer.w_in, trainer.acc_in, rows, grads)
+            assert not trainer.grad_buf.any() and not trainer.row_count.any()
+            assert torch.equal(trainer.w_in[40:], init[40:])  # untouched rows stay
+            assert not torch.equal(trainer.w_in[:40], init[:40])
+            states.append((trainer.w_in.clone(), trainer.acc_in.clone()))
+        (w_dense, acc_dense), (w_sparse, acc_sparse) = states
+        torch.testing.assert_close(acc_dense, acc_sparse, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(w_dense, w_sparse, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sg", [True, False])
+def test_dense_and_sparse_apply_train_alike(lee_corpus: Path, sg: bool) -> None:
+    """End to end, row accumulators: the same vectors up to float rounding."""
+    base = dict(sg=sg, epochs=1, dim=16, min_count=3, batch_size=1024, device="cpu")
+    dense = train_sgns(_sentences(lee_corpus), SGNSConfig(**base, apply_mode="dense"), quiet=True)
+    sparse = train_sgns(_sentences(lee_corpus), SGNSConfig(**base, apply_mode="sparse"), quiet=True)
+    np.testing.assert_allclose(dense.table.vectors, sparse.table.vectors, atol=2e-3)
+    assert np.abs(dense.table.vectors).mean() > 0.01  # it did train
+
+
+def test_constant_schedule_keeps_the_base_rate(lee_corpus: Path) -> None:
+    import tempfile
+
+    import torch
+
+    from embedops.train.gpu_sgns import _Trainer, encode_corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = encode_corpus(_sentences(lee_corpus), Path(tmp), min_count=3)
+        for schedule, expected in [("constant", 0.15), ("linear", 0.075), ("auto", 0.15)]:
+            config = SGNSConfig(device="cpu", lr=0.15, lr_schedule=schedule)
+            trainer = _Trainer(config, corpus, "cpu", torch)
+            trainer.words_done = trainer.total_words // 2
+            assert trainer.lr() == pytest.approx(expected, rel=1e-3)
+
+
+def test_auto_schedule_is_constant_for_adagrad_skipgram_only() -> None:
+    assert SGNSConfig().schedule == "constant" and SGNSConfig().base_lr == 0.3
+    assert SGNSConfig(sg=False).schedule == "linear"
+    assert SGNSConfig(update="sgd").schedule == "linear"
+    assert SGNSConfig(lr_schedule="linear").schedule == "linear"

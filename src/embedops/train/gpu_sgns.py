@@ -27,14 +27,26 @@ from embedops.progress import progress_bar
 
 _UPDATES = ("adagrad", "sgd")
 _DEVICES = ("auto", "cpu", "cuda")
+_SCHEDULES = ("auto", "linear", "constant")
+_ACCUMULATORS = ("row", "element")
+_APPLY_MODES = ("auto", "dense", "sparse")
 
 
 @dataclass(frozen=True)
 class SGNSConfig:
     """Hyper-parameters of the torch trainer; round-trips through ``SGNSConfig(**asdict(c))``.
 
-    ``lr`` is the initial learning rate (Adagrad: the base step). ``batch_size`` counts (center,
-    context) pairs for skip-gram and centers for CBOW. ``chunk_tokens`` bounds device memory.
+    ``lr`` is the initial learning rate (Adagrad: the base step); ``lr_schedule`` ``linear``
+    decays it to ``min_lr_ratio`` of itself over training, ``constant`` keeps it (Adagrad's own
+    accumulator then does all the decaying), ``auto`` is ``constant`` for Adagrad skip-gram
+    (lr 0.3: the best of a sweep on an H100, docs/benchmarks/train_gpu.md) and ``linear``
+    otherwise. ``accumulator`` is Adagrad's: one per ``row`` (the
+    mean of the squared summed row gradient) or one per ``element``. ``apply_mode`` says how the
+    summed per-row gradients are applied: ``dense`` updates the whole table each step (no
+    host sync; cheapest while the vocabulary is not much larger than a batch's rows), ``sparse``
+    only the batch's rows (no host sync either), ``auto`` picks per step; both give the same
+    result. ``batch_size`` counts (center, context) pairs for skip-gram and centers for CBOW.
+    ``chunk_tokens`` bounds device memory.
     """
 
     sg: bool = True
@@ -53,10 +65,24 @@ class SGNSConfig:
     chunk_tokens: int = 8_000_000
     ns_exponent: float = 0.75
     max_vocab: int | None = None
+    lr_schedule: str = "auto"
+    accumulator: str = "row"
+    apply_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.update not in _UPDATES:
             raise InvalidInput(f"unknown update rule '{self.update}'", f"use one of {_UPDATES}")
+        for name, allowed in (
+            ("lr_schedule", _SCHEDULES),
+            ("accumulator", _ACCUMULATORS),
+            ("apply_mode", _APPLY_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise InvalidInput(
+                    f"unknown {name} '{getattr(self, name)}'", f"use one of {allowed}"
+                )
+        if self.lr is not None and not self.lr > 0:
+            raise InvalidInput(f"lr must be > 0, got {self.lr}")
         if self.device not in _DEVICES and not self.device.startswith("cuda:"):
             raise InvalidInput(f"unknown device '{self.device}'", "use auto, cpu, cuda or cuda:N")
         for name in ("dim", "window", "min_count", "negative", "epochs", "batch_size"):
@@ -66,12 +92,19 @@ class SGNSConfig:
             raise InvalidInput(f"chunk_tokens must be >= 1000, got {self.chunk_tokens}")
 
     @property
+    def schedule(self) -> str:
+        """The configured ``lr_schedule``, or the default for the update rule and architecture."""
+        if self.lr_schedule != "auto":
+            return self.lr_schedule
+        return "constant" if self.update == "adagrad" and self.sg else "linear"
+
+    @property
     def base_lr(self) -> float:
         """The configured ``lr``, or the default for the update rule and architecture."""
         if self.lr is not None:
             return self.lr
         if self.update == "adagrad":
-            return 0.15 if self.sg else 0.2
+            return 0.3 if self.sg else 0.2
         return 0.025 if self.sg else 0.05
 
 
@@ -181,10 +214,11 @@ class _Trainer:
         init = (torch.rand(vocab, dim, generator=self.gen, device=device) - 0.5) / dim
         self.w_in = init.contiguous()
         self.w_out = torch.zeros(vocab, dim, device=device)
-        self.acc_in = torch.zeros(vocab, device=device)
-        self.acc_out = torch.zeros(vocab, device=device)
+        acc_shape = (vocab, dim) if config.accumulator == "element" else (vocab,)
+        self.acc_in = torch.zeros(acc_shape, device=device)
+        self.acc_out = torch.zeros(acc_shape, device=device)
         self.grad_buf = torch.zeros(vocab, dim, device=device)
-        self.touched = torch.zeros(vocab, dtype=torch.bool, device=device)
+        self.row_count = torch.zeros(vocab, device=device)  # sparse apply: hits per row
         counts = torch.as_tensor(corpus.counts, dtype=torch.float64, device=device)
         self.noise = (counts**config.ns_exponent / (counts**config.ns_exponent).sum()).float()
         self.noise_cdf = torch.cumsum(self.noise, 0)
@@ -196,7 +230,9 @@ class _Trainer:
 
     # -- schedule ------------------------------------------------------------------------------
     def lr(self) -> float:
-        """Linear decay over all words of all epochs, floored at ``min_lr_ratio``."""
+        """Linear decay over all words of all epochs, floored at ``min_lr_ratio`` (or constant)."""
+        if self.c.schedule == "constant":
+            return self.c.base_lr
         done = self.words_done + self.chunk_fraction * self.chunk_words
         progress = min(done / self.total_words, 1.0)
         base = self.c.base_lr
@@ -277,9 +313,10 @@ class _Trainer:
         starts = torch.arange(0, n, size, device=self.device)
         bounds = torch.searchsorted(centers, torch.cat([starts, starts.new_tensor([n])]))
         blocks = torch.randperm(starts.numel(), generator=self.gen, device=self.device).tolist()
+        bounds = bounds.tolist()  # one host sync per chunk, not two per batch
         for done, block in enumerate(blocks):
             self.chunk_fraction = done / len(blocks)
-            lo, hi = int(bounds[block]), int(bounds[block + 1])
+            lo, hi = bounds[block], bounds[block + 1]
             first = block * size
             count = min(size, n - first)
             slot = centers[lo:hi] - first
@@ -307,23 +344,46 @@ class _Trainer:
         return grad_h
 
     def _apply(self, weights: Any, acc: Any, rows: Any, grads: Any) -> None:
-        """Sum gradients per row, then an SGD or a row-wise Adagrad step on the touched rows.
+        """An SGD or Adagrad step on the batch's gradients summed per row (rows may repeat).
 
-        A persistent (vocab, dim) buffer and a touched-row mask replace a sort-based unique:
-        O(batch) work per step, and the buffer rows are zeroed again after use.
+        Neither path waits on the device (no ``nonzero``/``unique``): ``dense`` sums into a
+        persistent (vocab, dim) buffer and steps the whole table (untouched rows have a zero
+        gradient, so they do not move and their accumulator does not grow); ``sparse`` works
+        on the batch's rows only, each repeat of a row carrying 1/count of the row's step.
         """
-        self.grad_buf.index_add_(0, rows, grads)
-        self.touched[rows] = True
-        uniq = self.touched.nonzero().squeeze(1)
-        self.touched[uniq] = False
-        summed = self.grad_buf[uniq]
-        self.grad_buf[uniq] = 0.0
+        lr = self.lr()
         if self.c.update == "sgd":
-            weights.index_add_(0, uniq, summed, alpha=-self.lr())
+            weights.index_add_(0, rows, grads, alpha=-lr)
             return
-        acc[uniq] += summed.pow(2).mean(dim=1)
-        step = self.lr() / (acc[uniq].sqrt() + 1e-6)
-        weights.index_add_(0, uniq, summed * -step.unsqueeze(1))
+        mode = self.c.apply_mode
+        if mode == "auto":
+            mode = "dense" if weights.shape[0] <= 2 * rows.numel() else "sparse"
+        if mode == "dense":
+            buf = self.grad_buf
+            buf.index_add_(0, rows, grads)
+            if acc.dim() == 1:
+                acc += buf.square().mean(dim=1)
+                buf.div_(acc.sqrt().add_(1e-6).unsqueeze(1))
+            else:
+                acc += buf.square()
+                buf.div_(acc.sqrt().add_(1e-6))
+            weights.add_(buf, alpha=-lr)
+            buf.zero_()
+            return
+        self.grad_buf.index_add_(0, rows, grads)
+        self.row_count.index_add_(0, rows, grads.new_ones(rows.shape))
+        summed = self.grad_buf[rows]
+        share = self.row_count[rows].reciprocal_()  # each repeat of a row adds its share
+        if acc.dim() == 1:
+            acc.index_add_(0, rows, summed.square().mean(dim=1) * share)
+            denom = acc[rows].sqrt_().add_(1e-6).unsqueeze(1)
+        else:
+            acc.index_add_(0, rows, summed.square() * share.unsqueeze(1))
+            denom = acc[rows].sqrt_().add_(1e-6)
+        step = summed * share.unsqueeze(1) / denom
+        weights.index_add_(0, rows, step, alpha=-lr)
+        self.grad_buf[rows] = 0.0
+        self.row_count[rows] = 0.0
 
 
 def _keep_probability(counts: Any, sample: float) -> Any:
@@ -349,6 +409,7 @@ def config_summary(config: SGNSConfig, result: SGNSResult) -> dict[str, Any]:
         "trainer": "torch-sgns",
         "device": result.device,
         "lr_effective": config.base_lr,
+        "lr_schedule_effective": config.schedule,
         "words_per_second": round(result.words_per_second),
         "train_seconds": round(result.seconds, 3),
         "pairs": result.pairs,
