@@ -169,17 +169,22 @@ def summarize(latencies: list[float], elapsed: float, errors: int) -> dict[str, 
             "p99_ms": float(np.percentile(lat, 99)), "requests": len(lat), "errors": errors}
 
 
-def answers_of(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]]) -> list:
-    """One sequential pass: the top-k ids of every query (for recall)."""
+def answers_of(url: str, bodies: list[bytes], parse: Callable[[Any], list[str]]
+               ) -> tuple[list, dict[str, float]]:
+    """One sequential pass: the top-k ids of every query (for recall), and the latency one
+    client alone sees (p50/p99 ms), which is the HTTP overhead without queueing."""
     import httpx
 
-    answers = []
+    answers, latencies = [], []
     with httpx.Client(timeout=60) as c:
         for body in bodies:
+            t0 = time.perf_counter()
             resp = c.post(url, content=body, headers={"content-type": "application/json"})
+            latencies.append((time.perf_counter() - t0) * 1000)
             resp.raise_for_status()
             answers.append(parse(resp.json()))
-    return answers
+    return answers, {"one_client_p50_ms": float(np.percentile(latencies, 50)),
+                     "one_client_p99_ms": float(np.percentile(latencies, 99))}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,10 +214,10 @@ def cpu_seconds(pid: int) -> float:
 def interleaved_load(targets: dict[str, tuple], args: argparse.Namespace) -> dict[str, Any]:
     """Load each target in turn, ``rounds`` times, ``seconds / rounds`` each: on a shared,
     noisy machine both targets then see the same background load."""
-    runs: dict[str, list] = {name: [[], 0.0, 0, 0.0] for name in targets}
+    runs: dict[str, list] = {name: [[], 0.0, 0, 0.0, 0.0] for name in targets}
     for _ in range(args.rounds):
         for name, (url, bodies, parse, pid) in targets.items():
-            cpu = cpu_seconds(pid)
+            cpu, mine = cpu_seconds(pid), time.process_time()
             lat, elapsed, errors = asyncio.run(
                 _load(url, bodies, args.seconds / args.rounds, args.clients, parse))
             acc = runs[name]
@@ -220,11 +225,14 @@ def interleaved_load(targets: dict[str, tuple], args: argparse.Namespace) -> dic
             acc[1] += elapsed
             acc[2] += errors
             acc[3] += cpu_seconds(pid) - cpu
+            acc[4] += time.process_time() - mine
     out = {}
-    for name, (lat, elapsed, errors, cpu) in runs.items():
+    for name, (lat, elapsed, errors, cpu, client) in runs.items():
         out[name] = summarize(lat, elapsed, errors)
         # Server CPU per answered request: robust to the other work on a shared machine.
         out[name]["server_cpu_ms_per_request"] = 1000 * cpu / max(len(lat), 1)
+        # The load generator's own CPU per request (it shares the cores with the server).
+        out[name]["client_cpu_ms_per_request"] = 1000 * client / max(len(lat), 1)
     return out
 
 
@@ -321,12 +329,37 @@ def _start_chroma(args: argparse.Namespace, stack: ExitStack) -> tuple[int, int]
     return port, proc.pid
 
 
+def _cached_entries(base: str) -> int:
+    """``embedops_cache_entries`` of the worker that answers a new connection."""
+    import httpx
+
+    for line in httpx.get(f"{base}/metrics", timeout=60).text.splitlines():
+        if line.startswith("embedops_cache_entries "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def _warm_all(base: str, queries: list[str], args: argparse.Namespace) -> np.ndarray:
-    """Query vectors from the server; with several workers, more passes on new connections
-    so that (very likely) every worker's query cache holds every query."""
+    """Query vectors from the server. Each worker has its own query cache and a connection
+    goes to one worker, so with several workers: more passes, each on a new connection, until
+    12 scrapes in a row on new connections (each worker's chance to be missed by all of them:
+    2**-12 with two) find every query cached."""
+    from embedops.serve.cache import cache_key
+
     vecs = embed_queries(base, queries)
-    for _ in range(3 * (args.workers - 1)):
-        embed_queries(base, queries)
+    distinct = len({cache_key("", q) for q in queries})
+    full = 0
+    for _ in range(400 if args.workers > 1 else 0):
+        if _cached_entries(base) >= distinct:
+            full += 1
+            if full == 12:
+                break
+        else:
+            full = 0
+            embed_queries(base, queries)
+    else:
+        if args.workers > 1:
+            raise SystemExit("could not fill every worker's query cache")
     return vecs
 
 
@@ -353,9 +386,9 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
         answers = {name: answers_of(*t[:3]) for name, t in targets.items()}
         stats = interleaved_load(targets, args)
     exact = exact_top(doc_vecs, qvecs, ids)
-    for name, found in answers.items():
+    for name, (found, alone) in answers.items():
         stats[name].update(ann_recall=ann_recall(found, exact),
-                           task_recall=task_recall(found, relevant))
+                           task_recall=task_recall(found, relevant), **alone)
     local = in_process(home, queries, qvecs)
     eo_s, ch_s = stats["embedops_http"], stats["chroma_http"]
     ev_s = stats["embedops_http_vector"]
@@ -373,6 +406,12 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
             "server_cpu_per_request_embedops_vector/chroma": ev_s["server_cpu_ms_per_request"]
             / ch_s["server_cpu_ms_per_request"],
             "http_overhead_p50_ms": eo_s["p50_ms"] - local["p50_ms"],
+            # Without queueing: one client alone, and server CPU beyond the facade's search.
+            "http_overhead_one_client_p50_ms": eo_s["one_client_p50_ms"] - local["p50_ms"],
+            "http_overhead_vector_one_client_p50_ms": ev_s["one_client_p50_ms"]
+            - local["vector_p50_ms"],
+            "http_overhead_server_cpu_ms_per_request": eo_s["server_cpu_ms_per_request"]
+            - 1000 / local["qps_1_thread"],
             "server_cpu_per_request_embedops/chroma": eo_s["server_cpu_ms_per_request"]
             / ch_s["server_cpu_ms_per_request"],
             "in_process_cpu_ms_per_search": 1000 / local["qps_1_thread"],
