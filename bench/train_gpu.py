@@ -15,7 +15,8 @@ is the ratio of training times. ``bench/gpu_run.sh`` is the script run on the le
 
 ``--sweep FILE`` (a JSON list of ``{"name": ..., <SGNSConfig field>: value, ...}``) trains each
 config in turn on the corpus read once, embedops only, appending one JSON line per config to
-``--out`` (and a line per config started to ``--out`` + ``.attempts``); configs already named in
+``--out`` (and a line per config started to ``--out`` + ``.attempts``; ``"score_variants": true`` in
+an entry also scores the input vectors alone and input + context); configs already named in
 either file are skipped, so a rerun after a crash goes on with the next one
 (``bench/gpu_sweep.sh`` does that on the GPU machine).
 """
@@ -82,7 +83,7 @@ def environment(device: str) -> dict[str, Any]:
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The SGNSConfig fields set on the command line (the rest keep the trainer's defaults)."""
     out: dict[str, Any] = {"sg": bool(args.sg), "batch_size": args.batch_size}
-    for name in ("update", "lr", "lr_schedule", "accumulator", "apply_mode"):
+    for name in ("update", "lr", "lr_schedule", "accumulator", "apply_mode", "shuffle", "vectors"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
     return out
@@ -95,6 +96,8 @@ def run_embedops(
 
     from embedops.train.gpu_sgns import SGNSConfig, train_sgns
 
+    overrides = dict(overrides)
+    variants = bool(overrides.pop("score_variants", False))  # input alone, input + context
     known = {f.name for f in fields(SGNSConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -112,6 +115,10 @@ def run_embedops(
         "lr_schedule": config.schedule,
         "accumulator": config.accumulator,
         "apply_mode": config.apply_mode,
+        "shuffle": config.order,
+        "vectors": config.saved_vectors,
+        "chunk_tokens": config.chunk_tokens,
+        "skip_target_negatives": config.skip_target_negatives,
         "seconds": round(result.seconds, 2),
         "words_per_s": round(n_words * EPOCHS / result.seconds),
         "trainer_words_per_s": round(result.words_per_second),  # in-vocabulary tokens only
@@ -122,6 +129,14 @@ def run_embedops(
     kv = KeyedVectors(config.dim)
     kv.add_vectors(result.table.index_to_key, result.table.vectors)
     row.update(scores(kv))
+    if variants and result.input_vectors is not None and result.context_vectors is not None:
+        for suffix, vectors in (
+            ("input", result.input_vectors),
+            ("in_plus_out", result.input_vectors + result.context_vectors),
+        ):
+            kv = KeyedVectors(config.dim)
+            kv.add_vectors(result.table.index_to_key, vectors)
+            row.update({f"{k}_{suffix}": v for k, v in scores(kv).items()})
     return row
 
 
@@ -200,6 +215,8 @@ def main() -> None:
     parser.add_argument("--lr-schedule", default=None, help="linear or constant")
     parser.add_argument("--accumulator", default=None, help="Adagrad's: row or element")
     parser.add_argument("--apply-mode", default=None, help="auto, dense or sparse")
+    parser.add_argument("--shuffle", default=None, help="auto (default), corpus or chunk")
+    parser.add_argument("--vectors", default=None, help="auto (default), sum or input")
     parser.add_argument("--max-lines", type=int, default=None)
     parser.add_argument("--skip-gensim", action="store_true")
     parser.add_argument("--sweep", type=Path, default=None, help="JSON list of configs")

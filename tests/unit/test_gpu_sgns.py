@@ -191,8 +191,94 @@ def test_constant_schedule_keeps_the_base_rate(lee_corpus: Path) -> None:
             assert trainer.lr() == pytest.approx(expected, rel=1e-3)
 
 
-def test_auto_schedule_is_constant_for_adagrad_skipgram_only() -> None:
+def test_auto_schedule_is_constant_for_adagrad_only() -> None:
     assert SGNSConfig().schedule == "constant" and SGNSConfig().base_lr == 0.3
-    assert SGNSConfig(sg=False).schedule == "linear"
+    assert SGNSConfig(sg=False).schedule == "constant" and SGNSConfig(sg=False).base_lr == 0.2
     assert SGNSConfig(update="sgd").schedule == "linear"
     assert SGNSConfig(lr_schedule="linear").schedule == "linear"
+
+
+def test_auto_shuffle_is_file_order_for_skipgram_and_corpus_for_cbow() -> None:
+    assert SGNSConfig().order == "chunk" and SGNSConfig(sg=False).order == "corpus"
+    assert SGNSConfig(shuffle="corpus").order == "corpus"
+    assert SGNSConfig(sg=False, shuffle="chunk").order == "chunk"
+
+
+def test_saved_vectors_are_input_plus_context_by_default(lee_corpus: Path) -> None:
+    base = dict(epochs=1, dim=16, min_count=3, batch_size=1024, device="cpu")
+    summed = train_sgns(_sentences(lee_corpus), SGNSConfig(**base), quiet=True)
+    alone = train_sgns(_sentences(lee_corpus), SGNSConfig(**base, vectors="input"), quiet=True)
+    assert summed.input_vectors is not None and summed.context_vectors is not None
+    np.testing.assert_array_equal(alone.table.vectors, summed.input_vectors)  # same training
+    np.testing.assert_array_equal(
+        summed.table.vectors, summed.input_vectors + summed.context_vectors
+    )
+    assert np.abs(summed.context_vectors).mean() > 0.01
+    assert SGNSConfig().saved_vectors == "sum" and SGNSConfig(sg=False).saved_vectors == "input"
+    with pytest.raises(InvalidInput):
+        SGNSConfig(vectors="output")
+
+
+@pytest.mark.parametrize("n", [10_000, 25_001])
+def test_epoch_chunks_read_every_id_once_in_random_blocks(n: int) -> None:
+    """Shuffled chunks: the same ids as the file (plus a -1 after each block), each chunk
+    within the chunk size, blocks from all over the file, a different order each epoch."""
+    from embedops.train.gpu_sgns import epoch_chunks
+
+    ids = np.arange(n, dtype=np.int32)
+    ids[::7] = -1
+    rng = np.random.default_rng(0)
+    first = list(epoch_chunks(ids, 4000, 500, rng))
+    again = list(epoch_chunks(ids, 4000, 500, rng))
+    for chunks in (first, again):
+        assert all(c.size <= 4000 + 4000 // 500 for c in chunks)
+        seen = np.concatenate(chunks)
+        np.testing.assert_array_equal(np.sort(seen[seen >= 0]), ids[ids >= 0])
+        assert (seen < 0).sum() == (ids < 0).sum() + -(-n // 500)  # one end mark per block
+    assert first[0][0] != 0 or first[1][0] != 4000  # not the file order
+    assert not all(np.array_equal(a, b) for a, b in zip(first, again, strict=False))
+    spread = np.concatenate([c[c >= 0] for c in first[:1]])
+    assert spread.max() - spread.min() > n // 2  # the first chunk samples the whole file
+    ordered = list(epoch_chunks(ids, 4000, 500, None))
+    np.testing.assert_array_equal(np.concatenate(ordered), ids)
+    whole = list(epoch_chunks(ids, n, 500, rng))
+    assert len(whole) == 1 and np.array_equal(whole[0], ids)  # fits: one piece, no marks
+
+
+def test_shuffle_options_train_and_are_checked(lee_corpus: Path) -> None:
+    base = dict(epochs=1, dim=16, min_count=3, batch_size=1024, device="cpu", chunk_tokens=3000)
+    for sg in (True, False):
+        for extra in (
+            {"shuffle": "chunk"},
+            {"shuffle": "corpus", "shuffle_block": 700, "skip_target_negatives": True},
+        ):
+            result = train_sgns(_sentences(lee_corpus), SGNSConfig(sg=sg, **base, **extra), True)
+            assert np.isfinite(result.table.vectors).all()
+            assert np.abs(result.table.vectors).mean() > 0.01
+    for bad in ({"shuffle": "epoch"}, {"shuffle_block": 0}):
+        with pytest.raises(InvalidInput):
+            SGNSConfig(**bad)
+
+
+def test_negatives_equal_to_the_target_get_no_gradient() -> None:
+    import tempfile
+
+    import torch
+
+    from embedops.train.gpu_sgns import _Trainer, encode_corpus
+
+    sentences = [["a", "b", "c"]] * 10
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = encode_corpus(lambda: iter(sentences), Path(tmp), min_count=1)
+        moved = []
+        for skip in (False, True):
+            config = SGNSConfig(device="cpu", dim=4, negative=3, skip_target_negatives=skip)
+            trainer = _Trainer(config, corpus, "cpu", torch)
+            trainer._negatives = lambda n: torch.zeros((n, 3), dtype=torch.long)  # all "a"
+            h = torch.ones(2, 4)
+            trainer._output_step(h, torch.tensor([0, 1]))  # pair 0: target "a" = its negatives
+            moved.append(trainer.acc_out.clone())
+        # w_out starts at zero, so every sigmoid is 0.5: row "a" sums (0.5 - 1) + 6 x 0.5 with
+        # the three negatives of pair 0, (0.5 - 1) + 3 x 0.5 without them; row "b" -0.5.
+        assert moved[0][:2].tolist() == pytest.approx([2.5**2, 0.25])
+        assert moved[1][:2].tolist() == pytest.approx([1.0, 0.25])
