@@ -99,7 +99,11 @@ class ModelHub:
 
     def encode_queries(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """Like ``embed``, through an LRU cache of query vectors keyed by (version, text):
-        repeated queries (and a batch encoded ahead of single searches) are not encoded again."""
+        repeated queries (and a batch encoded ahead of single searches) are not encoded again.
+        With a ``wrap_encoders`` hook installed (the server's query cache, which is bounded by
+        its own setting and counted in its metrics) that cache is the only one."""
+        if self._wrapper is not None:
+            return self.embed(texts, ref)
         mv = self.resolve(ref)
         version = mv.ref
         found: dict[str, np.ndarray] = {}

@@ -193,6 +193,8 @@ def test_nan_in_a_vector_never_breaks_the_json(served: dict) -> None:
 
 def test_metrics_keep_the_route_label(served: dict) -> None:
     read = served["read"]
+    for _ in range(2):  # a miss, then a hit of the query cache
+        assert read.post(URL, json={"query": "fire", "k": 2}).status_code == 200
     assert read.post(URL, json={"query": "fire", "k": 51}).status_code == 413
     assert read.post(URL, json={"query": "fire", "k": 2, "mode": "lexical"}).status_code == 200
     text = read.get("/metrics").text
@@ -216,5 +218,6 @@ def test_openapi_still_describes_the_operation(served: dict) -> None:
     assert [p["name"] for p in op["parameters"]] == ["name"]
     schema = spec["components"]["schemas"]["SearchRequest"]
     assert schema["additionalProperties"] is False
-    assert {"query", "vector", "k", "mode", "filters", "model_version", "hybrid_weight"} == set(
+    assert {"query", "vector", "k", "mode", "filters", "model_version", "hybrid_weight",
+            "search_params"} == set(
         schema["properties"])
