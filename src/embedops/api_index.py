@@ -134,6 +134,11 @@ class IndexManager:
                 "build_seconds": round(time.time() - started, 3)}
 
     # -- serving -------------------------------------------------------------------------------
+    def is_loaded(self, collection: str, model_version: str) -> bool:
+        """True when the index of ``collection``/``model_version`` is in memory already."""
+        with self._lock:
+            return (collection, model_version) in self._served
+
     def served(self, collection: str, model_version: str) -> ServedIndex:
         """The in-memory index of ``collection``/``model_version``, synced with the catalog."""
         key = (collection, model_version)

@@ -70,3 +70,21 @@ def test_a_write_is_seen_by_the_next_search(client: httpx.Client) -> None:
     assert gone.status_code == 200, gone.text
     assert "fresh" not in _ids(client.post("/v1/collections/lee/search",
                                            json={"query": text, "k": 5}))
+
+
+def test_search_params_over_http(client: httpx.Client) -> None:
+    url = "/v1/collections/lee/search"
+    text = DOCS[5]["text"][:300]
+    wide = client.post(url, json={"query": text, "k": 5, "search_params": {"ef_search": 256}})
+    assert _ids(wide) == _ids(client.post(url, json={"query": text, "k": 5}))
+    unknown = client.post(url, json={"query": text, "search_params": {"nprobe": 4}})
+    assert unknown.status_code == 422
+    assert "not a search parameter of the hnsw index" in unknown.json()["error"]["message"]
+    for bad in ({"ef_search": 0}, {"ef_search": "64"}, {"ef_search": 6.5}, {"ef_search": True},
+                [["ef_search", 64]]):
+        resp = client.post(url, json={"query": text, "search_params": bad})
+        assert resp.status_code == 422, (bad, resp.text)
+        assert set(resp.json()) == {"error"}
+    lexical = client.post(url, json={"query": text, "mode": "lexical",
+                                     "search_params": {"ef_search": 64}})
+    assert lexical.status_code == 422 and "lexical search has none" in lexical.text

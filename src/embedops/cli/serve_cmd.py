@@ -43,6 +43,10 @@ def serve(
     inline_search: bool = typer.Option(
         False, help="Answer searches on the event loop (no thread hand-off)."
     ),
+    inline_cheap_search: bool = typer.Option(
+        True, help="Answer cheap searches (dense, no filter, cached query or a vector, loaded "
+        "index) on the event loop, the rest in the thread pool.",
+    ),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
     from embedops.serve.server import run
@@ -53,6 +57,7 @@ def serve(
         max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
         max_k=max_k, cache_size=cache_size, log_level=log_level, warmup=warmup,
         graceful_timeout_s=graceful_timeout, workers=workers, inline_search=inline_search,
+        inline_cheap_search=inline_cheap_search,
     )
     if no_auth:
         typer.echo("warning: authentication is OFF; anyone who can connect is admin", err=True)

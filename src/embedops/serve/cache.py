@@ -49,6 +49,10 @@ class EmbeddingCache:
             self.hits += 1
             return vec
 
+    def contains(self, model_version: str, text: str) -> bool:
+        """Whether ``text`` is cached for ``model_version`` (not counted, order unchanged)."""
+        return cache_key(model_version, text) in self._data
+
     def put(self, model_version: str, text: str, vector: np.ndarray) -> None:
         """Store a vector (read-only copy), evicting the least recently used beyond the bound."""
         if self.max_entries == 0:

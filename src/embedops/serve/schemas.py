@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
 
@@ -112,6 +112,11 @@ class SearchRequest(_Strict):
     )
     model_version: Ref | None = Field(None, description="Pin the model version (rollouts).")
     hybrid_weight: float = Field(DEFAULT_HYBRID_WEIGHT, ge=0.0, le=1.0)
+    search_params: dict[str, StrictInt] | None = Field(
+        None,
+        description='Index knobs for this query only: {"ef_search": n} (hnsw), {"nprobe": n} '
+        '(ivf, ivfpq), {"rescore_factor": n} (ivfpq, sq8). Not for lexical search.',
+    )
 
 
 class IndexBuild(_Strict):

@@ -21,8 +21,10 @@ class ServeSettings:
     ``cache_size`` is the number of query embeddings kept (0 turns the cache off).
     ``workers`` > 1 runs that many server processes on one port (each loads the indexes and
     keeps its own cache and metrics: a scrape sees the worker that answered it).
-    ``inline_search`` answers searches on the event loop instead of the thread pool (faster on a
-    busy machine; a slow search then holds the others).
+    ``inline_search`` answers every search on the event loop instead of the thread pool (faster
+    on a busy machine; a slow search then holds the others). ``inline_cheap_search`` (on by
+    default) does so only for searches known to be cheap and bounded (see
+    ``routes_search.cheap``): a plain dense kNN of a cached query or a given vector.
     ``warmup`` loads every collection's index and runs one query per collection at start-up,
     so that ``/readyz`` is only green once no request would be cold.
     """
@@ -42,6 +44,7 @@ class ServeSettings:
     graceful_timeout_s: float = 10.0
     workers: int = 1
     inline_search: bool = False
+    inline_cheap_search: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "max_body_bytes", "max_k"):
