@@ -313,7 +313,8 @@ def _start_embedops(args: argparse.Namespace, home: Path, stack: ExitStack) -> t
     port = free_port()
     cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
            str(port), "--no-auth", "--log-level", "warning", "--cache-size", "20000",
-           "--workers", str(args.workers)] + (["--inline-search"] if args.inline else [])
+           "--workers", str(args.workers)] + (["--inline-search"] if args.inline else []) + (
+               ["--no-inline-cheap-search"] if args.pool_only else [])
     proc = start(cmd, f"http://127.0.0.1:{port}/readyz", args.out / "serve-embedops.log")
     stack.callback(stop, proc)
     return f"http://127.0.0.1:{port}", proc.pid
@@ -395,6 +396,7 @@ def run_all(args: argparse.Namespace, ids: list[str], texts: list[str], doc_vecs
     return {
         "setup": {"docs": len(ids), "queries": len(queries), "clients": args.clients,
                   "embedops_workers": args.workers, "inline_search": args.inline,
+                  "pool_only": args.pool_only,
                   "seconds_per_target": args.seconds,
                   "rounds": args.rounds, "hnsw": hnsw},
         **stats, "embedops_in_process": local,
@@ -430,6 +432,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="embedops serve --workers")
     parser.add_argument("--rounds", type=int, default=4, help="alternations of the targets")
     parser.add_argument("--inline", action="store_true", help="embedops serve --inline-search")
+    parser.add_argument("--pool-only", action="store_true",
+                        help="embedops serve --no-inline-cheap-search (every search in the pool)")
     args = parser.parse_args()
     ids, texts, queries, relevant = read_data(args.data)
     queries, relevant = queries[:args.queries], relevant[:args.queries]
