@@ -6,6 +6,7 @@ so the first real request finds the model loaded and the index in memory.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any
@@ -48,6 +49,13 @@ def warm_up(ctx: Any) -> None:
         ctx.warmup[name] = {"state": "loading"}
         ctx.warmup[name] = _warm_one(ctx, name)
         log.info("warm-up", extra={"fields": {"collection": name, **ctx.warmup[name]}})
+    # What warm-up loaded (index, keys, BM25 view, model) lives as long as the process. A full
+    # garbage collection walks every tracked object: 18-47 ms with the 20k-document revdict
+    # collection loaded, a latency spike for whatever request it lands in. Frozen objects are
+    # never walked again (0.0 ms after the freeze); what later requests allocate is still
+    # collected as usual.
+    gc.collect()
+    gc.freeze()
     ctx.ready = all(w["state"] != "error" for w in ctx.warmup.values())
 
 
