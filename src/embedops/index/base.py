@@ -325,16 +325,21 @@ class FaissIndex:
         }
 
     # --- validation -----------------------------------------------------------------------
-    def _check_vectors(self, vectors: np.ndarray, what: str = "vector") -> F32:
-        arr = vectors
-        if not (  # the fast path: already what FAISS takes
-            type(arr) is np.ndarray
-            and arr.dtype is _F32
-            and arr.ndim == 2
-            and arr.shape[1] == self.dim
-            and arr.flags.c_contiguous
+    def _rows(self, vectors: Any, what: str) -> F32:
+        """``vectors`` as FAISS takes them: as given when they already are (the common case),
+        else converted by ``_coerce``."""
+        if (
+            type(vectors) is np.ndarray
+            and vectors.dtype is _F32
+            and vectors.ndim == 2
+            and vectors.shape[1] == self.dim
+            and vectors.flags.c_contiguous
         ):
-            arr = self._coerce(vectors, what)
+            return vectors
+        return self._coerce(vectors, what)
+
+    def _check_vectors(self, vectors: np.ndarray, what: str = "vector") -> F32:
+        arr = self._rows(vectors, what)
         if self.metric == "cosine":
             import faiss
 
@@ -377,15 +382,7 @@ class FaissIndex:
         and PQ all rank by inner products), so the scores are divided by the norm afterwards.
         That is one reduction per query instead of a copy, a normalization and a check.
         """
-        arr = queries
-        if not (
-            type(arr) is np.ndarray
-            and arr.dtype is _F32
-            and arr.ndim == 2
-            and arr.shape[1] == self.dim
-            and arr.flags.c_contiguous
-        ):
-            arr = self._coerce(queries, "query")
+        arr = self._rows(queries, "query")
         if self.metric != "cosine":
             if not math.isfinite(float(arr.sum())):
                 self._check_vectors(arr, "query")  # finds the bad rows (or a mere overflow)
