@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embedops.errors import InvalidInput
+from embedops.store.bounds import check_metadata, check_utf8
 
 METRICS = ("cosine", "ip", "l2")
 MAX_ID_LEN = 512
@@ -55,7 +56,10 @@ class CollectionInfo:
 
 @dataclass(frozen=True)
 class ItemIn:
-    """An item to store: a caller-chosen id, its text and JSON-serializable metadata."""
+    """An item to store: a caller-chosen id, its text and JSON-serializable metadata.
+
+    Metadata is bounded (depth, keys, sizes, JSON types only: see ``embedops.store.bounds``),
+    so no stored item can break the serialisation of a search that returns it."""
 
     id: str
     text: str
@@ -65,16 +69,18 @@ class ItemIn:
         if not isinstance(self.id, str) or not self.id or len(self.id) > MAX_ID_LEN:
             raise InvalidInput(
                 f"item id must be a non-empty string of at most {MAX_ID_LEN} characters, "
-                f"got {str(self.id)[:40]!r}",
+                f"got {ascii(str(self.id)[:40])}",
             )
+        check_utf8(self.id, "an item id")
         if not isinstance(self.text, str) or not self.text.strip():
             raise InvalidInput(f"item {self.id!r} has no text", "every item needs non-empty text")
+        check_utf8(self.text, f"the text of item {ascii(self.id[:40])}")
         if not isinstance(self.metadata, dict):
             raise InvalidInput(
                 f"metadata of item {self.id!r} must be an object, "
                 f"got {type(self.metadata).__name__}"
             )
-        canonical_metadata(self.metadata, self.id)
+        check_metadata(self.metadata, self.id)
 
     def content_bytes(self) -> bytes:
         """What the content hash covers: the text and the canonical metadata JSON."""
