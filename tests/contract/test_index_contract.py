@@ -1,4 +1,7 @@
-"""One contract, every ANN backend: the same tests run on flat, hnsw, ivf, ivfpq and sq8."""
+"""One contract, every ANN backend: the same tests run on flat, hnsw, ivf, ivfpq and sq8.
+
+The tests use only the members of the ``Index`` protocol (embedops.index.protocol), so a new
+backend (FAISS or not) passes them by keeping the contract, not by sharing FaissIndex."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 
 from embedops.errors import AlreadyExists, DimensionMismatch, EmbedopsError, InvalidInput
-from embedops.index import BACKENDS, load_index, make_index, make_params
+from embedops.index import BACKENDS, Index, load_index, make_index, make_params
 from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
 KINDS = sorted(BACKENDS)
@@ -44,10 +47,22 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def built(kind: str, data: np.ndarray, metric: str = "cosine", offset: int = 100):
+def built(kind: str, data: np.ndarray, metric: str = "cosine", offset: int = 100) -> Index:
     index = make_index(kind, DIM, metric)
     index.build(data, np.arange(len(data), dtype=np.int64) + offset)
     return index
+
+
+def test_every_backend_is_an_index(kind: str, data: np.ndarray, tmp_path: Path):
+    index = built(kind, data[:50])
+    assert isinstance(index, Index) and index.kind == kind
+    assert (index.dim, index.metric, index.count) == (DIM, "cosine", 50)
+    index.save(tmp_path / "ix")
+    for again in (load_index(tmp_path / "ix"), type(index).load(tmp_path / "ix")):
+        assert isinstance(again, Index) and again.kind == kind and again.count == 50
+        np.testing.assert_array_equal(np.sort(again.ids()), np.arange(50) + 100)
+    assert index.check_search_params(None) == {}
+    assert not isinstance(object(), Index)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])

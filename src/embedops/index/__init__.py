@@ -2,7 +2,8 @@
 
 ``make_index(kind, dim, metric, params)`` builds an empty index of one backend (``flat``,
 ``hnsw``, ``ivf``, ``ivfpq``, ``sq8``); ``load_index(folder)`` reads one back. Every backend
-keeps the same contract (see :mod:`embedops.index.base`): int64 ids, scores higher-is-better.
+keeps the same contract, the ``Index`` protocol (see :mod:`embedops.index.protocol`): int64
+ids, scores higher-is-better; :class:`~embedops.index.base.FaissIndex` implements it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from embedops.index.flat import FlatIndex, FlatParams
 from embedops.index.hnsw import HNSWIndex, HNSWParams
 from embedops.index.ivf import IVFIndex, IVFParams
 from embedops.index.ivfpq import IVFPQIndex, IVFPQParams
+from embedops.index.protocol import Index
 from embedops.index.sq8 import SQ8Index, SQ8Params
 
-Index = FaissIndex
 BACKENDS: dict[str, type[FaissIndex]] = {
     cls.kind: cls for cls in (FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex, SQ8Index)
 }
@@ -69,17 +70,21 @@ def backend(kind: str) -> type[FaissIndex]:
 
 def make_index(
     kind: str, dim: int, metric: str = "cosine", params: dict[str, Any] | Any | None = None
-) -> FaissIndex:
+) -> Index:
     """An empty index of backend ``kind`` for ``dim``-dimensional vectors under ``metric``."""
+    return _make(kind, dim, metric, params)
+
+
+def _make(kind: str, dim: int, metric: str, params: dict[str, Any] | Any | None) -> FaissIndex:
     return backend(kind)(dim, metric, make_params(kind, params))
 
 
-def load_index(folder: str | Path) -> FaissIndex:
+def load_index(folder: str | Path) -> Index:
     """Read an index saved with ``Index.save(folder)``, whatever its backend."""
     path = Path(folder)
     meta = read_meta(path)
     try:
-        index = make_index(meta["kind"], int(meta["dim"]), meta["metric"], meta["params"])
+        index = _make(meta["kind"], int(meta["dim"]), meta["metric"], meta["params"])
     except (KeyError, TypeError, InvalidInput) as exc:
         raise IntegrityError(
             f"{path / 'index.json'} is not a valid index description: {exc}",

@@ -1,28 +1,21 @@
-"""The Index contract shared by every ANN backend, and the checks every backend needs.
+"""The FAISS base class of every ANN backend: one implementation of the ``Index`` contract.
 
-An index maps int64 ids (>= 0) to vectors of one dimension and answers
-``search(queries, k) -> (ids, scores)``: ids ``(m, k)`` int64 padded with ``-1`` when fewer than
-``k`` items exist, scores ``(m, k)`` float32 where **higher is better for every metric**:
+The contract (ids, padding, higher-is-better scores, per-call ``search_params``) is documented
+in :mod:`embedops.index.protocol`. Backends subclass :class:`FaissIndex` and fill in a few
+hooks; the validation (:mod:`~embedops.index.checks`), scoring helpers
+(:mod:`~embedops.index.scoring`) and file layout (:mod:`~embedops.index.files`) are shared, so
+every backend behaves the same.
 
-* ``cosine`` - vectors and queries are l2-normalized, score = cosine similarity;
-* ``ip`` - score = inner product;
-* ``l2`` - score = minus the *squared* euclidean distance.
-
-Padding rows carry score ``-inf``. Backends subclass :class:`FaissIndex` and fill in a few hooks;
-the validation, metric handling and file layout live here, so every backend behaves the same.
-
-``search`` takes per-call ``search_params`` (``ef_search`` for hnsw, ``nprobe`` for ivf/ivfpq,
-``rescore_factor`` for ivfpq/sq8): they are handed to FAISS as per-call search parameters, so
-one search can trade speed for recall without changing the index other threads are searching.
-
-Search is the hot path: one query against an HNSW graph of 20k MiniLM vectors takes ~60-200 us,
-so the wrapper's own work (validation, normalization, id mapping) is kept to a few microseconds
-by a fast path for the common input (a C-contiguous float32 array of the right width).
+``search`` hands ``search_params`` (``ef_search`` for hnsw, ``nprobe`` for ivf/ivfpq,
+``rescore_factor`` for ivfpq/sq8) to FAISS as per-call search parameters, so one search can
+trade speed for recall without changing the index other threads are searching. Search is the
+hot path, so the wrapper's own work (validation, normalization, id mapping) takes a fast path
+for the common input (a C-contiguous float32 array of the right width); see
+docs/benchmarks.md for timings.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from dataclasses import asdict
@@ -30,74 +23,50 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
-from embedops.errors import AlreadyExists, DimensionMismatch, IntegrityError, InvalidInput
-from embedops.fsio import atomic_write_json
+from embedops.errors import AlreadyExists, InvalidInput
+from embedops.index.checks import (
+    F32_DTYPE,
+    METRICS,
+    check_ids,
+    check_k,
+    check_metric,
+    check_queries,
+    check_search_knobs,
+    check_unique,
+    check_vectors,
+    faiss_metric,
+)
+from embedops.index.files import (
+    FAISS_FILE,
+    FORMAT_VERSION,
+    IDS_FILE,
+    META_FILE,
+    read_arrays,
+    read_meta,
+    write_arrays,
+    write_meta,
+)
+from embedops.index.protocol import F32, IdArray, Index
+from embedops.index.scoring import exact_scores, pad, top_k
 
-METRICS = ("cosine", "ip", "l2")
-META_FILE = "index.json"
-FAISS_FILE = "index.faiss"
-IDS_FILE = "ids.npy"
-FORMAT_VERSION = 1
-_INTEGERS = (int, np.integer)
-
-IdArray = npt.NDArray[np.int64]
-F32 = npt.NDArray[np.float32]
-_F32 = np.dtype(np.float32)
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int or (not isinstance(value, bool) and isinstance(value, _INTEGERS))
-
-
-def _check_k(k: Any) -> int:
-    if not _is_int(k) or k <= 0:
-        raise InvalidInput(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
-def check_metric(metric: str) -> str:
-    """Validate a metric name."""
-    if metric not in METRICS:
-        raise InvalidInput(f"unknown metric '{metric}'", f"use one of: {', '.join(METRICS)}")
-    return metric
-
-
-def faiss_metric(metric: str) -> int:
-    """The FAISS metric constant that implements ``metric``."""
-    import faiss
-
-    return int(faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
-
-
-def exact_scores(queries: F32, vectors: np.ndarray, metric: str) -> F32:
-    """Scores (higher is better) of each query against its own candidates ``(m, c, dim)``."""
-    cand = vectors.astype(np.float32, copy=False)
-    dots = np.matmul(cand, queries[:, :, None])[:, :, 0]
-    if metric != "l2":
-        return dots
-    q2 = np.einsum("md,md->m", queries, queries)[:, None]
-    x2 = np.einsum("mcd,mcd->mc", cand, cand)
-    return (2.0 * dots - q2 - x2).astype(np.float32, copy=False)
-
-
-def top_k(ids: IdArray, scores: F32, k: int) -> tuple[IdArray, F32]:
-    """Keep the ``k`` best (ids, scores) of each row, best first; ``-1`` ids sort last."""
-    scores = np.where(ids < 0, np.float32(-np.inf), scores)
-    cols = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(ids, cols, axis=1), np.take_along_axis(scores, cols, axis=1)
-
-
-def pad(ids: IdArray, scores: F32, k: int) -> tuple[IdArray, F32]:
-    """Pad (or cut) results to exactly ``k`` columns: ``-1`` ids, ``-inf`` scores."""
-    m, have = ids.shape
-    if have >= k:
-        return ids[:, :k], scores[:, :k]
-    out_ids = np.full((m, k), -1, dtype=np.int64)
-    out_scores = np.full((m, k), -np.inf, dtype=np.float32)
-    out_ids[:, :have], out_scores[:, :have] = ids, scores
-    return out_ids, out_scores
+__all__ = [  # the names other modules import from here
+    "F32",
+    "FAISS_FILE",
+    "FORMAT_VERSION",
+    "IDS_FILE",
+    "METRICS",
+    "META_FILE",
+    "FaissIndex",
+    "IdArray",
+    "Index",
+    "check_metric",
+    "exact_scores",
+    "faiss_metric",
+    "pad",
+    "read_meta",
+    "top_k",
+]
 
 
 class FaissIndex:
@@ -164,7 +133,7 @@ class FaissIndex:
 
     def remove(self, ids: np.ndarray | list[int]) -> int:
         """Remove ids; unknown ids are ignored. Returns how many were removed."""
-        ids64 = np.unique(self._check_ids(ids, None))
+        ids64 = np.unique(check_ids(ids, None))
         with self._lock:
             present = ids64[np.isin(ids64, self.ids())]
             return self._remove(present) if len(present) else 0
@@ -181,7 +150,7 @@ class FaissIndex:
         if (  # one query, as FAISS takes it: what a server sends (see _search_one)
             type(queries) is np.ndarray
             and queries.shape == self._one_query
-            and queries.dtype is _F32
+            and queries.dtype is F32_DTYPE
             and type(k) is int
             and k > 0
             and queries.flags.c_contiguous
@@ -189,8 +158,8 @@ class FaissIndex:
             found = self._search_one(queries, k, tuning)
             if found is not None:
                 return found
-        q, scale = self._check_queries(queries)
-        k = _check_k(k)
+        q, scale = check_queries(queries, self.dim, self.metric)
+        k = check_k(k)
         with self._lock:
             n = len(self._ids)
             if n == 0 or len(q) == 0:
@@ -209,10 +178,10 @@ class FaissIndex:
     def _search_one(
         self, q: F32, k: int, tuning: dict[str, int] | None
     ) -> tuple[IdArray, F32] | None:
-        """``search`` for one checked query, in as few Python steps as possible: on an index of
-        20k vectors a query takes 60-200 us in FAISS, and every Python step after FAISS has
-        walked its graph runs on cold caches, costing several times what it does in a
-        micro-benchmark. None: not the simple case (empty index, a bad value, padding)."""
+        """``search`` for one checked query, in as few Python steps as possible: every Python
+        step after FAISS has walked its graph runs on cold caches, costing several times what
+        it does in a micro-benchmark (timings: docs/benchmarks.md). None: not the simple case
+        (empty index, a bad value, padding)."""
         import faiss
 
         norm2 = faiss.fvec_norm_L2sqr(faiss.swig_ptr(q), self.dim)  # NaN/inf: not finite
@@ -248,28 +217,9 @@ class FaissIndex:
 
     def check_search_params(self, search_params: dict[str, Any] | None) -> dict[str, int]:
         """Validated per-call knobs (``{}`` for None), or InvalidInput naming what is allowed."""
-        if not search_params:
-            return {}
-        if not isinstance(search_params, dict):
-            raise InvalidInput(
-                f"search_params must be a mapping, got {type(search_params).__name__}"
-            )
-        allowed = ", ".join(self.search_knobs) or "none"
-        out = {}
-        for name, value in search_params.items():
-            if name not in self.search_knobs:
-                raise InvalidInput(
-                    f"'{name}' is not a search parameter of the {self.kind} index",
-                    f"{self.kind} accepts: {allowed}",
-                )
-            low, high = self.search_knobs[name]
-            if not _is_int(value) or not low <= value <= high:
-                raise InvalidInput(
-                    f"{self.kind} search parameter {name} must be an integer in {low}..{high}, "
-                    f"got {value!r}"
-                )
-            out[name] = int(value)
-        self._check_knobs(out)
+        out = check_search_knobs(self.kind, self.search_knobs, search_params)
+        if out:
+            self._check_knobs(out)
         return out
 
     def _check_knobs(self, tuning: dict[str, int]) -> None:
@@ -286,28 +236,22 @@ class FaissIndex:
 
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` (created): ``index.json``, ``index.faiss``, arrays."""
-        import faiss
-
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            if self._index is not None:  # None: a trained backend that has seen no data yet
-                faiss.write_index(self._index, str(path / FAISS_FILE))
-            np.save(path / IDS_FILE, self._ids)
+            write_arrays(path, self._index, self._ids)
             self._save_extra(path)
             state = self._state()
-        meta = {
-            "format": FORMAT_VERSION,
+        write_meta(path, {
             "kind": self.kind,
             "dim": self.dim,
             "metric": self.metric,
             "params": asdict(self.params),
             "state": state,
-        }
-        atomic_write_json(path / META_FILE, meta)
+        })
 
     @classmethod
-    def load(cls, folder: str | Path) -> FaissIndex:
+    def load(cls, folder: str | Path) -> Index:
         """Read an index written by :meth:`save` (any backend: dispatches on ``index.json``)."""
         from embedops.index import load_index
 
@@ -325,101 +269,11 @@ class FaissIndex:
         }
 
     # --- validation -----------------------------------------------------------------------
-    def _rows(self, vectors: Any, what: str) -> F32:
-        """``vectors`` as FAISS takes them: as given when they already are (the common case),
-        else converted by ``_coerce``."""
-        if (
-            type(vectors) is np.ndarray
-            and vectors.dtype is _F32
-            and vectors.ndim == 2
-            and vectors.shape[1] == self.dim
-            and vectors.flags.c_contiguous
-        ):
-            return vectors
-        return self._coerce(vectors, what)
-
-    def _check_vectors(self, vectors: np.ndarray, what: str = "vector") -> F32:
-        arr = self._rows(vectors, what)
-        if self.metric == "cosine":
-            import faiss
-
-            out = arr.copy()  # FAISS normalizes in place; the caller's array is never changed
-            faiss.normalize_L2(out)  # all-zero rows stay zero; a non-finite row turns to NaN
-        else:
-            out = arr  # FAISS copies what it keeps
-        # one reduction for the common case; the row-wise check runs only when it fails
-        if not math.isfinite(float(out.sum())):
-            bad = ~np.isfinite(arr).all(axis=1)
-            if bad.any():
-                rows = np.flatnonzero(bad)[:5].tolist()
-                raise InvalidInput(
-                    f"{int(bad.sum())} {what}(s) contain NaN or infinite values (rows {rows})",
-                    "fix or drop those rows before indexing",
-                )
-        return out
-
-    def _coerce(self, vectors: Any, what: str) -> F32:
-        """Any array-like of numbers as a C-contiguous float32 (n, dim) array, or a clear error."""
-        arr = np.asarray(vectors)
-        if arr.ndim == 1 and arr.size == self.dim:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2:
-            raise InvalidInput(f"{what}s must be a 2-D array (n, {self.dim}), got {arr.shape}")
-        if arr.shape[1] != self.dim:
-            raise DimensionMismatch(
-                f"{what}s have dimension {arr.shape[1]} but the index has dimension {self.dim}",
-                "encode with the model version the index was built with, or rebuild the index",
-            )
-        if arr.dtype.kind not in "fiu":
-            raise InvalidInput(f"{what}s must be numeric, got dtype {arr.dtype}")
-        return np.ascontiguousarray(arr, dtype=np.float32)
-
-    def _check_queries(self, queries: np.ndarray) -> tuple[F32, Any]:
-        """Checked queries and, for cosine, the factor that turns their scores into cosines.
-
-        Queries are not normalized for cosine: the stored vectors are, so scaling a query
-        changes every score of its row by the same factor and no ranking (flat, HNSW, IVF
-        and PQ all rank by inner products), so the scores are divided by the norm afterwards.
-        That is one reduction per query instead of a copy, a normalization and a check.
-        """
-        arr = self._rows(queries, "query")
-        if self.metric != "cosine":
-            if not math.isfinite(float(arr.sum())):
-                self._check_vectors(arr, "query")  # finds the bad rows (or a mere overflow)
-            return arr, None
-        if len(arr) == 1:
-            norm2 = float(np.dot(arr[0], arr[0]))
-            if math.isfinite(norm2):
-                return arr, (1.0 / math.sqrt(norm2) if norm2 > 0 else 1.0)
-        else:
-            norms2 = np.einsum("ij,ij->i", arr, arr)
-            if math.isfinite(float(norms2.sum())):
-                scale = np.ones_like(norms2)
-                np.divide(1.0, np.sqrt(norms2), out=scale, where=norms2 > 0)
-                return arr, scale[:, None]
-        # a NaN or infinity (an error, raised here) or a norm past float32's range
-        return self._check_vectors(arr, "query"), None
-
-    def _check_ids(self, ids: Any, n: int | None) -> IdArray:
-        arr = np.asarray(ids)
-        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-            raise InvalidInput(f"ids must be a 1-D integer array, got {arr.dtype} {arr.shape}")
-        ids64 = arr.astype(np.int64)
-        if n is not None and len(ids64) != n:
-            raise InvalidInput(f"{len(ids64)} ids given for {n} vectors", "pass one id per row")
-        if len(ids64) and ids64.min() < 0:
-            raise InvalidInput("ids must be >= 0 (-1 marks empty result slots)")
-        return ids64
-
     def _prepare(self, vectors: Any, ids: Any, check_existing: bool) -> tuple[F32, IdArray]:
-        vecs = self._check_vectors(vectors)
-        ids64 = self._check_ids(ids, len(vecs))
-        uniq, counts = np.unique(ids64, return_counts=True)
-        if len(uniq) != len(ids64):
-            dups = uniq[counts > 1][:5].tolist()
-            raise InvalidInput(
-                f"duplicate ids in one batch: {dups}", "give every vector its own id"
-            )
+        """Checked vectors and their ids; ``check_existing``: refuse ids already present."""
+        vecs = check_vectors(vectors, self.dim, self.metric)
+        ids64 = check_ids(ids, len(vecs))
+        check_unique(ids64)
         if check_existing:
             clash = ids64[np.isin(ids64, self.ids())]
             if len(clash):
@@ -475,26 +329,7 @@ class FaissIndex:
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
         """Read the arrays written by :meth:`save` (called by ``load_index``)."""
-        import faiss
-
-        try:
-            has_index = (path / FAISS_FILE).exists()
-            self._index = faiss.read_index(str(path / FAISS_FILE)) if has_index else None
-            self._ids = np.load(path / IDS_FILE).astype(np.int64, copy=False)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise IntegrityError(
-                f"cannot read the index in {path}: {exc}", "rebuild the index from the catalog"
-            ) from exc
-        if self._index is None:
-            if len(self._ids):
-                raise IntegrityError(f"{path} lists ids but has no {FAISS_FILE}")
-            return self._load_extra(path, state)
-        if self._index.d != self.dim or self._index.ntotal < len(self._ids):
-            raise IntegrityError(
-                f"{path} holds {self._index.ntotal} vectors of dimension {self._index.d}; "
-                f"index.json says {len(self._ids)} of dimension {self.dim}",
-                "rebuild the index from the catalog",
-            )
+        self._index, self._ids = read_arrays(path, self.dim)
         self._load_extra(path, state)
 
     def _extra_memory(self) -> int:
@@ -523,19 +358,3 @@ class FaissIndex:
         if self.metric == "l2":
             np.negative(distances, out=distances)  # FAISS returned a fresh array we own
         return distances
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    """The ``index.json`` of a saved index, or IntegrityError if missing or unreadable."""
-    try:
-        meta: dict[str, Any] = json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise IntegrityError(
-            f"cannot read {folder / META_FILE}: {exc}", "rebuild the index from the catalog"
-        ) from exc
-    if meta.get("format") != FORMAT_VERSION:
-        raise IntegrityError(
-            f"index format {meta.get('format')} in {folder} is not {FORMAT_VERSION}",
-            "rebuild the index with this embedops version",
-        )
-    return meta
