@@ -3,7 +3,8 @@
 Layout under ``root`` (``workspace.indexes_dir / <collection> / <model-version, @ as _>``)::
 
     CURRENT                    name of the served snapshot (one line, replaced atomically)
-    <snapshot>/manifest.json   sha256 of every file, collection, model version, count, ...
+    <snapshot>/manifest.json   sha256 of every file, collection, model version, count, ...,
+                               sealed: ``seal`` is the sha256 of the rest (canonical JSON)
     <snapshot>/keys.json       string item id of every int64 index id (keys[id])
     <snapshot>/index/...       the saved index
     quarantine/<snapshot>/     snapshots that failed their checksums (never served)
@@ -13,13 +14,31 @@ Layout under ``root`` (``workspace.indexes_dir / <collection> / <model-version, 
 ``load_current`` verifies the checksums first: a corrupt snapshot is moved to ``quarantine/``
 and the newest older good one is served instead (``CURRENT`` is repointed), or ``Unavailable``
 is raised so the caller rebuilds from the catalog. Snapshot names sort by build time.
+
+Nothing that decides what is served is trusted unchecked:
+
+* ``manifest.json`` carries a ``seal``, the sha256 of its canonical JSON without the seal, and
+  must be byte for byte the layout this module writes: any edit (a valid-JSON one included)
+  fails ``verify`` and the snapshot is quarantined like one with a damaged data file. Manifests
+  of the previous format (1, unsealed) are readable for ``list``/``current`` (so a rebuild keeps
+  the backend and params) but never served: they fail ``verify``, and the caller rebuilds from
+  the catalog. The seal detects damage and edits by hand or by tools; it is not a signature
+  (whoever can write the file can also recompute it).
+* ``CURRENT`` must hold a snapshot name (``SNAPSHOT_NAME``), never a path. A pointer that is
+  not one (a path, bytes that are not text, an empty file, a link) is corruption: it is logged,
+  and ``load_current`` serves the newest good snapshot and repoints ``CURRENT`` (or raises
+  ``Unavailable``). Only folders directly under ``root`` whose names match are ever read,
+  quarantined or pruned, so nothing outside ``root`` is touched.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -47,7 +66,13 @@ INDEX_DIR = "index"
 QUARANTINE = "quarantine"
 STAGING = ".staging"
 LOCK = ".lock"
-FORMAT = 1
+FORMAT = 2
+LEGACY_FORMAT = 1
+SEAL = "seal"
+SNAPSHOT_NAME = re.compile(r"\A\d{8}T\d{12}Z-[0-9a-f]{6}\Z")
+_MAX_POINTER_BYTES = 256
+
+log = logging.getLogger(__name__)
 
 
 def snapshot_root(indexes_dir: Path, collection: str, model_version: str) -> Path:
@@ -122,7 +147,7 @@ class SnapshotStore:
             index.save(tmp / INDEX_DIR)
             atomic_write_bytes(tmp / KEYS, json.dumps(list(keys)).encode())
             manifest = _manifest(name, index, meta, sha256_tree(tmp))
-            atomic_write_json(tmp / MANIFEST, manifest)
+            atomic_write_bytes(tmp / MANIFEST, sealed_manifest_bytes(manifest))
             fsync_tree(tmp)
             os.rename(tmp, self.root / name)
             fsync_dir(self.root)
@@ -133,7 +158,7 @@ class SnapshotStore:
     def rollback(self) -> SnapshotInfo:
         """Point ``CURRENT`` at the newest good snapshot older than the current one."""
         with file_lock(self.root / LOCK):
-            current = self._current_name()
+            current = self._current_name()  # a corrupt pointer counts as none: newest good wins
             older = [n for n in self._names() if current is None or n < current]
             for name in reversed(older):
                 if not self._check(name):
@@ -149,17 +174,22 @@ class SnapshotStore:
         """Load the current snapshot after verifying it; fall back past corrupt ones.
 
         A corrupt snapshot is moved to ``quarantine/`` and never served; the newest older good
-        one becomes current. ``Unavailable`` when nothing good is left (rebuild from the
-        catalog).
+        one becomes current. A missing or corrupt ``CURRENT`` (while snapshots exist) serves
+        the newest good snapshot and repoints ``CURRENT``. ``Unavailable`` when nothing good is
+        left (rebuild from the catalog).
         """
         with file_lock(self.root / LOCK):
             current = self._current_name()
-            if current is None:
+            names = self._names()
+            if current is None and not names:
                 raise Unavailable(
                     f"no index snapshot has been published in {self.root}",
                     "build the index (embedops index build)",
                 )
-            candidates = [current] + [n for n in reversed(self._names()) if n < current]
+            if current is None:  # no pointer, or a corrupt one (logged): newest good wins
+                candidates = list(reversed(names))
+            else:
+                candidates = [current] + [n for n in reversed(names) if n < current]
             for name in candidates:
                 loaded = self._try_load(name)
                 if loaded is not None:
@@ -182,24 +212,33 @@ class SnapshotStore:
         return out
 
     def verify(self, all: bool = True) -> builtins.list[SnapshotCheck]:  # noqa: A002 - contract name
-        """Recompute every checksum of every snapshot (``all=False``: only the current one)."""
-        current = self._current_name()
+        """Recompute every checksum and the manifest seal of every snapshot (``all=False``:
+        only the current one). A corrupt ``CURRENT`` is reported as a failed check named
+        ``CURRENT``."""
+        current, problem = self._read_pointer()
         names = self._names() if all else ([current] if current else [])
-        return [SnapshotCheck(n, not (p := self._check(n)), p) for n in names]
+        checks = [SnapshotCheck(n, not (p := self._check(n)), p) for n in names]
+        if problem is None and current is not None and current not in self._names():
+            problem = "CURRENT names a snapshot that does not exist"
+        if problem is not None:
+            hint = "the next load serves the newest good snapshot and repoints it"
+            checks.insert(0, SnapshotCheck(CURRENT, False, [f"{problem}; {hint}"]))
+        return checks
 
     def current(self) -> SnapshotInfo | None:
-        """The manifest of the current snapshot (not verified), or None."""
+        """The manifest of the current snapshot (its seal checked, its files not), or None when
+        there is none or ``CURRENT`` is corrupt (logged). ``IntegrityError`` when the manifest
+        is unreadable or fails its seal."""
         name = self._current_name()
-        return self._info(name) if name and (self.root / name).is_dir() else None
+        return self._info(name) if name and _is_plain_dir(self.root / name) else None
 
     # --- internals ------------------------------------------------------------------------
     def _names(self) -> builtins.list[str]:
+        """Snapshot folders: only plain folders (no links) whose names ``_new_name`` makes."""
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name != QUARANTINE
+            p.name for p in self.root.iterdir() if SNAPSHOT_NAME.match(p.name) and _is_plain_dir(p)
         )
 
     def _new_name(self) -> str:
@@ -207,14 +246,41 @@ class SnapshotStore:
         return f"{stamp}-{secrets.token_hex(3)}"
 
     def _current_name(self) -> str | None:
+        """The snapshot ``CURRENT`` names; None when there is none or it is corrupt (logged)."""
+        name, problem = self._read_pointer()
+        if problem is not None:
+            log.warning("ignoring the index pointer in %s: %s", self.root, problem)
+        return name
+
+    def _read_pointer(self) -> tuple[str | None, str | None]:
+        """``(name, None)`` for a good pointer, ``(None, None)`` when there is no ``CURRENT``,
+        ``(None, problem)`` when it is corrupt. The problem never quotes the file's content."""
+        path = self.root / CURRENT
         try:
-            name = (self.root / CURRENT).read_text().strip()
+            if path.is_symlink():
+                return None, "CURRENT is a symbolic link, not a file"
+            with open(path, "rb") as fh:
+                raw = fh.read(_MAX_POINTER_BYTES + 1)
         except FileNotFoundError:
-            return None
-        return name or None
+            return None, None
+        except OSError as exc:
+            return None, f"CURRENT cannot be read ({type(exc).__name__})"
+        try:
+            name = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            return None, f"CURRENT holds {len(raw)} bytes that are not a snapshot name (not text)"
+        if not SNAPSHOT_NAME.match(name):
+            return None, f"CURRENT holds {len(raw)} bytes that are not a snapshot name"
+        return name, None
 
     def _point_at(self, name: str) -> None:
-        atomic_write_bytes(self.root / CURRENT, (name + "\n").encode())
+        """Replace ``CURRENT`` atomically (a folder in its place is moved to quarantine)."""
+        path = self.root / CURRENT
+        if _is_plain_dir(path):
+            target = self.root / QUARANTINE / f"{CURRENT}.{secrets.token_hex(3)}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+        atomic_write_bytes(path, (name + "\n").encode())
 
     def _prune(self) -> None:
         current = self._current_name()
@@ -223,23 +289,32 @@ class SnapshotStore:
             if name != current:
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
-    def _read_manifest(self, name: str) -> dict[str, Any]:
+    def _read_manifest(self, name: str, legacy_ok: bool = False) -> dict[str, Any]:
+        """The manifest of snapshot ``name``, its seal checked (``IntegrityError`` if not).
+
+        ``legacy_ok`` accepts an unsealed manifest of the previous format (for display and
+        rebuild settings only: such a snapshot is never served)."""
         path = self.root / name / MANIFEST
         try:
-            manifest: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"cannot read {path}: {exc}") from exc
+            data = path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(
+                f"cannot read {path} ({type(exc).__name__})", _REBUILD_HINT
+            ) from exc
+        manifest = open_sealed_manifest(data, str(path), legacy_ok)
         if not isinstance(manifest.get("files"), dict):
-            raise IntegrityError(f"{path} lists no files")
+            raise IntegrityError(f"{path} lists no files", _REBUILD_HINT)
         return manifest
 
     def _check(self, name: str) -> builtins.list[str]:
         """Problems found in snapshot ``name`` (empty when every checksum matches)."""
         folder = self.root / name
+        if not _is_plain_dir(folder):
+            return [f"{name} is not a snapshot folder"]
         try:
             expected = self._read_manifest(name)["files"]
         except IntegrityError as exc:
-            return [str(exc)]
+            return [exc.message]
         actual = sha256_tree(folder, exclude=(MANIFEST,))
         problems = [f"missing file {f}" for f in sorted(set(expected) - set(actual))]
         problems += [f"unexpected file {f}" for f in sorted(set(actual) - set(expected))]
@@ -256,41 +331,108 @@ class SnapshotStore:
             try:
                 folder = self.root / name
                 keys = json.loads((folder / KEYS).read_text())
+                if not isinstance(keys, builtins.list):
+                    raise IntegrityError(f"{KEYS} of {name} is not a list")
                 return LoadedSnapshot(load_index(folder / INDEX_DIR), keys, self._info(name))
-            except (IntegrityError, OSError, ValueError) as exc:
-                problems = [f"cannot load: {exc}"]
+            except (IntegrityError, OSError, ValueError, RuntimeError) as exc:
+                problems = [f"cannot load: {type(exc).__name__}: {exc}"]
         self._quarantine(name, problems)
         return None
 
     def _quarantine(self, name: str, problems: builtins.list[str]) -> None:
-        source = self.root / name
-        if not source.exists():
+        if not SNAPSHOT_NAME.match(name):  # never move anything but a snapshot folder of root
             return
+        source = self.root / name
+        if not source.exists() and not source.is_symlink():
+            return
+        log.warning(
+            "index snapshot %s in %s failed verification (%d problem(s): %s); moved to %s/",
+            name, self.root, len(problems), "; ".join(problems[:3]), QUARANTINE,
+        )
         target_dir = self.root / QUARANTINE
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / name
-        if target.exists():
+        if target.exists() or target.is_symlink():
             target = target_dir / f"{name}.{secrets.token_hex(3)}"
-        os.rename(source, target)
-        atomic_write_json(target / "QUARANTINE-REASON.json", {"problems": problems})
+        os.rename(source, target)  # renames a link itself, never what it points at
+        if _is_plain_dir(target):
+            atomic_write_json(target / "QUARANTINE-REASON.json", {"problems": problems})
         fsync_dir(self.root)
 
     def _info(self, name: str) -> SnapshotInfo:
-        m = self._read_manifest(name)
-        return SnapshotInfo(
-            name=name,
-            path=self.root / name,
-            collection=str(m.get("collection", "")),
-            model_version=str(m.get("model_version", "")),
-            item_count=int(m.get("item_count", 0)),
-            built_at=str(m.get("built_at", "")),
-            backend=str(m.get("backend", "")),
-            metric=str(m.get("metric", "")),
-            dim=int(m.get("dim", 0)),
-            params=dict(m.get("params") or {}),
-            meta=dict(m.get("meta") or {}),
-            current=name == self._current_name(),
+        m = self._read_manifest(name, legacy_ok=True)
+        try:
+            return SnapshotInfo(
+                name=name,
+                path=self.root / name,
+                collection=str(m.get("collection", "")),
+                model_version=str(m.get("model_version", "")),
+                item_count=int(m.get("item_count", 0)),
+                built_at=str(m.get("built_at", "")),
+                backend=str(m.get("backend", "")),
+                metric=str(m.get("metric", "")),
+                dim=int(m.get("dim", 0)),
+                params=dict(m.get("params") or {}),
+                meta=dict(m.get("meta") or {}),
+                current=name == self._read_pointer()[0],
+            )
+        except (TypeError, ValueError) as exc:
+            raise IntegrityError(
+                f"the manifest of snapshot {name} in {self.root} is malformed", _REBUILD_HINT
+            ) from exc
+
+
+_REBUILD_HINT = "rebuild the index from the catalog (embedops index build)"
+
+
+def _is_plain_dir(path: Path) -> bool:
+    """A folder that is not a symbolic link (a link could lead outside the snapshot root)."""
+    return path.is_dir() and not path.is_symlink()
+
+
+def _canonical(obj: Any) -> bytes:
+    """The JSON the seal is computed over: sorted keys, no spaces, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _layout(manifest: dict[str, Any]) -> bytes:
+    """The exact bytes of a manifest file (indented for people, key-sorted)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _seal_of(body: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def sealed_manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """``manifest`` with its ``seal`` added, as the exact bytes of the file to write."""
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    return _layout({**body, SEAL: _seal_of(body)})
+
+
+def open_sealed_manifest(data: bytes, where: str, legacy_ok: bool = False) -> dict[str, Any]:
+    """Parse a manifest file and check its seal and layout; ``IntegrityError`` when it was
+    edited or damaged. ``legacy_ok`` accepts an unsealed manifest of ``LEGACY_FORMAT``."""
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"{where} is not valid JSON", _REBUILD_HINT) from exc
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{where} is not a JSON object", _REBUILD_HINT)
+    if SEAL not in manifest:
+        if legacy_ok and manifest.get("format") == LEGACY_FORMAT and "name" in manifest:
+            return manifest
+        raise IntegrityError(
+            f"{where} is not sealed (an edited manifest or one of format {LEGACY_FORMAT})",
+            _REBUILD_HINT,
         )
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    if manifest[SEAL] != _seal_of(body) or data != _layout(manifest):
+        raise IntegrityError(
+            f"{where} does not match its seal (edited or damaged after it was written)",
+            _REBUILD_HINT,
+        )
+    return manifest
 
 
 def _check_publish(index: FaissIndex, keys: list[str], meta: dict[str, Any]) -> None:
