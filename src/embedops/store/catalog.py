@@ -3,18 +3,17 @@
 SQLite in WAL mode with foreign keys; every multi-row write is one ``BEGIN IMMEDIATE``
 transaction, so a killed process leaves the catalog as it was before or after a write, never
 between. Each thread gets its own connection (the web server calls from a thread pool).
-Item operations live in ``embedops.store.items``; this class holds connections, collections,
-keys and settings, and delegates.
+Connections live in ``embedops.store.connection``, collection rows in
+``embedops.store.collection_rows`` and item operations in ``embedops.store.items``; this class
+holds collections, keys and settings, and delegates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ import numpy as np
 from embedops.config import Workspace
 from embedops.errors import (
     AlreadyExists,
-    CollectionNotFound,
     EncryptionKeyError,
     IntegrityError,
     InvalidInput,
@@ -30,6 +28,8 @@ from embedops.errors import (
 )
 from embedops.store import items as _items
 from embedops.store.codec import RowCodec
+from embedops.store.collection_rows import Coll, all_colls, find_coll
+from embedops.store.connection import CatalogDB
 from embedops.store.crypto import KEY_ENV, KEY_FILE_ENV, Cipher, load_key
 from embedops.store.models import (
     CollectionInfo,
@@ -42,19 +42,6 @@ from embedops.store.models import (
 from embedops.store.schema import migrate
 
 _ENCRYPT_DEFAULT = "encrypt_new_collections"
-_COLS = (
-    "id, name, model_version, candidate_version, metric, dim, encrypted, key_id, created_at, "
-    "live_count"
-)
-
-
-@dataclass(frozen=True)
-class _Coll:
-    """A collection row plus its primary key (internal)."""
-
-    pk: int
-    info: CollectionInfo
-    key_id: str | None
 
 
 class Catalog:
@@ -72,10 +59,7 @@ class Catalog:
         self.workspace = (workspace or Workspace.from_env()).ensure()
         self.path = self.workspace.catalog_path
         self._cipher: Cipher | None = Cipher(key) if key is not None else None
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
-        self._timeout_ms = max(1, int(timeout_s * 1000))
+        self._db = CatalogDB(self.path, max(1, int(timeout_s * 1000)))
         try:
             migrate(self._conn())
         except sqlite3.OperationalError as exc:
@@ -93,50 +77,18 @@ class Catalog:
 
     # -- connections and transactions ------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=self._timeout_ms / 1000,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={self._timeout_ms}")
-            self._local.conn = conn
-            with self._guard:
-                self._conns.append(conn)
-        return conn
+        return self._db.conn()
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(
-                f"the catalog {self.path} is busy or unwritable ({exc})",
-                "another process holds a long write; retry in a moment",
-            ) from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._db.write()
 
     def close(self) -> None:
         """Close every connection this catalog opened (checkpointing the WAL)."""
-        with self._guard:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+        self._db.close()
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into ``catalog.db`` and truncate it."""
-        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.checkpoint()
 
     def __enter__(self) -> Catalog:
         return self
@@ -157,7 +109,7 @@ class Catalog:
             self._cipher = Cipher(key)
         return self._cipher
 
-    def _codec(self, coll: _Coll) -> RowCodec:
+    def _codec(self, coll: Coll) -> RowCodec:
         if not coll.info.encrypted:
             return RowCodec(coll.info.name, None)
         cipher = self._require_cipher(f"collection '{coll.info.name}' is encrypted and")
@@ -189,22 +141,8 @@ class Catalog:
             )
 
     # -- collections -----------------------------------------------------------------------
-    def _row_to_coll(self, row: Sequence[Any]) -> _Coll:
-        pk, name, model, candidate, metric, dim, enc, key_id, created, count = row
-        info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created,
-                              int(count))
-        return _Coll(int(pk), info, key_id)
-
-    def _coll(self, name: str, conn: sqlite3.Connection | None = None) -> _Coll:
-        conn = conn or self._conn()
-        row = conn.execute(f"SELECT {_COLS} FROM collections WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            known = [r[0] for r in conn.execute("SELECT name FROM collections ORDER BY name")]
-            raise CollectionNotFound(
-                f"no collection named {name!r} (known collections: {', '.join(known) or 'none'})",
-                "create one with 'embedops collections create NAME --model MODEL'",
-            )
-        return self._row_to_coll(row)
+    def _coll(self, name: str, conn: sqlite3.Connection | None = None) -> Coll:
+        return find_coll(conn or self._conn(), name)
 
     def create_collection(
         self,
@@ -250,8 +188,7 @@ class Catalog:
 
     def list_collections(self) -> list[CollectionInfo]:
         """Every collection, by name, with live item counts."""
-        rows = self._conn().execute(f"SELECT {_COLS} FROM collections ORDER BY name")
-        return [self._row_to_coll(row).info for row in rows]
+        return [coll.info for coll in all_colls(self._conn())]
 
     def delete_collection(self, name: str) -> CollectionInfo:
         """Delete a collection with its items, vectors and lineage (one transaction)."""

@@ -16,7 +16,7 @@ from embedops.store.codec import RowCodec
 from embedops.store.models import Item, ItemIn, canonical_metadata
 
 if TYPE_CHECKING:
-    from embedops.store.catalog import _Coll
+    from embedops.store.collection_rows import Coll
 
 _CHUNK = 500
 
@@ -298,7 +298,7 @@ def all_ids(conn: sqlite3.Connection, pk: int, include_deleted: bool) -> list[st
 
 
 def load_vectors(
-    conn: sqlite3.Connection, coll: _Coll, codec: RowCodec, version: str,
+    conn: sqlite3.Connection, coll: Coll, codec: RowCodec, version: str,
     ids: Sequence[str] | None,
 ) -> tuple[list[str], np.ndarray]:
     """``(ids, (n, dim) float32)`` of live items with a ``version`` vector."""
