@@ -3,12 +3,29 @@
 A version is written to a staging folder, checksummed, fsynced and renamed into place under a
 lock, so a killed ``train`` or ``import`` never leaves a partial version. Versions only increase
 (a deleted version number is not reused). Arrays are safetensors; no pickle anywhere.
+
+The manifest itself is sealed: its ``seal`` is the sha256 of its canonical JSON without the
+seal, and the file must be byte for byte the layout the registry writes. Every load checks it
+(a few KB, so it is cheap), so an edited tokenizer spec, dim or file checksum raises
+``IntegrityError`` instead of being used silently. ``record_eval``, the one legitimate rewrite,
+checks the seal before and re-seals after. The seal detects damage and edits by hand or by
+tools; it is not a signature (whoever can write the file can also recompute it).
+
+Decision on manifests written before sealing (no ``seal`` key): they are accepted as
+*legacy-unsealed*, with a warning logged once per version, because a model cannot be rebuilt
+from anything else (unlike an index snapshot, which is rebuilt from the catalog) and refusing
+them would break every existing workspace. ``Registry.seal(ref)`` (or any ``record_eval``)
+seals one after its files verify. Removing the seal therefore makes an edit undetectable, as
+recomputing it would: the seal guards against accidents and careless edits, not an attacker
+with write access to the models folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,6 +40,7 @@ from embedops import __version__
 from embedops.config import Workspace
 from embedops.errors import IntegrityError, InvalidInput, ModelNotFound
 from embedops.fsio import (
+    atomic_write_bytes,
     atomic_write_json,
     fsync_dir,
     fsync_tree,
@@ -34,6 +52,10 @@ from embedops.fsio import file_lock as _lock
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _COUNTER = ".last_version"
+SEAL = "seal"
+
+log = logging.getLogger(__name__)
+_warned_unsealed: set[str] = set()
 
 
 def check_name(name: str) -> str:
@@ -165,7 +187,8 @@ class Registry:
         with _lock(model_dir / ".lock"):
             version = self._next_version(model_dir)
             manifest["version"] = version
-            atomic_write_json(draft.path / MANIFEST, manifest)
+            manifest = _sealed(manifest)
+            atomic_write_bytes(draft.path / MANIFEST, _layout(manifest))
             fsync_tree(draft.path)
             final = model_dir / str(version)
             os.rename(draft.path, final)
@@ -191,13 +214,26 @@ class Registry:
     def record_eval(self, ref: str, suite: str, result: dict[str, Any]) -> ModelVersion:
         """Store evaluation ``result`` under ``eval[suite]`` in the manifest (atomic rewrite).
 
-        Evaluation scores are annotations: they do not change the checksummed files.
+        Evaluation scores are annotations: they do not change the checksummed files. The
+        manifest's seal is checked before and renewed after (a legacy unsealed one is sealed).
         """
         mv = self.get(ref)
         with _lock(self.root / mv.name / ".lock"):
-            manifest = json.loads((mv.path / MANIFEST).read_text())
+            manifest = _read_manifest(mv.path, mv.ref)
             manifest.setdefault("eval", {})[suite] = result
-            atomic_write_json(mv.path / MANIFEST, manifest)
+            manifest = _sealed(manifest)
+            atomic_write_bytes(mv.path / MANIFEST, _layout(manifest))
+        return ModelVersion(mv.name, mv.version, mv.path, manifest)
+
+    def seal(self, ref: str) -> ModelVersion:
+        """Seal the manifest of a legacy (unsealed) version after its files verify; a sealed
+        one is left as it is. Check the manifest by eye first: sealing makes it trusted."""
+        mv = self.get(ref, verify=True)
+        if SEAL in mv.manifest:
+            return mv
+        with _lock(self.root / mv.name / ".lock"):
+            manifest = _sealed(_read_manifest(mv.path, mv.ref))
+            atomic_write_bytes(mv.path / MANIFEST, _layout(manifest))
         return ModelVersion(mv.name, mv.version, mv.path, manifest)
 
     # -- reading ---------------------------------------------------------------------------
@@ -240,14 +276,7 @@ class Registry:
 
     def _load(self, name: str, version: int) -> ModelVersion:
         path = self.root / name / str(version)
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IntegrityError(
-                f"model {name}@{version} has an unreadable manifest: {exc}",
-                f"delete it with 'embedops models delete {name}@{version}'",
-            ) from exc
-        return ModelVersion(name, version, path, manifest)
+        return ModelVersion(name, version, path, _read_manifest(path, f"{name}@{version}"))
 
     def delete(self, ref: str) -> ModelVersion:
         """Delete one version (``name@N`` required: deleting 'latest' by accident is refused)."""
@@ -263,6 +292,54 @@ class Registry:
             fsync_dir(self.root / name)
             shutil.rmtree(trash, ignore_errors=True)
         return mv
+
+
+def _layout(manifest: dict[str, Any]) -> bytes:
+    """The exact bytes of a manifest file (indented, key-sorted: as ``atomic_write_json``)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _seal_of(body: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces, UTF-8) of a manifest body."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with a fresh ``seal`` over everything else."""
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    return {**body, SEAL: _seal_of(body)}
+
+
+def _read_manifest(path: Path, ref: str) -> dict[str, Any]:
+    """The manifest of the version in ``path``, its seal and layout checked.
+
+    ``IntegrityError`` (naming ``ref`` and what to do) when it is unreadable, edited or
+    damaged; a legacy unsealed manifest is accepted with a warning (see the module doc)."""
+    hint = (f"restore {ref} from a backup, or delete it with 'embedops models delete {ref}' "
+            "and train or import it again")
+    try:
+        data = (path / MANIFEST).read_bytes()
+        manifest = json.loads(data)
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(
+            f"model {ref} has an unreadable manifest ({type(exc).__name__})", hint
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"model {ref} has a manifest that is not a JSON object", hint)
+    if SEAL not in manifest:
+        if str(path) not in _warned_unsealed:
+            _warned_unsealed.add(str(path))
+            log.warning("model %s has a legacy unsealed manifest: edits to it cannot be "
+                        "detected; seal it with Registry.seal after checking it", ref)
+        return manifest
+    if manifest != _sealed(manifest) or data != _layout(manifest):
+        raise IntegrityError(
+            f"model {ref} has a manifest.json that does not match its seal "
+            "(edited or damaged after it was published)",
+            hint,
+        )
+    return manifest
 
 
 def _alive(pid: int) -> bool:
