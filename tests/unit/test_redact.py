@@ -48,7 +48,7 @@ NEGATIVE = [
     "C++ std::vector and Note:: blocks",
     "mac 00:1a:2b:3c:4d:5e",
     "https://example.com/path@section is no credential",
-    "an @mention and user@localhost",
+    "an @mention and a name@host without a domain",
     "x4111111111111111 is glued to a word",
 ]
 

@@ -27,10 +27,14 @@ PLACEHOLDERS: dict[str, str] = {
     "url_credentials": "<URL>",
 }
 
-_URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:[^\s/@]*@[^\s<>\"']+")
+# user:password@ or only :password@ (redis://:secret@cache:6379).
+_URL_CREDENTIALS = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:[^\s/@]*@[^\s<>\"']+")
+# Letters and digits of any script ([^\W_]), so internationalised addresses (jörg@bücher.de)
+# are found too; the top-level domain is letters or punycode; ``localhost`` needs none.
+_LABEL = r"[^\W_](?:(?:[^\W_]|-)*[^\W_])?"
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b"
+    rf"(?<![\w.%+-])[^\W_][\w.%+-]*@(?:{_LABEL}(?:\.{_LABEL})*\.(?:[^\W\d_]{{2,}}|xn--[a-z0-9-]+)"
+    r"|localhost)\b(?![-@])"
 )
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?"
@@ -41,14 +45,16 @@ _IPV6 = re.compile(
 # behind at that first character (a leading lookbehind or branch would disable the skipping).
 _DIGIT_KINDS = re.compile(
     r"[+(\d](?:"
-    # Contiguous 13-19 digits, or 4-digit-led groups joined by one repeated space or dash.
-    r"(?P<card>(?<=\d)(?<![\w.,-]\d)(?:\d{12,18}|\d{3}(?P<sep>[ -])\d{4,6}(?P=sep)\d{4,5}"
+    # Contiguous 13-19 digits, or 4-digit-led groups joined by one repeated space, dash or dot.
+    r"(?P<card>(?<=\d)(?<![\w.,-]\d)(?:\d{12,18}|\d{3}(?P<sep>[ .-])\d{4,6}(?P=sep)\d{4,5}"
     r"(?:(?P=sep)\d{1,4})?(?:(?P=sep)\d{1,3})?)(?![\w-]|[.,]\d))"
     r"|(?P<ipv4>(?<=\d)(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?![\w]|\.\w))"
     r"|(?P<phone>(?<![\w+.-].)(?:"
     r"(?<=\+)\d{1,3}(?:[ -]?\(\d{1,4}\))?(?:[ -]?\d{1,5}){2,5}"  # +44 20 7946 0958
     r"|(?<=\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (555) 123-4567
-    r"|(?<=\d)\d{2}(?P<s>[.-])\d{3}(?P=s)\d{4}"  # 555-123-4567, 555.123.4567
+    r"|(?<=\d)\d{2}(?P<s>[ .-])\d{3}(?P=s)\d{4}"  # 555-123-4567, 555.123.4567, 415 555 2671
+    r"|(?<=[2-9])\d{9}"  # 5551234567 (a leading 0 or 1 is an id or a Unix time, not an area code)
+    r"|(?<=0)0[1-9]\d{0,2}(?:[ -]\d{1,8}){1,5}"  # 0049 30 1234567 (international, 00 prefix)
     r")(?![\w-]|[.,]\d)))"
 )
 
@@ -78,7 +84,7 @@ def luhn_ok(digits: str) -> bool:
 
 
 def _is_card(span: str) -> bool:
-    digits = span.replace(" ", "").replace("-", "")
+    digits = span.replace(" ", "").replace("-", "").replace(".", "")
     # No issuer number starts with 0; runs of one digit are placeholders, not cards.
     if digits[0] == "0" or digits.count(digits[0]) == len(digits):
         return False
@@ -155,7 +161,10 @@ def redact(text: str, kinds: Iterable[str] = ALL_KINDS) -> Redaction:
     """Replace PII of the given ``kinds`` in ``text`` by typed placeholders.
 
     Dates, years, prices, version numbers and plain numbers are left alone; a 13-19 digit
-    number is a card only if it passes the Luhn check; IPv4 octets must be 0-255.
+    number is a card only if it passes the Luhn check; IPv4 octets must be 0-255. A phone is
+    ``+``/``00``-prefixed international, ``(555) 123-4567``, three-three-four digits joined by
+    one repeated space, dot or dash, or ten digits in a row that start with 2-9 (so such an id
+    is redacted too: that is the price of catching unformatted phone numbers).
     """
     wanted, ordered = _checked(kinds if isinstance(kinds, tuple) else tuple(kinds))
     counts = dict.fromkeys(ordered, 0)
