@@ -34,8 +34,8 @@ def auto_nlist(n: int) -> int:
 def auto_nprobe(nlist: int) -> int:
     """Cells scanned per query: one in six, at least 16 (all of them for tiny indexes).
 
-    Tuned on MiniLM vectors of 20k dictionary definitions (nlist 512): one cell in 16 gives
-    recall@10 0.89, one in 8 gives 0.95, one in six 0.96-0.97.
+    Tuned on MiniLM vectors of 20k dictionary definitions; the recall at each setting is in
+    docs/benchmarks/index.md.
     """
     return min(nlist, max(16, nlist // 6))
 

@@ -73,8 +73,8 @@ class PoolingConfig:
 
 
 #: Pooling of word-vector models whose manifest names none: SIF weights over unit-length token
-#: vectors. Measured on the reverse-dictionary dev queries (docs/benchmarks/vectors.md), this
-#: beats a plain mean by ~40% recall@10; ``a`` sits mid-plateau (1e-4 to 1e-3 score alike).
+#: vectors. On the reverse-dictionary dev queries this beats a plain mean clearly, and ``a``
+#: sits mid-plateau (1e-4 to 1e-3 score alike): figures in docs/benchmarks/vectors.md.
 WORD_POOLING = PoolingConfig(method="sif", sif_a=3e-4, unit_tokens=True)
 
 

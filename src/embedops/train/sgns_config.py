@@ -40,12 +40,13 @@ class SGNSConfig:
     random from the chunk; ``chunk`` reads the corpus in file order, shuffles skip-gram pairs
     within each chunk only and trains CBOW on runs of consecutive centers (the earlier
     behaviour); ``auto`` is ``corpus`` for CBOW and ``chunk`` for skip-gram (on the 13M-word
-    corpus, whose last third is a dictionary, file order scores SimLex 0.03-0.04 higher and
-    Google analogies 0.015 lower than a shuffled corpus). ``skip_target_negatives`` gives a
-    negative that is the pair's own target no gradient (gensim skips it). ``vectors`` is what
-    is saved: ``sum`` the input plus the output (context) vector of each word, ``input`` the
-    input vectors alone (what gensim saves), ``auto`` ``sum`` for skip-gram (higher on WS353,
-    SimLex and Google in every run measured) and ``input`` for CBOW (not measured).
+    corpus, whose last third is a dictionary, file order scores higher on SimLex and lower on
+    Google analogies than a shuffled corpus: docs/benchmarks/train_gpu.md).
+    ``skip_target_negatives`` gives a negative that is the pair's own target no gradient
+    (gensim skips it). ``vectors`` is what is saved: ``sum`` the input plus the output
+    (context) vector of each word, ``input`` the input vectors alone (what gensim saves),
+    ``auto`` ``sum`` for skip-gram (higher on WS353, SimLex and Google in every run measured)
+    and ``input`` for CBOW (not measured).
     """
 
     sg: bool = True

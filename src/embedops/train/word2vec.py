@@ -38,9 +38,8 @@ class TrainConfig:
 
     The defaults were chosen on the benchmark (docs/benchmarks/train_static.md): CBOW with
     a wider window, stronger down-sampling of frequent words and more epochs beats gensim's
-    defaults on WS353, SimLex-999 and the Google analogies (0.611 / 0.341 / 0.189 against
-    0.563 / 0.287 / 0.174) for about 1.2x the trained words: sampling at 1e-4 keeps 58 % of
-    the running words where 1e-3 keeps 77 %, so 8 epochs cost little more than 5.
+    defaults on WS353, SimLex-999 and the Google analogies for little more training: sampling
+    at 1e-4 keeps fewer of the running words than 1e-3, so 8 epochs cost little more than 5.
     ``redact`` lists the PII kinds replaced before training (empty: no redaction).
     ``bucket`` is the number of fastText n-gram buckets (its memory is bucket x dim floats).
     ``device`` None trains with gensim on the CPU; ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
