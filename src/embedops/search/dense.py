@@ -57,7 +57,7 @@ def dense_search(
 ) -> list[tuple[str, float]]:
     """Top ``k`` (id, score) for ``query``; with ``filt``, ``view`` and ``load_vectors`` are
     needed to find the matching items and, when few match, to search them exactly.
-    ``search_params`` tune the ANN index for this query (``FaissIndex.search``)."""
+    ``search_params`` tune the ANN index for this query (``Index.search``)."""
     if not filt:
         return served.search(query, k, search_params=search_params)
     if view is None or load_vectors is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from embedops.index.protocol import Index
 from embedops.search.sync import MARGIN_S, ChangeTracker, split
 
 #: Rebuilding is recommended once overlay + tombstones exceed this share of the base index.
@@ -80,7 +81,7 @@ class ServedIndex:
     """
 
     def __init__(
-        self, index: Any, keys: Sequence[str], meta: dict[str, Any], info: Any = None
+        self, index: Index, keys: Sequence[str], meta: dict[str, Any], info: Any = None
     ) -> None:
         self.index = index
         self.keys = list(keys)
@@ -150,7 +151,7 @@ class ServedIndex:
     ) -> list[tuple[str, float]]:
         """Top ``k`` (key, score) among items passing ``accept`` (post-filter with adaptive
         over-fetch: starting from ``fetch`` candidates, the fetch grows until ``k`` pass or the
-        index is exhausted). ``search_params`` go to the index (``FaissIndex.search``)."""
+        index is exhausted). ``search_params`` go to the index (``Index.search``)."""
         live = self._live
         q = prepare(query.reshape(1, -1), self.metric)[0]
         over = exact_scores(q, live.overlay, self.metric)
