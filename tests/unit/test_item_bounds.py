@@ -160,3 +160,33 @@ def test_messages_do_not_echo_the_values() -> None:
 
 def test_check_metadata_returns_the_canonical_json() -> None:
     assert check_metadata({"b": 1, "a": [True, None]}) == '{"a":[true,null],"b":1}'
+
+
+HOSTILE = [nested(260), {"n": 2**70}, {"k": "\ud800"}, {"s": "x" * (MAX_METADATA_BYTES + 1)}]
+
+
+def test_hostile_items_are_refused_by_the_facade_and_search_keeps_working(workspace) -> None:
+    import numpy as np
+
+    from embedops.api import Embedops
+    from embedops.models.registry import Registry
+    from embedops.models.static import StaticVectors, publish_static
+    from embedops.text.tokenize import TokenizerSpec
+
+    words = ["red", "green", "blue", "cyan", "pink", "gold"]
+    table = StaticVectors(words, np.random.default_rng(0).standard_normal((6, 8)))
+    publish_static(Registry(workspace), "tiny", table, kind="word2vec", spec=TokenizerSpec())
+    api = Embedops(workspace)
+    try:
+        api.collections.create("c", model="tiny")
+        api.upsert_items("c", [{"id": f"i{n}", "text": f"{w} {words[n - 1]}",
+                                "metadata": {"n": n}} for n, w in enumerate(words)])
+        for metadata in HOSTILE:
+            with pytest.raises((InvalidInput, LimitExceeded)):
+                api.upsert_items("c", [{"id": "poison", "text": "red green", "metadata": metadata}])
+        for mode in ("dense", "lexical", "hybrid", "two_stage"):
+            hits = api.search("c", "red green", k=3, mode=mode).hits
+            assert hits and "poison" not in [h.id for h in hits]
+            orjson.dumps([h.metadata for h in hits])
+    finally:
+        api.close()
