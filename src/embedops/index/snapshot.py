@@ -57,7 +57,7 @@ from embedops.fsio import (
     staged_dir,
 )
 from embedops.index import load_index
-from embedops.index.base import FaissIndex
+from embedops.index.protocol import Index
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
@@ -117,7 +117,7 @@ class SnapshotCheck:
 class LoadedSnapshot:
     """A verified snapshot, loaded: ``keys[id]`` is the item id of index id ``id``."""
 
-    index: FaissIndex
+    index: Index
     keys: list[str]
     info: SnapshotInfo
 
@@ -133,7 +133,7 @@ class SnapshotStore:
 
     # --- publishing -----------------------------------------------------------------------
     def publish(
-        self, index: FaissIndex, keys: builtins.list[str], meta: dict[str, Any]
+        self, index: Index, keys: builtins.list[str], meta: dict[str, Any]
     ) -> SnapshotInfo:
         """Write ``index`` and ``keys`` as a new snapshot and make it current.
 
@@ -435,7 +435,7 @@ def open_sealed_manifest(data: bytes, where: str, legacy_ok: bool = False) -> di
     return manifest
 
 
-def _check_publish(index: FaissIndex, keys: list[str], meta: dict[str, Any]) -> None:
+def _check_publish(index: Index, keys: list[str], meta: dict[str, Any]) -> None:
     for required in ("collection", "model_version"):
         if not isinstance(meta.get(required), str) or not meta[required]:
             raise InvalidInput(f"snapshot meta must name '{required}' (a non-empty string)")
@@ -450,7 +450,7 @@ def _check_publish(index: FaissIndex, keys: list[str], meta: dict[str, Any]) -> 
 
 
 def _manifest(
-    name: str, index: FaissIndex, meta: dict[str, Any], files: dict[str, str]
+    name: str, index: Index, meta: dict[str, Any], files: dict[str, str]
 ) -> dict[str, Any]:
     extra = {k: v for k, v in meta.items() if k not in ("collection", "model_version")}
     return {
