@@ -1,8 +1,17 @@
-"""Workspace layout and settings.
+"""Workspace layout and settings: every path of a workspace is defined here, once.
 
-The embedded default needs nothing but a folder: ``$EMBEDOPS_HOME`` (default ``./embedops-data``)
-holds ``catalog.db``, ``models/<name>/<version>/`` and
-``indexes/<collection>/<model-version>/<snapshot>/``.
+The embedded default needs nothing but a folder: ``$EMBEDOPS_HOME`` (default ``./embedops-data``)::
+
+    catalog.db                     collections, items, vectors per model version, lineage
+    models/<name>/<version>/       immutable model versions (manifest + safetensors)
+    indexes/<collection>/          two-stage settings of the collection
+        <model-version>/<snapshot>/    checksummed index snapshots, CURRENT pointer
+    monitor.db                     golden sets, runs, drift history
+    keys.db                        API keys (scrypt hashes) of the HTTP service
+    audit.jsonl                    admin actions, one JSON line each
+    rollouts/                      rollout state per collection
+    postprocess/                   fitted post-processing (PCA) per model version
+    .staging/                      artifacts being written (renamed into place when complete)
 """
 
 from __future__ import annotations
@@ -43,6 +52,40 @@ class Workspace:
     def staging_dir(self) -> Path:
         """Where artifacts are written before being renamed into place (same filesystem)."""
         return self.home / ".staging"
+
+    @property
+    def monitor_db_path(self) -> Path:
+        """Golden sets, evaluation runs and drift history."""
+        return self.home / "monitor.db"
+
+    @property
+    def keys_db_path(self) -> Path:
+        """API keys of the HTTP service."""
+        return self.home / "keys.db"
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit trail (JSON lines)."""
+        return self.home / "audit.jsonl"
+
+    @property
+    def rollouts_dir(self) -> Path:
+        """Rollout state files, one per collection."""
+        return self.home / "rollouts"
+
+    @property
+    def postprocess_dir(self) -> Path:
+        """Fitted post-processing steps, per model version."""
+        return self.home / "postprocess"
+
+    def collection_dir(self, collection: str) -> Path:
+        """The index folder of ``collection`` (its two-stage settings and one snapshot folder
+        per model version)."""
+        return self.indexes_dir / collection
+
+    def snapshot_root(self, collection: str, model_version: str) -> Path:
+        """The snapshot folder of one collection and model version (``@`` becomes ``_``)."""
+        return self.collection_dir(collection) / model_version.replace("@", "_")
 
     def ensure(self) -> Workspace:
         """Create the workspace folders if missing; return self."""

@@ -88,4 +88,4 @@ def test_static_models_are_encoded_too(workspace: Workspace, tmp_path, capsys) -
     code, out, _ = _run(capsys, "lee", "the government said", "--out", str(out_path))
     assert code == 0 and np.load(out_path).shape == (1, 16)
     code, _, err = _run(capsys, "lee", "hi", "--backend", "onnx")
-    assert code == 1 and "--backend and --threads apply to transformer models" in err
+    assert code == 1 and "backend and threads apply to transformer models" in err

@@ -10,7 +10,7 @@ import pytest
 from serve_helpers import lee_documents, publish_lee_model, running_server
 
 from embedops.config import Workspace
-from embedops.serve import audit
+from embedops.engine import audit
 from embedops.serve.app import create_app
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings

@@ -18,7 +18,8 @@ import pytest
 
 from embedops.cli.main import main
 from embedops.config import Workspace
-from embedops.errors import FormatError, InvalidInput
+from embedops.engine import Embedops
+from embedops.errors import FormatError, InvalidInput, NotFound
 from embedops.models.loader import load_encoder
 from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
@@ -66,15 +67,19 @@ def catalog(workspace: Workspace, model: str) -> Catalog:
     cat.close()
 
 
+def _embed(*encoders):  # the write rule's shape: texts -> {version: vectors}
+    return lambda texts: {enc.version: enc.encode(texts) for enc in encoders}
+
+
 def test_ingest_then_rerun_is_idempotent(catalog: Catalog, model: str, docs: Path) -> None:
     encoder = load_encoder(model)
-    first = ingest(catalog, "news", docs, encoder, batch_size=32)
+    first = ingest(catalog, "news", docs, _embed(encoder), batch_size=32)
     assert (first.read, first.embedded, first.unchanged, first.failed_lines) == (120, 120, 0, [])
     ids, vecs = catalog.load_vectors("news", model)
     assert len(ids) == 120 and vecs.shape == (120, 16) and np.abs(vecs).sum() > 0
     texts = [it.text for it in catalog.get_items("news", ids[:5])]
     np.testing.assert_allclose(encoder.encode(texts), vecs[:5], rtol=1e-5, atol=1e-6)
-    again = ingest(catalog, "news", docs, encoder, batch_size=32)
+    again = ingest(catalog, "news", docs, _embed(encoder), batch_size=32)
     assert (again.embedded, again.unchanged) == (0, 120)
     stats = catalog.stats("news")
     assert stats["ingest_runs"][0]["report"]["unchanged"] == 120
@@ -84,7 +89,7 @@ def test_upserts_deletes_and_duplicates(
     catalog: Catalog, model: str, docs: Path, tmp_path: Path
 ) -> None:
     encoder = load_encoder(model)
-    ingest(catalog, "news", docs, encoder)
+    ingest(catalog, "news", docs, _embed(encoder))
     rows = [json.loads(ln) for ln in docs.read_text().splitlines()]
     rows[3]["text"] = "completely rewritten text about cricket"
     rows[4]["section"] = 99
@@ -92,7 +97,8 @@ def test_upserts_deletes_and_duplicates(
     rows.append({"id": "d3", "text": "the last duplicate wins"})
     changed = tmp_path / "changed.jsonl"
     changed.write_text("\n".join(json.dumps(r) for r in rows[:100] + rows[-1:]) + "\n")
-    report = ingest(catalog, "news", changed, encoder, delete_field="gone", delete_missing=True)
+    report = ingest(catalog, "news", changed, _embed(encoder), delete_field="gone",
+                    delete_missing=True)
     assert report.duplicates == 1 and report.embedded == 2  # d3 (last version) and d4
     assert report.deleted == 1 + 20  # d5 by field, d100..d119 missing from the file
     assert catalog.get_collection("news").item_count == 99
@@ -105,11 +111,11 @@ def test_bad_lines_are_reported_and_block_delete_missing(
     catalog: Catalog, model: str, docs: Path, tmp_path: Path
 ) -> None:
     encoder = load_encoder(model)
-    ingest(catalog, "news", docs, encoder)
+    ingest(catalog, "news", docs, _embed(encoder))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"id": "x1", "text": "fine text"}\n{broken\n{"id": "x2"}\n'
                     + b'{"id": "x3", "text": "bad \xff byte"}\n')
-    report = ingest(catalog, "news", bad, encoder, delete_missing=True)
+    report = ingest(catalog, "news", bad, _embed(encoder), delete_missing=True)
     assert [line for line, _ in report.failed_lines] == [2, 3, 4]
     assert "byte offset" in report.failed_lines[2][1]
     assert report.deleted == 0 and "skipped" in report.notes[0]
@@ -120,17 +126,18 @@ def test_bad_lines_are_reported_and_block_delete_missing(
     only_bad = tmp_path / "only_bad.jsonl"
     only_bad.write_text('{"name": "a", "body": "b"}\n')
     with pytest.raises(FormatError, match="no 'id' field"):
-        ingest(catalog, "news", only_bad, encoder)
+        ingest(catalog, "news", only_bad, _embed(encoder))
 
 
-def test_wrong_encoder_and_bad_batch_size_are_refused(
-    catalog: Catalog, registry: Registry, lee_corpus: Path, docs: Path
+def test_missing_file_and_bad_batch_size_are_refused(
+    workspace: Workspace, model: str, docs: Path, tmp_path: Path
 ) -> None:
-    other = load_encoder(_publish(registry, lee_corpus, "other", 8))
-    with pytest.raises(InvalidInput, match="embedded with tiny@1, not other@1"):
-        ingest(catalog, "news", docs, other)
-    with pytest.raises(InvalidInput, match="batch size"):
-        ingest(catalog, "news", docs, load_encoder("tiny"), batch_size=0)
+    with Embedops(workspace) as eo:
+        eo.collections.create("news", model)
+        with pytest.raises(NotFound, match="no file at 'missing.jsonl'"):
+            eo.ingest("news", tmp_path / "missing.jsonl")
+        with pytest.raises(InvalidInput, match="batch size"):
+            eo.ingest("news", docs, batch_size=0)
 
 
 def test_dual_write_with_candidate_and_encrypted(
@@ -142,11 +149,11 @@ def test_dual_write_with_candidate_and_encrypted(
     with Catalog(workspace) as cat:
         cat.create_collection("secret", model, dim=16, encrypted=True)
         cat.set_candidate_version("secret", candidate)
-        report = ingest(cat, "secret", docs, load_encoder(model),
-                        extra_encoders=[load_encoder(candidate)])
+    with Embedops(workspace) as eo:  # the engine's write rule: active and candidate
+        report = eo.ingest("secret", docs)
         assert report.embedded == 120
-        assert cat.load_vectors("secret", candidate)[1].shape == (120, 8)
-        cat.checkpoint()
+        assert eo.load_vectors("secret", candidate)[1].shape == (120, 8)
+        eo._catalog.checkpoint()
     first_text = json.loads(docs.read_text().splitlines()[0])["text"]
     assert first_text.encode()[:40] not in workspace.catalog_path.read_bytes()
 

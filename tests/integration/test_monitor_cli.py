@@ -38,8 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, lines: list[str]) -> Path:
     with Embedops(ws) as api:
         api.collections.create("lee", model="w2v@1")
         api.upsert_items("lee", [{"id": f"d{i}", "text": t} for i, t in enumerate(lines)])
-        ids = [f"d{i}" for i in range(len(lines))]
-        api.catalog.put_vectors("lee", "w2v@2", ids, api.models.embed(lines, "w2v@2"))
+        api.backfill("lee", "w2v@2")
         api.build_index("lee", "ivfpq", {"nprobe": 1}, quiet=True)
     return ws.home
 

@@ -15,8 +15,8 @@ import pytest
 from serve_helpers import lee_documents, publish_lee_model, running_server, wait_until
 
 from embedops.config import Workspace
+from embedops.engine import audit
 from embedops.lifecycle.routing import bucket
-from embedops.serve import audit
 from embedops.serve.app import create_app
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings
@@ -139,7 +139,7 @@ def test_canary_promote_rollback_under_load(tmp_path: Path) -> None:
         during = [i for i, ts in result["written"] if ts < rollback_at]
         assert len(during) >= 10
         for version in ("lee@1", "lee@2"):
-            ids, _ = api.catalog.load_vectors("docs", version, during)
+            ids, _ = api.load_vectors("docs", version, during)
             assert sorted(ids) == sorted(during), version
         for item_id in during[:: max(1, len(during) // 10)]:
             body = {"query": texts[0], "k": 1, "filters": {"load": int(item_id[4:])}}

@@ -70,7 +70,7 @@ def test_every_mode_finds_a_document_from_its_own_text(eo: Embedops, lee_lines, 
 
 def test_upsert_is_idempotent_and_new_items_are_searchable_at_once(eo: Embedops) -> None:
     eo.build_index("lee", "hnsw")
-    again = eo.upsert_items("lee", [{"id": "d1", "text": eo.catalog.get_items("lee", ["d1"])[0]
+    again = eo.upsert_items("lee", [{"id": "d1", "text": eo.get_items("lee", ["d1"])[0]
                                      .text, "metadata": {"n": 1, "odd": True}}])
     assert again == {"received": 1, "written": 0, "unchanged": 1}
     text = "cricket hamas qantas zimbabwe taliban"
@@ -167,12 +167,21 @@ def test_bad_search_requests(eo: Embedops, kwargs, err) -> None:
 def test_unknown_collection_and_bad_items(eo: Embedops) -> None:
     with pytest.raises(CollectionNotFound, match="lee"):
         eo.search("nope", "fire")
-    for bad in ("text", [{"id": "a"}], [{"id": "a", "text": "x", "extra": 1}],
+    for bad in ("text", [{"id": "a"}], [{"id": "a", "text": "x", "metadata": [1]}],
                 [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], [3]):
         with pytest.raises(InvalidInput):
             eo.upsert_items("lee", bad)
     with pytest.raises(InvalidInput):
         eo.delete_items("lee", "d1")
+
+
+def test_upsert_takes_the_record_shapes_ingest_takes(eo: Embedops) -> None:
+    eo.upsert_items("lee", [{"id": "flat", "text": "fire crews", "section": 3,
+                             "metadata": {"lang": "en"}}])
+    (item,) = eo.get_items("lee", ["flat"])
+    assert item.metadata == {"section": 3, "lang": "en"}
+    assert eo.count("lee") == len(eo.item_ids("lee"))
+    assert [it.id for it in eo.peek("lee", 2)] == eo.item_ids("lee")[:2]
 
 
 def test_two_stage_with_a_cheap_model_reranks_with_precise_vectors(
@@ -183,7 +192,7 @@ def test_two_stage_with_a_cheap_model_reranks_with_precise_vectors(
     publish_static(registry, "cheap", cheap, kind="word2vec", spec=TokenizerSpec())
     config = eo.configure_two_stage("lee", "cheap", candidates=300)
     assert config.cheap_model == "cheap@1"
-    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+    assert not eo.missing_vectors("lee", "cheap@1")
     eo.build_index("lee", "flat")
     query = lee_lines[20]
     exact = eo.search("lee", query, k=10, mode="dense")
@@ -192,7 +201,7 @@ def test_two_stage_with_a_cheap_model_reranks_with_precise_vectors(
     assert two.hits[0].id == "d20"
     assert [h.score for h in two.hits] == pytest.approx([h.score for h in exact.hits], abs=1e-5)
     eo.upsert_items("lee", [{"id": "new", "text": "a cricket match in sydney"}])
-    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+    assert not eo.missing_vectors("lee", "cheap@1")
 
 
 def test_collections_and_models(eo: Embedops, workspace) -> None:
@@ -214,13 +223,13 @@ def test_collections_and_models(eo: Embedops, workspace) -> None:
 
 
 def test_query_cache_returns_the_encoder_vectors(eo: Embedops, monkeypatch) -> None:
-    from embedops import api_models
+    from embedops.engine import models as api_models
 
     monkeypatch.setattr(api_models, "QUERY_CACHE_SIZE", 2)
     texts = ["fire", "rain", "fire", "smoke"]
     cached = eo.models.encode_queries(texts, "w2v")
     np.testing.assert_allclose(cached, eo.models.embed(texts, "w2v"), rtol=1e-6)
-    assert len(eo.models._queries) == 2
+    assert len(eo._hub._queries) == 2
     assert eo.models.encode_queries([], "w2v").shape == (0, 32)
 
 
@@ -274,5 +283,5 @@ def test_ingest_a_file_then_search_and_backfill_the_cheap_model(
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = eo.ingest("lee", path, quiet=True)
     assert report.embedded == 2
-    assert not eo.catalog.missing_vectors("lee", "cheap@1")
+    assert not eo.missing_vectors("lee", "cheap@1")
     assert eo.search("lee", rows[0]["text"], k=1, mode="two_stage").hits[0].id == "x1"

@@ -8,9 +8,9 @@ import pytest
 
 from embedops.cli.main import main
 from embedops.config import Workspace
+from embedops.engine import audit
 from embedops.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from embedops.serve import audit
-from embedops.serve.keys import KEYS_DB, KeyStore, Role
+from embedops.serve.keys import KeyStore, Role
 
 
 def test_created_key_verifies_with_its_role(workspace: Workspace) -> None:
@@ -27,10 +27,10 @@ def test_only_a_salted_hash_is_stored(workspace: Workspace) -> None:
     store = KeyStore(workspace)
     key_a, _ = store.create("read")
     key_b, _ = store.create("read")
-    raw = (workspace.home / KEYS_DB).read_bytes()
+    raw = (workspace.keys_db_path).read_bytes()
     secret_a = key_a.rsplit("_", 1)[1]
     assert secret_a.encode() not in raw and key_a.encode() not in raw
-    rows = sqlite3.connect(workspace.home / KEYS_DB).execute("SELECT salt, hash FROM api_keys")
+    rows = sqlite3.connect(workspace.keys_db_path).execute("SELECT salt, hash FROM api_keys")
     salts, hashes = zip(*rows, strict=True)
     assert len(set(salts)) == 2 and len(set(hashes)) == 2
     assert key_b != key_a

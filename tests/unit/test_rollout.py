@@ -9,6 +9,7 @@ import pytest
 
 from embedops.api import Embedops
 from embedops.config import Workspace
+from embedops.engine import audit
 from embedops.errors import (
     CollectionNotFound,
     DimensionMismatch,
@@ -20,7 +21,6 @@ from embedops.lifecycle import GateConfig, GateFailed, RolloutConflict, RolloutN
 from embedops.lifecycle.stats import RolloutStats
 from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
-from embedops.serve import audit
 from embedops.text.tokenize import TokenizerSpec
 
 
@@ -62,11 +62,11 @@ def test_full_rollout_dual_writes_promotes_and_rolls_back(eo: Embedops, lee_line
     stats = RolloutStats()
     rollouts = Rollouts(eo, who="tester", stats=stats)
     state = rollouts.start("lee", "w2v@2", share=0.5, gates=GateConfig(min_requests=20))
-    assert state.phase == "backfilling" and eo.catalog.get_collection("lee").candidate_version \
+    assert state.phase == "backfilling" and eo.collections.info("lee").candidate_version \
         == "w2v@2"
     # Written while backfilling: embedded for both versions at once (dual write).
     eo.upsert_items("lee", [{"id": "new1", "text": lee_lines[200]}])
-    assert "new1" not in eo.catalog.missing_vectors("lee", "w2v@2")
+    assert "new1" not in eo.missing_vectors("lee", "w2v@2")
     state = rollouts.run_backfill("lee", quiet=True)
     assert state.phase == "canary" and state.backfill == {"done": 121, "total": 121}
     assert eo.search("lee", lee_lines[7], k=1, model_version="w2v@2").hits[0].id == "d7"
@@ -75,17 +75,17 @@ def test_full_rollout_dual_writes_promotes_and_rolls_back(eo: Embedops, lee_line
         rollouts.promote("lee")
     _feed(stats, "w2v@2")
     promoted = rollouts.promote("lee")
-    info = eo.catalog.get_collection("lee")
+    info = eo.collections.info("lee")
     assert promoted.phase == "promoted" and (info.model_version, info.candidate_version) == \
         ("w2v@2", "w2v@1")
     assert eo.search("lee", lee_lines[7], k=1).model_version == "w2v@2"
     eo.upsert_items("lee", [{"id": "new2", "text": lee_lines[201]}])  # still written for both
     back = rollouts.rollback("lee", "bad reviews")
-    info = eo.catalog.get_collection("lee")
+    info = eo.collections.info("lee")
     assert back.phase == "rolled_back" and (info.model_version, info.candidate_version) == \
         ("w2v@1", None)
     assert eo.search("lee", lee_lines[201], k=1).hits[0].id == "new2"
-    assert eo.catalog.missing_vectors("lee", "w2v@2") == []
+    assert eo.missing_vectors("lee", "w2v@2") == []
     trail = [e["action"] for e in audit.read(eo.workspace) if e["collection"] == "lee"]
     assert trail == ["rollout.start", "rollout.serving", "rollout.promote", "rollout.rollback"]
     assert [h["to"] for h in back.history] == ["canary", "promoted", "rolled_back"]
@@ -99,7 +99,7 @@ def test_broken_canary_is_rolled_back_by_status(eo: Embedops) -> None:
     _feed(stats, "w2v@2", n=30, ms=400)
     report = rollouts.status("lee")
     assert report["phase"] == "rolled_back" and "p99_ms broken" in report["reason"]
-    assert eo.catalog.get_collection("lee").candidate_version is None
+    assert eo.collections.info("lee").candidate_version is None
     assert audit.read(eo.workspace)[-1]["who"] == "gate-evaluator"
 
 
@@ -133,7 +133,7 @@ def test_shadow_rollout_is_aborted_and_finish_needs_promotion(eo: Embedops) -> N
     with pytest.raises(RolloutConflict, match="cannot become finished"):
         rollouts.finish("lee")
     state = rollouts.abort("lee")
-    assert state.phase == "aborted" and eo.catalog.get_collection("lee").candidate_version is None
+    assert state.phase == "aborted" and eo.collections.info("lee").candidate_version is None
     with pytest.raises((VersionMismatch, DimensionMismatch)):  # never compared across versions
         eo.search("lee", "anything at all", model_version="w2v@2")
 
@@ -150,7 +150,7 @@ def test_bad_starts_are_refused(eo: Embedops) -> None:
         rollouts.start("lee", "w2v@2", share=0)
     with pytest.raises(RolloutNotFound):
         rollouts.status("lee")
-    assert eo.catalog.get_collection("lee").candidate_version is None
+    assert eo.collections.info("lee").candidate_version is None
 
 
 def test_interrupted_backfill_resumes(eo: Embedops) -> None:
@@ -234,6 +234,6 @@ def test_server_resumes_a_backfill_whose_process_stopped(eo: Embedops) -> None:
         assert service.backfilling("lee") or rollouts.store.require("lee").phase == "canary"
         service._backfills["lee"].join(timeout=60)
         assert rollouts.store.require("lee").phase == "canary"
-        assert eo.catalog.missing_vectors("lee", "w2v@2") == []
+        assert eo.missing_vectors("lee", "w2v@2") == []
     finally:
         service.close()

@@ -10,9 +10,9 @@ import pytest
 from embedops.api import Embedops
 from embedops.cli.main import main
 from embedops.config import Workspace
+from embedops.engine import audit
 from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
-from embedops.serve import audit
 from embedops.text.tokenize import TokenizerSpec
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from embedops.engine.items import TokenBucket, parse_rate
 from embedops.errors import InvalidInput, VersionMismatch
-from embedops.lifecycle.backfill import TokenBucket, parse_rate
 from embedops.lifecycle.rollout import RolloutState
 from embedops.lifecycle.routing import RWLock, bucket, choose
 

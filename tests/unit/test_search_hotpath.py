@@ -87,13 +87,13 @@ def test_bad_query_vectors_are_refused_with_the_reason(eo: Embedops) -> None:
 def _counting(eo: Embedops, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every catalog change poll (the real method still answers)."""
     calls: list[str] = []
-    real = eo.catalog.changes_since
+    real = eo._catalog.changes_since
 
     def changes_since(collection: str, ts: float):
         calls.append(collection)
         return real(collection, ts)
 
-    monkeypatch.setattr(eo.catalog, "changes_since", changes_since)
+    monkeypatch.setattr(eo._catalog, "changes_since", changes_since)
     return calls
 
 
@@ -111,10 +111,10 @@ def test_an_unchanged_catalog_is_not_polled_and_a_write_is_seen_at_once(
     hits = eo.search("lee", vector=vec, k=1, filters={"n": -1})
     assert _ids(hits) == ["new"] and calls  # the served index and the filter view both looked
     assert _ids(eo.search("lee", vector=vec, k=1)) == ["new"]
-    assert eo.searcher.info("lee").item_count == len(LINES) + 1
+    assert eo.collection_info("lee").item_count == len(LINES) + 1
     eo.delete_items("lee", ["new"])
     assert "new" not in _ids(eo.search("lee", vector=vec, k=5))
-    assert eo.searcher.info("lee").item_count == len(LINES)
+    assert eo.collection_info("lee").item_count == len(LINES)
 
 
 def test_a_write_from_another_process_is_visible_to_the_next_search(eo: Embedops) -> None:
@@ -138,15 +138,15 @@ def test_a_write_from_another_process_is_visible_to_the_next_search(eo: Embedops
 def test_a_publish_or_rollback_elsewhere_is_served_next(eo: Embedops) -> None:
     query = LINES[3][:100]
     eo.search("lee", query)
-    first = eo.indexes.served("lee", "w2v@1").meta["name"]
+    first = eo.served_index("lee", "w2v@1").meta["name"]
     with Embedops(eo.workspace) as other:
         second = other.build_index("lee", kind="flat", quiet=True)["name"]
         assert second != first
-        assert eo.indexes.served("lee", "w2v@1").meta["name"] == second
+        assert eo.served_index("lee", "w2v@1").meta["name"] == second
         other.rollback_index("lee")
-    served = eo.indexes.served("lee", "w2v@1")
+    served = eo.served_index("lee", "w2v@1")
     assert served.meta["name"] == first
-    assert eo.indexes.served("lee", "w2v@1") is served  # unchanged pointer: kept
+    assert eo.served_index("lee", "w2v@1") is served  # unchanged pointer: kept
 
 
 def test_model_resolve_is_cached_until_the_registry_changes(

@@ -16,6 +16,7 @@ from embedops.cli.quickstart import (
     step_oov,
     write_gloss_corpus,
 )
+from embedops.engine import Embedops
 from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors
 from embedops.train import TrainConfig, train_static
@@ -33,8 +34,9 @@ def test_steps_show_neighbours_oov_vectors_and_scores(
 ) -> None:
     config = TrainConfig(model="fasttext", epochs=2, dim=32, bucket=20_000, workers=1)
     mv = train_static(lee_corpus, "qs", config, registry).version
-    qs = Quickstart(registry=registry, model_ref=mv.ref, table=StaticVectors.read(mv))
-    run(qs, [step_neighbours, step_oov, step_evaluate])
+    with Embedops(registry.workspace) as api:
+        qs = Quickstart(api=api, model_ref=mv.ref, table=StaticVectors.read(mv))
+        run(qs, [step_neighbours, step_oov, step_evaluate])
     out = capsys.readouterr().out
     shown = [w for w in NEIGHBOUR_WORDS if w in qs.table]
     assert shown and all(f"   {w} " in out for w in shown)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from embedops.config import Workspace
 from embedops.errors import InvalidInput
-from embedops.models.registry import Registry
+
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
 
 
 def workspace() -> Workspace:
@@ -17,8 +21,16 @@ def workspace() -> Workspace:
     return Workspace.from_env().ensure()
 
 
-def registry() -> Registry:
-    return Registry(workspace())
+@contextmanager
+def engine() -> Iterator[Embedops]:
+    """The engine of the selected workspace, closed when the command is done."""
+    from embedops.engine import Embedops
+
+    eo = Embedops(workspace())
+    try:
+        yield eo
+    finally:
+        eo.close()
 
 
 def positive(name: str, value: int) -> int:

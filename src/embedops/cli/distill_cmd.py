@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from embedops.cli._common import positive, print_json, registry
+from embedops.cli._common import engine, positive, print_json
 from embedops.errors import InvalidInput
 
-
-def _summary(mv: object) -> dict[str, object]:
+if TYPE_CHECKING:
     from embedops.models.registry import ModelVersion
 
-    assert isinstance(mv, ModelVersion)
+
+def _summary(mv: ModelVersion) -> dict[str, object]:
     keys = ("kind", "dim", "vocab_size", "parent", "eval", "build_seconds")
     return {"ref": mv.ref, **{k: mv.manifest.get(k) for k in keys if k in mv.manifest}}
 
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Distill a transformer into a fast static model (model2vec-style)."""
-        from embedops.train.distill import DistillConfig, distill
+        from embedops.engine.options import DistillConfig
 
         if dim < 0:
             raise InvalidInput(f"--dim must be >= 0, got {dim}", "0 keeps the transformer's dim")
@@ -55,7 +56,8 @@ def register(app: typer.Typer) -> None:
             tokenizer_words=tokenizer_words,
         )
         source = _existing_file(corpus, "corpus") if corpus is not None else None
-        print_json(_summary(distill(registry(), parent, name, config, source)))
+        with engine() as eo:
+            print_json(_summary(eo.models.distill(parent, name, config, source)))
 
     @app.command("finetune")
     def finetune_(
@@ -75,7 +77,7 @@ def register(app: typer.Typer) -> None:
         onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Build ONNX files for serving."),
     ) -> None:
         """Contrastive fine-tuning (in-batch negatives) of a transformer on text pairs."""
-        from embedops.train.finetune import FinetuneConfig, finetune
+        from embedops.engine.options import FinetuneConfig
 
         config = FinetuneConfig(
             epochs=positive("--epochs", epochs),
@@ -86,5 +88,6 @@ def register(app: typer.Typer) -> None:
         )
         train_file = _existing_file(train, "training file")
         eval_file = _existing_file(heldout, "--eval file") if heldout is not None else None
-        mv = finetune(registry(), parent, name, train_file, eval_file, config, onnx=onnx)
+        with engine() as eo:
+            mv = eo.models.finetune(parent, name, train_file, eval_file, config, onnx=onnx)
         print_json(_summary(mv))

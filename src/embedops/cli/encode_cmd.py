@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from embedops.cli._common import positive, registry
+from embedops.cli._common import engine, positive
 from embedops.errors import FormatError, InvalidInput
 from embedops.fsio import atomic_write_bytes
 from embedops.progress import progress_bar
@@ -104,21 +104,13 @@ def read_texts(path: Path, text_field: str = "text") -> tuple[list[str], list[An
 def _encode(
     ref: str, items: list[str], backend: str | None, batch_size: int, threads: int | None
 ) -> tuple[Any, dict[str, Any]]:
-    mv = registry().get(ref)
-    if mv.kind == "transformer":
-        from embedops.models.transformer import TransformerEncoder
-
-        enc = TransformerEncoder.from_version(mv, backend=backend, threads=threads)
-        vectors, info = enc.encode_with_info(items, batch_size=batch_size, progress=True)
-        return enc, {"vectors": vectors, **info.to_dict(), "backend": enc.backend}
-    if backend is not None or threads is not None:
-        raise InvalidInput(
-            f"--backend and --threads apply to transformer models; {mv.ref} is '{mv.kind}'",
-            "leave them out for static models",
-        )
-    from embedops.models.loader import load_encoder
-
-    encoder = load_encoder(mv)
+    with engine() as eo:
+        mv = eo.models.resolve(ref)
+        if mv.kind == "transformer":
+            enc: Any = eo.models.encoder(ref, backend=backend, threads=threads)
+            vectors, info = enc.encode_with_info(items, batch_size=batch_size, progress=True)
+            return enc, {"vectors": vectors, **info.to_dict(), "backend": enc.backend}
+        encoder = eo.models.encoder(ref, backend=backend, threads=threads)
     parts = []
     with progress_bar("encoding", len(items), "texts") as bar:
         for start in range(0, len(items), batch_size):

@@ -7,10 +7,9 @@ from typing import Any
 
 import typer
 
-from embedops.cli._common import print_json, workspace
+from embedops.cli._common import engine, print_json
+from embedops.engine.options import DEFAULT_HYBRID_WEIGHT, parse_cli_filters
 from embedops.errors import IntegrityError, InvalidInput
-from embedops.search.filters import parse_cli_filters
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
 
 _MODES = "dense, lexical, hybrid or two-stage"
 
@@ -30,10 +29,6 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _api() -> Any:
-    from embedops.api import Embedops
-
-    return Embedops(workspace())
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +58,7 @@ def _register_build(index: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Build an index from the catalog and publish it as a checksummed snapshot."""
-        with _api() as api:
+        with engine() as api:
             summary = api.build_index(collection, backend, parse_params(param or []), model_version)
         if as_json:
             print_json(summary)
@@ -80,7 +75,7 @@ def _register_maintenance(index: typer.Typer) -> None:
     def verify(collection: str = typer.Argument(...), model_version: str | None = version_opt
                ) -> None:
         """Recompute the checksums of every snapshot; exit 1 if one is damaged."""
-        with _api() as api:
+        with engine() as api:
             checks = api.verify_index(collection, model_version)
         for check in checks:
             typer.echo(f"{check.name}: {'ok' if check.ok else '; '.join(check.problems)}")
@@ -95,7 +90,7 @@ def _register_maintenance(index: typer.Typer) -> None:
     def rollback(collection: str = typer.Argument(...), model_version: str | None = version_opt
                  ) -> None:
         """Serve the previous good snapshot again."""
-        with _api() as api:
+        with engine() as api:
             info = api.rollback_index(collection, model_version)
         typer.echo(f"{collection} now serves snapshot {info['name']} ({info.get('backend')}, "
                    f"{info.get('item_count')} items, built {info.get('built_at')})")
@@ -111,7 +106,7 @@ def _register_status(index: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Current snapshot, item count and freshness (items not yet in the snapshot)."""
-        with _api() as api:
+        with engine() as api:
             report = api.index_status(collection, model_version)
         if as_json:
             print_json(report)
@@ -151,7 +146,7 @@ def _register_search(app: typer.Typer) -> None:
         """Search a collection (dense, lexical BM25, hybrid RRF or two-stage)."""
         filters = parse_cli_filters(filter_) if filter_ else None
         search_params = parse_params(param) if param else None
-        with _api() as api:
+        with engine() as api:
             response = api.search(collection, query, k, mode, filters, model_version,
                                   hybrid_weight, search_params=search_params)
         if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from embedops.cli._common import print_json, registry
+from embedops.cli._common import engine, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """List model versions, oldest first."""
-        rows = registry().list(name)
+        with engine() as eo:
+            rows = eo.models.list(name)
         if as_json:
             print_json([{**{k: mv.manifest.get(k) for k in _SUMMARY}, "ref": mv.ref}
                         for mv in rows])
@@ -38,7 +39,8 @@ def register(app: typer.Typer) -> None:
     @models.command("show")
     def show(ref: str = typer.Argument(..., help="name, name@N or name@latest")) -> None:
         """Print a version's manifest (JSON) after verifying its checksums."""
-        print_json(registry().get(ref, verify=True).manifest)
+        with engine() as eo:
+            print_json(eo.models.show(ref).manifest)
 
     @models.command("delete")
     def delete(
@@ -46,11 +48,11 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Delete one model version."""
-        reg = registry()
-        reg.get(ref)
-        if not yes:
-            typer.confirm(f"delete {ref}?", abort=True)
-        typer.echo(f"deleted {reg.delete(ref).ref}")
+        with engine() as eo:
+            eo.models.resolve(ref)
+            if not yes:
+                typer.confirm(f"delete {ref}?", abort=True)
+            typer.echo(f"deleted {eo.models.delete(ref).ref}")
 
 
 _SUMMARY = ("name", "version", "kind", "dim", "vocab_size", "parent", "created_at", "eval")

@@ -9,17 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
-from embedops.cli._common import positive, print_json, workspace
+from embedops.cli._common import engine, positive, print_json, workspace
 from embedops.errors import InvalidInput
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 KOpt = Annotated[list[int] | None, typer.Option("-k", help="Cut-off (repeatable).")]
-
-
-def _api() -> Any:
-    from embedops.api import Embedops
-
-    return Embedops(workspace())
 
 
 def _db() -> Any:
@@ -108,7 +102,7 @@ def _register_runs(golden: typer.Typer) -> None:
         --min-recall)."""
         from embedops.monitor.golden import QualityGateFailed, check_gate, run_golden
 
-        with _api() as api:
+        with engine() as api:
             record = run_golden(api, _db(), collection, set_name, k or [10], mode, model_version)
         failed = check_gate(record, min_recall)
         if as_json:
@@ -157,7 +151,7 @@ def _register_runs(golden: typer.Typer) -> None:
         """Recall lost by each layer (model, quantization, ANN) on a golden set."""
         from embedops.monitor.layers import recall_by_layer
 
-        with _api() as api:
+        with engine() as api:
             report = recall_by_layer(api, _db(), collection, set_name, positive("-k", k),
                                      model_version, reference, snapshot)
         if as_json:
@@ -194,7 +188,7 @@ def drift(
 
     ref_side = _side(reference, reference_since, reference_until, time_field, "reference")
     cur_side = _side(current, current_since, current_until, time_field, "current")
-    with _api() as api:
+    with engine() as api:
         result = collection_drift(api, collection, ref_side, cur_side, _drift_config(config),
                                   db=_db())
     if html is not None:
@@ -265,7 +259,7 @@ def compare(
         raise InvalidInput("no probe texts", "pass --probe FILE or --collection C")
     if golden and not collection:
         raise InvalidInput("--golden needs --collection (the set is searched there)")
-    with _api() as api:
+    with engine() as api:
         texts = read_texts(probe) if probe else sample_texts(api, str(collection), sample)
         result = compare_models(api, a, b, texts, positive("-k", k),
                                 (_db(), golden, collection) if golden and collection else None)

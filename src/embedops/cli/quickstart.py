@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from embedops.cli._common import registry
+from embedops.cli._common import engine
 
 NEIGHBOUR_WORDS = ("king", "river", "music", "doctor", "computer")
 OOV_WORDS = ("musicianship", "photosynthesising")
@@ -27,11 +27,11 @@ OOV_WORDS = ("musicianship", "photosynthesising")
 
 @dataclass
 class Quickstart:
-    """State shared by the steps: the registry, the model trained, and what steps produce."""
+    """State shared by the steps: the engine, the model trained, and what steps produce."""
 
     name: str = "quickstart"
     epochs: int = 5
-    registry: Any = None
+    api: Any = None
     model_ref: str | None = None
     table: Any = None
     results: dict[str, Any] = field(default_factory=dict)
@@ -43,20 +43,19 @@ class Quickstart:
 
 def step_train(qs: Quickstart) -> None:
     """Train fastText on the shipped WordNet glosses and publish it."""
-    from embedops.models.static import StaticVectors
-    from embedops.train import TrainConfig, train_static
+    from embedops.engine.options import TrainConfig
 
     qs.say("1. train fastText on the WordNet glosses shipped with embedops")
     # Skip-gram with the default window/sampling, measured on this 1.7M-token corpus: WS353
     # 0.39, SimLex 0.18, Google 0.42 in 5 epochs, against 0.25 / 0.10 / 0.37 for CBOW in 10
     # epochs (which also took longer).
     config = TrainConfig(model="fasttext", sg=True, epochs=qs.epochs, min_count=3, bucket=100_000)
-    staging = qs.registry.workspace.staging_dir
+    staging = qs.api.workspace.staging_dir
     with tempfile.TemporaryDirectory(prefix="quickstart.", dir=staging) as tmp:
         corpus = write_gloss_corpus(Path(tmp) / "glosses.txt")
-        result = train_static(corpus, qs.name, config, qs.registry)
+        result = qs.api.models.train(corpus, qs.name, config)
     qs.model_ref = result.version.ref
-    qs.table = StaticVectors.read(result.version)
+    qs.table = qs.api.models.table(result.version.ref)
     qs.results["train"] = result.summary
     qs.say(
         f"   {qs.model_ref}: {len(qs.table):,} words, dim {qs.table.dim}, "
@@ -100,11 +99,9 @@ def step_oov(qs: Quickstart) -> None:
 
 def step_evaluate(qs: Quickstart) -> None:
     """Score the model on WS353, SimLex-999 and the Google analogies (stored in its manifest)."""
-    from embedops.evaluate.intrinsic import evaluate_model
-
     qs.say("4. intrinsic evaluation (recorded in the model's manifest)")
     assert qs.model_ref is not None
-    results = evaluate_model(qs.registry, qs.model_ref)
+    results = qs.api.models.evaluate(qs.model_ref)
     for suite, result in results.items():
         d = result.to_dict()
         score = d.get("spearman") if d.get("kind") == "pairs" else d.get("accuracy")
@@ -139,5 +136,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train, explore and evaluate a fastText model on the WordNet glosses shipped with
         embedops (about a minute on two cores; nothing is downloaded)."""
-        run(Quickstart(name=name, epochs=epochs, registry=registry()))
+        with engine() as api:
+            run(Quickstart(name=name, epochs=epochs, api=api))
         typer.echo("done: see 'embedops models list' and 'embedops models show <ref>'")

@@ -50,17 +50,15 @@ def step_ingest(qs: Any) -> None:
     """Store the glosses as a collection embedded with the trained model."""
     import tempfile
 
-    from embedops.api import Embedops
-
     qs.say(f"5. store every {EVERY}th WordNet gloss in collection '{COLLECTION}'")
-    api = qs.results.setdefault("_api", Embedops(qs.registry.workspace))
+    api = qs.api
     if COLLECTION not in {c.name for c in api.collections.list()}:
         api.collections.create(COLLECTION, model=qs.model_ref)
-    served = api.catalog.get_collection(COLLECTION).model_version
+    served = api.collections.info(COLLECTION).model_version
     if served != qs.model_ref:
         qs.say(f"   (the collection already serves {served}; to move it to {qs.model_ref}: "
                f"'embedops rollout start {COLLECTION} --model {qs.model_ref} --canary 0.1')")
-    with tempfile.TemporaryDirectory(dir=qs.registry.workspace.staging_dir) as tmp:
+    with tempfile.TemporaryDirectory(dir=api.workspace.staging_dir) as tmp:
         path, pairs = write_gloss_items(Path(tmp) / "glosses.jsonl")
         report = api.ingest(COLLECTION, path, id_field="id", text_field="text")
     qs.results["golden_pairs"] = _spread(pairs, GOLDEN_SIZE)
@@ -76,7 +74,7 @@ def _spread(pairs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
 
 def step_index(qs: Any) -> None:
     """Build an HNSW index and publish it as a checksummed snapshot."""
-    api = qs.results["_api"]
+    api = qs.api
     qs.say("6. build an HNSW index, published as a checksummed snapshot")
     api.build_index(COLLECTION, kind="hnsw")
     status = api.index_status(COLLECTION)
@@ -89,7 +87,7 @@ def step_index(qs: Any) -> None:
 
 def step_search(qs: Any) -> None:
     """Run a few queries in dense, lexical and hybrid mode."""
-    api = qs.results["_api"]
+    api = qs.api
     qs.say("7. search (dense = word vectors, lexical = BM25, hybrid = fusion of both)")
     for query in QUERIES:
         qs.say(f"   \"{query}\"")
@@ -105,8 +103,8 @@ def step_golden(qs: Any) -> None:
     from embedops.monitor.db import MonitorDB
     from embedops.monitor.golden import make_query, run_golden
 
-    api = qs.results["_api"]
-    db = MonitorDB(qs.registry.workspace)
+    api = qs.api
+    db = MonitorDB(api.workspace)
     if GOLDEN_SET not in {s.name for s in db.list_sets()}:
         db.create_set(GOLDEN_SET, COLLECTION, "a WordNet noun must retrieve its own gloss")
         db.add_queries(GOLDEN_SET, [make_query(word, [sid])

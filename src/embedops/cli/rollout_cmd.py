@@ -3,15 +3,18 @@ on a collection (backfill, canary or shadow, gates, one-step promotion, rollback
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from embedops.cli._common import print_json, workspace
 
+if TYPE_CHECKING:
+    from embedops.lifecycle import Rollouts
 
-def _rollouts() -> Any:
-    from embedops.api import Embedops
+
+def _rollouts() -> Rollouts:
+    from embedops.engine import Embedops
     from embedops.lifecycle import Rollouts
 
     return Rollouts(Embedops(workspace()), who="cli")
@@ -67,8 +70,8 @@ def _register_start(group: typer.Typer) -> None:
     ) -> None:
         """Start (or resume) a rollout: dual write begins, the backfill runs here with a
         progress bar (Ctrl-C is safe: run it again to resume), then the candidate serves."""
+        from embedops.engine.items import parse_rate
         from embedops.lifecycle import GateConfig
-        from embedops.lifecycle.backfill import parse_rate
         from embedops.lifecycle.rollout import BACKFILLING
 
         rollouts = _rollouts()

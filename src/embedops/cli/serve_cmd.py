@@ -69,7 +69,7 @@ def keys_create(
     name: str | None = typer.Option(None, "--name", help="A label for the key."),
 ) -> None:
     """Create a key and print it once (only a salted hash is stored)."""
-    from embedops.serve import audit
+    from embedops.engine import audit
     from embedops.serve.keys import KeyStore
 
     ws = workspace()
@@ -94,7 +94,7 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
 
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (see 'keys list').")) -> None:
     """Revoke a key; a running server refuses it from the next request on."""
-    from embedops.serve import audit
+    from embedops.engine import audit
     from embedops.serve.keys import KeyStore
 
     ws = workspace()

@@ -8,17 +8,11 @@ from pathlib import Path
 
 import typer
 
-from embedops.cli._common import positive, print_json, registry, workspace
+from embedops.cli._common import engine, positive, print_json
 from embedops.store.models import METRICS
 from embedops.store.readers import FORMATS, TEXT_IDS
 
 NEW_KEY_ENV = "EMBEDOPS_NEW_KEY"
-
-
-def _catalog():  # type: ignore[no-untyped-def]
-    from embedops.store.catalog import Catalog
-
-    return Catalog(workspace())
 
 
 def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
@@ -50,10 +44,8 @@ def _register_collections(group: typer.Typer) -> None:
         ),
     ) -> None:
         """Create an empty collection embedded by a model version."""
-        mv = registry().get(model)
-        with _catalog() as cat:
-            info = cat.create_collection(name, mv.ref, metric=metric, dim=mv.dim,
-                                         encrypted=encrypted)
+        with engine() as eo:
+            info = eo.collections.create(name, model, metric=metric, encrypted=encrypted)
         typer.echo(f"created collection {info.name} ({info.model_version}, dim {info.dim}, "
                    f"{info.metric}{', encrypted' if info.encrypted else ''})")
 
@@ -62,8 +54,8 @@ def _register_collections(group: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """List collections with their model version and live item count."""
-        with _catalog() as cat:
-            rows = cat.list_collections()
+        with engine() as eo:
+            rows = eo.collections.list()
         if as_json:
             print_json([c.to_dict() for c in rows])
             return
@@ -79,8 +71,8 @@ def _register_collections(group: typer.Typer) -> None:
     @group.command("show")
     def show(name: str = typer.Argument(..., help="Collection name.")) -> None:
         """Print a collection's settings, counts, vectors per version and last ingest runs."""
-        with _catalog() as cat:
-            print_json(cat.stats(name))
+        with engine() as eo:
+            print_json(eo.collections.stats(name))
 
     @group.command("delete")
     def delete(
@@ -88,12 +80,11 @@ def _register_collections(group: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Delete a collection: its items, vectors, lineage and index snapshots."""
-        with _catalog() as cat:
-            info = cat.get_collection(name)
+        with engine() as eo:
+            info = eo.collections.info(name)
             if not yes:
                 typer.confirm(f"delete collection {name} ({info.item_count} items)?", abort=True)
-            cat.delete_collection(name)
-        _remove_indexes(name)
+            eo.collections.delete(name)
         typer.echo(f"deleted collection {name}")
 
     @group.command("keygen")
@@ -118,8 +109,8 @@ def _register_collections(group: typer.Typer) -> None:
                 f"{NEW_KEY_ENV} is not set",
                 f"export {NEW_KEY_ENV}=$(embedops collections keygen) and keep that key safe",
             )
-        with _catalog() as cat:
-            cat.rekey(name, parse_key(raw.encode(), NEW_KEY_ENV))
+        with engine() as eo:
+            eo.collections.rekey(name, parse_key(raw.encode(), NEW_KEY_ENV))
         typer.echo(f"collection {name} is now encrypted with the key in {NEW_KEY_ENV}; "
                    "set EMBEDOPS_KEY to it")
 
@@ -129,21 +120,9 @@ def _register_collections(group: typer.Typer) -> None:
     ) -> None:
         """Encrypt every new collection of this workspace unless created with --plain."""
         _choice("state", state, ("on", "off"))
-        with _catalog() as cat:
-            cat.set_encrypt_by_default(state == "on")
+        with engine() as eo:
+            eo.collections.set_default_encryption(state == "on")
         typer.echo(f"new collections are {'encrypted' if state == 'on' else 'plain'} by default")
-
-
-def _remove_indexes(name: str) -> None:
-    import os
-    import shutil
-
-    ws = workspace()
-    folder = ws.indexes_dir / name
-    if folder.exists():
-        trash = ws.staging_dir / f"deleted-index.{name}.{os.getpid()}"
-        os.rename(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _register_ingest(app: typer.Typer) -> None:
@@ -168,21 +147,14 @@ def _register_ingest(app: typer.Typer) -> None:
     ) -> None:
         """Embed and store a file's items; unchanged items are skipped, so a re-run (or a run
         after a crash) only does what is left."""
-        from embedops.models.loader import load_encoder
-        from embedops.store.ingest import ingest as run_ingest
-
         _choice("--format", fmt, FORMATS)
         _choice("--text-ids", text_ids, TEXT_IDS)
         positive("--batch-size", batch_size)
-        reg = registry()
-        with _catalog() as cat:
-            info = cat.get_collection(collection)
-            encoder = load_encoder(info.model_version, reg)
-            extra = [load_encoder(info.candidate_version, reg)] if info.candidate_version else []
-            report = run_ingest(
-                cat, collection, file, encoder, id_field=id_field, text_field=text_field,
+        with engine() as eo:
+            report = eo.ingest(
+                collection, file, id_field=id_field, text_field=text_field,
                 batch_size=batch_size, fmt=fmt, delete_field=delete_field,
-                delete_missing=delete_missing, text_ids=text_ids, extra_encoders=extra,
+                delete_missing=delete_missing, text_ids=text_ids,
             )
         if as_json:
             print_json(report.to_dict())

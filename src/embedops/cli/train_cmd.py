@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from embedops.cli._common import print_json, registry
-from embedops.train.word2vec import TrainConfig, TrainResult, train_static
+from embedops.cli._common import engine, print_json
+from embedops.engine.options import TrainConfig, TrainResult
 
 _D = TrainConfig()
 
@@ -63,7 +63,8 @@ def train(
         redact=() if no_redact else _D.redact, phrases=phrases, text_field=text_field,
         replace_bad_bytes=replace_bad_bytes, device=device, batch_size=batch_size, update=update,
     )
-    result = train_static(corpus, name, config, registry())
+    with engine() as eo:
+        result = eo.models.train(corpus, name, config)
     if as_json:
         mv = result.version
         print_json({"ref": mv.ref, "kind": mv.kind, "dim": mv.dim,

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from embedops.cli._common import positive, print_json, registry
-from embedops.errors import DependencyMissing, InvalidInput
-from embedops.models.formats import FORMATS
+from embedops.cli._common import engine, positive, print_json
+from embedops.engine.options import VECTOR_FORMATS as FORMATS
+from embedops.errors import InvalidInput
 
 _FORMAT_HELP = f"One of: {', '.join(FORMATS)}."
 _CASES = ("auto", "lower", "keep")
@@ -43,30 +43,20 @@ def import_(
     ] = None,
 ) -> None:
     """Import word vectors (or, with --transformer, a transformer) as a new model version."""
-    reg = registry()
     if transformer is not None:
-        try:
-            from embedops.models.transformer import import_transformer
-        except ImportError as exc:
-            raise DependencyMissing("embedops.models.transformer", "--transformer") from exc
-        mv = import_transformer(reg, transformer, name)
+        with engine() as eo:
+            mv = eo.models.import_transformer(transformer, name)
         typer.echo(f"imported {mv.ref} (transformer, dim {mv.dim})")
         return
     if file is None:
         raise InvalidInput("import needs a vector FILE (or --transformer NAME_OR_PATH)")
-    from embedops.models.formats import publish_import
-
     if case not in _CASES:
         raise InvalidInput(f"unknown --case '{case}'", f"use one of {', '.join(_CASES)}")
-    mv = publish_import(
-        reg,
-        file,
-        fmt,
-        name or _stem(file),
-        limit=limit,
-        lowercase=None if case == "auto" else case == "lower",
-        sif_texts=_read_texts(sif_sample) if sif_sample is not None else None,
-    )
+    sif_texts = _read_texts(sif_sample) if sif_sample is not None else None
+    with engine() as eo:
+        mv = eo.models.import_vectors(file, fmt, name, limit=limit,
+                                      lowercase=None if case == "auto" else case == "lower",
+                                      sif_texts=sif_texts)
     typer.echo(f"imported {mv.ref} ({mv.manifest['vocab_size']} words, dim {mv.dim})")
 
 
@@ -76,13 +66,9 @@ def export(
     fmt: _Format = "word2vec-text",
 ) -> None:
     """Export a static model's word vectors."""
-    from embedops.models.formats import check_format, export_vectors
-    from embedops.models.static import StaticVectors
-
-    check_format(fmt)
-    mv = registry().get(ref)
-    table = StaticVectors.read(mv)
-    export_vectors(table, file, fmt)
+    with engine() as eo:
+        mv = eo.models.export(ref, file, fmt)
+        table = eo.models.table(mv.ref)
     typer.echo(f"exported {mv.ref} ({len(table)} words, dim {table.dim}) to {file}")
 
 
@@ -140,23 +126,14 @@ def eval_(
         analogies or [],
         postprocess or [],
     )
-    reg = registry()
     out: dict[str, Any] = {}
-    if suite or pairs or analogies or not postprocess:
-        from embedops.evaluate.intrinsic import evaluate_model
-
-        results = evaluate_model(
-            reg,
-            ref,
-            suites=suite,
-            pairs=[str(p) for p in pairs],
-            analogies=[str(p) for p in analogies],
-            method=method,
-            restrict_vocab=restrict_vocab,
-        )
-        out = {key: r.to_dict() for key, r in results.items()}
-    if postprocess:
-        out["postprocess"] = _postprocess(reg, ref, postprocess)
+    with engine() as eo:
+        if suite or pairs or analogies or not postprocess:
+            results = eo.models.evaluate(ref, suites=suite, pairs=pairs, analogies=analogies,
+                                         method=method, restrict_vocab=restrict_vocab)
+            out = {key: r.to_dict() for key, r in results.items()}
+        if postprocess:
+            out["postprocess"] = eo.models.postprocess_report(ref, postprocess)
     if as_json:
         print_json(out)
         return
@@ -164,13 +141,6 @@ def eval_(
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _stem(file: Path) -> str:
-    name = file.name
-    for suffix in (".gz", ".bz2", ".xz", ".txt", ".vec", ".bin"):
-        name = name.removesuffix(suffix)
-    return name
-
-
 def _read_texts(path: Path) -> list[str]:
     """Texts of a sample file: one per line, or JSONL objects with a ``text`` field."""
     import json
@@ -194,17 +164,8 @@ def _read_texts(path: Path) -> list[str]:
 
 
 def _table(ref: str) -> Any:
-    from embedops.models.static import StaticVectors
-
-    return StaticVectors.read(registry().get(ref))
-
-
-def _postprocess(reg: Any, ref: str, steps: list[str]) -> list[dict[str, Any]]:
-    try:
-        from embedops.evaluate.postprocess import postprocess_report
-    except ImportError as exc:
-        raise DependencyMissing("embedops.evaluate.postprocess", "eval --postprocess") from exc
-    return postprocess_report(reg, ref, list(steps))
+    with engine() as eo:
+        return eo.models.table(ref)
 
 
 def _show_neighbours(rows: list[tuple[str, float]], as_json: bool, title: str) -> None:

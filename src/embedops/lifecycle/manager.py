@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from embedops.engine import Embedops
+from embedops.engine.audit import record
 from embedops.errors import InvalidInput
-from embedops.lifecycle.backfill import backfill
 from embedops.lifecycle.gates import GateConfig, GateReport, evaluate_gates
 from embedops.lifecycle.rollout import (
     ABORTED,
@@ -43,14 +44,12 @@ class Rollouts:
     """The rollout steps of one workspace. ``who`` names the actor in the audit log;
     ``stats`` are the server's live figures (None: read the ones the server last wrote)."""
 
-    def __init__(self, api: Any, who: str = "cli", stats: RolloutStats | None = None,
+    def __init__(self, api: Embedops, who: str = "cli", stats: RolloutStats | None = None,
                  swap: Swap = _direct) -> None:
         self.api, self.who, self.stats, self.swap = api, who, stats, swap
         self.store = RolloutStore(api.workspace)
 
     def _audit(self, action: str, state: RolloutState, who: str | None, **details: Any) -> None:
-        from embedops.serve.audit import record
-
         record(self.api.workspace, f"rollout.{action}", who or self.who,
                collection=state.collection, candidate=state.candidate,
                previous=state.previous, phase=state.phase, **details)
@@ -61,7 +60,7 @@ class Rollouts:
               index_kind: str | None = None, who: str | None = None) -> RolloutState:
         """Begin rolling ``model`` out on ``collection``: it becomes the candidate (every write
         embeds for it from now on); run ``backfill`` next."""
-        info = self.api.catalog.get_collection(collection)
+        info = self.api.collections.info(collection)
         ref = self.api.models.resolve(model).ref
         if ref == info.model_version:
             raise InvalidInput(f"{ref} already serves '{collection}'",
@@ -75,7 +74,7 @@ class Rollouts:
             state = RolloutState(collection, ref, info.model_version, mode, float(share), rate,
                                  index_kind, (gates or GateConfig()).to_dict(),
                                  started_at=now, updated_at=now)
-            self.api.catalog.set_candidate_version(collection, ref)
+            self.api.set_candidate(collection, ref)
             box[0] = state
         # Figures of an earlier rollout must not count towards this one's gates.
         self.store.write_stats(collection, {})
@@ -99,8 +98,8 @@ class Rollouts:
                 last[0] = time.monotonic()
                 self._set(collection, backfill={"done": done, "total": total})
 
-        done, total = backfill(self.api, collection, state.candidate, state.rate,
-                               on_progress=progress, stop=stop, quiet=quiet)
+        done, total = self.api.backfill(collection, state.candidate, state.rate,
+                                        on_progress=progress, stop=stop, quiet=quiet)
         self._set(collection, backfill={"done": done, "total": total})
         if done < total:
             return self.store.require(collection)
@@ -181,7 +180,7 @@ class Rollouts:
             raise RolloutConflict(f"the rollout on '{collection}' is {state.phase}; only a "
                                   "canary or shadow can be promoted", "see rollout status")
         # Catch up items whose dual write raced the backfill's last pass.
-        backfill(self.api, collection, state.candidate, None, quiet=True)
+        self.api.backfill(collection, state.candidate, None, quiet=True)
         report = self.gates(state)
         if not report.passed and not force:
             raise GateFailed(f"the candidate {state.candidate} does not pass its gates: "
@@ -193,7 +192,7 @@ class Rollouts:
                 moved = self._same(box[0], state).moved(
                     PROMOTED, who or self.who,
                     "forced" if force and not report.passed else "gates passed")
-                self.api.catalog.switch_versions(collection, state.candidate, state.previous)
+                self.api.switch_versions(collection, state.candidate, state.previous)
                 box[0] = moved
             return moved
 
@@ -223,7 +222,7 @@ class Rollouts:
             with self.store.editing(collection) as box:
                 moved = self._same(box[0], state).moved(phase, who or self.who, reason)
                 active = moved.candidate if phase == FINISHED else moved.previous
-                self.api.catalog.switch_versions(collection, active, None)
+                self.api.switch_versions(collection, active, None)
                 box[0] = moved
             return moved
 

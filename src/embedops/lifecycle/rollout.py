@@ -134,7 +134,7 @@ class RolloutStore:
     """Reads and writes rollout states of one workspace (safe across processes)."""
 
     def __init__(self, workspace: Workspace) -> None:
-        self.root = workspace.home / "rollouts"
+        self.root = workspace.rollouts_dir
 
     def path(self, collection: str) -> Path:
         if not isinstance(collection, str) or not _SAFE.match(collection):

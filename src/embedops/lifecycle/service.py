@@ -1,4 +1,4 @@
-"""The server's side of rollouts: one router, background backfills, and the gate evaluator.
+"""The serving side of rollouts: one router, background backfills, and the gate evaluator.
 
 The evaluator thread wakes every ``interval_s``: it writes each live rollout's serving figures
 for ``embedops rollout status`` and rolls back a canary whose gates broke.
@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
+from embedops.engine import Embedops
 from embedops.lifecycle.manager import Rollouts
 from embedops.lifecycle.rollout import BACKFILLING, RolloutStore
-from embedops.lifecycle.routing import HEADER, Router
+from embedops.lifecycle.routing import Router
 
 log = logging.getLogger("embedops.lifecycle")
 EVALUATE_EVERY_S = 2.0
@@ -26,7 +25,7 @@ STALE_BACKFILL_S = 300.0
 class RolloutService:
     """Routing, backfill threads and the gate evaluator of one server."""
 
-    def __init__(self, api: Any, interval_s: float = EVALUATE_EVERY_S) -> None:
+    def __init__(self, api: Embedops, interval_s: float = EVALUATE_EVERY_S) -> None:
         self.api = api
         self.store = RolloutStore(api.workspace)
         self.router = Router(self.store)
@@ -88,28 +87,3 @@ class RolloutService:
         """Stop the evaluator and ask backfills to stop after their current batch."""
         self._stop.set()
         self.router.close()
-
-
-_GUARD = threading.Lock()
-
-
-def service_for(app: Any) -> RolloutService:
-    """The app's RolloutService, built on first use (``app.state.rollouts``)."""
-    service = getattr(app.state, "rollouts", None)
-    if service is None:
-        with _GUARD:
-            service = getattr(app.state, "rollouts", None)
-            if service is None:
-                service = RolloutService(app.state.ctx.api)
-                app.state.rollouts = service
-    return service
-
-
-def route_search(request: Any, collection: str, pinned: str | None,
-                 run: Callable[[str | None], Any]) -> Any:
-    """Answer a search request through the app's rollout router (see ``routing``); the caller
-    is the request's API key id, else its client address."""
-    service = service_for(request.app)
-    caller = getattr(request.state, "key_id", None) or (
-        request.client.host if request.client else "unknown")
-    return service.router.search(collection, caller, request.headers.get(HEADER), pinned, run)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from embedops.engine import Embedops
 from embedops.errors import InvalidInput
 from embedops.monitor.compare import AlignmentMap, Comparison, compare_versions
 from embedops.monitor.db import MonitorDB
@@ -37,7 +38,7 @@ class DriftResult:
 
 
 def collection_drift(
-    api: Any,
+    api: Embedops,
     collection: str,
     reference: Window | Sequence[str],
     current: Window | Sequence[str],
@@ -48,7 +49,7 @@ def collection_drift(
     """Drift of ``current`` against ``reference`` in ``collection``: each side is a time
     window of stored vectors or a list of texts embedded with the collection's model. The
     report is stored in ``db`` when given (its gauges are then exported at /metrics)."""
-    version = api.indexes.version(collection, model_version)
+    version = api.index_version(collection, model_version)
     ref_v, ref_oov = _side(api, collection, version, reference, "reference")
     cur_v, cur_oov = _side(api, collection, version, current, "current")
     report = detect_drift(ref_v, cur_v, config, ref_oov, cur_oov)
@@ -57,7 +58,7 @@ def collection_drift(
     return DriftResult(report, version, ref_v, cur_v)
 
 
-def _side(api: Any, collection: str, version: str, side: Window | Sequence[str],
+def _side(api: Embedops, collection: str, version: str, side: Window | Sequence[str],
           name: str) -> tuple[np.ndarray, float | None]:
     if isinstance(side, Window):
         return window_vectors(api, collection, version, side.since, side.until, side.field,
@@ -82,7 +83,7 @@ class VersionComparison:
         return out
 
 
-def compare_models(api: Any, a: str, b: str, texts: Sequence[str], k: int = 10,
+def compare_models(api: Embedops, a: str, b: str, texts: Sequence[str], k: int = 10,
                    golden: tuple[MonitorDB, str, str] | None = None) -> VersionComparison:
     """Compare model versions ``a`` and ``b`` on ``texts``; with ``golden`` = (db, set,
     collection), also exact-search recall@k of the set under each version and the delta."""
@@ -98,7 +99,7 @@ def compare_models(api: Any, a: str, b: str, texts: Sequence[str], k: int = 10,
     return VersionComparison(comparison, alignment, deltas)
 
 
-def golden_deltas(api: Any, db: MonitorDB, set_name: str, collection: str, a: str, b: str,
+def golden_deltas(api: Embedops, db: MonitorDB, set_name: str, collection: str, a: str, b: str,
                   k: int) -> dict[str, dict[str, float]]:
     """Exact-search recall@k, MRR@k and nDCG@k of a golden set under versions ``a`` and
     ``b`` of ``collection``'s vectors, and ``b − a``."""

@@ -41,7 +41,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return x / norms
+    return np.asarray(x / norms)
 
 
 def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:

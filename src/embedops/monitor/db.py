@@ -105,7 +105,7 @@ class MonitorDB:
     thread)."""
 
     def __init__(self, workspace: Workspace) -> None:
-        self.path: Path = workspace.home / "monitor.db"
+        self.path: Path = workspace.monitor_db_path
         self._local = threading.local()
         self._migrate()
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from embedops.engine import Embedops
 from embedops.errors import EmbedopsError, InvalidInput, NotFound
 from embedops.evaluate.retrieval import evaluate_run
 from embedops.monitor.db import GoldenQuery, MonitorDB, RunRecord
@@ -106,14 +107,14 @@ def read_jsonl(path: Path) -> list[GoldenQuery]:
     return out
 
 
-def search_ids(api: Any, collection: str, query: str, k: int, mode: str,
+def search_ids(api: Embedops, collection: str, query: str, k: int, mode: str,
                model_version: str | None) -> list[str]:
     """Ids the facade's search returns for ``query``, best first."""
     response = api.search(collection, query, k=k, mode=mode, model_version=model_version)
     return [hit.id for hit in response.hits]
 
 
-def _snapshot(api: Any, collection: str, version: str | None, mode: str) -> str | None:
+def _snapshot(api: Embedops, collection: str, version: str | None, mode: str) -> str | None:
     if mode == "lexical":
         return None
     snapshot = api.index_status(collection, version).get("snapshot") or {}
@@ -131,7 +132,7 @@ def check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(ks)))
 
 
-def run_golden(api: Any, db: MonitorDB, collection: str, set_name: str,
+def run_golden(api: Embedops, db: MonitorDB, collection: str, set_name: str,
                ks: Sequence[int] = (10,), mode: str = "dense",
                model_version: str | None = None, quiet: bool | None = None) -> RunRecord:
     """Evaluate set ``set_name`` on ``collection`` through ``api.search`` and store the run."""
@@ -140,7 +141,7 @@ def run_golden(api: Any, db: MonitorDB, collection: str, set_name: str,
     if not queries:
         raise NotFound(f"golden set '{set_name}' has no queries",
                        f"add some with 'embedops golden add {set_name} \"query\" --relevant ID'")
-    info = api.catalog.get_collection(collection)
+    info = api.collections.info(collection)
     version = None if mode == "lexical" else (model_version or info.model_version)
     ranked = []
     with progress_bar(f"golden {set_name} on {collection}", total=len(queries), unit="queries",

@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from embedops.engine import Embedops
 from embedops.errors import Unavailable
 from embedops.evaluate.retrieval import evaluate_run
 from embedops.monitor.db import GoldenQuery, MonitorDB
 from embedops.search.dense import exact_search
+from embedops.search.served import ServedIndex
 
 QUANTIZED_KINDS = ("sq8", "ivfpq")
 Ranker = Callable[[np.ndarray, int], list[str]]
@@ -64,18 +66,19 @@ class LayerReport:
         return "\n".join(lines + self.notes)
 
 
-def exact_ranker(api: Any, collection: str, version: str) -> Ranker:
-    ids, vectors = api.catalog.load_vectors(collection, version)
+def exact_ranker(api: Embedops, collection: str, version: str) -> Ranker:
+    ids, vectors = api.load_vectors(collection, version)
     if not len(ids):
         raise Unavailable(
             f"collection '{collection}' holds no {version} vectors",
             "backfill that version first (rollout start / two-stage configure)",
         )
-    metric = str(api.catalog.get_collection(collection).metric)
+    metric = str(api.collections.info(collection).metric)
     return lambda q, k: [i for i, _ in exact_search(q, ids, vectors, metric, k)]
 
 
-def _quantized_ranker(api: Any, collection: str, version: str, served: Any) -> Ranker | None:
+def _quantized_ranker(api: Embedops, collection: str, version: str,
+                      served: ServedIndex) -> Ranker | None:
     """A ranker over the served index's codes without the ANN shortcut (None when the index
     does not quantize, or already scans everything)."""
     kind = str(served.meta.get("kind", ""))
@@ -83,7 +86,7 @@ def _quantized_ranker(api: Any, collection: str, version: str, served: Any) -> R
         return None
     from embedops.index import make_index
 
-    ids, vectors = api.catalog.load_vectors(collection, version)
+    ids, vectors = api.load_vectors(collection, version)
     params = {**dict(served.meta.get("params") or {}), "nprobe": 1 << 20}
     index = make_index(kind, served.dim, served.metric, params)
     index.build(np.asarray(vectors, np.float32), np.arange(len(ids), dtype=np.int64))
@@ -95,13 +98,13 @@ def _quantized_ranker(api: Any, collection: str, version: str, served: Any) -> R
     return rank
 
 
-def _snapshot_ranker(api: Any, collection: str, version: str, name: str) -> Ranker:
+def _snapshot_ranker(api: Embedops, collection: str, version: str, name: str) -> Ranker:
     """A ranker over a published snapshot of the index, verified before it is loaded."""
     from embedops.errors import IntegrityError, NotFound
     from embedops.index import load_index
     from embedops.index.snapshot import INDEX_DIR, KEYS
 
-    store = api.indexes.store(collection, version)
+    store = api.snapshots(collection, version)
     infos = {info.name: info for info in store.list()}
     if name not in infos:
         raise NotFound(f"no snapshot '{name}' of {collection}/{version}",
@@ -120,7 +123,7 @@ def _snapshot_ranker(api: Any, collection: str, version: str, name: str) -> Rank
     return rank
 
 
-def _served_ranker(served: Any) -> Ranker:
+def _served_ranker(served: ServedIndex) -> Ranker:
     return lambda q, k: [i for i, _ in served.search(q, k)]
 
 
@@ -138,7 +141,7 @@ def _recall(rankers: dict[str, Ranker], queries: Sequence[GoldenQuery],
     return out
 
 
-def recall_by_layer(api: Any, db: MonitorDB, collection: str, set_name: str, k: int = 10,
+def recall_by_layer(api: Embedops, db: MonitorDB, collection: str, set_name: str, k: int = 10,
                     model_version: str | None = None,
                     reference_version: str | None = None,
                     snapshot: str | None = None) -> LayerReport:
@@ -146,8 +149,8 @@ def recall_by_layer(api: Any, db: MonitorDB, collection: str, set_name: str, k: 
     queries = db.queries(set_name)
     if not queries:
         raise Unavailable(f"golden set '{set_name}' has no queries", "add queries first")
-    version = api.indexes.version(collection, model_version)
-    served = api.indexes.served(collection, version)
+    version = api.index_version(collection, model_version)
+    served = api.served_index(collection, version)
     rankers: dict[str, Ranker] = {}
     versions: dict[str, str] = {}
     if reference_version:

@@ -9,10 +9,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from embedops.engine import Embedops
 from embedops.errors import InvalidInput
 
 MAX_PROBE = 10_000
@@ -51,17 +51,17 @@ def read_texts(path: Path, limit: int = MAX_PROBE) -> list[str]:
     return texts
 
 
-def sample_texts(api: Any, collection: str, n: int, seed: int = 0) -> list[str]:
+def sample_texts(api: Embedops, collection: str, n: int, seed: int = 0) -> list[str]:
     """``n`` texts of ``collection`` drawn at random (all of them when it holds fewer)."""
     if n < 2:
         raise InvalidInput(f"--sample must be at least 2, got {n}")
-    ids = api.catalog.all_ids(collection)
+    ids = api.item_ids(collection)
     if len(ids) < 2:
         raise InvalidInput(f"collection '{collection}' holds {len(ids)} item(s); at least 2 "
                            "are needed", "ingest items first, or pass --probe FILE")
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(ids), min(n, len(ids), MAX_PROBE), replace=False))
-    return [it.text for it in api.catalog.get_items(collection, [ids[i] for i in chosen])]
+    return [it.text for it in api.get_items(collection, [ids[i] for i in chosen])]
 
 
 def parse_time(value: str | float | None, now: float | None = None) -> float | None:
@@ -90,23 +90,23 @@ def parse_time(value: str | float | None, now: float | None = None) -> float | N
     return stamp.timestamp()
 
 
-def window_ids(api: Any, collection: str, since: float | None, until: float | None,
+def window_ids(api: Embedops, collection: str, since: float | None, until: float | None,
                field: str = "updated_at") -> list[str]:
     """Ids of live items whose ``field`` (``updated_at`` or ``created_at``) is in
     ``[since, until)``."""
     if field not in TIME_FIELDS:
         raise InvalidInput(f"unknown time field {field!r}", f"use one of {', '.join(TIME_FIELDS)}")
     low, high = since if since is not None else -np.inf, until if until is not None else np.inf
-    return [it.id for it in api.catalog.iter_items(collection)
+    return [it.id for it in api.iter_items(collection)
             if low <= getattr(it, field) < high]
 
 
-def window_vectors(api: Any, collection: str, version: str, since: float | None,
+def window_vectors(api: Embedops, collection: str, version: str, since: float | None,
                    until: float | None, field: str = "updated_at",
                    name: str = "window") -> np.ndarray:
     """Stored ``version`` vectors of the items in a time window (at least 2 are needed)."""
     ids = window_ids(api, collection, since, until, field)
-    _, vectors = api.catalog.load_vectors(collection, version, ids) if ids else ([], None)
+    _, vectors = api.load_vectors(collection, version, ids) if ids else ([], None)
     if vectors is None or len(vectors) < 2:
         raise InvalidInput(
             f"the {name} window of '{collection}' holds {len(ids)} item(s) with {version} "
@@ -114,7 +114,7 @@ def window_vectors(api: Any, collection: str, version: str, since: float | None,
     return np.asarray(vectors, dtype=np.float32)
 
 
-def embed_texts(api: Any, version: str, texts: Sequence[str],
+def embed_texts(api: Embedops, version: str, texts: Sequence[str],
                 batch: int = 512) -> tuple[np.ndarray, float | None]:
     """Vectors of ``texts`` under ``version`` and their out-of-vocabulary token rate (None for
     models that have no vocabulary to miss, such as subword transformers)."""

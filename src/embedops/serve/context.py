@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedops.config import Workspace
-from embedops.models.registry import Registry
 from embedops.serve.cache import EmbeddingCache
 from embedops.serve.encoders import install_query_cache
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings
 
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
+
 
 @dataclass
 class ServiceContext:
-    """One per app. ``api`` is the ``embedops.api.Embedops`` facade, built on first use."""
+    """One per app. ``api`` is the engine (``embedops.engine.Embedops``), built on first use."""
 
     settings: ServeSettings
     workspace: Workspace
-    registry: Registry
     keys: KeyStore | None
     cache: EmbeddingCache
     metrics: Any = None
     ready: bool = False
     warmup: dict[str, Any] = field(default_factory=dict)
     backends: dict[tuple[str, str], str] = field(default_factory=dict)
-    _api: Any = None
+    _api: Embedops | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: ServeSettings, api: Any = None) -> ServiceContext:
+    def build(cls, settings: ServeSettings, api: Embedops | None = None) -> ServiceContext:
         """The context of ``settings``; pass ``api`` to serve an already-built facade."""
         ws = Workspace.from_env(settings.home).ensure()
         return cls(
             settings=settings,
             workspace=ws,
-            registry=Registry(ws),
             keys=KeyStore(ws) if settings.auth else None,
             cache=EmbeddingCache(settings.cache_size),
             _api=api,
@@ -50,12 +50,12 @@ class ServiceContext:
             install_query_cache(self._api, self.cache, metrics)
 
     @property
-    def api(self) -> Any:
+    def api(self) -> Embedops:
         """The facade every route calls (the same one the CLI calls)."""
         if self._api is None:
             with self._lock:
                 if self._api is None:
-                    from embedops.api import Embedops
+                    from embedops.engine import Embedops
 
                     api = Embedops(self.workspace)
                     install_query_cache(api, self.cache, self.metrics)

@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
 
 
 @dataclass
@@ -80,10 +83,10 @@ class CachedEncoder:
         use.misses += len(texts) - hits
         self.metrics.cache_hits.inc(hits)
         self.metrics.cache_misses.inc(len(texts) - hits)
-        return vectors
+        return np.asarray(vectors)
 
 
-def install_query_cache(api: Any, cache: Any, metrics: Any) -> None:
+def install_query_cache(api: Embedops, cache: Any, metrics: Any) -> None:
     """Wrap every encoder that ``api.models`` hands out (once per model version), through the
     hub's ``wrap_encoders`` hook."""
     api.models.wrap_encoders(lambda inner: CachedEncoder(inner, cache, metrics))

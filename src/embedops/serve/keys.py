@@ -23,7 +23,6 @@ from pathlib import Path
 from embedops.config import Workspace
 from embedops.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
-KEYS_DB = "keys.db"
 _PREFIX = "eok"
 _KEY = re.compile(r"^eok_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[\w .@-]{1,64}$")
@@ -102,7 +101,7 @@ class KeyStore:
 
     def __init__(self, workspace: Workspace | None = None) -> None:
         ws = (workspace or Workspace.from_env()).ensure()
-        self.path: Path = ws.home / KEYS_DB
+        self.path: Path = ws.keys_db_path
         self._local = threading.local()
         self._verified: dict[str, bytes] = {}
         self._lock = threading.Lock()

@@ -23,7 +23,7 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
@@ -106,7 +106,7 @@ class RequestContext:
 
         return wrapped
 
-    def _finish(self, scope: dict[str, Any], rid: str, started: float, seen: dict) -> None:
+    def _finish(self, scope: dict[str, Any], rid: str, started: float, seen: dict[str, Any]) -> None:
         route = getattr(scope.get("route"), "path_format", None) or "unmatched"
         method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded labels
         status = int(seen["status"])

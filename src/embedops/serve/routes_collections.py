@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from embedops.serve import audit
+from embedops.engine import audit
 from embedops.serve.auth import ADMIN, READ, WRITE
 from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
@@ -41,7 +41,7 @@ def show_collection(
 ) -> dict[str, Any]:
     """Counts, vectors per model version, recent ingest runs and index status."""
     api = request.app.state.ctx.api
-    info = api.catalog.get_collection(name)
+    info = api.collections.info(name)
     return named(response, info.model_version, {"collection": api.collections.show(name)})
 
 
@@ -63,7 +63,7 @@ def upsert_items(
     check_batch(ctx.settings, len(body.items), "items")
     check_texts(ctx.settings, [item.text for item in body.items], "item")
     report = ctx.api.upsert_items(name, [item.model_dump() for item in body.items])
-    info = ctx.api.catalog.get_collection(name)
+    info = ctx.api.collections.info(name)
     return named(response, info.model_version, {"collection": name, **as_dict(report)})
 
 
@@ -75,5 +75,5 @@ def delete_items(
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.ids), "ids")
     deleted = ctx.api.delete_items(name, body.ids)
-    info = ctx.api.catalog.get_collection(name)
+    info = ctx.api.collections.info(name)
     return named(response, info.model_version, {"collection": name, "deleted": deleted})

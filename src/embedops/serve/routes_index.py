@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from embedops.serve import audit
+from embedops.engine import audit
 from embedops.serve.auth import ADMIN, READ, WRITE
 from embedops.serve.keys import Principal
 from embedops.serve.respond import as_dict, named

@@ -17,7 +17,7 @@ _SUMMARY = ("name", "version", "kind", "dim", "vocab_size", "parent", "created_a
 @router.get("", summary="List model versions")
 def list_models(request: Request, name: str | None = None, _: Any = READ) -> dict[str, Any]:
     """Every model version (of ``name`` if given), oldest first."""
-    rows = request.app.state.ctx.registry.list(name)
+    rows = request.app.state.ctx.api.models.list(name)
     return {
         "models": [{"ref": mv.ref, **{k: mv.manifest.get(k) for k in _SUMMARY}} for mv in rows]
     }
@@ -26,6 +26,6 @@ def list_models(request: Request, name: str | None = None, _: Any = READ) -> dic
 @router.get("/{ref}", summary="Show one model version")
 def show_model(request: Request, response: Response, ref: str, _: Any = READ) -> dict[str, Any]:
     """The manifest of ``name``, ``name@N`` or ``name@latest``."""
-    mv = request.app.state.ctx.registry.get(ref)
+    mv = request.app.state.ctx.api.models.resolve(ref)
     response.headers[MODEL_HEADER] = mv.ref
     return {"model_version": mv.ref, "manifest": mv.manifest}

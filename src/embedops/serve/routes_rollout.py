@@ -48,7 +48,7 @@ class RolloutAction(_Strict):
 
 
 def _service(request: Request) -> Any:
-    from embedops.lifecycle.service import service_for
+    from embedops.serve.rollouts import service_for
 
     return service_for(request.app)
 

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from embedops.lifecycle.service import route_search
 from embedops.serve.auth import READ, authorize
 from embedops.serve.encoders import caching
 from embedops.serve.keys import Role
 from embedops.serve.limits import check_k, check_texts
 from embedops.serve.respond import named_json
+from embedops.serve.rollouts import route_search
 from embedops.serve.schemas import SearchRequest, parse_body
 
 
@@ -84,11 +84,11 @@ def cheap(ctx: Any, name: str, body: SearchRequest) -> bool:
     if body.mode != "dense" or body.filters or body.k > CHEAP_MAX_K or body.model_version:
         return False
     try:
-        info = ctx.api.searcher.info(name)
+        info = ctx.api.collection_info(name)
     except Exception:  # unknown collection and the like: the thread pool path answers it
         return False
     version = str(info.model_version)
-    if info.candidate_version or not ctx.api.indexes.is_loaded(name, version):
+    if info.candidate_version or not ctx.api.index_loaded(name, version):
         return False
     return body.vector is not None or ctx.cache.contains(version, str(body.query))
 
@@ -137,4 +137,4 @@ def _backend(ctx: Any, name: str, result: Any) -> str:
     if key not in ctx.backends:
         status = ctx.api.index_status(name, result.model_version)
         ctx.backends[key] = str((status.get("snapshot") or {}).get("kind") or "unknown")
-    return ctx.backends[key]
+    return str(ctx.backends[key])

@@ -15,10 +15,14 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedops.errors import EmbedopsError, InvalidInput
 from embedops.serve.logging import LOGGER
+
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
+    from embedops.monitor.db import MonitorDB
 
 log = logging.getLogger(LOGGER)
 INTERVAL_ENV = "EMBEDOPS_GOLDEN_INTERVAL_S"
@@ -60,7 +64,7 @@ class MonitorSettings:
         return dataclasses.asdict(self)
 
 
-def run_scheduled(api: Any, db: Any, settings: MonitorSettings) -> int:
+def run_scheduled(api: Embedops, db: MonitorDB, settings: MonitorSettings) -> int:
     """Run every golden set bound to a collection once; returns how many runs were stored."""
     from embedops.monitor.golden import run_golden
 

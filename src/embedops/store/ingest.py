@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedops.errors import DimensionMismatch, EmbedopsError, FormatError, InvalidInput
+import numpy as np
+
+from embedops.errors import EmbedopsError, FormatError, InvalidInput
 from embedops.progress import progress_bar
 from embedops.store.catalog import Catalog
 from embedops.store.models import IngestReport, ItemIn
@@ -28,16 +30,18 @@ from embedops.store.readers import (
     detect_format,
     read_records,
 )
-from embedops.types import Encoder
 
 MAX_BATCH = 100_000
+
+# Texts of one batch -> their vectors under every model version the write must store.
+WriteEmbed = Callable[[list[str]], Mapping[str, np.ndarray]]
 
 
 @dataclass
 class _Run:
     catalog: Catalog
     collection: str
-    encoders: Sequence[Encoder]
+    embed: WriteEmbed
     source: str
     report: IngestReport
     seen: set[str] = field(default_factory=set)
@@ -48,7 +52,7 @@ def ingest(
     catalog: Catalog,
     collection: str,
     path: str | Path,
-    encoder: Encoder,
+    embed: WriteEmbed,
     *,
     id_field: str = "id",
     text_field: str = "text",
@@ -58,20 +62,18 @@ def ingest(
     delete_field: str | None = None,
     delete_missing: bool = False,
     text_ids: str = "line",
-    extra_encoders: Sequence[Encoder] = (),
 ) -> IngestReport:
-    """Ingest ``path`` into ``collection``, embedding with ``encoder`` (the collection's active
-    version) and ``extra_encoders`` (more versions written alongside, e.g. the rollout
-    candidate or a two-stage cheap model: dual write)."""
+    """Ingest ``path`` into ``collection``; ``embed`` gives each batch's vectors under every
+    model version the write stores (the engine's write rule decides which: active, rollout
+    candidate, two-stage cheap model). The engine's texts are handed over a commit batch at a
+    time; the encoder batches them by length itself."""
     if not 1 <= batch_size <= MAX_BATCH:
         raise InvalidInput(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
     path = Path(path)
     kind = detect_format(path, fmt)
     options = ReadOptions(id_field, text_field, delete_field, text_ids)
-    encoders = [encoder, *extra_encoders]
-    _check_encoders(catalog, collection, encoders)
     report = IngestReport(run_id=uuid.uuid4().hex[:16])
-    run = _Run(catalog, collection, encoders, str(path.resolve()), report)
+    run = _Run(catalog, collection, embed, str(path.resolve()), report)
     started = time.perf_counter()
     catalog.start_run(collection, report.run_id, run.source)
     try:
@@ -85,26 +87,6 @@ def ingest(
         report.seconds = time.perf_counter() - started
         catalog.finish_run(collection, report.run_id, report.to_dict())
     return report
-
-
-def _check_encoders(catalog: Catalog, collection: str, encoders: Sequence[Encoder]) -> None:
-    info = catalog.get_collection(collection)
-    allowed = {info.model_version, info.candidate_version} - {None}
-    main = encoders[0]  # extra encoders may be any version (candidate, cheap stage)
-    if main.version not in allowed:
-        raise InvalidInput(
-            f"collection {collection!r} is embedded with {info.model_version}"
-            + (f" (candidate {info.candidate_version})" if info.candidate_version else "")
-            + f", not {main.version}",
-            f"ingest with {info.model_version}",
-        )
-    if main.version == info.model_version and main.dim != info.dim:
-        raise DimensionMismatch(
-            f"collection {collection!r} has dim {info.dim}, encoder {main.version} "
-            f"has dim {main.dim}"
-        )
-    if len({enc.version for enc in encoders}) != len(encoders):
-        raise InvalidInput("the same model version was given twice as an encoder")
 
 
 def _read_all(
@@ -152,9 +134,7 @@ def _flush(run: _Run) -> None:
     run.report.unchanged += len(items) - len(todo)
     if not todo:
         return
-    texts = [it.text for it in todo]
-    vectors = {enc.version: enc.encode(texts, batch_size=min(len(texts), 256)) for enc in
-               run.encoders}
+    vectors = dict(run.embed([it.text for it in todo]))
     run.catalog.upsert(
         run.collection, todo, vectors, run_id=run.report.run_id, source=run.source,
         lines=[lines[it.id] for it in todo],

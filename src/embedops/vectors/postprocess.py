@@ -152,7 +152,7 @@ def fit_pca(
 def fitted_dir(registry: Registry, model_ref: str, step: str) -> Path:
     """Where the fitted state of ``step`` (e.g. ``pca-128``) for ``model_ref`` lives."""
     mv = registry.get(model_ref)
-    return registry.workspace.home / "postprocess" / mv.name / str(mv.version) / step
+    return registry.workspace.postprocess_dir / mv.name / str(mv.version) / step
 
 
 def save_pca(registry: Registry, state: PCAState) -> Path:

@@ -16,13 +16,12 @@ from typing import Any
 from embedops.config import Workspace
 from embedops.fsio import file_lock
 
-AUDIT_FILE = "audit.jsonl"
 _LOCK = threading.Lock()
 
 
 def audit_path(workspace: Workspace) -> Path:
     """Where the audit trail of ``workspace`` lives."""
-    return workspace.home / AUDIT_FILE
+    return workspace.audit_path
 
 
 def record(workspace: Workspace, action: str, who: str, **details: Any) -> dict[str, Any]:

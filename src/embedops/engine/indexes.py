@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from embedops.api_models import ModelHub
 from embedops.config import Workspace
-from embedops.errors import DimensionMismatch, FingerprintMismatch, IntegrityError, Unavailable
+from embedops.engine.checks import check_model_match
+from embedops.engine.models import ModelHub
+from embedops.errors import IntegrityError, Unavailable
+from embedops.index.snapshot import CURRENT, SnapshotStore
 from embedops.progress import progress_bar
 from embedops.search.served import ServedIndex, catalog_position
 from embedops.search.sync import CatalogWatch
+from embedops.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
 DEFAULT_KIND = "flat"
@@ -60,7 +63,7 @@ def public_meta(info: Any) -> dict[str, Any]:
 class IndexManager:
     """Builds, caches, verifies and rolls back the indexes of a workspace's collections."""
 
-    def __init__(self, workspace: Workspace, catalog: Any, hub: ModelHub) -> None:
+    def __init__(self, workspace: Workspace, catalog: Catalog, hub: ModelHub) -> None:
         self.workspace, self.catalog, self.hub = workspace, catalog, hub
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str], ServedIndex] = {}
@@ -69,11 +72,9 @@ class IndexManager:
         self._pointer_paths: dict[tuple[str, str], str] = {}
         self._pointers: dict[tuple[str, str], tuple[int, int, int] | None] = {}
 
-    def store(self, collection: str, model_version: str) -> Any:
+    def store(self, collection: str, model_version: str) -> SnapshotStore:
         """The SnapshotStore of ``collection`` for ``model_version``."""
-        from embedops.index.snapshot import SnapshotStore, snapshot_root
-
-        return SnapshotStore(snapshot_root(self.workspace.indexes_dir, collection, model_version))
+        return SnapshotStore(self.workspace.snapshot_root(collection, model_version))
 
     def version(self, collection: str, model_version: str | None) -> str:
         """``model_version`` resolved to ``name@N``, default the collection's active version."""
@@ -165,11 +166,9 @@ class IndexManager:
     def _pointer(self, collection: str, version: str) -> tuple[int, int, int] | None:
         """A stamp of the ``CURRENT`` pointer file; publish and rollback replace it atomically
         (a rename gives a new inode), so a changed stamp means the served snapshot may differ."""
-        from embedops.index.snapshot import CURRENT, snapshot_root
-
         path = self._pointer_paths.get((collection, version))
         if path is None:
-            path = str(snapshot_root(self.workspace.indexes_dir, collection, version) / CURRENT)
+            path = str(self.workspace.snapshot_root(collection, version) / CURRENT)
             self._pointer_paths[(collection, version)] = path
         try:
             st = os.stat(path)
@@ -224,18 +223,9 @@ class IndexManager:
 
     def _check_model(self, collection: str, version: str, meta: dict[str, Any]) -> None:
         mv = self.hub.resolve(version)
-        dim, fp = meta.get("dim"), meta.get("tokenizer_fingerprint")
-        if dim is not None and int(dim) != mv.dim:
-            raise DimensionMismatch(
-                f"the index of '{collection}' has dim {dim} but {mv.ref} has dim {mv.dim}",
-                f"rebuild it with 'embedops index build {collection}'",
-            )
-        if fp and mv.tokenizer_fingerprint and fp != mv.tokenizer_fingerprint:
-            raise FingerprintMismatch(
-                f"the index of '{collection}' was built with tokenizer {fp} but {mv.ref} "
-                f"uses tokenizer {mv.tokenizer_fingerprint}",
-                f"rebuild it with 'embedops index build {collection}'",
-            )
+        check_model_match(f"the index of '{collection}'", meta, mv.ref, mv.dim,
+                          mv.tokenizer_fingerprint,
+                          f"rebuild it with 'embedops index build {collection}'")
 
     def forget(self, collection: str) -> None:
         """Drop cached indexes of ``collection`` (after it is deleted or rolled back)."""

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from embedops.errors import InvalidInput, LimitExceeded
+from embedops.engine.checks import check_texts
+from embedops.errors import InvalidInput
 from embedops.models.registry import MANIFEST, ModelVersion, Registry
 from embedops.types import Encoder
 
-MAX_EMBED_BATCH = 10_000
 QUERY_CACHE_SIZE = 4096
 
 
@@ -128,16 +128,7 @@ class ModelHub:
 
     def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """float32 ``(len(texts), dim)`` vectors of ``texts`` under model ``ref``."""
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise InvalidInput("texts must be a list of strings", 'pass ["one text", ...]')
-        if len(texts) > MAX_EMBED_BATCH:
-            raise LimitExceeded(
-                f"{len(texts)} texts in one call; the limit is {MAX_EMBED_BATCH}",
-                "split the input into batches",
-            )
-        for pos, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InvalidInput(f"text at position {pos} is {type(text).__name__}, not a string")
+        texts = check_texts(texts)
         if not texts:
             return np.zeros((0, self.encoder(ref).dim), dtype=np.float32)
-        return np.asarray(self.encoder(ref).encode(list(texts)), dtype=np.float32)
+        return np.asarray(self.encoder(ref).encode(texts), dtype=np.float32)

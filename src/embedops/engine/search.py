@@ -10,139 +10,49 @@ from typing import Any
 
 import numpy as np
 
-from embedops.api_index import IndexManager
-from embedops.api_models import ModelHub
-from embedops.errors import (
-    DimensionMismatch,
-    FingerprintMismatch,
-    InvalidInput,
-    LimitExceeded,
-    VersionMismatch,
+from embedops.engine.checks import (
+    check_k,
+    check_mode,
+    check_model_match,
+    check_modes_inputs,
+    check_query,
+    check_search_params,
+    check_vector,
 )
-from embedops.search.dense import PREFILTER_MAX, check_k, dense_search, exact_search
+from embedops.engine.indexes import IndexManager
+from embedops.engine.models import ModelHub
+from embedops.errors import DimensionMismatch, VersionMismatch
+from embedops.search.dense import PREFILTER_MAX, dense_search, exact_search
 from embedops.search.filters import Filter, compile_filters
 from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT, FUSION_DEPTH, check_weight, hybrid_fuse
-from embedops.search.models import MODES, Hit, SearchResponse
+from embedops.search.models import Hit, SearchResponse
 from embedops.search.twostage import TwoStageConfig, two_stage_search
 from embedops.search.view import CollectionView
+from embedops.store.catalog import Catalog
+from embedops.store.models import CollectionInfo
 
-MAX_QUERY_CHARS = 10_000
 Pairs = list[tuple[str, float]]
-
-
-def check_mode(mode: str) -> str:
-    """Validate a search mode (``two-stage`` is accepted for ``two_stage``)."""
-    normal = mode.replace("-", "_") if isinstance(mode, str) else mode
-    if normal not in MODES:
-        raise InvalidInput(f"unknown search mode {mode!r}", f"use one of {', '.join(MODES)}")
-    return str(normal)
-
-
-def check_query(query: str) -> str:
-    """Validate a query string: non-empty, at most ``MAX_QUERY_CHARS`` characters."""
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInput("the query is empty", "pass the text to search for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise LimitExceeded(
-            f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}",
-            "shorten the query",
-        )
-    return query
-
-
-def check_vector(vector: Any, dim: int, collection: str) -> np.ndarray:
-    """Validate a query vector: finite numbers, one row of the collection's dimension."""
-    try:
-        with np.errstate(over="ignore"):  # beyond float32: inf, refused below
-            vec = np.asarray(vector, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"the query vector is not a list of numbers ({exc})",
-                           "pass a flat list of floats") from exc
-    if vec.ndim == 2 and vec.shape[0] == 1:
-        vec = vec[0]
-    if vec.ndim != 1 or vec.size == 0:
-        raise InvalidInput(f"the query vector has shape {vec.shape}; one flat row is needed",
-                           "pass a flat list of floats")
-    if not np.isfinite(vec).all():
-        raise InvalidInput("the query vector holds NaN or infinite values",
-                           "pass finite numbers only")
-    if vec.size != int(dim):
-        raise DimensionMismatch(
-            f"the query vector has dim {vec.size} but collection '{collection}' holds vectors "
-            f"of dim {dim}",
-            "embed the query with the collection's model version (or send the query text)",
-        )
-    return vec
-
-
-def check_modes_inputs(mode: str, query: str | None, vector: Any) -> None:
-    """Which of query text and query vector each mode takes (a vector skips encoding)."""
-    if vector is None:
-        if query is None:
-            raise InvalidInput("neither a query nor a query vector was given",
-                               "pass the text to search for, or its vector")
-        return
-    if mode in ("lexical", "two_stage"):
-        raise InvalidInput(f"{mode} search needs the query text, not a vector",
-                           "send the query text, or use mode dense or hybrid")
-    if mode == "dense" and query is not None:
-        raise InvalidInput("dense search takes a query or a query vector, not both",
-                           "send one of them")
-    if mode == "hybrid" and query is None:
-        raise InvalidInput("hybrid search needs the query text for its lexical half",
-                           "send the query text along with the vector")
 
 
 def check_encoder(collection: str, meta: Mapping[str, Any], encoder: Any) -> None:
     """Refuse a query encoder whose dim or tokenizer differs from the index's model version."""
-    built = f"{meta.get('model_version')} (dim {meta.get('dim')})"
-    asked = f"{encoder.version} (dim {encoder.dim})"
-    if meta.get("dim") is not None and int(meta["dim"]) != int(encoder.dim):
-        raise DimensionMismatch(
-            f"the index of '{collection}' was built with {built}, the query encoder is {asked}",
-            "query with the collection's model version, or rebuild the index with this one",
-        )
-    fp = meta.get("tokenizer_fingerprint")
-    if fp and encoder.tokenizer_fingerprint and fp != encoder.tokenizer_fingerprint:
-        raise FingerprintMismatch(
-            f"the index of '{collection}' was built with {meta.get('model_version')} "
-            f"(tokenizer {fp}), the query encoder is {encoder.version} "
-            f"(tokenizer {encoder.tokenizer_fingerprint})",
-            "query with the collection's model version, or rebuild the index with this one",
-        )
-
-
-def check_search_params(
-    search_params: Mapping[str, Any] | None, mode: str
-) -> dict[str, Any] | None:
-    """Per-query index knobs as a plain dict (the index checks names and values), refused in
-    lexical mode, which has no index to tune."""
-    if not search_params:
-        return None
-    if not isinstance(search_params, Mapping):
-        raise InvalidInput(
-            f"search_params must be a mapping such as {{\"ef_search\": 128}}, "
-            f"got {type(search_params).__name__}"
-        )
-    if mode == "lexical":
-        raise InvalidInput(
-            "search_params tune the vector index; lexical search has none",
-            "drop search_params, or search in dense, hybrid or two_stage mode",
-        )
-    return dict(search_params)
+    check_model_match(f"the index of '{collection}'", meta, encoder.version, encoder.dim,
+                      encoder.tokenizer_fingerprint,
+                      "query with the collection's model version, or rebuild the index with "
+                      "this one")
 
 
 class Searcher:
     """Runs searches over a workspace's collections; keeps one CollectionView per collection."""
 
-    def __init__(self, catalog: Any, indexes: IndexManager, hub: ModelHub) -> None:
+    def __init__(self, catalog: Catalog, indexes: IndexManager, hub: ModelHub) -> None:
         self.catalog, self.indexes, self.hub = catalog, indexes, hub
         self._views: dict[str, CollectionView] = {}
         self._infos: dict[str, Any] = {}
         self._infos_generation: int | None = None
         self._lock = threading.Lock()
 
-    def info(self, collection: str) -> Any:
+    def info(self, collection: str) -> CollectionInfo:
         """The catalog's CollectionInfo of ``collection``, kept in memory until the next commit
         to the catalog (by anyone: see ``CatalogWatch``)."""
         generation = self.indexes.watch.generation()
@@ -264,7 +174,7 @@ class Searcher:
         self, collection: str, version: str, query: str, k: int, filt: Filter,
         tuning: dict[str, Any] | None = None,
     ) -> Pairs:
-        config = TwoStageConfig.load(self.indexes.workspace.indexes_dir / collection)
+        config = TwoStageConfig.load(self.indexes.workspace.collection_dir(collection))
         cheap = self.hub.resolve(config.cheap_model).ref if config.cheap_model else version
         first = self.indexes.served(collection, cheap)
         precise_meta = first.meta if cheap == version else self._precise_meta(collection, version)

@@ -1,0 +1,192 @@
+"""``Embedops.models``: the model registry of a workspace as the engine's surfaces see it.
+
+Resolve, load and use model versions (cached by ``ModelHub``), and make new ones: train static
+vectors, import vectors or a sentence-transformers model, distill, fine-tune, evaluate, export.
+The CLI, the HTTP server and Python callers all come through here.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embedops.engine.models import EncoderWrapper, ModelHub
+from embedops.errors import InvalidInput, ModelNotFound
+from embedops.models.registry import ModelVersion, Registry
+from embedops.types import Encoder
+
+if TYPE_CHECKING:
+    from embedops.models.static import StaticVectors
+    from embedops.train.distill import DistillConfig
+    from embedops.train.finetune import FinetuneConfig
+    from embedops.train.word2vec import TrainConfig, TrainResult
+
+
+class Models:
+    """The model versions of one workspace (``name``, ``name@N`` or ``name@latest``)."""
+
+    def __init__(self, registry: Registry, hub: ModelHub) -> None:
+        self._registry, self._hub = registry, hub
+
+    # -- reading -------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> ModelVersion:
+        """The ModelVersion ``ref`` names (cached until its files change)."""
+        return self._hub.resolve(ref)
+
+    def names(self) -> builtins.list[str]:
+        """Model names in the registry, sorted."""
+        return self._registry.names()
+
+    def list(self, name: str | None = None) -> builtins.list[ModelVersion]:
+        """Every version (of ``name``), oldest first."""
+        return self._registry.list(name)
+
+    def show(self, ref: str) -> ModelVersion:
+        """The version ``ref`` names, after verifying the checksums of its files."""
+        return self._registry.get(ref, verify=True)
+
+    def delete(self, ref: str) -> ModelVersion:
+        """Delete one version (``name@N``)."""
+        return self._registry.delete(ref)
+
+    def default(self) -> str:
+        """The model used when none is named: the only model in the registry."""
+        names = self._registry.names()
+        if len(names) != 1:
+            raise ModelNotFound(
+                f"no model named and the registry holds {len(names)} "
+                f"({', '.join(names) or 'none'})",
+                "name the model to use",
+            )
+        return names[0]
+
+    # -- using ---------------------------------------------------------------------------------
+    def encoder(self, ref: str, backend: str | None = None, threads: int | None = None) -> Encoder:
+        """The Encoder of ``ref`` (cached). ``backend`` (torch, onnx, onnx-int8) and
+        ``threads`` load a transformer afresh with those settings instead."""
+        if backend is None and threads is None:
+            return self._hub.encoder(ref)
+        mv = self.resolve(ref)
+        if mv.kind != "transformer":
+            raise InvalidInput(
+                f"backend and threads apply to transformer models; {mv.ref} is '{mv.kind}'",
+                "leave them out for static models",
+            )
+        from embedops.models.transformer import TransformerEncoder
+
+        return TransformerEncoder.from_version(mv, backend=backend, threads=threads)
+
+    def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:
+        """float32 ``(len(texts), dim)`` vectors of ``texts`` under ``ref``."""
+        return self._hub.embed(texts, ref)
+
+    def encode_queries(self, texts: Sequence[str], ref: str) -> np.ndarray:
+        """Like ``embed``, through the query-vector cache."""
+        return self._hub.encode_queries(texts, ref)
+
+    def table(self, ref: str) -> StaticVectors:
+        """The word-vector table of a static model version (cached)."""
+        return self._hub.table(ref)  # type: ignore[no-any-return]
+
+    def wrap_encoders(self, wrapper: EncoderWrapper | None) -> None:
+        """Hand out ``wrapper(encoder)`` for every encoder from now on (the server's cache)."""
+        self._hub.wrap_encoders(wrapper)
+
+    # -- making --------------------------------------------------------------------------------
+    def train(self, corpus: str | Path, name: str, config: TrainConfig | None = None
+              ) -> TrainResult:
+        """Train word2vec/fastText vectors on ``corpus`` and publish a new version of
+        ``name``."""
+        from embedops.train.word2vec import TrainConfig, train_static
+
+        return train_static(Path(corpus), name, config or TrainConfig(), self._registry)
+
+    def import_vectors(
+        self, path: str | Path, fmt: str = "word2vec-text", name: str | None = None,
+        limit: int | None = None, lowercase: bool | None = None,
+        sif_texts: Sequence[str] | None = None,
+    ) -> ModelVersion:
+        """Import a word-vector file (word2vec text/binary, GloVe, fastText .vec) as a new
+        version of ``name`` (default: the file's stem)."""
+        from embedops.models.formats import publish_import
+
+        path = Path(path)
+        return publish_import(self._registry, path, fmt, name or _stem(path), limit=limit,
+                              lowercase=lowercase,
+                              sif_texts=list(sif_texts) if sif_texts is not None else None)
+
+    def import_transformer(self, source: str, name: str | None = None) -> ModelVersion:
+        """Import a sentence-transformers model (a bundled name such as ``minilm`` or a
+        folder) as a new version, with its ONNX exports."""
+        try:
+            from embedops.models.transformer import import_transformer
+        except ImportError as exc:
+            from embedops.errors import DependencyMissing
+
+            raise DependencyMissing("embedops.models.transformer", "import_transformer") from exc
+        return import_transformer(self._registry, source, name)
+
+    def export(self, ref: str, path: str | Path, fmt: str = "word2vec-text") -> ModelVersion:
+        """Write a static model's word vectors to ``path`` (atomically) in ``fmt``."""
+        from embedops.models.formats import check_format, export_vectors
+        from embedops.models.static import StaticVectors
+
+        check_format(fmt)
+        mv = self.resolve(ref)
+        export_vectors(StaticVectors.read(mv), Path(path), fmt)
+        return mv
+
+    def distill(self, parent: str, name: str, config: DistillConfig | None = None,
+                corpus: str | Path | None = None) -> ModelVersion:
+        """Distill transformer ``parent`` into a static model ``name`` (lineage recorded)."""
+        from embedops.train.distill import DistillConfig, distill
+
+        source = Path(corpus) if corpus is not None else None
+        return distill(self._registry, parent, name, config or DistillConfig(), source)
+
+    def finetune(
+        self, parent: str, name: str, train_file: str | Path, eval_file: str | Path | None = None,
+        config: FinetuneConfig | None = None, onnx: bool = True,
+    ) -> ModelVersion:
+        """Contrastive fine-tuning of transformer ``parent`` on text pairs; a new model."""
+        from embedops.train.finetune import FinetuneConfig, finetune
+
+        return finetune(self._registry, parent, name, Path(train_file),
+                        Path(eval_file) if eval_file is not None else None,
+                        config or FinetuneConfig(), onnx=onnx)
+
+    def evaluate(
+        self, ref: str, suites: Sequence[str] = (), pairs: Sequence[str | Path] = (),
+        analogies: Sequence[str | Path] = (), method: str = "3cosadd",
+        restrict_vocab: int = 300_000,
+    ) -> dict[str, Any]:
+        """Word similarity and analogy scores (stored in the manifest); ``{suite: result}``."""
+        from embedops.evaluate.intrinsic import evaluate_model
+
+        return dict(evaluate_model(self._registry, ref, suites=list(suites),
+                                   pairs=[str(p) for p in pairs],
+                                   analogies=[str(p) for p in analogies], method=method,
+                                   restrict_vocab=restrict_vocab))
+
+    def postprocess_report(self, ref: str, steps: Sequence[str]) -> builtins.list[dict[str, Any]]:
+        """What each post-processing step (``pca:128``, ``int8``, ...) does to quality and
+        size."""
+        try:
+            from embedops.evaluate.postprocess import postprocess_report
+        except ImportError as exc:
+            from embedops.errors import DependencyMissing
+
+            raise DependencyMissing("embedops.evaluate.postprocess", "--postprocess") from exc
+        return list(postprocess_report(self._registry, ref, list(steps)))
+
+
+def _stem(path: Path) -> str:
+    """A model name from a vector file's name (``glove.6B.100d.txt.gz`` → ``glove.6B.100d``)."""
+    name = path.name
+    for suffix in (".gz", ".bz2", ".xz", ".txt", ".vec", ".bin"):
+        name = name.removesuffix(suffix)
+    return name
