@@ -11,7 +11,7 @@ from embedops.cli._common import engine, positive, print_json
 from embedops.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from embedops.models.registry import ModelVersion
+    from embedops.engine.options import ModelVersion
 
 
 def _summary(mv: ModelVersion) -> dict[str, object]:

@@ -15,11 +15,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from embedops.cli._common import engine
+
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
 
 NEIGHBOUR_WORDS = ("king", "river", "music", "doctor", "computer")
 OOV_WORDS = ("musicianship", "photosynthesising")
@@ -29,9 +32,9 @@ OOV_WORDS = ("musicianship", "photosynthesising")
 class Quickstart:
     """State shared by the steps: the engine, the model trained, and what steps produce."""
 
+    api: Embedops
     name: str = "quickstart"
     epochs: int = 5
-    api: Any = None
     model_ref: str | None = None
     table: Any = None
     results: dict[str, Any] = field(default_factory=dict)

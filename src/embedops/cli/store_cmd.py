@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from embedops.cli._common import engine, positive, print_json
-from embedops.store.models import METRICS
-from embedops.store.readers import FORMATS, TEXT_IDS
+from embedops.engine.options import INGEST_FORMATS as FORMATS
+from embedops.engine.options import METRICS, TEXT_IDS
 
 NEW_KEY_ENV = "EMBEDOPS_NEW_KEY"
 
@@ -90,7 +90,7 @@ def _register_collections(group: typer.Typer) -> None:
     @group.command("keygen")
     def keygen() -> None:
         """Print a new random key for $EMBEDOPS_KEY; without it encrypted data is lost."""
-        from embedops.store.crypto import generate_key
+        from embedops.engine.options import generate_key
 
         typer.echo(generate_key())
 
@@ -100,8 +100,8 @@ def _register_collections(group: typer.Typer) -> None:
         current key from $EMBEDOPS_KEY / $EMBEDOPS_KEY_FILE; then make the new key current."""
         import os
 
+        from embedops.engine.options import parse_key
         from embedops.errors import EncryptionKeyError
-        from embedops.store.crypto import parse_key
 
         raw = os.environ.get(NEW_KEY_ENV, "")
         if not raw:

@@ -1,4 +1,5 @@
-"""The names a caller needs to call the engine: settings types, accepted spellings, defaults.
+"""The names a caller needs to call the engine: settings types, accepted spellings, defaults,
+and the types the engine answers with.
 
 Shells import these from here rather than from the stage that defines them, so that what a
 surface may pass to the engine is listed in one place.
@@ -6,11 +7,12 @@ surface may pass to the engine is listed in one place.
 
 from embedops.engine.items import parse_rate
 from embedops.models.formats import FORMATS as VECTOR_FORMATS
+from embedops.models.registry import ModelVersion
 from embedops.search.filters import parse_cli_filters
 from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
-from embedops.search.models import MODES
+from embedops.search.models import MODES, Hit, SearchResponse
 from embedops.store.crypto import generate_key, parse_key
-from embedops.store.models import METRICS
+from embedops.store.models import METRICS, CollectionInfo, IngestReport, Item
 from embedops.store.readers import FORMATS as INGEST_FORMATS
 from embedops.store.readers import TEXT_IDS
 from embedops.train.distill import DistillConfig
@@ -19,6 +21,7 @@ from embedops.train.word2vec import TrainConfig, TrainResult
 
 __all__ = [
     "DEFAULT_HYBRID_WEIGHT", "INGEST_FORMATS", "METRICS", "MODES", "TEXT_IDS", "VECTOR_FORMATS",
-    "DistillConfig", "FinetuneConfig", "TrainConfig", "TrainResult", "generate_key",
+    "CollectionInfo", "DistillConfig", "FinetuneConfig", "Hit", "IngestReport", "Item",
+    "ModelVersion", "SearchResponse", "TrainConfig", "TrainResult", "generate_key",
     "parse_cli_filters", "parse_key", "parse_rate",
 ]

@@ -1,7 +1,7 @@
 """The app factory: ``create_app(settings) -> FastAPI``.
 
-Route handlers only translate HTTP to calls of the ``embedops.api.Embedops`` facade (the API the
-CLI calls too) and back; limits, auth, the cache and metrics are the only things added here.
+Route handlers only translate HTTP to calls of the engine, ``embedops.engine.Embedops`` (the API
+the CLI calls too) and back; limits, auth, the cache and metrics are the only things added here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -23,6 +23,9 @@ from embedops.serve.middleware import RequestContext
 from embedops.serve.settings import ServeSettings
 from embedops.serve.warmup import index_stats, warm_up
 
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
+
 log = logging.getLogger(LOGGER)
 
 _DESCRIPTION = """Embeddings in production: embed text, query static word vectors, manage
@@ -34,7 +37,7 @@ read, write or admin (`embedops keys create --role R`). Every error is
 `model_version` and header `X-Model-Version`)."""
 
 
-def create_app(settings: ServeSettings | None = None, api: Any = None) -> FastAPI:
+def create_app(settings: ServeSettings | None = None, api: Embedops | None = None) -> FastAPI:
     """A ready-to-serve app. ``api`` (an ``Embedops``) is built from ``settings.home`` if None."""
     settings = settings or ServeSettings()
     ctx = ServiceContext.build(settings, api)

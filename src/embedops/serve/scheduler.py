@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,8 @@ def run_scheduled(api: Embedops, db: MonitorDB, settings: MonitorSettings) -> in
 class GoldenScheduler:
     """A daemon thread that calls ``run_scheduled`` every interval until ``stop``."""
 
-    def __init__(self, api_of: Any, db: Any, settings: MonitorSettings) -> None:
+    def __init__(self, api_of: Callable[[], Embedops], db: MonitorDB,
+                 settings: MonitorSettings) -> None:
         self._api_of, self._db, self.settings = api_of, db, settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

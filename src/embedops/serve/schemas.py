@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
+from embedops.engine.options import DEFAULT_HYBRID_WEIGHT
 
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="name, name@N or name@latest")]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
