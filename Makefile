@@ -22,6 +22,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy --strict src/embedops/engine src/embedops/lifecycle src/embedops/monitor \
+		src/embedops/serve src/embedops/cli
 
 # Benchmarks: embedops and its anchor side by side, ratios printed; they read ../shared/data.
 # Figures go to docs/benchmarks.md. The first runs cache MiniLM vectors under bench/out/.
