@@ -34,7 +34,7 @@ from embedops.engine.search import Searcher
 from embedops.errors import InvalidInput
 from embedops.index.snapshot import SnapshotStore
 from embedops.models.registry import Registry
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
+from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT, FUSION_DEPTH, RRF_K, check_weight
 from embedops.search.models import SearchResponse
 from embedops.search.served import ServedIndex
 from embedops.search.twostage import TwoStageConfig
@@ -265,6 +265,50 @@ class Embedops:
         """Raw ``(id, score)`` pairs of one query vector against ``version``'s index of
         ``collection`` (no filters, no hydration): for callers that map vectors themselves."""
         return list(self._indexes.served(collection, version).search(vector, k))
+
+    def explain_hybrid(
+        self, collection: str, query: str, k: int = 10,
+        filters: Mapping[str, Any] | None = None, model_version: str | None = None,
+        hybrid_weight: float = DEFAULT_HYBRID_WEIGHT,
+        search_params: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Why ``search(mode="hybrid")`` ranks each item where it does, keyed by item id.
+
+        Hybrid search fuses the top ``max(100, k)`` of a dense and a lexical search with
+        weighted reciprocal rank fusion. For every item of either list this returns its
+        ``dense_rank`` and ``dense_score`` (cosine or the collection's metric), its
+        ``lexical_rank`` and ``lexical_score`` (BM25), the share each list adds to the fused
+        score (``dense_part`` = ``hybrid_weight / (60 + dense_rank)``, ``lexical_part`` with
+        ``1 - hybrid_weight``), the ``fused_score`` and the ``fused_rank`` (ranks from 1; None
+        where a list misses the item or ``hybrid_weight`` leaves a list out). The arguments
+        are those of ``search``, validated the same way."""
+        weight = check_weight(hybrid_weight)
+        depth = max(FUSION_DEPTH, k)
+        lists: dict[str, list[tuple[str, float]]] = {"dense": [], "lexical": []}
+        if weight > 0:
+            dense = self.search(collection, query, depth, "dense", filters, model_version,
+                                weight, None, search_params)
+            lists["dense"] = [(h.id, h.score) for h in dense.hits]
+        if weight < 1:
+            lexical = self.search(collection, query, depth, "lexical", filters)
+            lists["lexical"] = [(h.id, h.score) for h in lexical.hits]
+        shares = {"dense": weight, "lexical": 1.0 - weight}
+        out: dict[str, dict[str, Any]] = {}
+        for name, pairs in lists.items():
+            for rank, (item, score) in enumerate(pairs, start=1):
+                row = out.setdefault(item, {
+                    "dense_rank": None, "dense_score": None, "dense_part": 0.0,
+                    "lexical_rank": None, "lexical_score": None, "lexical_part": 0.0})
+                row[f"{name}_rank"], row[f"{name}_score"] = rank, float(score)
+                row[f"{name}_part"] = shares[name] / (RRF_K + rank)
+        best = {i: min(r for r in (row["dense_rank"], row["lexical_rank"]) if r is not None)
+                for i, row in out.items()}
+        for row in out.values():
+            row["fused_score"] = row["dense_part"] + row["lexical_part"]
+        order = sorted(out, key=lambda i: (-out[i]["fused_score"], best[i], i))
+        for rank, item in enumerate(order, start=1):
+            out[item]["fused_rank"] = rank
+        return out
 
     # -- models --------------------------------------------------------------------------------
     def default_model(self) -> str:

@@ -101,3 +101,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_monitor,
     ):
         app.include_router(module.router)
+    # The web console at /ui (serve/console): HTML pages over the same engine, keys and roles.
+    from embedops.serve.console import router as console
+
+    app.include_router(console)
