@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embedops.engine.checks import check_texts
 from embedops.engine.models import EncoderWrapper, ModelHub
 from embedops.errors import InvalidInput, ModelNotFound
 from embedops.models.registry import ModelVersion, Registry
@@ -24,6 +26,21 @@ if TYPE_CHECKING:
     from embedops.train.distill import DistillConfig
     from embedops.train.finetune import FinetuneConfig
     from embedops.train.word2vec import TrainConfig, TrainResult
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens of each text as its model's own tokenizer counts them (see
+    ``Models.count_tokens``); ``oov``: how many of them are out of the vocabulary (static
+    models; None for subword tokenizers, which have no out-of-vocabulary tokens)."""
+
+    tokens: tuple[int, ...]
+    oov: tuple[int, ...] | None
+
+    @property
+    def total(self) -> int:
+        """Tokens of every text together."""
+        return sum(self.tokens)
 
 
 class Models:
@@ -95,6 +112,77 @@ class Models:
     def wrap_encoders(self, wrapper: EncoderWrapper | None) -> None:
         """Hand out ``wrapper(encoder)`` for every encoder from now on (the server's cache)."""
         self._hub.wrap_encoders(wrapper)
+
+    # -- tokens and dimensions ---------------------------------------------------------------
+    def count_tokens(self, texts: Sequence[str], ref: str) -> TokenCounts:
+        """Tokens of each text under ``ref``'s own tokenizer. Transformers: the wordpiece ids
+        the model runs on, ``[CLS]`` and ``[SEP]`` included, after truncation to its
+        ``max_seq_length`` (0 for an empty text, which is not run). Static models: the tokens
+        its TokenizerSpec splits out, and how many of them are out of the vocabulary."""
+        texts = check_texts(texts)
+        encoder = self._hub.encoder(ref)
+        batcher = getattr(encoder, "batcher", None)
+        if batcher is not None:
+            return _wordpiece_counts(batcher, texts)
+        spec, table = getattr(encoder, "spec", None), getattr(encoder, "table", None)
+        if spec is not None and table is not None:
+            return _static_counts(spec, table.key_to_index, texts)
+        return TokenCounts(tuple(len(t.split()) for t in texts), None)
+
+    def decode_tokens(self, ids: Sequence[Sequence[int]], ref: str) -> builtins.list[str]:
+        """Texts of token-id lists, decoded with ``ref``'s own tokenizer (special tokens
+        dropped), so that embedding them embeds what the ids stand for. Static models have no
+        token ids, and ids outside the vocabulary name nothing: both are InvalidInput."""
+        mv = self.resolve(ref)
+        batcher = getattr(self._hub.encoder(mv.ref), "batcher", None)
+        if batcher is None:
+            raise InvalidInput(
+                f"{mv.ref} is a {mv.kind} model: its tokenizer has no token ids",
+                "send the input as text",
+            )
+        tokenizer = batcher.tokenizer
+        size = int(tokenizer.get_vocab_size())
+        rows = [builtins.list(row) for row in ids]
+        for pos, row in enumerate(rows):
+            if row and not 0 <= min(row) <= max(row) < size:
+                bad = next(t for t in row if not 0 <= t < size)
+                raise InvalidInput(
+                    f"token-id list {pos} holds {bad}, outside the vocabulary of {mv.ref} "
+                    f"(ids 0..{size - 1})",
+                    f"send ids of {mv.ref}'s own tokenizer, or send text",
+                )
+        return [str(text) for text in tokenizer.decode_batch(rows, skip_special_tokens=True)]
+
+    def check_dimensions(self, ref: str, dimensions: int) -> int:
+        """``dimensions`` if vectors of ``ref`` may be cut to it, else InvalidInput naming the
+        allowed values: the model's own dim always; 1..dim when its manifest says it was
+        trained for Matryoshka truncation (``matryoshka: true``)."""
+        from embedops.vectors.postprocess import supports_matryoshka
+
+        mv = self.resolve(ref)
+        if dimensions == mv.dim:
+            return dimensions
+        if not supports_matryoshka(mv):
+            raise InvalidInput(
+                f"{mv.ref} is not Matryoshka-trained, so its vectors cannot be cut to "
+                f"{dimensions} dimensions; dimensions must be {mv.dim} (its dim) or left out",
+                "use a model whose manifest sets matryoshka: true to get shorter vectors",
+            )
+        if not 1 <= dimensions <= mv.dim:
+            raise InvalidInput(
+                f"dimensions must be in 1..{mv.dim} for {mv.ref}, got {dimensions}")
+        return dimensions
+
+    def truncate(self, vectors: np.ndarray, ref: str, dimensions: int) -> np.ndarray:
+        """``vectors`` of ``ref`` cut to their first ``dimensions`` components and L2-normalized
+        again (Matryoshka); unchanged when ``dimensions`` is the model's dim. See
+        ``check_dimensions`` for what is allowed."""
+        from embedops.vectors.postprocess import truncate
+
+        mv = self.resolve(ref)
+        if self.check_dimensions(mv.ref, dimensions) == mv.dim:
+            return vectors
+        return truncate(vectors, dimensions, matryoshka=True, model_ref=mv.ref)
 
     # -- making --------------------------------------------------------------------------------
     def train(self, corpus: str | Path, name: str, config: TrainConfig | None = None
@@ -182,6 +270,25 @@ class Models:
 
             raise DependencyMissing("embedops.evaluate.postprocess", "--postprocess") from exc
         return list(postprocess_report(self._registry, ref, list(steps)))
+
+
+def _wordpiece_counts(batcher: Any, texts: builtins.list[str]) -> TokenCounts:
+    """Token counts of a transformer's tokenizer (as the encoder tokenizes: see ``Batcher``)."""
+    encodings, _, keep = batcher.tokenize(texts)
+    tokens = [0] * len(texts)
+    for encoding, pos in zip(encodings, keep, strict=True):
+        tokens[pos] = len(encoding.ids)
+    return TokenCounts(tuple(tokens), None)
+
+
+def _static_counts(spec: Any, vocab: dict[str, int], texts: builtins.list[str]) -> TokenCounts:
+    """Token and out-of-vocabulary counts of a static model's TokenizerSpec."""
+    tokens, oov = [], []
+    for text in texts:
+        words = spec.tokenize(text)
+        tokens.append(len(words))
+        oov.append(sum(1 for w in words if w not in vocab))
+    return TokenCounts(tuple(tokens), tuple(oov))
 
 
 def _stem(path: Path) -> str:
