@@ -1,7 +1,8 @@
 """Authentication and roles: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 
-No key → 401; a valid key whose role is too low → 403. With auth turned off (``--no-auth``)
-every request acts as the admin principal ``anonymous``.
+No key → 401; a valid key whose role is too low → 403; a key over its role's rate limit → 429
+(see ``serve.ratelimit``). With auth turned off (``--no-auth``) every request acts as the admin
+principal ``anonymous``, which is never rate-limited.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An embed
 
 
 def authenticate(request: Request, bearer: str | None, header: str | None) -> Principal:
-    """The principal of a request (cached on the request), or Unauthorized."""
+    """The principal of a request, or Unauthorized; RateLimited when the key is over its
+    role's rate limit (every authenticated route comes through here)."""
     ctx = request.app.state.ctx
     if not ctx.settings.auth:
         return ANONYMOUS
@@ -34,6 +36,9 @@ def authenticate(request: Request, bearer: str | None, header: str | None) -> Pr
         )
     principal: Principal = ctx.keys.verify(key.strip())
     request.state.key_id = principal.key_id
+    limiter = getattr(request.app.state, "ratelimit", None)
+    if limiter is not None:
+        limiter.hit(principal)
     return principal
 
 

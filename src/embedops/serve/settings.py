@@ -27,6 +27,10 @@ class ServeSettings:
     ``routes_search.cheap``): a plain dense kNN of a cached query or a given vector.
     ``warmup`` loads every collection's index and runs one query per collection at start-up,
     so that ``/readyz`` is only green once no request would be cold.
+    ``rate_limit_read``/``_write``/``_admin`` limit each API key of that role, in the notation
+    of the ``limits`` library (``"20/second"``, ``"10/second;300/minute"``); None (the
+    default) is no limit. A key over its limit is answered 429 with ``Retry-After`` (see
+    ``serve.ratelimit``).
     """
 
     home: str | None = None
@@ -45,6 +49,9 @@ class ServeSettings:
     workers: int = 1
     inline_search: bool = False
     inline_cheap_search: bool = True
+    rate_limit_read: str | None = None
+    rate_limit_write: str | None = None
+    rate_limit_admin: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "max_body_bytes", "max_k"):
@@ -62,6 +69,15 @@ class ServeSettings:
             )
         if self.graceful_timeout_s < 0:
             raise InvalidInput(f"graceful_timeout_s must be >= 0, got {self.graceful_timeout_s}")
+        self._check_rate_limits()
+
+    def _check_rate_limits(self) -> None:
+        for role in ("read", "write", "admin"):
+            text = getattr(self, f"rate_limit_{role}")
+            if text is not None:
+                from embedops.serve.ratelimit import parse_limit
+
+                parse_limit(text, f"rate_limit_{role}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``ServeSettings(**s.to_dict()) == s``."""
