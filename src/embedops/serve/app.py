@@ -20,6 +20,7 @@ from embedops.serve.context import ServiceContext
 from embedops.serve.logging import LOGGER
 from embedops.serve.metrics import Metrics
 from embedops.serve.middleware import RequestContext
+from embedops.serve.ratelimit import RateLimiter
 from embedops.serve.settings import ServeSettings
 from embedops.serve.warmup import index_stats, warm_up
 
@@ -34,7 +35,11 @@ collections and items, search (dense, lexical, hybrid, two-stage), and watch ind
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`; keys have the role
 read, write or admin (`embedops keys create --role R`). Every error is
 `{"error": {"code", "message"}}`; every answer names the model version that served it (field
-`model_version` and header `X-Model-Version`)."""
+`model_version` and header `X-Model-Version`).
+
+OpenAI-compatible: `POST /v1/embeddings` and `GET /v1/models` speak OpenAI's shapes and answer
+errors in OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`, so the `openai`
+SDK and the clients built on it work with `base_url=http://host:port/v1`."""
 
 
 def create_app(settings: ServeSettings | None = None, api: Embedops | None = None) -> FastAPI:
@@ -63,6 +68,7 @@ def create_app(settings: ServeSettings | None = None, api: Embedops | None = Non
         openapi_url="/openapi.json",
     )
     app.state.ctx = ctx
+    app.state.ratelimit = RateLimiter.from_settings(settings)
     errors.install(app)
     _include_routes(app)
     app.add_middleware(
@@ -80,8 +86,8 @@ def _include_routes(app: FastAPI) -> None:
         routes_embed,
         routes_health,
         routes_index,
-        routes_models,
         routes_monitor,
+        routes_openai,
         routes_rollout,
         routes_search,
         routes_words,
@@ -92,7 +98,7 @@ def _include_routes(app: FastAPI) -> None:
     app.include_router(routes_search.router)
     for module in (
         routes_health,
-        routes_models,
+        routes_openai,
         routes_embed,
         routes_words,
         routes_collections,

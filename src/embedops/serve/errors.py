@@ -3,6 +3,12 @@
 EmbedopsError carries its own HTTP status; FastAPI's validation errors become 422 in the same
 envelope, with the failing field named; anything unexpected becomes a 500 that names the request
 id (the traceback goes to the log, never to the client).
+
+The OpenAI-compatible routes (``OPENAI_PATHS``) answer in OpenAI's envelope instead,
+``{"error": {"message", "type", "param", "code"}}`` (a superset: ``code`` and ``message`` are
+the same), and with 400 where the rest of the API answers 422, as OpenAI does, so that OpenAI's
+SDKs raise their own exception for each status. A rate-limited request (429) carries
+``Retry-After`` on every route.
 """
 
 from __future__ import annotations
@@ -33,6 +39,35 @@ def envelope(status: int, code: str, message: str, headers: dict[str, str] | Non
     )
 
 
+#: Path prefixes of the OpenAI-compatible routes (``serve.routes_openai``).
+OPENAI_PATHS = ("/v1/embeddings", "/v1/models")
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def is_openai(path: str) -> bool:
+    """Whether ``path`` is one of the OpenAI-compatible routes."""
+    return any(path == p or path.startswith(p + "/") for p in OPENAI_PATHS)
+
+
+def openai_envelope(
+    status: int, code: str, message: str, param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """OpenAI's error response: ``type`` from the status, 422 answered as 400."""
+    status = 400 if status == 422 else status
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _answer(request: Request, status: int, code: str, message: str, param: str | None = None,
+            headers: dict[str, str] | None = None) -> Any:
+    """The error response in the envelope of the route ``request`` went to."""
+    if is_openai(request.url.path):
+        return openai_envelope(status, code, message, param, headers)
+    return envelope(status, code, message, headers)
+
+
 def _where(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "/".join(str(p) for p in loc) or "request"
@@ -46,30 +81,50 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _error_headers(exc: EmbedopsError) -> dict[str, str] | None:
+    """``WWW-Authenticate`` on a 401, ``Retry-After`` on a rate-limited request."""
+    if exc.http_status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else None
+
+
 async def _embedops_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, EmbedopsError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    headers = _error_headers(exc)
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.code, extra={"fields": _ids(request)})
+    if is_openai(request.url.path):
+        return openai_envelope(exc.http_status, exc.code, str(exc), getattr(exc, "param", None),
+                               headers)
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
+
+
+def _first_field(exc: RequestValidationError) -> str | None:
+    """The request field the first validation error is about (None: the body as a whole)."""
+    for err in exc.errors()[:1]:
+        parts = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        return parts[0] if parts else None
+    return None
 
 
 async def _validation_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, RequestValidationError)
-    return envelope(422, "invalid_input", _validation_message(exc))
+    return _answer(request, 422, "invalid_input", _validation_message(exc), _first_field(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return envelope(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    return _answer(request, exc.status_code, code, str(exc.detail),
+                   headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Any:
     ids = _ids(request)
     log.exception("unhandled error", extra={"fields": ids})
-    return envelope(
-        500, "internal_error",
+    return _answer(
+        request, 500, "internal_error",
         f"internal error (request id {ids.get('request_id', '?')}); the server log has details",
     )
 
