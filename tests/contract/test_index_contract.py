@@ -1,10 +1,13 @@
-"""One contract, every ANN backend: the same tests run on flat, hnsw, ivf, ivfpq and sq8.
+"""One contract, every ANN backend: the same tests run on flat, hnsw, ivf, ivfpq, sq8 (FAISS)
+and milvus (on milvus-lite, which pymilvus runs in process from a file in a temporary folder).
 
 The tests use only the members of the ``Index`` protocol (embedops.index.protocol), so a new
 backend (FAISS or not) passes them by keeping the contract, not by sharing FaissIndex."""
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,8 +45,22 @@ def data() -> np.ndarray:
     return clustered(600)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def milvus_lite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The milvus backend's server for this module: milvus-lite in a temporary folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMBEDOPS_MILVUS_URI", str(tmp_path_factory.mktemp("milvus") / "lite.db"))
+        yield
+    if importlib.util.find_spec("pymilvus") is not None:
+        from embedops.index.milvus_client import forget_connections
+
+        forget_connections()
+
+
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "milvus" and importlib.util.find_spec("pymilvus") is None:
+        pytest.skip("the milvus backend needs pymilvus (pip install 'embedops[milvus]')")
     return str(request.param)
 
 

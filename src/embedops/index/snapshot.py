@@ -15,6 +15,11 @@ Layout under ``root`` (``workspace.indexes_dir / <collection> / <model-version, 
 and the newest older good one is served instead (``CURRENT`` is repointed), or ``Unavailable``
 is raised so the caller rebuilds from the catalog. Snapshot names sort by build time.
 
+A backend that keeps its data in a server (Milvus: the snapshot's ``index/`` holds only a
+pointer to a collection) moves its own alias just before ``CURRENT`` is swapped, on publish,
+rollback and fallback (``index.activate_saved``; a failure there leaves both where they were),
+and releases the server's data of a pruned snapshot (``index.release_saved``).
+
 Nothing that decides what is served is trusted unchecked:
 
 * ``manifest.json`` carries a ``seal``, the sha256 of its canonical JSON without the seal, and
@@ -56,7 +61,7 @@ from embedops.fsio import (
     sha256_tree,
     staged_dir,
 )
-from embedops.index import load_index
+from embedops.index import activate_saved, load_index, release_saved
 from embedops.index.protocol import Index
 
 CURRENT = "CURRENT"
@@ -149,6 +154,7 @@ class SnapshotStore:
             manifest = _manifest(name, index, meta, sha256_tree(tmp))
             atomic_write_bytes(tmp / MANIFEST, sealed_manifest_bytes(manifest))
             fsync_tree(tmp)
+            activate_saved(tmp / INDEX_DIR, meta["collection"], meta["model_version"])
             os.rename(tmp, self.root / name)
             fsync_dir(self.root)
             self._point_at(name)
@@ -162,6 +168,7 @@ class SnapshotStore:
             older = [n for n in self._names() if current is None or n < current]
             for name in reversed(older):
                 if not self._check(name):
+                    self._activate(name)
                     self._point_at(name)
                     return self._info(name)
         raise NotFound(
@@ -194,6 +201,7 @@ class SnapshotStore:
                 loaded = self._try_load(name)
                 if loaded is not None:
                     if name != current:
+                        self._activate(name)
                         self._point_at(name)
                     return loaded
         raise Unavailable(
@@ -282,11 +290,18 @@ class SnapshotStore:
             os.rename(path, target)
         atomic_write_bytes(path, (name + "\n").encode())
 
+    def _activate(self, name: str) -> None:
+        """Before ``CURRENT`` names snapshot ``name``: a server backend points its own alias at
+        it (Milvus; a no-op in process), so a failure there leaves both where they were."""
+        info = self._info(name)
+        activate_saved(self.root / name / INDEX_DIR, info.collection, info.model_version)
+
     def _prune(self) -> None:
         current = self._current_name()
         names = self._names()
         for name in names[: max(0, len(names) - self.keep)]:
             if name != current:
+                release_saved(self.root / name / INDEX_DIR)
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _read_manifest(self, name: str, legacy_ok: bool = False) -> dict[str, Any]:
