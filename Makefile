@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_HOME ?= embedops-demo
 
 .PHONY: demo test lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
-	bench-store bench-index bench-search bench-serve bench-rollout
+	bench-store bench-index bench-search bench-serve bench-rollout browser bench-console
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,8 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/embedops --home $(DEMO_HOME) quickstart
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --timeout 900
+
+# Debian's chromium, which the console's browser tests drive through Playwright (it never
+# downloads a browser of its own). A no-op where it is installed; where it cannot be installed
+# (no apt, not root) the browser tests skip with a message saying so.
+browser:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && apt-get update -qq && \
+		apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "chromium could not be installed: the console's browser tests will skip"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
@@ -56,6 +64,9 @@ bench-serve: $(STAMP)
 
 bench-rollout: $(STAMP)
 	$(PY) bench/rollout.py
+
+bench-console: $(STAMP)
+	$(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) embedops-data
