@@ -155,6 +155,29 @@ class Embedops:
         """``(id, updated_at, deleted)`` of items written after ``ts``."""
         return list(self._catalog.changes_since(collection, ts))
 
+    # -- encryption of derived data -------------------------------------------------------
+    def seal(self, collection: str, data: bytes, context: str) -> bytes | None:
+        """``data`` encrypted with ``collection``'s key (AES-GCM, bound to the collection and
+        ``context``) when the collection is encrypted, else None (store it plain): for what the
+        loop keeps about a collection outside the catalog (golden queries, samples)."""
+        cipher = self._catalog.cipher(collection)
+        return None if cipher is None else cipher.encrypt(data, _derived_aad(collection, context))
+
+    def unseal(self, collection: str, blob: bytes, context: str) -> bytes:
+        """The plain bytes of a ``seal`` of ``collection`` with ``context``; EncryptionKeyError
+        when the key is missing or wrong, or the bytes were altered."""
+        cipher = self._catalog.cipher(collection)
+        if cipher is None:
+            from embedops.errors import IntegrityError
+
+            raise IntegrityError(
+                f"encrypted {context} data is stored for collection '{collection}', which is "
+                "not encrypted (it was deleted and created again without encryption?)",
+                "delete and re-add that data",
+            )
+        return cipher.decrypt(blob, _derived_aad(collection, context),
+                              f"the stored {context} data of collection '{collection}'")
+
     # -- versions (rollouts) -------------------------------------------------------------------
     def set_candidate(self, collection: str, model: str | None) -> CollectionInfo:
         """Make ``model`` the rollout candidate of ``collection`` (None: no candidate); every
@@ -185,8 +208,18 @@ class Embedops:
         return self._indexes.status(collection, model_version)
 
     def verify_index(self, collection: str, model_version: str | None = None) -> Any:
-        """Verify the checksums of the collection's snapshots."""
+        """Verify the checksums of the collection's snapshots, and compare the served index
+        with the catalog (a check named ``catalog``)."""
         return self._indexes.verify(collection, model_version)
+
+    def check_index(self, collection: str, model_version: str | None = None,
+                    repair: bool = False) -> dict[str, Any] | None:
+        """Compare the collection's index with the catalog now (count and checksum of its
+        items, see ``engine.consistency``); ``repair`` rebuilds an index that diverges. The
+        result is what ``index_status`` reports as ``consistency``; None when there is no
+        index yet."""
+        found = self._indexes.check(collection, model_version, repair)
+        return None if found is None else found.to_dict()
 
     def rollback_index(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
         """Serve the previous snapshot of the collection's index again."""
@@ -334,3 +367,5 @@ class Embedops:
         return list(self._hub.table(model).analogy(a, b, c, k, method))
 
 
+def _derived_aad(collection: str, context: str) -> bytes:
+    return f"embedops-derived\x00{collection}\x00{context}".encode()

@@ -4,6 +4,13 @@ One served index per (collection, model version), loaded from ``SnapshotStore.lo
 and cached; a new build swaps it in under a lock. A snapshot that fails verification is
 quarantined by the store and the previous good one is served; when none is good (or none was
 ever built) the index is rebuilt from the catalog, with the kind of the last build or ``flat``.
+
+Every loaded snapshot is compared with the catalog (``engine.consistency``): one that holds
+items the catalog no longer has, or lacks items the catalog had when it was built, is never
+served; it is rebuilt from the catalog at once (logged). ``check`` repeats the comparison on
+demand (``verify``, the server's schedule) and ``status`` reports the last one, as well as what
+the last load quarantined or rebuilt. Indexes of encrypted collections are never written to
+disk (``engine.memory_index``).
 """
 
 from __future__ import annotations
@@ -17,47 +24,27 @@ from typing import Any
 import numpy as np
 
 from embedops.config import Workspace
+from embedops.engine import consistency, memory_index
 from embedops.engine.checks import check_model_match
+from embedops.engine.consistency import Consistency
+from embedops.engine.index_meta import (
+    DEFAULT_KIND,
+    kind_params,
+    load_report,
+    public_meta,
+    quarantined,
+    snapshot_meta,
+)
 from embedops.engine.models import ModelHub
-from embedops.errors import IntegrityError, Unavailable
-from embedops.index.snapshot import CURRENT, SnapshotStore
+from embedops.errors import IntegrityError, NotFound, Unavailable
+from embedops.index.protocol import Index
+from embedops.index.snapshot import CURRENT, SnapshotCheck, SnapshotStore
 from embedops.progress import progress_bar
 from embedops.search.served import ServedIndex, catalog_position
 from embedops.search.sync import CatalogWatch
 from embedops.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
-DEFAULT_KIND = "flat"
-
-
-def _info_dict(info: Any) -> dict[str, Any]:
-    if info is None:
-        return {}
-    if isinstance(info, dict):
-        return dict(info)
-    if hasattr(info, "to_dict"):
-        return dict(info.to_dict())
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(info) and not isinstance(info, type):
-        return asdict(info)
-    return dict(vars(info))
-
-
-def snapshot_meta(info: Any) -> dict[str, Any]:
-    """The build metadata stored with a snapshot (the ``meta`` given to ``publish``)."""
-    data = _info_dict(info)
-    meta = dict(data.get("meta") or {})
-    for key in ("name", "path", "collection", "model_version", "built_at", "item_count",
-                "backend", "current"):
-        if key in data and key not in meta:
-            meta[key] = str(data[key]) if key == "path" else data[key]
-    return meta
-
-
-def public_meta(info: Any) -> dict[str, Any]:
-    """``snapshot_meta`` without the change-tracking bookkeeping (for status and summaries)."""
-    return {k: v for k, v in snapshot_meta(info).items() if k != "catalog_seen"}
 
 
 class IndexManager:
@@ -71,6 +58,8 @@ class IndexManager:
         self.watch = CatalogWatch(catalog.path)
         self._pointer_paths: dict[tuple[str, str], str] = {}
         self._pointers: dict[tuple[str, str], tuple[int, int, int] | None] = {}
+        self._checks: dict[tuple[str, str], Consistency] = {}
+        self._loads: dict[tuple[str, str], dict[str, Any]] = {}
 
     def store(self, collection: str, model_version: str) -> SnapshotStore:
         """The SnapshotStore of ``collection`` for ``model_version``."""
@@ -80,6 +69,10 @@ class IndexManager:
         """``model_version`` resolved to ``name@N``, default the collection's active version."""
         info = self.catalog.get_collection(collection)
         return self.hub.resolve(model_version).ref if model_version else info.model_version
+
+    def in_memory_only(self, collection: str) -> bool:
+        """True when ``collection``'s indexes are never written to disk (it is encrypted)."""
+        return bool(self.catalog.get_collection(collection).encrypted)
 
     # -- building ------------------------------------------------------------------------------
     def build(
@@ -126,13 +119,27 @@ class IndexManager:
             "collection": collection, "model_version": version, "dim": mv.dim,
             "metric": info.metric, "tokenizer_fingerprint": mv.tokenizer_fingerprint,
             "kind": kind, "params": dict(params or {}), **position,
+            consistency.META_KEY: consistency.record(ids, version),
         }
-        snap = self.store(collection, version).publish(index, list(ids), meta)
-        served = ServedIndex(index, ids, snapshot_meta(snap), snap)
+        served = self._publish(collection, version, info.encrypted, index, list(ids), meta)
+        key = (collection, version)
         with self._lock:
-            self._served[(collection, version)] = served
-        return {**public_meta(snap), "count": len(ids),
+            self._served[key] = served
+        self._checks[key] = consistency.compare(self.catalog, collection, version, served.keys,
+                                                served.meta)
+        return {**public_meta(served.meta), "count": len(ids),
                 "build_seconds": round(time.time() - started, 3)}
+
+    def _publish(self, collection: str, version: str, encrypted: bool, index: Index,
+                 ids: list[str], meta: dict[str, Any]) -> ServedIndex:
+        """A snapshot on disk, or for an encrypted collection an index in memory only."""
+        if encrypted:
+            root = self.workspace.snapshot_root(collection, version)
+            memory_index.purge_plain(root, collection)
+            memory_index.write_spec(root, str(meta["kind"]), meta["params"])
+            return ServedIndex(index, ids, memory_index.memory_meta(meta, len(ids)))
+        snap = self.store(collection, version).publish(index, ids, meta)
+        return ServedIndex(index, ids, snapshot_meta(snap), snap)
 
     # -- serving -------------------------------------------------------------------------------
     def is_loaded(self, collection: str, model_version: str) -> bool:
@@ -178,10 +185,13 @@ class IndexManager:
 
     def _replaced(self, collection: str, version: str, served: ServedIndex) -> bool:
         """True when another process published or rolled back. A stat of the pointer on each
-        search; the manifest is read only when the pointer changed (verification is at load)."""
+        search; the manifest is read only when the pointer changed (verification is at load).
+        An in-memory index (encrypted collection) has no pointer: only a build replaces it."""
         key = (collection, version)
         stamp = self._pointer(collection, version)
         if key in self._pointers and self._pointers[key] == stamp:
+            return False
+        if memory_index.is_memory(served.meta):
             return False
         try:
             current = self.store(collection, version).current()
@@ -193,19 +203,49 @@ class IndexManager:
         return False
 
     def _load(self, collection: str, version: str) -> ServedIndex:
+        key = (collection, version)
+        if self.in_memory_only(collection):
+            kind, params = memory_index.read_spec(
+                self.workspace.snapshot_root(collection, version)) or (DEFAULT_KIND, None)
+            self._loads[key] = {"at": time.time(), "rebuilt": "kept in memory only (encrypted)"}
+            self.build(collection, kind, params, version, quiet=True)
+            return self._served[key]
         store = self.store(collection, version)
-        self._pointers[(collection, version)] = self._pointer(collection, version)
+        self._pointers[key] = self._pointer(collection, version)
         kind, params = self._last_build(store)
+        before = quarantined(store)
         try:
             loaded = store.load_current()
         except (IntegrityError, Unavailable) as exc:
+            self._loads[key] = {"at": time.time(), "quarantined": quarantined(store) - before,
+                                "rebuilt": "no good snapshot"}
             log.warning("no good snapshot for %s/%s (%s); rebuilding from the catalog",
                         collection, version, exc)
             self.build(collection, kind, params, version, quiet=True)
-            return self._served[(collection, version)]
+            return self._served[key]
+        self._loads[key] = {"at": time.time(), "quarantined": quarantined(store) - before,
+                            "rebuilt": None}
         meta = snapshot_meta(loaded.info)
         self._check_model(collection, version, meta)
+        check = consistency.compare(self.catalog, collection, version, loaded.keys, meta)
+        if not check.ok:
+            return self._repair(collection, version, check, kind, params)
+        self._checks[key] = check
         return ServedIndex(loaded.index, loaded.keys, meta, loaded.info)
+
+    def _repair(self, collection: str, version: str, found: Consistency, kind: str,
+                params: dict[str, Any] | None) -> ServedIndex:
+        """Rebuild an index that diverges from the catalog; the check notes what it repaired."""
+        log.warning(
+            "the index of %s/%s (snapshot %s) diverges from the catalog: %d item(s) only in "
+            "the index, %d only in the catalog; rebuilding it from the catalog",
+            collection, version, found.snapshot, found.index_only, found.catalog_only,
+        )
+        key = (collection, version)
+        self.build(collection, kind, params, version, quiet=True)
+        self._checks[key] = found.after_repair(self._checks[key])
+        self._loads.setdefault(key, {"at": time.time()})["rebuilt"] = "diverged from the catalog"
+        return self._served[key]
 
     @staticmethod
     def _last_build(store: Any) -> tuple[str, dict[str, Any] | None]:
@@ -215,11 +255,7 @@ class IndexManager:
             meta = snapshot_meta(store.current())
         except IntegrityError:
             return DEFAULT_KIND, None
-        kind = meta.get("kind")
-        params = meta.get("params")
-        if not isinstance(kind, str):
-            return DEFAULT_KIND, None
-        return kind, dict(params) if isinstance(params, dict) else None
+        return kind_params(meta)
 
     def _check_model(self, collection: str, version: str, meta: dict[str, Any]) -> None:
         mv = self.hub.resolve(version)
@@ -232,22 +268,74 @@ class IndexManager:
         with self._lock:
             for key in [k for k in self._served if k[0] == collection]:
                 del self._served[key]
+                self._checks.pop(key, None)
+
+    # -- consistency with the catalog ----------------------------------------------------------
+    def check(self, collection: str, model_version: str | None = None, repair: bool = False
+              ) -> Consistency | None:
+        """Compare the served index (else the current snapshot on disk) with the catalog now;
+        ``repair`` rebuilds one that diverges. None when there is no index to compare."""
+        version = self.version(collection, model_version)
+        key = (collection, version)
+        with self._lock:
+            served = self._served.get(key)
+        if served is not None:
+            keys, meta = served.keys, served.meta
+        else:
+            found = self._snapshot_keys(collection, version)
+            if found is None:
+                return None
+            keys, meta = found
+        result = consistency.compare(self.catalog, collection, version, keys, meta)
+        if not result.ok and repair:
+            kind, params = kind_params(meta)
+            with self._lock:
+                guard = self._loading.setdefault(key, threading.RLock())
+            with guard:
+                self._repair(collection, version, result, kind, params)
+            return self._checks[key]
+        self._checks[key] = result
+        return result
+
+    def _snapshot_keys(self, collection: str, version: str
+                       ) -> tuple[list[str], dict[str, Any]] | None:
+        """Item ids and meta of the current snapshot, read without loading the index (None
+        when there is none, or it is unreadable: ``verify`` reports that)."""
+        if self.in_memory_only(collection):
+            return None
+        try:
+            info = self.store(collection, version).current()
+        except IntegrityError:
+            return None
+        keys = None if info is None else consistency.read_keys(info.path)
+        return None if keys is None or info is None else (keys, snapshot_meta(info))
+
+    def last_check(self, collection: str, version: str) -> Consistency | None:
+        """The last comparison of that index with the catalog, made now if none was."""
+        found = self._checks.get((collection, version))
+        return found if found is not None else self.check(collection, version)
 
     # -- status, verify, rollback -------------------------------------------------------------
     def status(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
-        """Snapshot, item count and freshness (count and age of items not in the snapshot)."""
+        """Snapshot, item count, freshness (count and age of items not in the snapshot), the
+        last consistency check with the catalog and what the last load quarantined or rebuilt."""
         info = self.catalog.get_collection(collection)
         version = self.version(collection, model_version)
         store = self.store(collection, version)
+        served = self._served.get((collection, version))
         snaps = store.list()
-        current = public_meta(store.current()) if snaps else None
+        if info.encrypted:
+            current = public_meta(served.meta) if served is not None else None
+        else:
+            current = public_meta(store.current()) if snaps else None
         since = float(current.get("catalog_ts", 0.0)) if current else 0.0
         changes = self.catalog.changes_since(collection, since) if current else []
         now = time.time()
-        served = self._served.get((collection, version))
+        check = self.last_check(collection, version) if current else None
         return {
             "collection": collection, "model_version": version,
             "items": info.item_count, "snapshot": current, "snapshots": len(snaps),
+            "storage": memory_index.STORAGE if info.encrypted else "disk",
             "freshness": {
                 "stale_items": len(changes) if current else info.item_count,
                 "oldest_stale_age_s": round(now - min(c[1] for c in changes), 3)
@@ -259,17 +347,32 @@ class IndexManager:
                 "tombstones": served.tombstoned,
                 "rebuild_recommended": served.rebuild_recommended(),
             },
+            "consistency": None if check is None else check.to_dict(),
+            "load": load_report(self._loads.get((collection, version))),
         }
 
-    def verify(self, collection: str, model_version: str | None = None) -> Any:
-        """Verify the checksums of every snapshot of the collection's index."""
+    def verify(self, collection: str, model_version: str | None = None) -> list[SnapshotCheck]:
+        """Verify the checksums of every snapshot of the collection's index, then compare the
+        served (else current) index with the catalog: a check named ``catalog``."""
         version = self.version(collection, model_version)
-        return self.store(collection, version).verify(all=True)
+        checks = [] if self.in_memory_only(collection) else \
+            self.store(collection, version).verify(all=True)
+        found = self.check(collection, version)
+        if found is not None:
+            checks.append(SnapshotCheck("catalog", found.ok, list(found.problems)))
+        return checks
 
     def rollback(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
         """Serve the previous snapshot again; returns its summary."""
         version = self.version(collection, model_version)
+        if self.in_memory_only(collection):
+            raise NotFound(
+                f"collection '{collection}' is encrypted: its index is kept in memory only, "
+                "with no snapshots on disk to roll back to",
+                f"rebuild it with 'embedops index build {collection}'",
+            )
         info = self.store(collection, version).rollback()
         with self._lock:
             self._served.pop((collection, version), None)
+            self._checks.pop((collection, version), None)
         return public_meta(info)

@@ -3,6 +3,11 @@
 It lives next to the catalog as ``monitor.db`` in the workspace (SQLite, WAL), with its own
 migrations, so monitoring never competes with ingest for the catalog's write lock and a
 catalog can be copied without its evaluation history. Every write is one transaction.
+
+The queries of a golden set bound to an encrypted collection are stored encrypted with that
+collection's key (``Embedops.seal``, AES-GCM bound to the set's name), like the collection's
+own texts; relevant ids stay plain, as item ids do in the catalog. Runs and drift reports hold
+scores and statistics only (no texts, no vectors).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedops.config import Workspace
 from embedops.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -102,12 +110,37 @@ class RunRecord:
 
 class MonitorDB:
     """Golden sets, runs and drift reports of one workspace (thread-safe; one connection per
-    thread)."""
+    thread). ``api`` encrypts the queries of sets bound to encrypted collections; without one,
+    an engine of ``workspace`` is opened when such a set is first written or read."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, api: Embedops | None = None) -> None:
         self.path: Path = workspace.monitor_db_path
+        self.workspace = workspace
+        self._api = api
+        self._own_api: Embedops | None = None
         self._local = threading.local()
         self._migrate()
+
+    def _engine(self) -> Embedops:
+        if self._api is not None:
+            return self._api
+        if self._own_api is None:
+            from embedops.engine import Embedops
+
+            self._own_api = Embedops(self.workspace)
+        return self._own_api
+
+    def _encrypted(self, collection: str | None) -> bool:
+        """Whether queries of a set bound to ``collection`` are stored encrypted (a collection
+        that does not exist yet is not)."""
+        if collection is None:
+            return False
+        from embedops.errors import CollectionNotFound
+
+        try:
+            return bool(self._engine().collection_info(collection).encrypted)
+        except CollectionNotFound:
+            return False
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -154,6 +187,9 @@ class MonitorDB:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._own_api is not None:
+            self._own_api.close()
+            self._own_api = None
 
     # -- sets ----------------------------------------------------------------------------------
     def create_set(self, name: str, collection: str | None = None,
@@ -197,21 +233,41 @@ class MonitorDB:
         return [self.get_set(n) for n in names]
 
     def add_queries(self, name: str, queries: list[GoldenQuery]) -> int:
-        """Append queries to set ``name`` in one transaction; returns the new query count."""
+        """Append queries to set ``name`` in one transaction; returns the new query count.
+        A set bound to an encrypted collection stores them encrypted with its key."""
+        collection = self.get_set(name).collection
+        stored: list[str | bytes] = [q.query for q in queries]
+        if self._encrypted(collection):
+            api, context = self._engine(), _query_context(name)
+            stored = [api.seal(str(collection), q.query.encode(), context) or q.query
+                      for q in queries]
         with self._write() as conn:
             set_id = self._set_id(name, conn)
             now = time.time()
             conn.executemany(
                 "INSERT INTO golden_queries (set_id, query, relevant, added_at) VALUES (?,?,?,?)",
-                [(set_id, q.query, json.dumps(q.relevant, sort_keys=True), now) for q in queries])
+                [(set_id, text, json.dumps(q.relevant, sort_keys=True), now)
+                 for text, q in zip(stored, queries, strict=True)])
         return self.get_set(name).n_queries
 
-    def queries(self, name: str) -> list[GoldenQuery]:
-        """The queries of set ``name``, in the order they were added."""
+    def queries(self, name: str, api: Embedops | None = None) -> list[GoldenQuery]:
+        """The queries of set ``name``, in the order they were added (decrypted with the key
+        of the set's collection, through ``api`` if given, where they are stored encrypted)."""
+        golden = self.get_set(name)
         set_id = self._set_id(name)
         rows = self._conn().execute(
             "SELECT query, relevant FROM golden_queries WHERE set_id = ? ORDER BY id", (set_id,))
-        return [GoldenQuery(q, json.loads(r)) for q, r in rows]
+        return [GoldenQuery(self._open_query(golden, q, api), json.loads(r)) for q, r in rows]
+
+    def _open_query(self, golden: GoldenSet, stored: str | bytes, api: Embedops | None) -> str:
+        if isinstance(stored, str):
+            return stored
+        if golden.collection is None:
+            raise IntegrityError(f"golden set '{golden.name}' holds an encrypted query but "
+                                 "names no collection (and so no key)", "re-create the set")
+        plain = (api or self._engine()).unseal(golden.collection, bytes(stored),
+                                               _query_context(golden.name))
+        return plain.decode("utf-8")
 
     # -- runs ----------------------------------------------------------------------------------
     def record_run(self, name: str, collection: str, model_version: str | None,

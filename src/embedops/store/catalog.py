@@ -121,6 +121,11 @@ class Catalog:
             )
         return RowCodec(coll.info.name, cipher)
 
+    def cipher(self, collection: str) -> Cipher | None:
+        """The cipher of an encrypted collection (the configured key checked against it), None
+        for a plain one: for data derived from its items and kept outside the catalog."""
+        return self._codec(self._coll(collection)).cipher
+
     # -- settings --------------------------------------------------------------------------
     def encrypt_by_default(self) -> bool:
         """Whether new collections are encrypted unless told otherwise (workspace setting)."""
