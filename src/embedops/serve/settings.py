@@ -31,6 +31,10 @@ class ServeSettings:
     of the ``limits`` library (``"20/second"``, ``"10/second;300/minute"``); None (the
     default) is no limit. A key over its limit is answered 429 with ``Retry-After`` (see
     ``serve.ratelimit``).
+    ``public_metrics`` serves ``/metrics`` without a key (it names collections and counts
+    items, so by default it needs a key of role read, like the rest of the API).
+    ``header_timeout_s`` and ``body_timeout_s`` bound how long a client may take to send a
+    request's headers and then its body; one that is slower is cut off (``serve.timeouts``).
     """
 
     home: str | None = None
@@ -52,6 +56,9 @@ class ServeSettings:
     rate_limit_read: str | None = None
     rate_limit_write: str | None = None
     rate_limit_admin: str | None = None
+    public_metrics: bool = False
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "max_body_bytes", "max_k"):
@@ -69,6 +76,9 @@ class ServeSettings:
             )
         if self.graceful_timeout_s < 0:
             raise InvalidInput(f"graceful_timeout_s must be >= 0, got {self.graceful_timeout_s}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidInput(f"{name} must be > 0, got {getattr(self, name)}")
         self._check_rate_limits()
 
     def _check_rate_limits(self) -> None:
