@@ -79,11 +79,24 @@ def test_golden_lifecycle_and_gate(run, tmp_path, lines) -> None:
     assert 0.1 < body["scores"]["recall@10"] <= 1 and body["scores"]["mrr@10"] > 0
     code, out, _ = run("golden", "run", "lee", "lee-first", "--mode", "lexical")
     assert code == 0 and "recall@10" in out
-    code, _, err = run("golden", "run", "lee", "lee-first", "--min-recall", "1.01")
-    assert code == 1 and "quality gate failed: recall@10" in err
+    r1, r10 = body["scores"]["recall@1"], body["scores"]["recall@10"]
+    assert r1 < r10
+    middle = f"{(r1 + r10) / 2:.4f}"
+    # A per-k gate holds recall@10 only; a bare number (the older spelling) gates every k.
+    code, _, err = run("golden", "run", "lee", "lee-first", "-k", "1", "-k", "10",
+                       "--min-recall", f"10={middle}")
+    assert code == 0, err
+    code, _, err = run("golden", "run", "lee", "lee-first", "-k", "1", "-k", "10",
+                       "--min-recall", middle)
+    assert code == 1 and "quality gate failed: recall@1 =" in err and "recall@10" not in err
+    code, _, err = run("golden", "run", "lee", "lee-first", "--min-recall", "5=0.1")
+    assert code == 1 and "computes only k = 10" in err and "-k 5" in err
+    assert "0..1" in run("golden", "run", "lee", "lee-first", "--min-recall", "1.01")[2]
+    assert "K=MIN" in run("golden", "run", "lee", "lee-first", "--min-recall", "ten=1")[2]
     code, out, _ = run("golden", "history", "lee-first", "--json")
     history = json.loads(out)
-    assert [h["params"]["mode"] for h in history] == ["dense", "lexical", "dense"]
+    # Newest first; the refused runs (bad gates) never searched, so were not stored.
+    assert [h["params"]["mode"] for h in history] == ["dense", "dense", "lexical", "dense"]
 
 
 def test_golden_bad_inputs(run, tmp_path) -> None:
@@ -157,3 +170,33 @@ def test_drift_windows_and_files(run, tmp_path, lines) -> None:
     assert "not given" in run("drift", "lee", "--reference", str(ref))[2]
     assert "cannot read the time" in run("drift", "lee", "--reference-since", "yesterday",
                                          "--current-since", "0")[2]
+
+
+def test_drift_by_rows_and_ids_on_a_fresh_collection(run, tmp_path, lines) -> None:
+    # Every item was ingested at once, so time windows cannot split it: rows and ids can.
+    code, out, err = run("drift", "lee", "--reference-rows", "0:150", "--current-rows", "150:",
+                         "--json")
+    body = json.loads(out)
+    assert code == 0, err
+    assert body["n_reference"] == 150 and body["n_current"] == len(lines) - 150
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"d{i}" for i in range(0, 60)) + "\n")
+    code, out, err = run("drift", "lee", "--reference-ids", str(ids), "--current-rows", "-60:",
+                         "--json")
+    assert code == 0 and json.loads(out)["n_reference"] == 60, err
+    code, _, err = run("drift", "lee", "--reference-rows", "0:1", "--current-rows", "1:")
+    assert code == 1 and "holds 1 item(s)" in err and "at least 2" in err
+    assert "cannot read the row range" in run("drift", "lee", "--reference-rows", "a:b",
+                                              "--current-rows", "1:")[2]
+    code, _, err = run("drift", "lee", "--reference-rows", "0:9", "--reference-since", "0",
+                       "--current-rows", "9:")
+    assert code == 1 and "given twice" in err
+
+
+def test_golden_import_creates_the_set(run, tmp_path, lines) -> None:
+    code, out, err = run("golden", "import", "fresh", str(_golden_file(tmp_path, lines, 5)),
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"set": "fresh", "created": True, "imported": 5, "queries": 5}
+    code, out, _ = run("golden", "import", "fresh", str(_golden_file(tmp_path, lines, 5)))
+    assert code == 0 and "created" not in out and "(10 in all)" in out

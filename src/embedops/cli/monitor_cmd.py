@@ -14,6 +14,11 @@ from embedops.errors import InvalidInput
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 KOpt = Annotated[list[int] | None, typer.Option("-k", help="Cut-off (repeatable).")]
+SetArg = Annotated[str, typer.Argument(metavar="SET", help="Golden set name.")]
+CollectionArg = Annotated[str, typer.Argument(help="Collection name.")]
+VersionOpt = Annotated[str | None, typer.Option(
+    "--model-version", help="Model version to search with (default: the collection's active "
+    "one; the rollout candidate may be named).")]
 
 
 def _db() -> Any:
@@ -40,38 +45,66 @@ def register(app: typer.Typer) -> None:
 def _register_sets(golden: typer.Typer) -> None:
     @golden.command("create")
     def create(
-        name: str,
+        name: Annotated[str, typer.Argument(help="Name of the new set (letters, digits, _ . -).")],
         collection: Annotated[str | None, typer.Option(
             "--collection", help="Collection the server's scheduler evaluates it on.")] = None,
-        description: Annotated[str, typer.Option("--description")] = "",
+        description: Annotated[str, typer.Option("--description",
+                                                 help="What the set checks.")] = "",
+        as_json: JsonOpt = False,
     ) -> None:
         """Create an empty golden query set."""
         info = _db().create_set(name, collection, description)
+        if as_json:
+            print_json(info.to_dict())
+            return
         typer.echo(f"created golden set {info.name}")
 
     @golden.command("add")
     def add(
-        name: str, query: str,
+        name: Annotated[str, typer.Argument(help="Golden set name.")],
+        query: Annotated[str, typer.Argument(help="The query text.")],
         relevant: Annotated[list[str] | None, typer.Option(
             "--relevant", "-r", help="A relevant id (grade 1); repeatable.")] = None,
         grade: Annotated[list[str] | None, typer.Option(
             "--grade", help="ID=GRADE for graded relevance; repeatable.")] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Add one query with its relevant ids."""
         from embedops.monitor.golden import grades_from_options, make_query
 
         q = make_query(query, grades_from_options(relevant or [], grade or []))
         count = _db().add_queries(name, [q])
+        if as_json:
+            print_json({"set": name, "added": 1, "queries": count})
+            return
         typer.echo(f"{name}: {count} queries")
 
     @golden.command("import")
-    def import_(name: str, path: Path) -> None:
-        """Add queries from a JSONL file of {"query", "relevant": list of ids or {id: grade}}."""
+    def import_(
+        name: Annotated[str, typer.Argument(help="Golden set name (created if it is new).")],
+        path: Annotated[Path, typer.Argument(
+            help='JSONL file: {"query": ..., "relevant": [ids] or {id: grade}} per line.')],
+        collection: Annotated[str | None, typer.Option(
+            "--collection", help="For a new set: the collection the server's scheduler "
+            "evaluates it on.")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Add queries from a JSONL file of {"query", "relevant": list of ids or {id: grade}};
+        the set is created first when it does not exist yet."""
         from embedops.monitor.golden import read_jsonl
 
         queries = read_jsonl(path)
-        count = _db().add_queries(name, queries)
-        typer.echo(f"imported {len(queries)} queries into {name} ({count} in all)")
+        db = _db()
+        created = name not in {s.name for s in db.list_sets()}
+        if created:
+            db.create_set(name, collection, f"imported from {path.name}")
+        count = db.add_queries(name, queries)
+        if as_json:
+            print_json({"set": name, "created": created, "imported": len(queries),
+                        "queries": count})
+            return
+        typer.echo(f"{'created golden set ' + name + '; ' if created else ''}imported "
+                   f"{len(queries)} queries into {name} ({count} in all)")
 
     @golden.command("list")
     def list_(as_json: JsonOpt = False) -> None:
@@ -89,22 +122,31 @@ def _register_sets(golden: typer.Typer) -> None:
 def _register_runs(golden: typer.Typer) -> None:
     @golden.command("run")
     def run(
-        collection: str, set_name: Annotated[str, typer.Argument(metavar="SET")],
+        collection: CollectionArg, set_name: SetArg,
         k: KOpt = None,
-        mode: Annotated[str, typer.Option("--mode", help="dense, lexical, hybrid, two-stage")
-                        ] = "dense",
-        model_version: Annotated[str | None, typer.Option("--model-version")] = None,
-        min_recall: Annotated[float | None, typer.Option(
-            "--min-recall", help="Exit 1 if any recall@k is below this.")] = None,
+        mode: Annotated[str, typer.Option("--mode", help="dense, lexical, hybrid or two_stage "
+                                          "(two-stage also accepted).")] = "dense",
+        model_version: VersionOpt = None,
+        min_recall: Annotated[list[str] | None, typer.Option(
+            "--min-recall", help="Gate: K=MIN exits 1 if recall@K < MIN (e.g. 10=0.6; "
+            "repeatable); a bare MIN gates every k of the run.")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Evaluate a golden set on a collection and store the run (a CI gate with
         --min-recall)."""
-        from embedops.monitor.golden import QualityGateFailed, check_gate, run_golden
+        from embedops.monitor.golden import (
+            QualityGateFailed,
+            check_gate,
+            check_gate_ks,
+            parse_recall_gates,
+            run_golden,
+        )
 
+        gates = parse_recall_gates(min_recall or [])
+        ks = check_gate_ks(gates, k or [10])
         with engine() as api:
-            record = run_golden(api, _db(), collection, set_name, k or [10], mode, model_version)
-        failed = check_gate(record, min_recall)
+            record = run_golden(api, _db(), collection, set_name, ks, mode, model_version)
+        failed = check_gate(record, gates or None)
         if as_json:
             print_json({**record.to_dict(), "gate_failures": failed})
         else:
@@ -119,9 +161,10 @@ def _register_runs(golden: typer.Typer) -> None:
 
     @golden.command("history")
     def history(
-        set_name: Annotated[str, typer.Argument(metavar="SET")],
-        collection: Annotated[str | None, typer.Option("--collection")] = None,
-        limit: Annotated[int, typer.Option("--limit")] = 20,
+        set_name: SetArg,
+        collection: Annotated[str | None, typer.Option(
+            "--collection", help="Only runs on this collection.")] = None,
+        limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first.")] = 20,
         as_json: JsonOpt = False,
     ) -> None:
         """Past runs of a golden set, newest first."""
@@ -137,9 +180,9 @@ def _register_runs(golden: typer.Typer) -> None:
 
     @golden.command("layers")
     def layers(
-        collection: str, set_name: Annotated[str, typer.Argument(metavar="SET")],
-        k: Annotated[int, typer.Option("-k")] = 10,
-        model_version: Annotated[str | None, typer.Option("--model-version")] = None,
+        collection: CollectionArg, set_name: SetArg,
+        k: Annotated[int, typer.Option("-k", help="Cut-off of the recall figures.")] = 10,
+        model_version: VersionOpt = None,
         reference: Annotated[str | None, typer.Option(
             "--reference-version", help="Another model version to measure the model layer.")
         ] = None,
@@ -160,20 +203,37 @@ def _register_runs(golden: typer.Typer) -> None:
             typer.echo(report.table())
 
 
+_SIDE_HELP = {
+    "since": "Start of the {side} time window: ISO time, epoch seconds or age (7d, 12h).",
+    "until": "End of the {side} time window (exclusive): ISO time, epoch seconds or age.",
+    "rows": "The {side} side as a row range START:STOP of the collection's items in "
+            "insertion order (0:500, 500:, -200:).",
+    "ids": "The {side} side as an explicit set of item ids: a file, one id per line (or "
+           ".jsonl with 'id').",
+    "texts": "The {side} side as texts to embed: .txt lines or .jsonl 'text'.",
+}
+
+
+def _side_opt(side: str, what: str) -> Any:
+    return typer.Option(f"--{side}-{what}" if what != "texts" else f"--{side}",
+                        help=_SIDE_HELP[what].format(side=side))
+
+
 def drift(
-    collection: str,
-    reference_since: Annotated[str | None, typer.Option(
-        "--reference-since", help="ISO time, epoch seconds or age (7d, 12h).")] = None,
-    reference_until: Annotated[str | None, typer.Option("--reference-until")] = None,
-    current_since: Annotated[str | None, typer.Option("--current-since")] = None,
-    current_until: Annotated[str | None, typer.Option("--current-until")] = None,
-    time_field: Annotated[str, typer.Option("--time-field", help="updated_at or created_at")
-                          ] = "updated_at",
-    reference: Annotated[Path | None, typer.Option(
-        "--reference", help="Texts (.txt lines or .jsonl 'text') for the reference side.")
-    ] = None,
-    current: Annotated[Path | None, typer.Option("--current", help="Texts for the current side.")
-                       ] = None,
+    collection: CollectionArg,
+    reference_since: Annotated[str | None, _side_opt("reference", "since")] = None,
+    reference_until: Annotated[str | None, _side_opt("reference", "until")] = None,
+    reference_rows: Annotated[str | None, _side_opt("reference", "rows")] = None,
+    reference_ids: Annotated[Path | None, _side_opt("reference", "ids")] = None,
+    reference: Annotated[Path | None, _side_opt("reference", "texts")] = None,
+    current_since: Annotated[str | None, _side_opt("current", "since")] = None,
+    current_until: Annotated[str | None, _side_opt("current", "until")] = None,
+    current_rows: Annotated[str | None, _side_opt("current", "rows")] = None,
+    current_ids: Annotated[Path | None, _side_opt("current", "ids")] = None,
+    current: Annotated[Path | None, _side_opt("current", "texts")] = None,
+    time_field: Annotated[str, typer.Option(
+        "--time-field", help="Item time the windows use: updated_at or created_at.")
+    ] = "updated_at",
     config: Annotated[Path | None, typer.Option(
         "--config", help="JSON of DriftConfig thresholds.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")
@@ -182,12 +242,15 @@ def drift(
                              ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Is the current window (or file of texts) distributed like the reference?"""
+    """Is the current side distributed like the reference? Each side is a time window, a row
+    range, a set of ids (stored vectors) or a file of texts (embedded now)."""
     from embedops.monitor.checks import collection_drift
     from embedops.monitor.report import summary_lines, write_html
 
-    ref_side = _side(reference, reference_since, reference_until, time_field, "reference")
-    cur_side = _side(current, current_since, current_until, time_field, "current")
+    ref_side = _side("reference", reference, reference_since, reference_until, reference_rows,
+                     reference_ids, time_field)
+    cur_side = _side("current", current, current_since, current_until, current_rows,
+                     current_ids, time_field)
     with engine() as api:
         result = collection_drift(api, collection, ref_side, cur_side, _drift_config(config),
                                   db=_db())
@@ -207,18 +270,29 @@ def drift(
         raise QualityGateFailed(f"drift in '{collection}': " + "; ".join(result.report.reasons))
 
 
-def _side(path: Path | None, since: str | None, until: str | None, field: str,
-          name: str) -> Any:
-    from embedops.monitor.checks import Window
-    from embedops.monitor.probe import parse_time, read_texts
+def _side(name: str, path: Path | None, since: str | None, until: str | None,
+          rows: str | None, ids: Path | None, field: str) -> Any:
+    """One drift side from its options: exactly one of texts, window, rows or ids."""
+    from embedops.monitor.checks import Ids, Rows, Window
+    from embedops.monitor.probe import parse_rows, parse_time, read_ids, read_texts
 
-    if path is not None:
-        if since or until:
-            raise InvalidInput(f"give either --{name} FILE or a --{name}-since/until window")
-        return read_texts(path)
-    if since is None and until is None:
+    given = [opt for opt, value in ((f"--{name}", path), (f"--{name}-rows", rows),
+                                    (f"--{name}-ids", ids)) if value is not None]
+    if since is not None or until is not None:
+        given.append(f"--{name}-since/--{name}-until")
+    if len(given) > 1:
+        raise InvalidInput(f"the {name} side is given twice ({' and '.join(given)})",
+                           "give one of them")
+    if not given:
         raise InvalidInput(f"the {name} side is not given",
-                           f"pass --{name} FILE or --{name}-since / --{name}-until")
+                           f"pass --{name}-rows START:STOP, --{name}-ids FILE, --{name} FILE "
+                           f"or --{name}-since / --{name}-until")
+    if path is not None:
+        return read_texts(path)
+    if rows is not None:
+        return Rows(*parse_rows(rows))
+    if ids is not None:
+        return Ids(tuple(read_ids(ids)))
     return Window(parse_time(since), parse_time(until), field)
 
 
@@ -239,11 +313,13 @@ def _drift_config(path: Path | None) -> Any:
 def compare(
     a: Annotated[str, typer.Argument(help="Model version A (the old one), name@N.")],
     b: Annotated[str, typer.Argument(help="Model version B (the new one).")],
-    probe: Annotated[Path | None, typer.Option("--probe", help="Probe texts file.")] = None,
+    probe: Annotated[Path | None, typer.Option(
+        "--probe", help="Probe texts file (.txt lines or .jsonl 'text').")] = None,
     collection: Annotated[str | None, typer.Option(
         "--collection", help="Sample probe texts from this collection.")] = None,
-    sample: Annotated[int, typer.Option("--sample")] = 1000,
-    k: Annotated[int, typer.Option("-k")] = 10,
+    sample: Annotated[int, typer.Option(
+        "--sample", help="How many texts to sample from --collection.")] = 1000,
+    k: Annotated[int, typer.Option("-k", help="Neighbours compared per probe text.")] = 10,
     golden: Annotated[str | None, typer.Option(
         "--golden", help="Golden set: recall of each version (needs --collection).")] = None,
     save_map: Annotated[Path | None, typer.Option(

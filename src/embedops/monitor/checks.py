@@ -14,7 +14,7 @@ from embedops.errors import InvalidInput
 from embedops.monitor.compare import AlignmentMap, Comparison, compare_versions
 from embedops.monitor.db import MonitorDB
 from embedops.monitor.drift import DriftConfig, DriftReport, detect_drift
-from embedops.monitor.probe import embed_texts, window_vectors
+from embedops.monitor.probe import embed_texts, ids_vectors, row_ids, window_vectors
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,26 @@ class Window:
     since: float | None = None
     until: float | None = None
     field: str = "updated_at"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Items ``start:stop`` of a collection in insertion order (0-based, half-open; None is
+    open, negative counts from the end): drift on a freshly ingested collection, where every
+    item has the same timestamp."""
+
+    start: int | None = None
+    stop: int | None = None
+
+
+@dataclass(frozen=True)
+class Ids:
+    """An explicit set of item ids of a collection."""
+
+    ids: tuple[str, ...]
+
+
+Side = Window | Rows | Ids | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -40,15 +60,16 @@ class DriftResult:
 def collection_drift(
     api: Embedops,
     collection: str,
-    reference: Window | Sequence[str],
-    current: Window | Sequence[str],
+    reference: Side,
+    current: Side,
     config: DriftConfig | None = None,
     model_version: str | None = None,
     db: MonitorDB | None = None,
 ) -> DriftResult:
     """Drift of ``current`` against ``reference`` in ``collection``: each side is a time
-    window of stored vectors or a list of texts embedded with the collection's model. The
-    report is stored in ``db`` when given (its gauges are then exported at /metrics)."""
+    window of stored vectors, a row range or id set of stored vectors, or a list of texts
+    embedded with the collection's model. The report is stored in ``db`` when given (its
+    gauges are then exported at /metrics)."""
     version = api.index_version(collection, model_version)
     ref_v, ref_oov = _side(api, collection, version, reference, "reference")
     cur_v, cur_oov = _side(api, collection, version, current, "current")
@@ -58,11 +79,19 @@ def collection_drift(
     return DriftResult(report, version, ref_v, cur_v)
 
 
-def _side(api: Embedops, collection: str, version: str, side: Window | Sequence[str],
+def _side(api: Embedops, collection: str, version: str, side: Side,
           name: str) -> tuple[np.ndarray, float | None]:
     if isinstance(side, Window):
         return window_vectors(api, collection, version, side.since, side.until, side.field,
                               name), None
+    if isinstance(side, Rows):
+        ids = row_ids(api, collection, side.start, side.stop)
+        what = f"rows {'' if side.start is None else side.start}:" \
+               f"{'' if side.stop is None else side.stop}"
+        return ids_vectors(api, collection, version, ids, name, what), None
+    if isinstance(side, Ids):
+        return ids_vectors(api, collection, version, side.ids, name,
+                           f"{len(side.ids)} ids"), None
     if isinstance(side, str) or len(side) < 2:
         raise InvalidInput(f"the {name} side needs at least 2 texts")
     return embed_texts(api, version, list(side))

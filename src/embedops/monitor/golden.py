@@ -155,9 +155,65 @@ def run_golden(api: Embedops, db: MonitorDB, collection: str, set_name: str,
                          params, dict(scores.scores), scores.n_queries)
 
 
-def check_gate(run: RunRecord, min_recall: float | None) -> list[str]:
-    """Which ``recall@k`` of ``run`` fall under ``min_recall`` (empty: the gate passes)."""
+#: ``RecallGates`` key meaning "every k of the run".
+EVERY_K: int | None = None
+RecallGates = Mapping[int | None, float]
+
+
+def parse_recall_gates(values: Sequence[str | float]) -> dict[int | None, float]:
+    """``{k: minimum}`` from ``--min-recall`` values: ``10=0.6`` gates recall@10 only; a bare
+    ``0.6`` (the older spelling) gates every k of the run (key ``EVERY_K``)."""
+    gates: dict[int | None, float] = {}
+    for value in values:
+        text = str(value).strip()
+        k_text, sep, min_text = text.rpartition("=")
+        try:
+            k = int(k_text) if sep else EVERY_K
+            minimum = float(min_text)
+        except ValueError as exc:
+            raise InvalidInput(f"cannot read --min-recall {text!r}",
+                               "write K=MIN (e.g. 10=0.6, recall@10 at least 0.6) or MIN for "
+                               "every k") from exc
+        if not 0.0 <= minimum <= 1.0 or not math.isfinite(minimum):
+            raise InvalidInput(f"--min-recall {text!r}: the minimum must lie in 0..1")
+        if k is not None and not 1 <= k <= 1000:
+            raise InvalidInput(f"--min-recall {text!r}: k must be in 1..1000")
+        gates[k] = minimum
+    return gates
+
+
+def check_gate_ks(gates: RecallGates, ks: Sequence[int]) -> tuple[int, ...]:
+    """The run's cut-offs (``check_ks``), after checking that every gated k is one of them: a
+    gate on a k the run does not compute is refused before any search is made."""
+    cut = check_ks(ks)
+    missing = sorted(k for k in gates if k is not None and k not in cut)
+    if missing:
+        raise InvalidInput(
+            f"--min-recall gates recall@{', recall@'.join(map(str, missing))} but the run "
+            f"computes only k = {', '.join(map(str, cut))}",
+            " ".join(f"-k {k}" for k in missing) + " adds that cut-off")
+    return cut
+
+
+def check_gate(run: RunRecord, min_recall: float | RecallGates | None) -> list[str]:
+    """Which ``recall@k`` of ``run`` fall under their gate (empty: the gate passes).
+    ``min_recall`` is ``{k: minimum}`` (``EVERY_K`` for every k of the run) or, as before, one
+    number for every k."""
     if min_recall is None:
         return []
-    return [f"{key} = {value:.4f} < {min_recall}" for key, value in sorted(run.scores.items())
-            if key.startswith("recall@") and value < min_recall]
+    gates = {EVERY_K: float(min_recall)} if isinstance(min_recall, int | float) \
+        else dict(min_recall)
+    failed = []
+    for key, value in sorted(run.scores.items(), key=lambda kv: _recall_k(kv[0])):
+        if not key.startswith("recall@"):
+            continue
+        k = _recall_k(key)
+        limit = gates.get(k, gates.get(EVERY_K))
+        if limit is not None and value < limit:
+            failed.append(f"{key} = {value:.4f} < {limit}")
+    return failed
+
+
+def _recall_k(key: str) -> int:
+    _, _, k = key.partition("@")
+    return int(k) if k.isdigit() else 0

@@ -114,6 +114,62 @@ def window_vectors(api: Embedops, collection: str, version: str, since: float | 
     return np.asarray(vectors, dtype=np.float32)
 
 
+def parse_rows(value: str) -> tuple[int | None, int | None]:
+    """``(start, stop)`` of a row range written ``START:STOP`` (either side may be left out:
+    ``:500``, ``500:``), 0-based and half-open over the collection's items in insertion order;
+    negative numbers count from the end, as in Python (``-200:``, the last 200 items)."""
+    start, sep, stop = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError(value)
+        return (int(start) if start.strip() else None, int(stop) if stop.strip() else None)
+    except ValueError as exc:
+        raise InvalidInput(f"cannot read the row range {value!r}",
+                           "write START:STOP, e.g. 0:500, 500: or -200: (insertion order)"
+                           ) from exc
+
+
+def read_ids(path: Path) -> list[str]:
+    """Item ids of a file: one per line, or ``.jsonl`` objects with an ``id`` field."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}", "write one item id per line") from exc
+    ids: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if Path(path).suffix.lower() == ".jsonl":
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or "id" not in row:
+                raise InvalidInput(f"{path}, line {number}: no 'id' field")
+            ids.append(str(row["id"]))
+        else:
+            ids.append(line.strip())
+    return ids
+
+
+def row_ids(api: Embedops, collection: str, start: int | None, stop: int | None) -> list[str]:
+    """Ids of the live items ``start:stop`` of ``collection`` in insertion order."""
+    return api.item_ids(collection)[start:stop]
+
+
+def ids_vectors(api: Embedops, collection: str, version: str, ids: Sequence[str],
+                name: str, what: str) -> np.ndarray:
+    """Stored ``version`` vectors of the items ``ids`` (at least 2 must have one)."""
+    found, vectors = api.load_vectors(collection, version, list(ids)) if ids else ([], None)
+    if vectors is None or len(found) < 2:
+        total = len(api.item_ids(collection))
+        raise InvalidInput(
+            f"the {name} side ({what}) of '{collection}' holds {len(found)} item(s) with "
+            f"{version} vectors; at least 2 are needed (the collection has {total} items)",
+            f"pick other rows or ids for --{name}-rows / --{name}-ids")
+    return np.asarray(vectors, dtype=np.float32)
+
+
 def embed_texts(api: Embedops, version: str, texts: Sequence[str],
                 batch: int = 512) -> tuple[np.ndarray, float | None]:
     """Vectors of ``texts`` under ``version`` and their out-of-vocabulary token rate (None for
