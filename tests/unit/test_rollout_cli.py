@@ -66,3 +66,20 @@ def test_bad_input_exits_1_with_a_message(ws: Workspace, capsys) -> None:
     assert code == 1 and "share" in err
     code, _, err = _run(capsys, "rollout", "start", "nope", "--model", "w2v@2")
     assert code == 1 and "nope" in err
+
+
+def test_start_checks_golden_set_and_kind_before_any_work(ws: Workspace, capsys) -> None:
+    code, _, err = _run(capsys, "rollout", "start", "lee", "--model", "w2v@2", "--golden", "nope")
+    assert code == 1 and "no golden set named 'nope'" in err
+    code, _, err = _run(capsys, "golden", "create", "empty")
+    code, _, err = _run(capsys, "rollout", "start", "lee", "--model", "w2v@2", "--golden",
+                        "empty")
+    assert code == 1 and "has no queries" in err and "golden import empty" in err
+    code, _, err = _run(capsys, "rollout", "start", "lee", "--model", "w2v@2", "--kind", "nsw")
+    assert code == 1 and "unknown index kind 'nsw'" in err
+    # Nothing was left behind: no rollout, no candidate, no candidate vectors backfilled.
+    assert "has no rollout" in _run(capsys, "rollout", "status", "lee")[2]
+    with Embedops(ws) as api:
+        assert api.collections.info("lee").candidate_version is None
+        assert len(api.missing_vectors("lee", "w2v@2")) == 80
+    assert audit.read(ws) == []

@@ -58,15 +58,23 @@ def _register_start(group: typer.Typer) -> None:
         rate: str | None = typer.Option(None, "--rate", help="Backfill limit, e.g. 200/s."),
         golden: str | None = typer.Option(None, "--golden", help="Golden set for the recall "
                                           "gate."),
-        tolerance: float = typer.Option(0.02, "--recall-tolerance"),
-        max_p99_ms: float = typer.Option(1000.0, "--max-p99-ms"),
-        max_error_ratio: float = typer.Option(0.01, "--max-error-ratio"),
-        min_requests: int = typer.Option(100, "--min-requests"),
-        index_kind: str | None = typer.Option(None, "--index", help="Candidate index kind "
-                                              "(default: the active one's)."),
+        golden_k: int = typer.Option(10, "--golden-k", help="Cut-off of the recall gate."),
+        tolerance: float = typer.Option(0.02, "--recall-tolerance", help="Gate: the "
+                                        "candidate's golden recall may be this much lower."),
+        max_p99_ms: float = typer.Option(1000.0, "--max-p99-ms", help="Gate: the candidate's "
+                                         "p99 search latency, in ms."),
+        max_error_ratio: float = typer.Option(0.01, "--max-error-ratio", help="Gate: share of "
+                                              "candidate requests that may fail."),
+        min_requests: int = typer.Option(100, "--min-requests", help="Gate: candidate "
+                                         "requests seen before it may be promoted."),
+        index_kind: str | None = typer.Option(None, "--kind", help="Candidate index kind: "
+                                              "flat, hnsw, ivf, ivfpq or sq8 (default: the "
+                                              "active one's)."),
+        old_index_kind: str | None = typer.Option(None, "--index", hidden=True,
+                                                  help="Old spelling of --kind."),
         no_backfill: bool = typer.Option(False, "--no-backfill", help="Only start; a server "
                                          "or a later 'rollout start' runs the backfill."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Start (or resume) a rollout: dual write begins, the backfill runs here with a
         progress bar (Ctrl-C is safe: run it again to resume), then the candidate serves."""
@@ -78,10 +86,12 @@ def _register_start(group: typer.Typer) -> None:
         try:
             state = rollouts.store.get(collection)
             if state is None or state.phase != BACKFILLING:
-                gates = GateConfig(golden, recall_tolerance=tolerance, max_p99_ms=max_p99_ms,
-                                   max_error_ratio=max_error_ratio, min_requests=min_requests)
+                gates = GateConfig(golden, golden_k, recall_tolerance=tolerance,
+                                   max_p99_ms=max_p99_ms, max_error_ratio=max_error_ratio,
+                                   min_requests=min_requests)
                 state = rollouts.start(collection, model, "shadow" if shadow else "canary",
-                                       canary, parse_rate(rate), gates, index_kind)
+                                       canary, parse_rate(rate), gates,
+                                       index_kind or old_index_kind)
             if not no_backfill:
                 state = rollouts.run_backfill(collection)
         finally:
@@ -91,9 +101,11 @@ def _register_start(group: typer.Typer) -> None:
 
 def _register_switches(group: typer.Typer) -> None:
     as_json_opt = typer.Option(False, "--json", help="Machine-readable output.")
+    collection_arg = typer.Argument(..., help="Collection name.")
+    reason_help = "Why (kept in the rollout state and the audit log)."
 
     @group.command("status")
-    def status(collection: str = typer.Argument(...), as_json: bool = as_json_opt) -> None:
+    def status(collection: str = collection_arg, as_json: bool = as_json_opt) -> None:
         """Phase, backfill progress, per-version figures and gates (a canary whose gates broke
         is rolled back now)."""
         rollouts = _rollouts()
@@ -103,28 +115,28 @@ def _register_switches(group: typer.Typer) -> None:
             rollouts.api.close()
 
     @group.command("promote")
-    def promote(collection: str = typer.Argument(...),
+    def promote(collection: str = collection_arg,
                 force: bool = typer.Option(False, "--force", help="Skip the gates (audited)."),
                 as_json: bool = as_json_opt) -> None:
         """Make the candidate the active version in one step, once its gates hold."""
         _step(lambda r: r.promote(collection, force), as_json)
 
     @group.command("rollback")
-    def rollback(collection: str = typer.Argument(...),
-                 reason: str = typer.Option("rolled back by hand", "--reason"),
+    def rollback(collection: str = collection_arg,
+                 reason: str = typer.Option("rolled back by hand", "--reason", help=reason_help),
                  as_json: bool = as_json_opt) -> None:
         """Serve the previous version again (before or after promotion)."""
         _step(lambda r: r.rollback(collection, reason), as_json)
 
     @group.command("abort")
-    def abort(collection: str = typer.Argument(...),
-              reason: str = typer.Option("aborted by hand", "--reason"),
+    def abort(collection: str = collection_arg,
+              reason: str = typer.Option("aborted by hand", "--reason", help=reason_help),
               as_json: bool = as_json_opt) -> None:
         """Stop a rollout before promotion; the active version never changed."""
         _step(lambda r: r.abort(collection, reason), as_json)
 
     @group.command("finish")
-    def finish(collection: str = typer.Argument(...), as_json: bool = as_json_opt) -> None:
+    def finish(collection: str = collection_arg, as_json: bool = as_json_opt) -> None:
         """End a promoted rollout: stop writing the previous version."""
         _step(lambda r: r.finish(collection), as_json)
 

@@ -59,12 +59,16 @@ class Rollouts:
               rate: float | None = None, gates: GateConfig | None = None,
               index_kind: str | None = None, who: str | None = None) -> RolloutState:
         """Begin rolling ``model`` out on ``collection``: it becomes the candidate (every write
-        embeds for it from now on); run ``backfill`` next."""
+        embeds for it from now on); run ``backfill`` next. Everything is checked first (the
+        collection, the model, the index kind, the gates and their golden set), so a refused
+        start leaves no rollout behind and no work done."""
         info = self.api.collections.info(collection)
         ref = self.api.models.resolve(model).ref
         if ref == info.model_version:
             raise InvalidInput(f"{ref} already serves '{collection}'",
                                "name a different model version to roll out")
+        gates = gates or GateConfig()
+        self._check_plan(collection, gates, index_kind)
         now = time.time()
         with self.store.editing(collection) as box:
             if box[0] is not None and box[0].live:
@@ -72,7 +76,7 @@ class Rollouts:
                     f"'{collection}' already has a {box[0].phase} rollout of {box[0].candidate}",
                     "finish, roll back or abort it first")
             state = RolloutState(collection, ref, info.model_version, mode, float(share), rate,
-                                 index_kind, (gates or GateConfig()).to_dict(),
+                                 index_kind, gates.to_dict(),
                                  started_at=now, updated_at=now)
             self.api.set_candidate(collection, ref)
             box[0] = state
@@ -82,6 +86,29 @@ class Rollouts:
             self.stats.reset()
         self._audit("start", state, who, mode=mode, share=share, rate=rate)
         return state
+
+    def _check_plan(self, collection: str, gates: GateConfig, index_kind: str | None) -> None:
+        """Refuse a rollout that would fail after its backfill: an unknown index kind, or a
+        recall gate on a golden set that does not exist or holds no queries."""
+        if index_kind is not None:
+            from embedops.index import BACKENDS
+
+            if index_kind not in BACKENDS:
+                raise InvalidInput(f"unknown index kind {index_kind!r}",
+                                   f"use one of {', '.join(sorted(BACKENDS))}")
+        if not gates.golden_set:
+            return
+        from embedops.monitor.db import MonitorDB
+
+        db = MonitorDB(self.api.workspace)
+        try:
+            if not db.queries(gates.golden_set, self.api):
+                raise InvalidInput(
+                    f"golden set '{gates.golden_set}' has no queries; the recall gate of a "
+                    f"rollout on '{collection}' needs some",
+                    f"add them with 'embedops golden import {gates.golden_set} FILE.jsonl'")
+        finally:
+            db.close()
 
     def run_backfill(self, collection: str, stop: threading.Event | None = None,
                      quiet: bool | None = None) -> RolloutState:
