@@ -8,14 +8,21 @@ hits, and status/verify reported nothing. Now the divergence is reported by stat
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
 from torture_helpers import publish_tiny, texts
 
 from embedops.config import Workspace
 from embedops.engine import Embedops
+from embedops.serve.app import create_app
+from embedops.serve.settings import ServeSettings
+from embedops.serve.warmup import CONSISTENCY_ENV, check_consistency, warm_up
 
 K = 20
 
@@ -94,3 +101,60 @@ def test_items_the_index_lacks_are_reported(tmp_path: Path) -> None:
             "diverged", 0, 5)
         assert len(api.search("docs", "apple", k=25).hits) == 25  # loaded: rebuilt
         assert api.index_status("docs")["consistency"]["state"] == "consistent"
+
+
+# -- the server: metrics, readiness, the warm-up log and the schedule --------------------------
+def _fields(records: list[logging.LogRecord], collection: str) -> list[dict[str, Any]]:
+    out = [getattr(r, "fields", None) for r in records if r.levelno >= logging.WARNING]
+    return [f for f in out if isinstance(f, dict) and f.get("collection") == collection]
+
+
+def test_the_server_reports_repairs_and_logs_a_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CONSISTENCY_ENV, "0")
+    ws = _lose_wal(tmp_path)
+    app = create_app(ServeSettings(home=str(ws.home), auth=False, warmup=False))
+    with TestClient(app) as client:
+        text = client.get("/metrics").text
+        assert 'embedops_index_consistent{collection="docs"} 0.0' in text
+        assert 'embedops_index_divergent_items{collection="docs",side="index_only"} 20.0' in text
+        with caplog.at_level(logging.WARNING, logger="embedops.serve"):
+            warm_up(app.state.ctx)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        docs = ready.json()["collections"]["docs"]
+        assert docs["consistency"]["repaired"]["index_only"] == 20
+        assert docs["load"]["rebuilt"] == "diverged from the catalog"
+        assert _fields(caplog.records, "docs")
+        assert 'embedops_index_consistent{collection="docs"} 1.0' in client.get("/metrics").text
+        # later, the catalog loses items under the running server: the schedule repairs it
+        with sqlite3.connect(ws.catalog_path) as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("DELETE FROM items WHERE item_id IN ('a1', 'a2')")
+        conn.close()
+        check_consistency(app.state.ctx)
+        docs = client.get("/readyz").json()["collections"]["docs"]
+        assert docs["consistency"]["state"] == "consistent"
+        assert docs["consistency"]["repaired"]["index_only"] == 2
+
+
+def test_quarantine_at_start_is_logged_and_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CONSISTENCY_ENV, "0")
+    ws = publish_tiny(tmp_path / "ws")
+    with Embedops(ws) as api:
+        api.collections.create("docs", model="tiny")
+        api.upsert_items("docs", [{"id": f"a{i}", "text": t} for i, t in enumerate(texts(20, 1))])
+        name = api.build_index("docs")["name"]
+    damaged = next(ws.snapshot_root("docs", "tiny@1").glob(f"{name}/index/*.faiss"))
+    damaged.write_bytes(damaged.read_bytes()[:-7])
+    app = create_app(ServeSettings(home=str(ws.home), auth=False, warmup=False))
+    with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="embedops.serve"):
+        warm_up(app.state.ctx)
+        docs = client.get("/readyz").json()["collections"]["docs"]
+    assert docs["state"] == "ready" and docs["load"]["quarantined"] == [name]
+    assert docs["load"]["rebuilt"] == "no good snapshot"
+    logged = _fields(caplog.records, "docs")
+    assert logged and logged[0]["load"]["quarantined"] == [name]

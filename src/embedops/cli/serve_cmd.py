@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port (0 picks a free one)."),
-    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without API keys (warns)."),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="Serve without API keys (every caller is admin); only on a "
+        "loopback host."),
     max_batch: int = typer.Option(256, help="Most texts, items or ids per request."),
     max_text_chars: int = typer.Option(8192, help="Longest text accepted, in characters."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, help="Largest request body."),
@@ -47,6 +49,13 @@ def serve(
         True, help="Answer cheap searches (dense, no filter, cached query or a vector, loaded "
         "index) on the event loop, the rest in the thread pool.",
     ),
+    public_metrics: bool = typer.Option(
+        False, "--public-metrics", help="Serve /metrics without a key (it names collections "
+        "and counts items; by default it needs a read key)."),
+    header_timeout: float = typer.Option(
+        10.0, help="Seconds a client may take to send a request's headers."),
+    body_timeout: float = typer.Option(
+        30.0, help="Seconds a client may take to send a request's body."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
     from embedops.serve.server import run
@@ -57,11 +66,32 @@ def serve(
         max_batch=max_batch, max_text_chars=max_text_chars, max_body_bytes=max_body_bytes,
         max_k=max_k, cache_size=cache_size, log_level=log_level, warmup=warmup,
         graceful_timeout_s=graceful_timeout, workers=workers, inline_search=inline_search,
-        inline_cheap_search=inline_cheap_search,
+        inline_cheap_search=inline_cheap_search, public_metrics=public_metrics,
+        header_timeout_s=header_timeout, body_timeout_s=body_timeout,
     )
     if no_auth:
+        if not is_loopback(host):
+            raise typer.BadParameter(
+                f"--no-auth makes every caller admin, so it is refused on {host!r}, which is "
+                "not a loopback address; create keys ('embedops keys create --role read') and "
+                "serve with auth, or bind 127.0.0.1 behind a proxy that authenticates",
+                param_hint="'--host' with '--no-auth'",
+            )
         typer.echo("warning: authentication is OFF; anyone who can connect is admin", err=True)
     run(settings)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for the
+    wildcard addresses, other names and everything else."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def keys_create(

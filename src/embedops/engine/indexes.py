@@ -207,7 +207,7 @@ class IndexManager:
         if self.in_memory_only(collection):
             kind, params = memory_index.read_spec(
                 self.workspace.snapshot_root(collection, version)) or (DEFAULT_KIND, None)
-            self._loads[key] = {"at": time.time(), "rebuilt": "kept in memory only (encrypted)"}
+            self._loads[key] = {"at": time.time(), "rebuilt": None, "storage": "memory"}
             self.build(collection, kind, params, version, quiet=True)
             return self._served[key]
         store = self.store(collection, version)

@@ -2,6 +2,11 @@
 
 The evaluator thread wakes every ``interval_s``: it writes each live rollout's serving figures
 for ``embedops rollout status`` and rolls back a canary whose gates broke.
+
+A service resumes, as it starts, the backfill of every rollout still in its backfill phase:
+the server that ran it stopped (a restart). If another process (a CLI ``rollout start``) is
+still running that backfill, both embed the missing vectors: the work is idempotent and only
+one of them moves the rollout on.
 """
 
 from __future__ import annotations
@@ -35,6 +40,16 @@ class RolloutService:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rollout-gates", daemon=True)
         self._thread.start()
+        self.resume_backfills()
+
+    def resume_backfills(self) -> list[str]:
+        """Start the backfill of every live rollout in its backfill phase now; returns their
+        collections."""
+        pending = [s.collection for s in self.store.live() if s.phase == BACKFILLING]
+        for collection in pending:
+            log.info("resuming the backfill of %s's rollout", collection)
+            self.start_backfill(collection, "server-start")
+        return pending
 
     def manager(self, collection: str, who: str) -> Rollouts:
         """The rollout steps for ``collection``, with live figures and the routing lock."""

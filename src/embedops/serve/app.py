@@ -22,7 +22,7 @@ from embedops.serve.metrics import Metrics
 from embedops.serve.middleware import RequestContext
 from embedops.serve.ratelimit import RateLimiter
 from embedops.serve.settings import ServeSettings
-from embedops.serve.warmup import index_stats, warm_up
+from embedops.serve.warmup import index_stats, resume_rollouts, warm_up
 
 if TYPE_CHECKING:
     from embedops.engine import Embedops
@@ -57,6 +57,9 @@ def create_app(settings: ServeSettings | None = None, api: Embedops | None = Non
             threading.Thread(target=warm_up, args=(ctx,), name="warmup", daemon=True).start()
         else:
             ctx.ready = True
+        # A rollout whose backfill this server ran before a restart goes on at once.
+        threading.Thread(target=resume_rollouts, args=(app,), name="rollout-resume",
+                         daemon=True).start()
         yield
 
     app = FastAPI(
@@ -76,6 +79,7 @@ def create_app(settings: ServeSettings | None = None, api: Embedops | None = Non
         max_body_bytes=settings.max_body_bytes,
         metrics=ctx.metrics,
         logger=log,
+        body_timeout_s=settings.body_timeout_s,
     )
     return app
 

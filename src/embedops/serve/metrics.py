@@ -16,7 +16,8 @@ IndexStats = Callable[[], dict[str, dict[str, Any]]]
 
 
 class _ScrapeCollector:
-    """Gauges computed when /metrics is scraped: cache hit ratio, index size and freshness."""
+    """Gauges computed when /metrics is scraped: cache hit ratio, index size, freshness and
+    consistency with the catalog."""
 
     def __init__(self, cache: Any, index_stats: IndexStats) -> None:
         self._cache = cache
@@ -49,11 +50,27 @@ class _ScrapeCollector:
             "Changed or deleted items not yet in the served index",
             labels=["collection"],
         )
+        consistent = GaugeMetricFamily(
+            "embedops_index_consistent",
+            "1 when the served index holds exactly the catalog's items (last check), 0 when "
+            "they diverge (see /readyz and 'embedops index verify')",
+            labels=["collection"],
+        )
+        divergent = GaugeMetricFamily(
+            "embedops_index_divergent_items",
+            "Items on one side only at the last check: index_only (the catalog lost them), "
+            "catalog_only (the index lacks them)",
+            labels=["collection", "side"],
+        )
         for name, stats in sorted(self._index_stats().items()):
             items.add_metric([name], float(stats.get("items", 0)))
             age.add_metric([name], float(stats.get("freshness_age_s", 0.0)))
             pending.add_metric([name], float(stats.get("pending", 0)))
-        yield from (items, age, pending)
+            if "consistent" in stats:
+                consistent.add_metric([name], 1.0 if stats["consistent"] else 0.0)
+                for side in ("index_only", "catalog_only"):
+                    divergent.add_metric([name, side], float(stats.get(side, 0)))
+        yield from (items, age, pending, consistent, divergent)
 
 
 class Metrics:

@@ -1,6 +1,7 @@
-"""One ASGI middleware for what every request shares: request id, body-size limit, the
-request log line and the latency/error metrics. Plain ASGI (not BaseHTTPMiddleware), so it adds
-microseconds, not a task switch, to each request.
+"""One ASGI middleware for what every request shares: request id, body-size limit and
+deadline (``serve.timeouts.BodyDeadline``), the request log line and the latency/error
+metrics. Plain ASGI (not BaseHTTPMiddleware), so it adds microseconds, not a task switch, to
+each request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from embedops.errors import LimitExceeded
 from embedops.serve.logging import log_request
+from embedops.serve.timeouts import BodyDeadline
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MODEL_HEADER = "x-model-version"
@@ -38,9 +40,11 @@ def _too_large(limit: int, size: int | None = None) -> LimitExceeded:
 class RequestContext:
     """Wraps the app: ids, limits, logging and metrics for every HTTP request."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int, metrics: Any, logger: Any) -> None:
+    def __init__(self, app: Any, *, max_body_bytes: int, metrics: Any, logger: Any,
+                 body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout_s
         self.metrics = metrics
         self.log = logger
 
@@ -55,6 +59,7 @@ class RequestContext:
         seen: dict[str, Any] = {"status": 500, "model": None}
         if await self._refuse_declared_size(scope, send, request_id):
             return
+        body = BodyDeadline(receive, self.body_timeout)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -64,11 +69,13 @@ class RequestContext:
                     if key == _MODEL_KEY:
                         seen["model"] = value.decode("latin-1")
                 headers.append((b"x-request-id", request_id.encode()))
+                if body.timed_out:  # the rest of a slow body is never read: drop the connection
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, self._counting(receive), send_wrapper)
+            await self.app(scope, self._counting(body), send_wrapper)
         finally:
             self._finish(scope, request_id, started, seen)
 
@@ -106,7 +113,8 @@ class RequestContext:
 
         return wrapped
 
-    def _finish(self, scope: dict[str, Any], rid: str, started: float, seen: dict[str, Any]) -> None:
+    def _finish(self, scope: dict[str, Any], rid: str, started: float,
+                seen: dict[str, Any]) -> None:
         route = getattr(scope.get("route"), "path_format", None) or "unmatched"
         method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded labels
         status = int(seen["status"])

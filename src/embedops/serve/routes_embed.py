@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from embedops.serve.auth import READ
 from embedops.serve.encoders import caching
 from embedops.serve.limits import check_batch, check_texts
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import named_json
 from embedops.serve.schemas import EmbedRequest
 from embedops.serve.textinfo import text_info
 
-router = APIRouter(prefix="/v1", tags=["embed"])
+router = APIRouter(prefix="/v1", tags=["embed"], responses=errors(*AUTH, *BODY, 404, 409, 503))
 
 
 @router.post("/embed", summary="Embed a batch of texts")

@@ -7,6 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from embedops.serve.auth import authorize
+from embedops.serve.keys import Role
+from embedops.serve.openapi import AUTH, errors
+
 router = APIRouter(tags=["health"])
 
 
@@ -19,17 +23,30 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Indexes are loaded and verified, warm-up is done",
-    responses={503: {"description": "Still starting, or a collection failed to load"}},
+    responses={503: {"description": "Still starting, a collection failed to load, or an "
+                                    "index diverges from the catalog"}},
 )
 def readyz(request: Request) -> Any:
-    """200 once start-up loaded every served index and ran a warm-up query; 503 before."""
+    """200 once start-up loaded every served index and ran a warm-up query, and no served index
+    diverges from the catalog (``collections.<name>.consistency``); 503 before or otherwise.
+    Each collection says what its load quarantined or rebuilt."""
     ctx = request.app.state.ctx
-    body = {"status": "ready" if ctx.ready else "starting", "collections": ctx.warmup}
-    return JSONResponse(body, status_code=200 if ctx.ready else 503)
+    diverged = sorted(name for name, w in ctx.warmup.items()
+                      if (w.get("consistency") or {}).get("state") == "diverged")
+    ready = bool(ctx.ready) and not diverged
+    status = "ready" if ready else ("diverged" if ctx.ready else "starting")
+    body = {"status": status, "collections": ctx.warmup}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses=errors(*AUTH))
 def metrics(request: Request) -> Response:
-    """The service's metrics in the Prometheus text format."""
-    data, content_type = request.app.state.ctx.metrics.render()
+    """The service's metrics in the Prometheus text format. They name collections and count
+    their items, so a key of role read is needed unless the server runs with
+    ``--public-metrics`` (or ``--no-auth``)."""
+    ctx = request.app.state.ctx
+    if not ctx.settings.public_metrics:
+        authorize(request, Role.read)
+    data, content_type = ctx.metrics.render()
     return Response(content=data, media_type=content_type)

@@ -9,10 +9,14 @@ from fastapi import APIRouter, Request, Response
 from embedops.engine import audit
 from embedops.serve.auth import ADMIN, READ, WRITE
 from embedops.serve.keys import Principal
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import as_dict, named
 from embedops.serve.schemas import IndexBuild
 
-router = APIRouter(prefix="/v1/collections/{name}/index", tags=["index"])
+router = APIRouter(
+    prefix="/v1/collections/{name}/index", tags=["index"],
+    responses=errors(*AUTH, *BODY, 404, 409, 503),
+)
 
 
 def _answer(response: Response, result: Any) -> dict[str, Any]:

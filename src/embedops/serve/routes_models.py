@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request, Response
 
 from embedops.serve.auth import READ
 from embedops.serve.middleware import MODEL_HEADER
+from embedops.serve.openapi import AUTH, errors
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=errors(*AUTH, 404, 422))
 
 _SUMMARY = ("name", "version", "kind", "dim", "vocab_size", "parent", "created_at", "eval")
 

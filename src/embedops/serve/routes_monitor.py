@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from embedops.serve.auth import READ, WRITE
 from embedops.serve.limits import check_texts
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.scheduler import GoldenScheduler, MonitorCollector, MonitorSettings
 
 _LOCK = threading.Lock()
@@ -85,7 +86,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler.stop()
 
 
-router = APIRouter(tags=["monitor"], lifespan=lifespan)
+router = APIRouter(
+    tags=["monitor"], lifespan=lifespan,
+    responses=errors(*AUTH, *BODY, 404, 409, 503),
+)
 
 
 @router.get("/v1/golden", summary="List golden query sets")

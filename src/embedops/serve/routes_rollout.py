@@ -14,9 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from embedops.serve.auth import ADMIN
 from embedops.serve.keys import Principal
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import named
 
-router = APIRouter(prefix="/v1/collections/{name}/rollout", tags=["rollout"])
+router = APIRouter(
+    prefix="/v1/collections/{name}/rollout", tags=["rollout"],
+    responses=errors(*AUTH, *BODY, 404, 409, 503),
+)
 
 
 class _Strict(BaseModel):

@@ -18,6 +18,7 @@ from embedops.serve.auth import READ, authorize
 from embedops.serve.encoders import caching
 from embedops.serve.keys import Role
 from embedops.serve.limits import check_k, check_texts
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import named_json
 from embedops.serve.rollouts import route_search
 from embedops.serve.schemas import SearchRequest, parse_body
@@ -118,7 +119,10 @@ def _search(request: Request, name: str, body: SearchRequest) -> Response:
     return named_json(out.pop("model_version"), out)
 
 
-router = APIRouter(prefix="/v1/collections", tags=["search"], route_class=SearchRoute)
+router = APIRouter(
+    prefix="/v1/collections", tags=["search"], route_class=SearchRoute,
+    responses=errors(*AUTH, *BODY, 404, 409, 503),
+)
 
 
 @router.post("/{name}/search", summary="Search a collection")

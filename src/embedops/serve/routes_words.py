@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from embedops.serve.auth import READ
 from embedops.serve.limits import check_k
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import named
 from embedops.serve.schemas import AnalogyRequest, NeighboursRequest, SimilarityRequest
 
-router = APIRouter(prefix="/v1/words", tags=["words"])
+router = APIRouter(prefix="/v1/words", tags=["words"], responses=errors(*AUTH, *BODY, 404, 409))
 
 
 def _model(ctx: Any, model: str | None) -> str:

@@ -1,7 +1,9 @@
 """Run the app under uvicorn with JSON logs and a graceful shutdown.
 
 On SIGTERM/SIGINT uvicorn stops accepting connections and lets requests in flight finish for up
-to ``graceful_timeout_s`` seconds before it closes them.
+to ``graceful_timeout_s`` seconds before it closes them. A client must send a request's headers
+within ``header_timeout_s`` and its body within ``body_timeout_s`` (``serve.timeouts``); an idle
+keep-alive connection is closed after ``KEEP_ALIVE_S``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from embedops.serve.logging import LOGGER
 from embedops.serve.settings import ServeSettings
 
 SETTINGS_ENV = "EMBEDOPS_SERVE_SETTINGS"
+KEEP_ALIVE_S = 5
 
 
 def app_from_env() -> Any:
@@ -72,6 +75,12 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
     multi = settings.workers > 1
     loop, http = io_implementations()
     logging.getLogger(LOGGER).info("serving with event loop %s and HTTP parser %s", loop, http)
+    from uvicorn.importer import import_from_string
+
+    from embedops.serve.timeouts import header_protocol
+
+    protocol = header_protocol(import_from_string(uvicorn.config.HTTP_PROTOCOLS[http]),
+                               settings.header_timeout_s)
     config = uvicorn.Config(
         "embedops.serve.server:app_from_env" if multi else app_from_env(),
         factory=multi,
@@ -84,7 +93,8 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
         server_header=False,
         lifespan="on",
         loop=loop,
-        http=http,
+        http=protocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return uvicorn.Server(config)
 
