@@ -258,3 +258,46 @@ def test_browser_admin_rolls_back_the_canary(console: dict[str, Any],
         assert "seen from the console <b>test</b>" in page.locator("#rollout").inner_text()
         page.screenshot(path=str(shots / "rollouts.png"), full_page=True)
         browser.close()
+
+
+def test_explain_hybrid_matches_the_hybrid_ranking(console: dict[str, Any]) -> None:
+    from embedops.engine import Embedops
+
+    with Embedops(console["ws"]) as api:
+        for weight in (0.0, 0.3, 1.0):
+            hits = api.search("docs", "bushfire near sydney", k=10, mode="hybrid",
+                              hybrid_weight=weight).hits
+            why = api.explain_hybrid("docs", "bushfire near sydney", 10, hybrid_weight=weight)
+            assert [why[h.id]["fused_rank"] for h in hits] == list(range(1, len(hits) + 1))
+            for hit in hits:
+                assert why[hit.id]["fused_score"] == pytest.approx(hit.score)
+            lexical = api.search("docs", "bushfire near sydney", k=3, mode="lexical").hits
+            if weight < 1:
+                assert why[lexical[0].id]["lexical_rank"] == 1
+                assert why[lexical[0].id]["lexical_score"] == pytest.approx(lexical[0].score)
+
+
+def test_projection_parts() -> None:
+    import numpy as np
+
+    from embedops.serve.console import projection
+    from embedops.serve.console.figures import quantile
+
+    x = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    x[:, 3] *= 6
+    coords, fitted = projection.pca(x)
+    assert coords.shape == (500, 2) and fitted.explained[0] > 0.5
+    assert np.allclose(fitted.apply(x), coords, atol=1e-4)
+    assert projection.sample([str(i) for i in range(10)], 20) == [str(i) for i in range(10)]
+    ids = [str(i) for i in range(100_000)]
+    assert len(projection.sample(ids, projection.MAX_POINTS)) == projection.MAX_POINTS
+    meta = [{"tag": f"t{i % 30}", "n": i} for i in range(500)]
+    texts = ["<b>" + "x" * 500] * 500
+    traces = projection.traces(coords, [str(i) for i in range(500)], texts, meta, "tag")
+    assert len(traces) == projection.MAX_CATEGORIES + 1 and traces[-1]["name"] == "tag=other"
+    assert all("<b>" not in t for tr in traces for t in tr["text"])
+    assert max(len(t) for tr in traces for t in tr["text"]) < 2 * projection.HOVER_CHARS
+    numeric = projection.traces(coords, [str(i) for i in range(500)], texts, meta, "n")
+    assert len(numeric) == 1 and numeric[0]["color"][:3] == [0, 1, 2]
+    assert quantile({0.1: 50.0, 0.2: 99.0, float("inf"): 100.0}, 0.99) == pytest.approx(0.2)
+    assert quantile({0.1: 0.0, float("inf"): 0.0}, 0.99) is None

@@ -20,7 +20,7 @@ from embedops.serve.keys import Role
 from embedops.serve.routes_monitor import monitor_db
 
 router = APIRouter()
-TEXT_CHARS = 400
+TEXT_CHARS = 240
 
 
 def read_filters(text: str) -> dict[str, Any]:
