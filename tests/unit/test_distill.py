@@ -119,6 +119,7 @@ def test_cli_distills_and_prints_the_new_version(reg, lee_corpus, capsys, monkey
         "--max-words",
         "120",
         "--no-tokenizer-words",
+        "--json",
     ]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)

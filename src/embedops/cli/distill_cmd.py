@@ -14,9 +14,24 @@ if TYPE_CHECKING:
     from embedops.engine.options import ModelVersion
 
 
+_JSON = typer.Option(False, "--json", help="Machine-readable output.")
+
+
 def _summary(mv: ModelVersion) -> dict[str, object]:
     keys = ("kind", "dim", "vocab_size", "parent", "eval", "build_seconds")
     return {"ref": mv.ref, **{k: mv.manifest.get(k) for k in keys if k in mv.manifest}}
+
+
+def _show(mv: ModelVersion, as_json: bool) -> None:
+    """The new version: one line, or its summary as JSON."""
+    summary = _summary(mv)
+    if as_json:
+        print_json(summary)
+        return
+    extra = "".join(f", {k} {summary[k]}" for k in ("vocab_size", "parent") if k in summary)
+    typer.echo(f"made {mv.ref} ({summary.get('kind')}, dim {summary.get('dim')}{extra})")
+    for name, value in dict(mv.manifest.get("eval") or {}).items():
+        typer.echo(f"  {name}: {value}")
 
 
 def _existing_file(path: Path, what: str) -> Path:
@@ -43,6 +58,7 @@ def register(app: typer.Typer) -> None:
             "--tokenizer-words/--no-tokenizer-words",
             help="Include the whole words of the transformer's own vocabulary.",
         ),
+        as_json: bool = _JSON,
     ) -> None:
         """Distill a transformer into a fast static model (model2vec-style)."""
         from embedops.engine.options import DistillConfig
@@ -57,7 +73,8 @@ def register(app: typer.Typer) -> None:
         )
         source = _existing_file(corpus, "corpus") if corpus is not None else None
         with engine() as eo:
-            print_json(_summary(eo.models.distill(parent, name, config, source)))
+            mv = eo.models.distill(parent, name, config, source)
+        _show(mv, as_json)
 
     @app.command("finetune")
     def finetune_(
@@ -67,14 +84,16 @@ def register(app: typer.Typer) -> None:
         heldout: Path | None = typer.Option(
             None, "--eval", help="Held-out JSONL pairs: recall before/after goes in the manifest."
         ),
-        epochs: int = typer.Option(1, "--epochs"),
-        batch_size: int = typer.Option(32, "--batch-size"),
-        learning_rate: float = typer.Option(2e-5, "--lr"),
+        epochs: int = typer.Option(1, "--epochs", help="Passes over the pairs."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Pairs per step (the "
+                                       "in-batch negatives)."),
+        learning_rate: float = typer.Option(2e-5, "--lr", help="AdamW learning rate."),
         hard_negatives: bool = typer.Option(
             False, "--hard-negatives", help="Mine a hard negative per pair with the current model."
         ),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", help="Random seed (shuffling, negatives)."),
         onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Build ONNX files for serving."),
+        as_json: bool = _JSON,
     ) -> None:
         """Contrastive fine-tuning (in-batch negatives) of a transformer on text pairs."""
         from embedops.engine.options import FinetuneConfig
@@ -90,4 +109,4 @@ def register(app: typer.Typer) -> None:
         eval_file = _existing_file(heldout, "--eval file") if heldout is not None else None
         with engine() as eo:
             mv = eo.models.finetune(parent, name, train_file, eval_file, config, onnx=onnx)
-        print_json(_summary(mv))
+        _show(mv, as_json)

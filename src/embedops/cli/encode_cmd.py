@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from embedops.cli._common import engine, positive
+from embedops.cli._common import engine, positive, print_json
 from embedops.errors import FormatError, InvalidInput
 from embedops.fsio import atomic_write_bytes
 from embedops.progress import progress_bar
@@ -45,6 +45,9 @@ def embed(
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: all).")
     ] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Machine-readable output: the vectors (or, with --out, a summary).")
+    ] = False,
 ) -> None:
     """Encode texts (arguments and/or --file) and print a summary or write the vectors."""
     positive("--batch-size", batch_size)
@@ -59,10 +62,16 @@ def embed(
     encoder, info = _encode(ref, items, backend, batch_size, threads)
     vectors, version = info.pop("vectors"), encoder.version
     _report(info)
-    if out is None:
+    if out is not None:
+        _write(out, version, items, ids, vectors)
+    if as_json:
+        body: dict[str, Any] = {"model": version, "dim": int(vectors.shape[1]),
+                                "count": len(items)}
+        print_json({**body, "path": str(out)} if out is not None
+                   else {**body, "vectors": vectors.tolist()})
+    elif out is None:
         _print_summary(version, items, vectors)
     else:
-        _write(out, version, items, ids, vectors)
         typer.echo(f"wrote {len(items)} vectors (dim {vectors.shape[1]}) of {version} to {out}")
 
 

@@ -11,7 +11,8 @@ from embedops.cli._common import engine, print_json
 from embedops.engine.options import DEFAULT_HYBRID_WEIGHT, parse_cli_filters
 from embedops.errors import IntegrityError, InvalidInput
 
-_MODES = "dense, lexical, hybrid or two-stage"
+_MODES = "dense, lexical, hybrid or two_stage (two-stage also accepted)."
+_KINDS = "Index kind: flat, hnsw, ivf, ivfpq or sq8."
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -27,8 +28,6 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             out[key.strip()] = raw
     return out
-
-
 
 
 def register(app: typer.Typer) -> None:
@@ -49,50 +48,69 @@ def _register_build(index: typer.Typer) -> None:
     @index.command("build")
     def build(
         collection: str = typer.Argument(..., help="Collection name."),
-        backend: str = typer.Option("flat", "--backend", "-b",
-                                    help="flat, hnsw, ivf, ivfpq or sq8."),
+        kind: str = typer.Option("flat", "--kind", help=_KINDS),
+        backend: str | None = typer.Option(None, "--backend", "-b", hidden=True,
+                                           help="Old spelling of --kind."),
         param: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
-            None, "--param", "-p", help="Backend parameter key=value."
+            None, "--param", "-p", help="Index parameter key=value (e.g. M=32); repeatable."
         ),
         model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Build an index from the catalog and publish it as a checksummed snapshot."""
+        if backend is not None and kind != "flat" and backend != kind:
+            raise InvalidInput(f"--kind {kind} and --backend {backend} disagree",
+                               "give --kind only (--backend is its old spelling)")
+        chosen = backend or kind
         with engine() as api:
-            summary = api.build_index(collection, backend, parse_params(param or []), model_version)
+            summary = api.build_index(collection, chosen, parse_params(param or []),
+                                      model_version)
+        summary = {**summary, "kind": summary.get("kind") or summary.get("backend", chosen)}
         if as_json:
             print_json(summary)
             return
-        typer.echo(f"built {summary['backend']} index of {collection} "
+        typer.echo(f"built {summary['kind']} index of {collection} "
                    f"({summary['model_version']}): {summary['count']} items in "
                    f"{summary['build_seconds']} s, snapshot {summary['name']}")
+
+
+_COLLECTION = typer.Argument(..., help="Collection name.")
+_JSON = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def _register_maintenance(index: typer.Typer) -> None:
     version_opt = typer.Option(None, "--model-version", help=_VERSION_HELP)
 
     @index.command("verify")
-    def verify(collection: str = typer.Argument(...), model_version: str | None = version_opt
-               ) -> None:
+    def verify(collection: str = _COLLECTION, model_version: str | None = version_opt,
+               as_json: bool = _JSON) -> None:
         """Recompute the checksums of every snapshot; exit 1 if one is damaged."""
         with engine() as api:
             checks = api.verify_index(collection, model_version)
-        for check in checks:
-            typer.echo(f"{check.name}: {'ok' if check.ok else '; '.join(check.problems)}")
-        if not checks:
-            typer.echo(f"{collection} has no index snapshot yet")
+        if as_json:
+            print_json([{"name": c.name, "ok": c.ok, "problems": list(c.problems)}
+                        for c in checks])
+        else:
+            for check in checks:
+                typer.echo(f"{check.name}: {'ok' if check.ok else '; '.join(check.problems)}")
+            if not checks:
+                typer.echo(f"{collection} has no index snapshot yet")
         bad = [c.name for c in checks if not c.ok]
         if bad:
             raise IntegrityError(f"{len(bad)} damaged snapshot(s): {', '.join(bad)}",
                                  f"rebuild with 'embedops index build {collection}'")
 
     @index.command("rollback")
-    def rollback(collection: str = typer.Argument(...), model_version: str | None = version_opt
-                 ) -> None:
+    def rollback(collection: str = _COLLECTION, model_version: str | None = version_opt,
+                 as_json: bool = _JSON) -> None:
         """Serve the previous good snapshot again."""
         with engine() as api:
             info = api.rollback_index(collection, model_version)
-        typer.echo(f"{collection} now serves snapshot {info['name']} ({info.get('backend')}, "
+        if as_json:
+            print_json(info)
+            return
+        kind = info.get("kind") or info.get("backend")
+        typer.echo(f"{collection} now serves snapshot {info['name']} ({kind}, "
                    f"{info.get('item_count')} items, built {info.get('built_at')})")
 
     _register_status(index)
@@ -101,9 +119,9 @@ def _register_maintenance(index: typer.Typer) -> None:
 def _register_status(index: typer.Typer) -> None:
     @index.command("status")
     def status(
-        collection: str = typer.Argument(...),
+        collection: str = _COLLECTION,
         model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        as_json: bool = _JSON,
     ) -> None:
         """Current snapshot, item count and freshness (items not yet in the snapshot)."""
         with engine() as api:
@@ -116,7 +134,8 @@ def _register_status(index: typer.Typer) -> None:
         if snap is None:
             typer.echo(f"no index yet: run 'embedops index build {collection}'")
             return
-        typer.echo(f"snapshot {snap['name']}: {snap.get('backend')}, {snap.get('item_count')} "
+        kind = snap.get("kind") or snap.get("backend")
+        typer.echo(f"snapshot {snap['name']}: {kind}, {snap.get('item_count')} "
                    f"items, built {snap.get('built_at')}")
         typer.echo(f"not in snapshot: {fresh['stale_items']} items "
                    f"(oldest {fresh['oldest_stale_age_s']} s)")
@@ -135,7 +154,7 @@ def _register_search(app: typer.Typer) -> None:
         hybrid_weight: float = typer.Option(
             DEFAULT_HYBRID_WEIGHT, "--hybrid-weight", help="Dense share, 0-1."
         ),
-        model_version: str | None = typer.Option(None, "--model-version"),
+        model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
         param: list[str] | None = typer.Option(  # noqa: B008 - typer's list option
             None, "--param", "-p",
             help="Index knob for this search, NAME=INT: ef_search (hnsw), nprobe (ivf, ivfpq), "

@@ -37,22 +37,32 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
     @models.command("show")
-    def show(ref: str = typer.Argument(..., help="name, name@N or name@latest")) -> None:
+    def show(
+        ref: str = typer.Argument(..., help="name, name@N or name@latest"),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output (the "
+                                     "manifest is JSON either way)."),
+    ) -> None:
         """Print a version's manifest (JSON) after verifying its checksums."""
         with engine() as eo:
-            print_json(eo.models.show(ref).manifest)
+            print_json(eo.models.show(ref).manifest)  # JSON with or without --json
+        del as_json
 
     @models.command("delete")
     def delete(
         ref: str = typer.Argument(..., help="name@N (a version must be named)"),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Delete one model version."""
         with engine() as eo:
             eo.models.resolve(ref)
             if not yes:
                 typer.confirm(f"delete {ref}?", abort=True)
-            typer.echo(f"deleted {eo.models.delete(ref).ref}")
+            deleted = eo.models.delete(ref).ref
+        if as_json:
+            print_json({"deleted": deleted})
+            return
+        typer.echo(f"deleted {deleted}")
 
 
 _SUMMARY = ("name", "version", "kind", "dim", "vocab_size", "parent", "created_at", "eval")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from embedops.cli._common import engine
+from embedops.cli._common import engine, print_json
 
 if TYPE_CHECKING:
     from embedops.engine import Embedops
@@ -38,10 +38,12 @@ class Quickstart:
     model_ref: str | None = None
     table: Any = None
     results: dict[str, Any] = field(default_factory=dict)
+    silent: bool = False
 
     def say(self, text: str = "") -> None:
-        """Print a line of the demo's output."""
-        typer.echo(text)
+        """Print a line of the demo's output (nothing when ``silent``, e.g. for ``--json``)."""
+        if not self.silent:
+            typer.echo(text)
 
 
 def step_train(qs: Quickstart) -> None:
@@ -136,9 +138,14 @@ def register(app: typer.Typer) -> None:
     def quickstart(
         name: str = typer.Option("quickstart", "--name", help="Name of the model trained."),
         epochs: int = typer.Option(5, "--epochs", help="Training epochs (fewer is faster)."),
+        as_json: bool = typer.Option(False, "--json", help="Print every step's figures as "
+                                     "JSON instead of the walk-through."),
     ) -> None:
         """Train, explore and evaluate a fastText model on the WordNet glosses shipped with
         embedops (about a minute on two cores; nothing is downloaded)."""
         with engine() as api:
-            run(Quickstart(name=name, epochs=epochs, api=api))
+            qs = run(Quickstart(name=name, epochs=epochs, api=api, silent=as_json))
+        if as_json:
+            print_json({"model": qs.model_ref, **qs.results})
+            return
         typer.echo("done: see 'embedops models list' and 'embedops models show <ref>'")

@@ -41,12 +41,13 @@ def import_(
         Path | None,
         typer.Option(help="Texts (one per line, or JSONL with 'text') to fit SIF pooling on."),
     ] = None,
+    as_json: _Json = False,
 ) -> None:
     """Import word vectors (or, with --transformer, a transformer) as a new model version."""
     if transformer is not None:
         with engine() as eo:
             mv = eo.models.import_transformer(transformer, name)
-        typer.echo(f"imported {mv.ref} (transformer, dim {mv.dim})")
+        _done(as_json, mv, f"imported {mv.ref} (transformer, dim {mv.dim})")
         return
     if file is None:
         raise InvalidInput("import needs a vector FILE (or --transformer NAME_OR_PATH)")
@@ -57,18 +58,32 @@ def import_(
         mv = eo.models.import_vectors(file, fmt, name, limit=limit,
                                       lowercase=None if case == "auto" else case == "lower",
                                       sif_texts=sif_texts)
-    typer.echo(f"imported {mv.ref} ({mv.manifest['vocab_size']} words, dim {mv.dim})")
+    _done(as_json, mv, f"imported {mv.ref} ({mv.manifest['vocab_size']} words, dim {mv.dim})")
+
+
+def _done(as_json: bool, mv: Any, line: str) -> None:
+    """Print what a command made: ``line``, or the version's summary as JSON."""
+    if as_json:
+        keys = ("name", "version", "kind", "dim", "vocab_size", "parent", "created_at")
+        print_json({"ref": mv.ref, **{k: mv.manifest.get(k) for k in keys}})
+    else:
+        typer.echo(line)
 
 
 def export(
     ref: _Ref,
     file: Annotated[Path, typer.Argument(help="Output file (written atomically).")],
     fmt: _Format = "word2vec-text",
+    as_json: _Json = False,
 ) -> None:
     """Export a static model's word vectors."""
     with engine() as eo:
         mv = eo.models.export(ref, file, fmt)
         table = eo.models.table(mv.ref)
+    if as_json:
+        print_json({"ref": mv.ref, "words": len(table), "dim": table.dim, "path": str(file),
+                    "format": fmt})
+        return
     typer.echo(f"exported {mv.ref} ({len(table)} words, dim {table.dim}) to {file}")
 
 

@@ -97,9 +97,7 @@ def _open_binary(path: Path) -> IO[bytes]:
 def count_records(path: Path, fmt: str) -> int | None:
     """Number of lines (rows for Parquet) for a progress bar; None when costly to know."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(_parquet_file(path).metadata.num_rows)
     if path.suffix in (".gz", ".xz"):
         return None
     with open(path, "rb") as fh:
@@ -244,13 +242,26 @@ def _csv(path: Path, opts: ReadOptions, delimiter: str) -> Iterator[Record | Bad
         start = where[0] + 1
 
 
-def _parquet(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
-    import pyarrow.parquet as pq
-
+def _parquet_file(path: Path) -> Any:
+    """``pyarrow.parquet.ParquetFile`` of ``path``; pyarrow is the optional ``parquet`` extra."""
     try:
-        pfile = pq.ParquetFile(path)
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        from embedops.errors import DependencyMissing
+
+        missing = DependencyMissing("pyarrow", f"reading the Parquet file {path.name}")
+        missing.hint = ('pip install "embedops[parquet]", or convert the file to JSONL or CSV '
+                        "(--format jsonl|csv)")
+        raise missing from exc
+    try:
+        return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise FormatError(f"{path.name} is not a readable Parquet file: {exc}") from exc
+        raise FormatError(f"{path.name} is not a readable Parquet file: {exc}",
+                          "check the file, or pass the format it is in with --format") from exc
+
+
+def _parquet(path: Path, opts: ReadOptions) -> Iterator[Record | BadLine]:
+    pfile = _parquet_file(path)
     _require_columns(path, pfile.schema_arrow.names, opts)
     row_no = 0
     for batch in pfile.iter_batches(batch_size=4096):
