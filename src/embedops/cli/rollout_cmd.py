@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from embedops.cli._common import print_json, workspace
+from embedops.cli._ray import RAY_ADDRESS_OPTION, RAY_OPTION, RAY_WORKERS_OPTION
 
 if TYPE_CHECKING:
     from embedops.lifecycle import Rollouts
@@ -75,9 +76,13 @@ def _register_start(group: typer.Typer) -> None:
         no_backfill: bool = typer.Option(False, "--no-backfill", help="Only start; a server "
                                          "or a later 'rollout start' runs the backfill."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+        ray: bool = RAY_OPTION,
+        ray_address: str | None = RAY_ADDRESS_OPTION,
+        ray_workers: int | None = RAY_WORKERS_OPTION,
     ) -> None:
         """Start (or resume) a rollout: dual write begins, the backfill runs here with a
         progress bar (Ctrl-C is safe: run it again to resume), then the candidate serves."""
+        from embedops.engine.executors import batch_executor
         from embedops.engine.items import parse_rate
         from embedops.lifecycle import GateConfig
         from embedops.lifecycle.rollout import BACKFILLING
@@ -93,6 +98,10 @@ def _register_start(group: typer.Typer) -> None:
                                        canary, parse_rate(rate), gates,
                                        index_kind or old_index_kind)
             if not no_backfill:
+                with batch_executor(ray, ray_address, ray_workers) as executor:
+                    if executor is not None:  # the bulk on Ray; run_backfill catches up here
+                        rollouts.api.backfill(collection, state.candidate, state.rate,
+                                              quiet=None, executor=executor)
                 state = rollouts.run_backfill(collection)
         finally:
             rollouts.api.close()

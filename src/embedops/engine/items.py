@@ -6,6 +6,9 @@ the active version, the rollout candidate (dual write during a rollout) and the 
 model. Upsert and ingest embed all of them in one pass before the batch is committed, so an item
 is never stored without a vector any search mode needs. Backfill fills in one version's missing
 vectors (a new candidate, a new cheap model), resumably and rate-limited when asked.
+
+Ingest and backfill take an optional ``executor`` (``engine.executors``: local, or a Ray
+cluster) that does the embedding; the writes stay here, window by window (``engine.batch``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +29,9 @@ from embedops.progress import progress_bar
 from embedops.search.twostage import TwoStageConfig
 from embedops.store.catalog import Catalog
 from embedops.store.models import IngestReport
+
+if TYPE_CHECKING:
+    from embedops.engine.executors import Executor
 
 Progress = Callable[[int, int], None]
 
@@ -122,8 +128,10 @@ class Writer:
         return {"received": len(batch), "written": len(changed),
                 "unchanged": len(batch) - len(changed)}
 
-    def ingest(self, collection: str, path: str | Path, **options: Any) -> IngestReport:
-        """Ingest a file (see ``embedops.store.ingest.ingest`` for the options)."""
+    def ingest(self, collection: str, path: str | Path, executor: Executor | None = None,
+               **options: Any) -> IngestReport:
+        """Ingest a file (see ``embedops.store.ingest.ingest`` for the options); with an
+        ``executor`` the embedding runs there (``engine.batch.ingest``)."""
         from embedops.store.ingest import ingest
 
         path = Path(path)
@@ -131,14 +139,20 @@ class Writer:
             raise NotFound(f"no file at {path.name!r} (looked in {path.parent})",
                            "check the path; ingest reads JSONL, CSV/TSV, Parquet or text files")
         embed = self.embed_for_write(collection)
+        if executor is not None:
+            from embedops.engine import batch
+
+            return batch.ingest(self.catalog, self.hub, executor, self.versions(collection),
+                                collection, path, **options)
         return ingest(self.catalog, collection, path, embed, **options)
 
     def backfill(
         self, collection: str, version: str, rate: float | None = None, batch: int = 256,
         on_progress: Progress | None = None, stop: threading.Event | None = None,
-        quiet: bool | None = True,
+        quiet: bool | None = True, executor: Executor | None = None,
     ) -> tuple[int, int]:
-        """Embed the items of ``collection`` lacking a ``version`` vector; ``(done, total)``.
+        """Embed the items of ``collection`` lacking a ``version`` vector; ``(done, total)``;
+        with an ``executor`` the embedding runs there (``engine.batch.backfill``).
 
         Resumable by construction: the work list is always the catalog's ``missing_vectors``,
         so a restart continues where the last committed batch ended. ``rate`` caps items per
@@ -147,6 +161,11 @@ class Writer:
         ref = self.hub.resolve(version).ref
         bucket = TokenBucket(rate, burst=max(rate or 0, 1))
         size = max(1, min(batch, int(rate) if rate else batch))
+        if executor is not None:
+            from embedops.engine import batch as batches
+
+            return batches.backfill(self.catalog, self.hub, executor, collection, ref,
+                                    bucket.take, size, on_progress, stop, quiet)
         total, missing = self._todo(collection, ref)
         done = total - len(missing)
         with progress_bar(f"backfill {collection} → {ref}", total=total, unit="items",
