@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= embedops-demo
 
-.PHONY: demo test lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
+.PHONY: demo test soak lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
 	bench-store bench-index bench-search bench-serve bench-rollout browser bench-console
 
 $(STAMP): pyproject.toml

@@ -21,10 +21,11 @@ def texts(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=6)) for _ in range(n)]
 
 
-def publish_tiny(home: Path, name: str = "tiny", dim: int = 16) -> Workspace:
-    """A workspace at ``home`` with a random static model ``name`` over ``WORDS``."""
+def publish_tiny(home: Path, name: str = "tiny", dim: int = 16, seed: int = 7) -> Workspace:
+    """A workspace at ``home`` (created if needed) with a random static model ``name`` over
+    ``WORDS``."""
     ws = Workspace(home).ensure()
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     table = StaticVectors(list(WORDS), rng.standard_normal((len(WORDS), dim)).astype(np.float32))
     publish_static(Registry(ws), name, table, kind="word2vec", spec=TokenizerSpec())
     return ws
