@@ -113,7 +113,7 @@ def test_backfill_through_an_executor_fills_the_same_vectors(
             missing = len(eo.missing_vectors("c", "lee"))
             seen: list[tuple[int, int]] = []
             done, total = eo.backfill("c", "lee", batch=7, executor=how,
-                                      on_progress=lambda d, t: seen.append((d, t)))
+                                      on_progress=lambda d, t, s=seen: s.append((d, t)))
             assert missing and (done, total) == (31, 31) and seen[-1] == (31, 31)
             got.append(_state(eo))
     assert got[0][1] == got[1][1]
