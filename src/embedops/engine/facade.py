@@ -26,6 +26,7 @@ import numpy as np
 
 from embedops.config import Workspace
 from embedops.engine.collections import Collections
+from embedops.engine.executors import Executor
 from embedops.engine.indexes import IndexManager
 from embedops.engine.items import Progress, Writer
 from embedops.engine.model_ops import Models
@@ -94,22 +95,25 @@ class Embedops:
             raise InvalidInput("ids must be a list of strings")
         return int(self._catalog.delete(collection, list(ids)))
 
-    def ingest(self, collection: str, path: str | Path, **options: Any) -> IngestReport:
+    def ingest(self, collection: str, path: str | Path, executor: Executor | None = None,
+               **options: Any) -> IngestReport:
         """Ingest a JSONL/CSV/Parquet/text file: ``id_field``, ``text_field``, ``batch_size``
         (items per transaction), ``fmt``, ``delete_field``, ``delete_missing``, ``text_ids``,
         ``quiet``. Unchanged items are skipped, so a re-run only does what is left; every
-        write version is embedded in the same pass. Returns the IngestReport."""
-        return self._writer.ingest(collection, path, **options)
+        write version is embedded in the same pass. ``executor`` (``engine.executors``, e.g.
+        ``RayExecutor("local")``) runs the embedding elsewhere; the writes stay here.
+        Returns the IngestReport."""
+        return self._writer.ingest(collection, path, executor, **options)
 
     def backfill(
         self, collection: str, version: str, rate: float | None = None, batch: int = 256,
         on_progress: Progress | None = None, stop: threading.Event | None = None,
-        quiet: bool | None = True,
+        quiet: bool | None = True, executor: Executor | None = None,
     ) -> tuple[int, int]:
         """Embed the items of ``collection`` that lack a ``version`` vector (resumable;
-        ``rate`` items/s at most). Returns ``(done, total)``."""
+        ``rate`` items/s at most; ``executor`` as for ``ingest``). Returns ``(done, total)``."""
         return self._writer.backfill(collection, version, rate, batch, on_progress, stop,
-                                     quiet)
+                                     quiet, executor)
 
     def get_items(self, collection: str, ids: Sequence[str]) -> list[Item]:
         """The live items with these ids (unknown or deleted ids are left out)."""
