@@ -20,6 +20,12 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --timeout 900
 
+# The torture suite at length: many random kill -9 points per command (`make test` runs one of
+# each in tests/torture). SOAK_KILLS sets how many.
+SOAK_KILLS ?= 25
+soak: $(STAMP)
+	EMBEDOPS_TORTURE_KILLS=$(SOAK_KILLS) $(PY) -m pytest -q -n 2 --timeout 3600 tests/torture
+
 # Debian's chromium, which the console's browser tests drive through Playwright (it never
 # downloads a browser of its own). A no-op where it is installed; where it cannot be installed
 # (no apt, not root) the browser tests skip with a message saying so.
