@@ -130,3 +130,23 @@ def test_rollback_of_an_in_memory_index_is_refused(tmp_path: Path) -> None:
         with pytest.raises(NotFound, match="memory only"):
             api.rollback_index("vault")
         assert [c.name for c in api.verify_index("vault")] == ["catalog"]
+
+
+def test_golden_runs_use_the_engines_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key given to the engine (not in the environment) opens the set's queries too."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = secrets.token_bytes(32)
+    ws = publish_tiny(tmp_path / "ws")
+    with Embedops(ws, key=key) as api:
+        api.collections.create("vault", model="tiny", encrypted=True)
+        api.upsert_items("vault", [{"id": "secret", "text": SECRET}])
+        writer = MonitorDB(ws, api)
+        writer.create_set("gold", collection="vault")
+        writer.add_queries("gold", [GoldenQuery(GOLDEN, {"secret": 1.0})])
+        writer.close()
+        db = MonitorDB(ws)  # as the CLI and the server open it: the engine comes with the call
+        try:
+            run = run_golden(api, db, "vault", "gold", ks=(1,), quiet=True)
+        finally:
+            db.close()
+    assert run.scores["recall@1"] == 1.0

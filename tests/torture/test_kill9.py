@@ -149,10 +149,10 @@ def test_kill9_during_index_build(base: tuple[Path, Path], tmp_path: Path, seed:
         return (root / ".staging").exists() and any((root / ".staging").iterdir()) or \
             {p.name for p in root.iterdir()} != before
 
-    cmd = _cli(ws.home, "index", "build", "docs", "--backend", "hnsw")
+    cmd = _cli(ws.home, "index", "build", "docs", "--kind", "hnsw")
     _kill_when(cmd, ws.home, building, float(rng.uniform(0.0, 0.05)))
     _served_right(ws)
-    _run(ws.home, "index", "build", "docs", "--backend", "hnsw")
+    _run(ws.home, "index", "build", "docs", "--kind", "hnsw")
     _exactly_once(ws, ("tiny@1",))
     _served_right(ws)
 

@@ -135,7 +135,7 @@ def golden_deltas(api: Embedops, db: MonitorDB, set_name: str, collection: str, 
     from embedops.evaluate.retrieval import evaluate_run
     from embedops.monitor.layers import exact_ranker
 
-    queries = db.queries(set_name)
+    queries = db.queries(set_name, api)
     if not queries:
         raise InvalidInput(f"golden set '{set_name}' has no queries")
     out: dict[str, dict[str, float]] = {}

@@ -137,7 +137,7 @@ def run_golden(api: Embedops, db: MonitorDB, collection: str, set_name: str,
                model_version: str | None = None, quiet: bool | None = None) -> RunRecord:
     """Evaluate set ``set_name`` on ``collection`` through ``api.search`` and store the run."""
     cut = check_ks(ks)
-    queries = db.queries(set_name)
+    queries = db.queries(set_name, api)
     if not queries:
         raise NotFound(f"golden set '{set_name}' has no queries",
                        f"add some with 'embedops golden add {set_name} \"query\" --relevant ID'")
