@@ -172,3 +172,20 @@ def test_warm_up_reports_each_collection(served: dict) -> None:
     assert len(found.json()["hits"]) == 2
     assert ready["status"] == "ready"
     assert ready["collections"]["lee"]["state"] == "ready"
+
+
+def test_items_by_id_and_ids_by_filter(served: dict) -> None:
+    read = served["read"]
+    got = read.get("/v1/collections/lee/items", params={"ids": ["doc1", "doc2", "nope"]})
+    assert got.status_code == 200, got.text
+    assert [it["id"] for it in got.json()["items"]] == ["doc1", "doc2"]
+    count = read.get("/v1/collections/lee").json()["collection"]["item_count"]
+    page = read.post("/v1/collections/lee/items/where", json={"limit": 5, "offset": 1})
+    assert page.json()["total"] == count and len(page.json()["ids"]) == 5
+    live = set(read.post("/v1/collections/lee/items/where", json={}).json()["ids"])
+    half = read.post("/v1/collections/lee/items/where", json={"filters": {"half": "a"}})
+    expected = [d["id"] for d in DOCS if d["metadata"]["half"] == "a" and d["id"] in live]
+    assert half.json()["ids"] == expected
+    bad = read.post("/v1/collections/lee/items/where", json={"filters": {"n": {"near": 1}}})
+    assert bad.status_code == 422
+    assert _code(read.get("/v1/collections/nope/items", params={"ids": ["doc1"]}))[0] == 404

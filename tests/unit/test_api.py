@@ -285,3 +285,14 @@ def test_ingest_a_file_then_search_and_backfill_the_cheap_model(
     assert report.embedded == 2
     assert not eo.missing_vectors("lee", "cheap@1")
     assert eo.search("lee", rows[0]["text"], k=1, mode="two_stage").hits[0].id == "x1"
+
+
+def test_ids_where_and_delete_where(eo: Embedops) -> None:
+    eo.upsert_items("lee", [{"id": f"w{i}", "text": f"fire number {i}", "metadata": {"w": i}}
+                            for i in range(6)])
+    assert eo.ids_where("lee", {"w": {"gte": 3}}) == ["w3", "w4", "w5"]
+    assert len(eo.ids_where("lee")) == eo.count("lee")
+    with pytest.raises(InvalidInput):
+        eo.delete_where("lee", {})
+    assert eo.delete_where("lee", {"w": {"in": [0, 1]}}) == 2
+    assert eo.ids_where("lee", {"w": {"lte": 2}}) == ["w2"]

@@ -95,6 +95,24 @@ class Embedops:
             raise InvalidInput("ids must be a list of strings")
         return int(self._catalog.delete(collection, list(ids)))
 
+    def ids_where(self, collection: str, filters: Mapping[str, Any] | None = None) -> list[str]:
+        """Ids of the live items whose metadata pass ``filters`` (the same filter language as
+        ``search``; None or ``{}``: every live item), in insertion order."""
+        from embedops.search.filters import compile_filters
+
+        self._catalog.get_collection(collection)
+        return self._searcher.view(collection).matching(compile_filters(filters))
+
+    def delete_where(self, collection: str, filters: Mapping[str, Any]) -> int:
+        """Delete the live items whose metadata pass ``filters`` (which must not be empty: use
+        ``collections.delete`` to drop everything). Returns how many were deleted."""
+        if not filters:
+            raise InvalidInput("delete_where needs a filter",
+                               "name the items to delete, or delete the collection")
+        ids = self.ids_where(collection, filters)
+        return sum(self.delete_items(collection, ids[i:i + 10_000])
+                   for i in range(0, len(ids), 10_000))
+
     def ingest(self, collection: str, path: str | Path, executor: Executor | None = None,
                **options: Any) -> IngestReport:
         """Ingest a JSONL/CSV/Parquet/text file: ``id_field``, ``text_field``, ``batch_size``

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from embedops.engine import audit
 from embedops.serve.auth import ADMIN, READ, WRITE
 from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
+from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import as_dict, named
-from embedops.serve.schemas import CollectionCreate, ItemsDelete, ItemsUpsert
+from embedops.serve.schemas import CollectionCreate, ItemsDelete, ItemsUpsert, ItemsWhere
 
-router = APIRouter(prefix="/v1/collections", tags=["collections"])
+router = APIRouter(
+    prefix="/v1/collections", tags=["collections"],
+    responses=errors(*AUTH, *BODY, 404, 409, 503),
+)
 
 
 @router.post("", status_code=201, summary="Create a collection")
@@ -77,3 +81,34 @@ def delete_items(
     deleted = ctx.api.delete_items(name, body.ids)
     info = ctx.api.collections.info(name)
     return named(response, info.model_version, {"collection": name, "deleted": deleted})
+
+
+@router.get("/{name}/items", summary="Get items by id")
+def get_items(
+    request: Request, response: Response, name: str,
+    ids: list[str] = Query(..., min_length=1, max_length=1000,  # noqa: B008 - FastAPI's idiom
+                           description="Item ids (repeat the parameter)."),
+    _: Any = READ,
+) -> dict[str, Any]:
+    """The live items with these ids (unknown or deleted ids are left out)."""
+    api = request.app.state.ctx.api
+    items = api.get_items(name, ids)
+    info = api.collections.info(name)
+    return named(response, info.model_version, {
+        "collection": name,
+        "items": [{"id": it.id, "text": it.text, "metadata": dict(it.metadata)} for it in items],
+    })
+
+
+@router.post("/{name}/items/where", summary="Ids of the items matching a filter")
+def items_where(
+    request: Request, response: Response, name: str, body: ItemsWhere, _: Any = READ
+) -> dict[str, Any]:
+    """Ids of the live items whose metadata pass ``filters`` (a page of them: ``offset``,
+    ``limit``), and how many match in all."""
+    api = request.app.state.ctx.api
+    ids = api.ids_where(name, body.filters)
+    info = api.collections.info(name)
+    return named(response, info.model_version, {
+        "collection": name, "total": len(ids), "ids": ids[body.offset:body.offset + body.limit],
+    })

@@ -98,6 +98,14 @@ class ItemsDelete(_Strict):
     ids: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(min_length=1)
 
 
+class ItemsWhere(_Strict):
+    filters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Metadata filters, as in search; empty: every live item.")
+    limit: int = Field(1000, ge=1, le=10_000, description="At most this many ids.")
+    offset: int = Field(0, ge=0, description="Skip this many matching ids first.")
+
+
 class SearchRequest(_Strict):
     query: str | None = Field(None, min_length=1, description="Query text.")
     vector: list[float] | None = Field(
