@@ -208,3 +208,36 @@ def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, monkeypatch) ->
     with pytest.raises(DependencyMissing) as caught:
         list(read_records(path))
     assert "pyarrow" in caught.value.message and "embedops[parquet]" in str(caught.value.hint)
+
+
+def test_train_warns_when_the_model_is_degenerate(workspace: Workspace, lee_corpus: Path,
+                                                  capsys) -> None:
+    # CBOW with the defaults on 60k tokens: every neighbour ends up at cosine ~0.999.
+    assert main(["-q", "train", str(lee_corpus), "--name", "cbow", "--json"]) == 0
+    out = capsys.readouterr()
+    warnings = json.loads(out.out)["warnings"]
+    assert any("60,302 tokens" in w for w in warnings)
+    assert any("collapsed" in w for w in warnings)
+    assert out.err.count("warning: ") == len(warnings) == 2
+    # Skip-gram with more epochs on the same text does not collapse (small corpus still noted).
+    assert main(["-q", "train", str(lee_corpus), "--name", "sg", "--sg", "--epochs", "20",
+                 "--min-count", "2", "--dim", "50", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert not any("collapsed" in w for w in warnings)
+
+
+def test_degeneracy_checks_on_tables() -> None:
+    import numpy as np
+
+    from embedops.engine.model_ops import degeneracy_warnings
+    from embedops.models.static import StaticVectors
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(3000)]
+    healthy = StaticVectors(words, rng.normal(size=(3000, 32)).astype(np.float32))
+    assert degeneracy_warnings(healthy, 2_000_000, 32) == []
+    base = rng.normal(size=32).astype(np.float32)
+    collapsed = StaticVectors(words[:500], (base + 0.01 * rng.normal(size=(500, 32))
+                                            ).astype(np.float32))
+    found = degeneracy_warnings(collapsed, 2_000_000, 32)
+    assert len(found) == 2 and "500 words" in found[0] and "collapsed" in found[1]

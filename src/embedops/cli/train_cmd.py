@@ -71,6 +71,8 @@ def train(
                     "vocab_size": mv.manifest.get("vocab_size"), **result.summary})
     else:
         _print_summary(result)
+    for warning in result.summary.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _print_summary(result: TrainResult) -> None:
