@@ -64,6 +64,19 @@ def test_login_opens_a_session_in_an_httponly_strict_cookie(console: dict[str, A
         assert reader.get("/ui/overview").status_code == 303
 
 
+
+def test_the_session_cookie_is_secure_over_tls(console: dict[str, Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(ServeSettings(home=str(console["ws"].home), warmup=False))
+    with TestClient(app, base_url="https://console.test") as client:
+        form = client.get("/ui/login")
+        resp = client.post("/ui/login", follow_redirects=False, data={
+            "csrf": csrf_of(form.text), "key": console["keys"]["read"]})
+        assert resp.status_code == 303
+        cookie = resp.headers["set-cookie"]
+        assert "embedops_console=" in cookie and "; Secure" in cookie and "HttpOnly" in cookie
+
 def test_a_revoked_key_ends_its_session(console: dict[str, Any]) -> None:
     store = KeyStore(console["ws"])
     key, info = store.create("read", "soon-revoked")
