@@ -4,9 +4,11 @@ router lists what it may answer besides success, each in the error envelope
 
 Which routes answer what: every route with an API key answers 401 (no or bad key) and 403
 (role too low), and 429 when rate limits are on; every route with parameters or a body answers
-422; every route with a body answers 413 (``max_body_bytes``, the per-request limits) and 408
-(a body sent too slowly); a route under ``/v1/collections/{name}`` answers 404 for an unknown
-collection; 409 where a version or state conflicts; 503 where an index or model is not ready.
+422; every route with a body answers 400 (not JSON), 413 (``max_body_bytes``, the per-request
+limits) and 408 (a body sent too slowly); a route under ``/v1/collections/{name}`` answers 404
+for an unknown collection; 409 where a version or state conflicts; 503 where an index or model
+is not ready. (A schemathesis run of every route, with and without a key, finds no status
+missing from the document.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ErrorBody(BaseModel):
 
 
 _WHAT = {
+    400: "The body is not valid JSON",
     401: "No API key, or an unknown or revoked one",
     403: "The key's role is too low for this route",
     404: "The collection, model, item, golden set or rollout does not exist",
@@ -45,7 +48,7 @@ _WHAT = {
 #: What every route that needs an API key may answer.
 AUTH = (401, 403, 429)
 #: What every route that reads a JSON body may answer, besides ``AUTH``.
-BODY = (408, 413, 422)
+BODY = (400, 408, 413, 422)
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
