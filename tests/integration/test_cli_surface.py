@@ -241,3 +241,21 @@ def test_degeneracy_checks_on_tables() -> None:
                                             ).astype(np.float32))
     found = degeneracy_warnings(collapsed, 2_000_000, 32)
     assert len(found) == 2 and "500 words" in found[0] and "collapsed" in found[1]
+
+
+# -- install story --------------------------------------------------------------------------------
+def test_api_docs_load_their_assets_from_the_package_not_a_cdn(workspace: Workspace) -> None:
+    import httpx
+    from serve_helpers import running_server
+
+    from embedops.serve.app import create_app
+    from embedops.serve.settings import ServeSettings
+
+    app = create_app(ServeSettings(home=str(workspace.home), warmup=False))
+    with running_server(app) as base:
+        for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            html = httpx.get(f"{base}{page}").text
+            assert "cdn.jsdelivr.net" not in html and "unpkg.com" not in html
+            url = next(part for part in html.split('"') if part.endswith(asset))
+            answer = httpx.get(f"{base}{url}")
+            assert answer.status_code == 200 and len(answer.content) > 100_000

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from embedops import __version__
 from embedops.serve import errors
@@ -62,12 +63,15 @@ def create_app(settings: ServeSettings | None = None, api: Embedops | None = Non
                          daemon=True).start()
         yield
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) load their JS and CSS from the installed
+    # fastapi-offline package (under /static-offline-docs), never from a CDN: they work offline.
+    app = FastAPIOffline(
         title="embedops",
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
         docs_url="/docs",
+        redoc_url="/redoc",
         openapi_url="/openapi.json",
     )
     app.state.ctx = ctx
