@@ -18,9 +18,10 @@ its snapshot semantics as thin pointers:
   quarantined, never served). An unreachable Milvus is ``Unavailable`` instead (nothing is
   quarantined; the caller answers 503 and tries again later).
 * ``activate_saved`` points a Milvus **alias** (one per embedops collection and model version,
-  see ``milvus_params.alias_name``) at a saved index's collection: the snapshot store calls it before it swaps
-  ``CURRENT`` on publish and rollback, so other Milvus readers follow the served snapshot, and a
-  failed build never moves it. ``release_saved`` drops the collection of a pruned snapshot.
+  see ``milvus_params.alias_name``) at a saved index's collection: the snapshot store calls it
+  before it swaps ``CURRENT`` on publish and rollback, so other Milvus readers follow the
+  served snapshot, and a failed build never moves it. ``release_saved`` drops the collection
+  of a pruned snapshot.
 
 Cosine vectors are stored l2-normalized and searched by inner product; ``l2`` scores are minus
 Milvus's squared distances. Items may carry metadata (``build(..., metadata=)``), stored in the
