@@ -1,4 +1,8 @@
-"""Progress bars for long work (rich), silenced by ``--quiet`` or when not on a terminal."""
+"""Progress bars for long work (rich), silenced by ``--quiet`` or when not on a terminal.
+
+This is the one progress display of embedops: the command line turns off the tqdm bars of the
+libraries it drives (``embedops.logs``), so bars never interleave. ``EMBEDOPS_PROGRESS=1``
+keeps the bars when stderr is not a terminal (a CI log that wants them)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 _QUIET = {"value": os.environ.get("EMBEDOPS_QUIET", "") not in ("", "0")}
+FORCE_ENV = "EMBEDOPS_PROGRESS"
 
 
 def set_quiet(quiet: bool) -> None:
@@ -17,7 +22,15 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
+    """True when progress output is off (``--quiet`` or ``$EMBEDOPS_QUIET``)."""
     return _QUIET["value"]
+
+
+def _shown(quiet: bool | None) -> bool:
+    """Whether a bar is drawn: not quiet, and stderr a terminal (or ``$EMBEDOPS_PROGRESS``)."""
+    if quiet if quiet is not None else is_quiet():
+        return False
+    return sys.stderr.isatty() or os.environ.get(FORCE_ENV, "") not in ("", "0")
 
 
 class _NullTask:
@@ -43,11 +56,12 @@ class _Task:
 def progress_bar(
     description: str, total: float | None, unit: str = "items", quiet: bool | None = None
 ) -> Iterator[_Task | _NullTask]:
-    """A progress bar with rate (``unit``/s) and ETA on stderr; a no-op when quiet.
+    """A progress bar with rate (``unit``/s) and ETA on stderr; a no-op when quiet or when
+    stderr is not a terminal.
 
     Use ``task.advance(n)`` as work completes.
     """
-    if quiet if quiet is not None else is_quiet():
+    if not _shown(quiet):
         yield _NullTask()
         return
     from rich.console import Console

@@ -259,3 +259,18 @@ def test_api_docs_load_their_assets_from_the_package_not_a_cdn(workspace: Worksp
             url = next(part for part in html.split('"') if part.endswith(asset))
             answer = httpx.get(f"{base}{url}")
             assert answer.status_code == 200 and len(answer.content) > 100_000
+
+
+def test_one_progress_display_only_on_a_terminal(monkeypatch, capsys) -> None:
+    from embedops import progress
+
+    with progress.progress_bar("work", 3, quiet=False) as task:  # stderr is captured: no tty
+        task.advance(3)
+    assert type(task).__name__ == "_NullTask" and capsys.readouterr().err == ""
+    monkeypatch.setenv(progress.FORCE_ENV, "1")
+    with progress.progress_bar("work", 3, quiet=False) as task:
+        task.advance(3)
+    assert type(task).__name__ == "_Task" and "work" in capsys.readouterr().err
+    with progress.progress_bar("work", 3, quiet=True) as task:
+        task.advance(3)
+    assert type(task).__name__ == "_NullTask"
