@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/embedops --home $(DEMO_HOME) quickstart
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -n 2 --timeout 900
+	$(PY) -m pytest -q -n 2 --dist loadgroup --timeout 900
 
 # The torture suite at length: many random kill -9 points per command (`make test` runs one of
 # each in tests/torture). SOAK_KILLS sets how many.

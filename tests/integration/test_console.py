@@ -22,6 +22,10 @@ from embedops.serve.app import create_app
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings
 
+# One worker builds the workspace and runs every test of this module (make test: --dist
+# loadgroup); two workers would each build it and contend for the same two cores.
+pytestmark = pytest.mark.xdist_group("console")
+
 SCRIPT = "<script>window.__pwned=1;alert(1)</script>"
 ESCAPED = "&lt;script&gt;window.__pwned=1;alert(1)&lt;/script&gt;"
 
