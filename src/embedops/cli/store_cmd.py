@@ -160,7 +160,7 @@ def _register_ingest(app: typer.Typer) -> None:
         text_field: str = typer.Option("text", "--text-field", help="Field holding the text."),
         fmt: str | None = typer.Option(None, "--format", help=f"One of {', '.join(FORMATS)} "
                                        "(default: from the file name)."),
-        batch_size: int = typer.Option(256, "--batch-size", help="Items embedded and committed "
+        batch_size: int = typer.Option(1024, "--batch-size", help="Items embedded and committed "
                                        "per transaction."),
         delete_field: str | None = typer.Option(
             None, "--delete-field", help="Records with this field true delete their id."),

@@ -56,7 +56,7 @@ def ingest(
     *,
     id_field: str = "id",
     text_field: str = "text",
-    batch_size: int = 256,
+    batch_size: int = 1024,
     quiet: bool | None = None,
     fmt: str | None = None,
     delete_field: str | None = None,
