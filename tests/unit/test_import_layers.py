@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "embedops"
 BASE = {"errors", "types", "config", "fsio", "progress", "data"}
 STAGES = {"text", "models", "train", "vectors", "store", "index", "search", "evaluate"}
-LOOP = {"monitor", "lifecycle"}
+LOOP = {"monitor", "lifecycle", "usecases"}
 # The package root and embedops.api only re-export the engine for ``from embedops import ...``.
 SHELLS = {"cli", "serve", "client", "integrations", "__init__", "api"}
 # Plain data types (answers and records) that every layer may name, shells included.
