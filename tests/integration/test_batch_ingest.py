@@ -145,6 +145,6 @@ def test_executor_options_are_checked() -> None:
     with pytest.raises(InvalidInput, match="need --ray"):
         with batch_executor(False, "auto"):
             pass
-    for bad in ({"workers": 0}, {"batch_size": 0}, {"cpus_per_worker": 0}):
+    for bad in ({"workers": 0}, {"workers": True}, {"cpus_per_worker": 0}):
         with pytest.raises(InvalidInput):
             RayExecutor("local", **bad)  # type: ignore[arg-type]

@@ -161,3 +161,29 @@ def test_a_driver_killed_midway_and_run_again_stores_every_item_once(
         writes = conn.execute("SELECT COUNT(*), COUNT(DISTINCT item_pk) FROM lineage").fetchone()
     assert items == vectors == N
     assert writes[0] == writes[1] == N  # one write per item: none stored twice, none lost
+
+
+def test_rollout_start_with_ray_backfills_the_candidate(
+    cluster: str, glosses: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from embedops.cli.main import main
+
+    ws = _workspace(tmp_path)
+    with Embedops(ws) as eo:
+        eo.ingest("wn", glosses, quiet=True)
+    publish_lee_model(ws, dim=24)  # lee@2: the version to roll out
+    monkeypatch.setenv("EMBEDOPS_HOME", str(ws.home))
+    monkeypatch.setenv("EMBEDOPS_QUIET", "1")
+    capsys.readouterr()
+    assert main(["rollout", "start", "wn", "--model", "lee@2", "--ray", "--ray-address",
+                 cluster, "--ray-workers", "1", "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["phase"] == "canary" and state["backfill"] == {"done": N, "total": N}
+    with Embedops(ws) as eo:
+        assert eo.missing_vectors("wn", "lee@2") == []
+        items = eo.peek("wn", 50)
+        ids, vectors = eo.load_vectors("wn", "lee@2", [it.id for it in items])
+        want = eo.embed([it.text for it in items], "lee@2")
+        np.testing.assert_allclose(np.asarray(vectors), want, rtol=0, atol=1e-6)
+        assert ids == [it.id for it in items]

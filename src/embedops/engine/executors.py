@@ -5,13 +5,14 @@ still goes through the engine's one write rule (``engine/items.py``) and the cat
 transactions.
 
 * ``LocalExecutor`` (the default) embeds each window with the engine's cached encoders.
-* ``RayExecutor`` runs Ray Data over the planned windows: each window's rows (id, text and
-  what the driver needs to write them) become Arrow blocks in Ray's object store, sorted by text
-  length within a block (length-bucketed batches: little padding for transformers), then
-  ``map_batches`` on a pool of actors that each load the model versions once (the model files
-  travel through the object store, so workers need no shared disk), and the vectors stream back
-  to the driver in order. ``address="local"`` starts an in-process cluster; anything else
-  (``auto``, ``ray://head:10001``, ``head:6379``) connects to one.
+* ``RayExecutor`` runs Ray Data over the planned windows: each window's texts become one Arrow
+  block in Ray's object store, ``map_batches`` hands each block whole to one of a pool of
+  actors that each load the model versions once (the model files travel through the object
+  store, so workers need no shared disk); the encoder sorts a window's texts by length and
+  batches them (length bucketing) exactly as in process, so the vectors are the ones a local
+  ingest stores; they stream back to the driver in order. ``address="local"`` starts an
+  in-process cluster; anything else (``auto``, ``ray://head:10001``, ``head:6379``) connects
+  to one.
 
 Resumable by construction: the driver commits window by window, and a re-run plans against the
 catalog, so a killed driver or a lost worker, run again, stores every item exactly once. Ray is
@@ -34,8 +35,6 @@ from embedops.config import Workspace
 from embedops.engine.models import ModelHub
 from embedops.errors import DependencyMissing, InvalidInput, Unavailable
 
-#: Windows of one Ray block, the unit whose rows are sorted by length.
-BLOCK_WINDOWS = 4
 #: Rows planned ahead for one Ray Data run (bounds the driver's and the object store's memory).
 CHUNK_ROWS = 256 * 1024
 _VEC = "vec:"
@@ -100,20 +99,18 @@ class RayExecutor:
     """Embeds on a Ray cluster with Ray Data (see the module docstring).
 
     ``workers`` actors (default: one per CPU of the cluster, ``cpus_per_worker`` each) embed
-    ``batch_size`` texts a call."""
+    one window a call."""
 
     name = "ray"
 
     def __init__(self, address: str = "local", workers: int | None = None,
-                 batch_size: int = 128, cpus_per_worker: float = 1.0) -> None:
+                 cpus_per_worker: float = 1.0) -> None:
         if workers is not None and (isinstance(workers, bool) or workers < 1):
             raise InvalidInput(f"Ray workers must be a positive integer, got {workers!r}")
-        if not 1 <= batch_size <= 65536:
-            raise InvalidInput(f"Ray batch size must be in 1..65536, got {batch_size}")
         if not 0 < cpus_per_worker <= 256:
             raise InvalidInput(f"CPUs per Ray worker must be in (0, 256], got {cpus_per_worker}")
         self.address = address or "local"
-        self.workers, self.batch_size, self.cpus = workers, batch_size, float(cpus_per_worker)
+        self.workers, self.cpus = workers, float(cpus_per_worker)
         self._started = False
 
     def _ray(self) -> Any:
@@ -163,13 +160,13 @@ class RayExecutor:
              planned: list[Window]) -> Iterator[Embedded]:
         from embedops.engine.ray_data import run_blocks, to_blocks
 
-        refs = to_blocks(ray, planned, BLOCK_WINDOWS)
+        refs = to_blocks(ray, planned)
         if not refs:
             for window in planned:
                 yield window, _empty(hub, versions)
             return
         rows = run_blocks(ray, refs, model_files(hub, versions), list(versions),
-                          self._pool_size(ray), self.batch_size, self.cpus)
+                          self._pool_size(ray), self.cpus)
         yield from _reassemble(planned, rows, versions, hub)
 
     def close(self) -> None:

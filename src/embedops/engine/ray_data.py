@@ -1,5 +1,11 @@
-"""The Ray Data side of ``RayExecutor``: planned windows as length-sorted Arrow blocks in the
-object store, an actor that loads the model versions once, and the streamed results.
+"""The Ray Data side of ``RayExecutor``: planned windows as Arrow blocks in the object store (one
+window a block, one block a call), an actor that loads the model versions once, and the
+streamed results.
+
+A window reaches the encoder whole, as in process: the encoder sorts its texts by length and
+batches them (length bucketing), and batch composition is what a local ingest gets, so vectors
+are identical even for dynamically quantized (int8) transformers, whose outputs depend on
+what else is in the batch.
 
 Only ``RayExecutor`` imports this module, after ``ray`` itself imported fine.
 """
@@ -14,29 +20,24 @@ import numpy as np
 from embedops.engine.executors import _VEC, Window, load_models
 
 
-def to_blocks(ray: Any, windows: Sequence[Window], block_windows: int) -> list[Any]:
-    """Object refs of Arrow tables (``window``, ``pos``, ``text``), ``block_windows`` windows
-    each, rows sorted by text length so that each batch an actor embeds holds texts of similar
-    length (length bucketing)."""
+def to_blocks(ray: Any, windows: Sequence[Window]) -> list[Any]:
+    """Object refs of one Arrow table (``window``, ``pos``, ``text``) per window with texts."""
     import pyarrow as pa
 
     refs: list[Any] = []
-    todo = [w for w in windows if w.texts]
-    for start in range(0, len(todo), block_windows):
-        group = todo[start:start + block_windows]
-        keys = np.concatenate([np.full(len(w.texts), w.key, np.int64) for w in group])
-        pos = np.concatenate([np.arange(len(w.texts), dtype=np.int64) for w in group])
-        texts = [t for w in group for t in w.texts]
-        order = np.argsort(np.fromiter((len(t) for t in texts), np.int64, len(texts)),
-                           kind="stable")
-        table = pa.table({"window": keys[order], "pos": pos[order],
-                          "text": pa.array([texts[i] for i in order], pa.large_string())})
+    for window in windows:
+        if not window.texts:
+            continue
+        n = len(window.texts)
+        table = pa.table({"window": np.full(n, window.key, np.int64),
+                          "pos": np.arange(n, dtype=np.int64),
+                          "text": pa.array(window.texts, pa.large_string())})
         refs.append(ray.put(table))
     return refs
 
 
 class Embedder:
-    """A Ray Data actor: loads the model versions once, then embeds batch after batch."""
+    """A Ray Data actor: loads the model versions once, then embeds window after window."""
 
     def __init__(self, files: dict[str, bytes], versions: list[str]) -> None:
         self.versions = list(versions)
@@ -52,8 +53,9 @@ class Embedder:
 
 
 def run_blocks(ray: Any, refs: list[Any], files: dict[str, bytes], versions: list[str],
-               workers: int, batch_size: int, cpus: float) -> Iterator[dict[str, np.ndarray]]:
-    """Stream the embedded blocks back, in block order (``preserve_order``)."""
+               workers: int, cpus: float) -> Iterator[dict[str, np.ndarray]]:
+    """Stream the embedded blocks back, in block order (``preserve_order``); each block is one
+    actor call (``batch_size=None``)."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -61,6 +63,6 @@ def run_blocks(ray: Any, refs: list[Any], files: dict[str, bytes], versions: lis
     context.enable_progress_bars = False
     dataset = ray.data.from_arrow_refs(refs).map_batches(
         Embedder, fn_constructor_args=(files, versions),
-        compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers), batch_size=None,
         num_cpus=cpus, batch_format="numpy")
     yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
