@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= embedops-demo
 
-.PHONY: demo test soak lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
+.PHONY: demo test readme soak lint clean bench-static bench-gpu bench-vectors bench-encode bench-distill \
 	bench-store bench-index bench-search bench-serve bench-rollout browser bench-console
 
 $(STAMP): pyproject.toml
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadgroup --timeout 900
+
+# Every bash and python block of README.md, in order, in an empty folder (part of `make test`);
+# -s prints the time each block took.
+readme: $(STAMP)
+	$(PY) -m pytest -q -s --timeout 1800 tests/integration/test_readme.py
 
 # The torture suite at length: many random kill -9 points per command (`make test` runs one of
 # each in tests/torture). SOAK_KILLS sets how many.
