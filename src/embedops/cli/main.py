@@ -65,6 +65,7 @@ def _register_all() -> None:
         distill_cmd,
         encode_cmd,
         index_cmd,
+        loop_cmd,
         models_cmd,
         monitor_cmd,
         quickstart,
@@ -87,6 +88,7 @@ def _register_all() -> None:
         serve_cmd,
         monitor_cmd,
         rollout_cmd,
+        loop_cmd,
     ):
         module.register(app)
 
