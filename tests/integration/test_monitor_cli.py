@@ -79,6 +79,8 @@ def test_golden_lifecycle_and_gate(run, tmp_path, lines) -> None:
     assert 0.1 < body["scores"]["recall@10"] <= 1 and body["scores"]["mrr@10"] > 0
     code, out, _ = run("golden", "run", "lee", "lee-first", "--mode", "lexical")
     assert code == 0 and "recall@10" in out
+    code, out, _ = run("golden", "run", "lee", "lee-first", "--mode", "two-stage", "--json")
+    assert code == 0 and json.loads(out)["params"]["mode"] == "two_stage"
     r1, r10 = body["scores"]["recall@1"], body["scores"]["recall@10"]
     assert r1 < r10
     middle = f"{(r1 + r10) / 2:.4f}"
@@ -96,7 +98,8 @@ def test_golden_lifecycle_and_gate(run, tmp_path, lines) -> None:
     code, out, _ = run("golden", "history", "lee-first", "--json")
     history = json.loads(out)
     # Newest first; the refused runs (bad gates) never searched, so were not stored.
-    assert [h["params"]["mode"] for h in history] == ["dense", "dense", "lexical", "dense"]
+    assert [h["params"]["mode"] for h in history] == ["dense", "dense", "two_stage", "lexical",
+                                                      "dense"]
 
 
 def test_golden_bad_inputs(run, tmp_path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from embedops.engine import Embedops
+from embedops.engine.checks import check_mode
 from embedops.errors import EmbedopsError, InvalidInput, NotFound
 from embedops.evaluate.retrieval import evaluate_run
 from embedops.monitor.db import GoldenQuery, MonitorDB, RunRecord
@@ -137,6 +138,7 @@ def run_golden(api: Embedops, db: MonitorDB, collection: str, set_name: str,
                model_version: str | None = None, quiet: bool | None = None) -> RunRecord:
     """Evaluate set ``set_name`` on ``collection`` through ``api.search`` and store the run."""
     cut = check_ks(ks)
+    mode = check_mode(mode)  # one spelling in the stored history: two-stage → two_stage
     queries = db.queries(set_name, api)
     if not queries:
         raise NotFound(f"golden set '{set_name}' has no queries",
