@@ -139,3 +139,34 @@ def _cli(home: Path, *args: str, env: dict[str, str] | None = None
     full = {**os.environ, HOME_ENV: str(home), "EMBEDOPS_QUIET": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "embedops.cli.main", *args], env=full,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_http_migrate_with_search_answering(home: Path) -> None:
+    import httpx
+    from serve_helpers import running_server, wait_until
+
+    from embedops.serve.app import create_app
+    from embedops.serve.settings import ServeSettings
+
+    app = create_app(ServeSettings(home=str(home), auth=False, warmup=False))
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as c:
+        plan = c.post("/v1/collections/docs/migrate", json={"to": "lee@2", "dry_run": True})
+        assert plan.status_code == 200, plan.text
+        assert plan.json()["plan"]["target"] == "lee@2"
+        bad = c.post("/v1/collections/docs/migrate", json={"to": "lee@9"})
+        assert bad.status_code == 404, bad.text
+        started = c.post("/v1/collections/docs/migrate",
+                         json={"to": "lee@2", "min_traffic": 0, "canary_seconds": 0.5})
+        assert started.status_code == 202, started.text
+        codes: list[int] = []
+
+        def finished() -> bool:
+            codes.append(c.post("/v1/collections/docs/search",
+                                json={"query": "police", "k": 3}).status_code)
+            return bool(c.get("/v1/collections/docs/migrate").json()["migration"]["step"]
+                        == "done")
+
+        wait_until(finished, timeout=60, what="migration done")
+        assert set(codes) == {200}
+        assert c.post("/v1/collections/docs/search", json={"query": "police", "k": 3}
+                      ).json()["model_version"] == "lee@2"

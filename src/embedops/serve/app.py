@@ -94,6 +94,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_embed,
         routes_health,
         routes_index,
+        routes_migrate,
         routes_monitor,
         routes_openai,
         routes_rollout,
@@ -112,6 +113,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_collections,
         routes_index,
         routes_rollout,
+        routes_migrate,
         routes_monitor,
     ):
         app.include_router(module.router)
