@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,21 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY, collection TEXT NOT NULL, model_version TEXT,
             report TEXT NOT NULL, created_at REAL NOT NULL)""",
         "CREATE INDEX drift_reports_coll ON drift_reports (collection, created_at)",
+    ],
+    [
+        # Leases elect the one worker of a deployment that runs a schedule (monitor.leases);
+        # ``last_slot`` is the interval a schedule last ran in, so each interval runs once.
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL,
+            last_slot INTEGER NOT NULL DEFAULT -1, last_run_at REAL)""",
+        # User feedback on search results (monitor.feedback): one row per event id.
+        """CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, collection TEXT NOT NULL,
+            query_id TEXT NOT NULL, model_version TEXT, kind TEXT NOT NULL, item_id TEXT,
+            rank INTEGER, value REAL, shown TEXT NOT NULL DEFAULT '[]', query BLOB,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX feedback_coll ON feedback (collection, created_at)",
+        "CREATE INDEX feedback_query ON feedback (collection, query_id)",
     ],
 ]
 
@@ -180,6 +195,19 @@ class MonitorDB:
                 for statement in MIGRATIONS[number - 1]:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``) on this thread's connection, for the
+        monitor modules that keep their own tables here (leases, feedback)."""
+        return self._write()
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (reads)."""
+        return self._conn()
+
+    def engine(self) -> Embedops:
+        """The engine that seals and unseals texts of encrypted collections."""
+        return self._engine()
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -1,10 +1,16 @@
-"""Monitoring inside the server: golden sets evaluated on a schedule, and the gauges of the
-latest golden runs and drift reports at /metrics.
+"""Monitoring inside the server: golden sets evaluated and drift checked on a schedule, and the
+gauges of the latest golden runs and drift reports at /metrics.
 
 The scheduler is one daemon thread started and stopped with the app's lifespan. Every
 ``golden_interval_s`` it runs each golden set that names a collection (``golden create NAME
 --collection C``) through the same facade search the clients use, and stores the run, so the
-history, the CLI and /metrics all see it.
+history, the CLI and /metrics all see it. Every ``drift_interval_s`` it compares each
+collection's items written in the last ``drift_window_s`` with the older ones and stores the
+drift report (the ``embedops_drift_*`` gauges the alert rules read).
+
+Schedules run once per deployment, not once per worker: each worker's thread wakes several
+times per interval and runs a job only when ``monitor.leases.Leases.claim`` elects it (one
+holder per job, one run per interval, taken over when the holder stops or dies).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(LOGGER)
 INTERVAL_ENV = "EMBEDOPS_GOLDEN_INTERVAL_S"
+DRIFT_INTERVAL_ENV = "EMBEDOPS_DRIFT_INTERVAL_S"
+GOLDEN_JOB, DRIFT_JOB = "schedule.golden", "schedule.drift"
 _DRIFT_GAUGES = (
     ("detected", "1 when the latest drift check of the collection flagged drift", "drifted"),
     ("mmd_pvalue", "Permutation p-value of the latest MMD test", "mmd_pvalue"),
@@ -38,27 +47,44 @@ _DRIFT_GAUGES = (
 @dataclass(frozen=True)
 class MonitorSettings:
     """``golden_interval_s``: seconds between scheduled golden runs (0 = off); ``ks`` and
-    ``mode``: how they search. Round-trips ``MonitorSettings(**d)``; ``from_env`` reads
-    ``$EMBEDOPS_GOLDEN_INTERVAL_S``."""
+    ``mode``: how they search; ``drift_interval_s``: seconds between scheduled drift checks
+    (0 = off) of the last ``drift_window_s`` against the items before it. Round-trips
+    ``MonitorSettings(**d)``; ``from_env`` reads ``$EMBEDOPS_GOLDEN_INTERVAL_S`` and
+    ``$EMBEDOPS_DRIFT_INTERVAL_S``."""
 
     golden_interval_s: float = 0.0
     ks: tuple[int, ...] = (1, 10)
     mode: str = "dense"
+    drift_interval_s: float = 0.0
+    drift_window_s: float = 86_400.0
 
     def __post_init__(self) -> None:
-        if self.golden_interval_s < 0:
-            raise InvalidInput(f"golden_interval_s must be >= 0, got {self.golden_interval_s}")
+        for name in ("golden_interval_s", "drift_interval_s"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.drift_window_s <= 0:
+            raise InvalidInput(f"drift_window_s must be > 0, got {self.drift_window_s}")
         object.__setattr__(self, "ks", tuple(self.ks))
 
     @classmethod
     def from_env(cls) -> MonitorSettings:
         """Settings from the environment (defaults where unset)."""
-        raw = os.environ.get(INTERVAL_ENV, "0") or "0"
-        try:
-            return cls(golden_interval_s=float(raw))
-        except ValueError as exc:
-            raise InvalidInput(f"${INTERVAL_ENV} must be a number of seconds, got {raw!r}") \
-                from exc
+        values = {}
+        for env, name in ((INTERVAL_ENV, "golden_interval_s"),
+                          (DRIFT_INTERVAL_ENV, "drift_interval_s")):
+            raw = os.environ.get(env, "0") or "0"
+            try:
+                values[name] = float(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"${env} must be a number of seconds, got {raw!r}") from exc
+        return cls(golden_interval_s=values["golden_interval_s"],
+                   drift_interval_s=values["drift_interval_s"])
+
+    def jobs(self) -> dict[str, float]:
+        """The scheduled jobs that are on, with their intervals."""
+        return {job: interval for job, interval in ((GOLDEN_JOB, self.golden_interval_s),
+                                                    (DRIFT_JOB, self.drift_interval_s))
+                if interval > 0}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,36 +109,80 @@ def run_scheduled(api: Embedops, db: MonitorDB, settings: MonitorSettings) -> in
     return done
 
 
+def run_drift(api: Embedops, db: MonitorDB, settings: MonitorSettings,
+              now: float | None = None) -> int:
+    """Check every collection for drift: items written in the last ``drift_window_s`` against
+    the older ones; returns how many reports were stored (a collection with too few items on
+    either side is skipped)."""
+    from embedops.monitor.checks import Window, collection_drift
+
+    cut = (time.time() if now is None else now) - settings.drift_window_s
+    done = 0
+    for info in api.collections.list():
+        try:
+            collection_drift(api, info.name, Window(None, cut), Window(cut, None), db=db)
+            done += 1
+        except EmbedopsError as exc:
+            log.info("scheduled drift check skipped",
+                     extra={"fields": {"collection": info.name, "error": exc.code}})
+    return done
+
+
 class GoldenScheduler:
-    """A daemon thread that calls ``run_scheduled`` every interval until ``stop``."""
+    """A daemon thread that runs the scheduled golden runs and drift checks, each once per
+    interval across every worker sharing the workspace (``monitor.leases``), until ``stop``.
+    ``runs`` counts the golden runs this worker stored, ``executions`` the jobs it ran."""
 
     def __init__(self, api_of: Callable[[], Embedops], db: MonitorDB,
-                 settings: MonitorSettings) -> None:
+                 settings: MonitorSettings, holder: str | None = None) -> None:
+        from embedops.monitor.leases import Leases
+
         self._api_of, self._db, self.settings = api_of, db, settings
+        self.leases = Leases(db, holder)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0
+        self.executions: dict[str, int] = {}
 
     def start(self) -> None:
-        """Start the thread (no-op when the interval is 0)."""
-        if self.settings.golden_interval_s <= 0 or self._thread is not None:
+        """Start the thread (no-op when every interval is 0)."""
+        if not self.settings.jobs() or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._loop, name="golden-scheduler", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.golden_interval_s):
-            try:
-                self.runs += run_scheduled(self._api_of(), self._db, self.settings)
-            except Exception:  # the server must outlive a failing check; the log says why
-                log.exception("scheduled golden runs failed")
+        jobs = self.settings.jobs()
+        # Wake several times per interval: a worker that takes over a dead holder's lease
+        # then runs within a fraction of an interval of the slot it claims.
+        tick = min(max(min(jobs.values()) / 4, 0.05), 30.0)
+        while not self._stop.wait(tick):
+            for job, interval in jobs.items():
+                try:
+                    if self.leases.claim(job, interval):
+                        self._run(job)
+                except Exception:  # the server must outlive a failing check; the log says why
+                    log.exception("scheduled job failed", extra={"fields": {"job": job}})
+
+    def _run(self, job: str) -> None:
+        self.executions[job] = self.executions.get(job, 0) + 1
+        if job == GOLDEN_JOB:
+            self.runs += run_scheduled(self._api_of(), self._db, self.settings)
+        else:
+            run_drift(self._api_of(), self._db, self.settings)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the thread to stop and wait for it."""
+        """Ask the thread to stop, wait for it, and hand its leases over."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            for job in self.settings.jobs():
+                try:
+                    self.leases.release(job)
+                except Exception:  # noqa: BLE001 - the lease expires by itself
+                    log.warning("could not release a schedule lease",
+                                extra={"fields": {"job": job}})
 
 
 class MonitorCollector:
