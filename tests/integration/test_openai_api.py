@@ -253,3 +253,18 @@ def test_transformer_vectors_tokens_and_token_ids(minilm_served: dict[str, Any])
         client.embeddings.create(model=ref, input=[[101, 10**9]])
     with pytest.raises(openai.BadRequestError, match="not Matryoshka-trained"):
         client.embeddings.create(model=ref, input="a", dimensions=128)
+
+
+def test_the_envelope_types_follow_the_status() -> None:
+    import json
+
+    from embedops.serve.errors import is_openai, openai_envelope
+
+    kinds = {status: json.loads(openai_envelope(status, "c", "m").body)["error"]["type"]
+             for status in (400, 401, 403, 404, 413, 422, 429, 500)}
+    assert kinds == {400: "invalid_request_error", 401: "authentication_error",
+                     403: "permission_error", 404: "invalid_request_error",
+                     413: "invalid_request_error", 422: "invalid_request_error",
+                     429: "rate_limit_error", 500: "server_error"}
+    assert openai_envelope(422, "c", "m").status_code == 400
+    assert is_openai("/v1/models/lee@1") and not is_openai("/v1/modelsx")

@@ -5,7 +5,8 @@ OpenAI's request and response shapes, so that the ``openai`` SDK, LangChain's
 (``base_url=http://host:port/v1``, ``api_key=<embedops key>``). Errors leave in OpenAI's envelope
 (see ``serve.errors``). Each route only translates HTTP to calls of the engine and back: the
 embedding is ``Embedops.embed`` (one call per request, length-bucketed by the encoder) through
-the same query cache, metrics and ``X-Model-Version`` header as ``/v1/embed``.
+the same query cache, metrics and ``X-Model-Version`` header as ``/v1/embed``; concurrent
+requests for one model share encodes (``serve.coalesce``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from embedops.engine.options import ModelVersion
 from embedops.errors import EmbedopsError
 from embedops.serve.auth import READ
+from embedops.serve.coalesce import Coalescer, coalescer_for
 from embedops.serve.encoders import caching
 from embedops.serve.limits import check_batch, check_texts
 from embedops.serve.logging import LOGGER
@@ -61,7 +63,8 @@ exact version. The model named is the model that answers: rollouts are per colle
 wordpiece ids the model runs on, `[CLS]` and `[SEP]` included, after truncation to its
 `max_seq_length`; for static models the words its tokenizer splits out. Token-id inputs are
 decoded with the model's tokenizer first (transformer models only). Every input of a request is
-encoded in one call, batched by length. At most `--max-batch` inputs of `--max-text-chars`
+encoded in one call, batched by length, together with those of concurrent requests for the same
+model. At most `--max-batch` inputs of `--max-text-chars`
 characters each (413 above)."""
 
 
@@ -85,6 +88,16 @@ def _texts(api: Any, body: EmbeddingsRequest, version: str) -> list[str]:
     ids = [value] if isinstance(value[0], int) else value
     with _about("input"):
         return list(api.models.decode_tokens(ids, version))
+
+
+def _coalescer(request: Request) -> Coalescer:
+    """The app's Coalescer: concurrent requests for one model share encodes."""
+    ctx = request.app.state.ctx
+
+    def encode(texts: list[str], model: str) -> np.ndarray:
+        return np.asarray(ctx.api.embed(texts, model=model), dtype=np.float32)
+
+    return coalescer_for(request.app, encode)
 
 
 def _data(vectors: np.ndarray, encoding_format: str) -> list[dict[str, Any]]:
@@ -135,7 +148,7 @@ def create_embeddings(request: Request, body: EmbeddingsRequest, _: Any = READ) 
         texts = _texts(api, body, version)
         check_texts(ctx.settings, texts, "input")
     with caching():
-        vectors = np.asarray(api.embed(texts, model=version), dtype=np.float32)
+        vectors = _coalescer(request).embed(texts, version)
     counts = api.models.count_tokens(texts, version)
     _observe(ctx, version, vectors, counts.oov, counts.tokens)
     if body.dimensions is not None:
