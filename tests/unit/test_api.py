@@ -296,3 +296,10 @@ def test_ids_where_and_delete_where(eo: Embedops) -> None:
         eo.delete_where("lee", {})
     assert eo.delete_where("lee", {"w": {"in": [0, 1]}}) == 2
     assert eo.ids_where("lee", {"w": {"lte": 2}}) == ["w2"]
+
+
+def test_an_empty_collection_builds_any_kind(eo: Embedops) -> None:
+    eo.collections.create("empty", "w2v")
+    for kind in ("hnsw", "ivf", "sq8"):
+        assert eo.build_index("empty", kind, quiet=True)["count"] == 0
+        assert eo.search("empty", "fire").hits == []

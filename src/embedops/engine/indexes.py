@@ -104,7 +104,7 @@ class IndexManager:
         started = time.time()
         position = catalog_position(self.catalog, collection)
         ids, vectors = self.catalog.load_vectors(collection, version)
-        if not ids and (kind != DEFAULT_KIND or info.item_count):
+        if not ids and info.item_count:
             raise Unavailable(
                 f"collection '{collection}' has {info.item_count} items but no {version} "
                 f"vectors to build a {kind} index from",
