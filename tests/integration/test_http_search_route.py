@@ -83,7 +83,7 @@ def test_search_answers_with_hits_headers_and_the_key_id_in_the_log(served: dict
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["hits"][0]["id"] == "doc3" and len(body["hits"]) == 3
-    assert set(body) == {"model_version", "hits", "mode", "took_ms", "cache_hit"}
+    assert set(body) == {"model_version", "hits", "mode", "took_ms", "cache_hit", "query_id"}
     assert resp.headers["x-model-version"] == "lee@1" == body["model_version"]
     assert resp.headers["x-request-id"] == "search-1"
     assert resp.headers["content-type"] == "application/json"

@@ -5,6 +5,7 @@ The HTTP layer turns them into JSON with ``to_dict()``; the CLI prints them.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +32,14 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchResponse:
-    """The hits of one query, best first, with the mode and model version that produced them."""
+    """The hits of one query, best first, with the mode and model version that produced them.
+    ``query_id`` names this answer: feedback on its hits (clicks, grades) refers to it."""
 
     hits: list[Hit]
     model_version: str | None
     mode: str
     took_ms: float
+    query_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with ``hits`` as a list of dicts."""
@@ -45,6 +48,7 @@ class SearchResponse:
             "model_version": self.model_version,
             "mode": self.mode,
             "took_ms": self.took_ms,
+            "query_id": self.query_id,
         }
 
     @classmethod
@@ -55,4 +59,5 @@ class SearchResponse:
             model_version=data.get("model_version"),
             mode=data["mode"],
             took_ms=float(data["took_ms"]),
+            query_id=str(data.get("query_id") or uuid.uuid4().hex),
         )
