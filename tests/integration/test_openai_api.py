@@ -268,3 +268,16 @@ def test_the_envelope_types_follow_the_status() -> None:
                      429: "rate_limit_error", 500: "server_error"}
     assert openai_envelope(422, "c", "m").status_code == 400
     assert is_openai("/v1/models/lee@1") and not is_openai("/v1/modelsx")
+
+
+def test_user_is_logged_as_a_hash_only(served: dict[str, Any],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    import hashlib
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="embedops.serve"):
+        _client(served).embeddings.create(model="lee", input="a", user="ann@example.com")
+    fields = [getattr(r, "fields", {}) for r in caplog.records]
+    digest = hashlib.sha256(b"ann@example.com").hexdigest()[:16]
+    assert any(f.get("user_sha256") == digest for f in fields)
+    assert "ann@example.com" not in caplog.text + str(fields)
