@@ -11,6 +11,7 @@ The embedded default needs nothing but a folder: ``$EMBEDOPS_HOME`` (default ``.
     audit.jsonl                    admin actions, one JSON line each
     rollouts/                      rollout state per collection
     postprocess/                   fitted post-processing (PCA) per model version
+    usecases/<kind>/<name>/<n>/    use-case artefacts (classifiers, maps): manifest + safetensors
     .staging/                      artifacts being written (renamed into place when complete)
 """
 
@@ -77,6 +78,11 @@ class Workspace:
     def postprocess_dir(self) -> Path:
         """Fitted post-processing steps, per model version."""
         return self.home / "postprocess"
+
+    @property
+    def usecases_dir(self) -> Path:
+        """Artefacts of the use cases (classifiers, maps), versioned per name."""
+        return self.home / "usecases"
 
     def collection_dir(self, collection: str) -> Path:
         """The index folder of ``collection`` (its two-stage settings and one snapshot folder

@@ -1,0 +1,117 @@
+"""Use cases end to end on real data (shipped WordNet glosses, a word2vec model trained on them):
+Python API, CLI and HTTP, and the errors for bad input."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from usecases_data import build
+
+from embedops.config import HOME_ENV, Workspace
+from embedops.engine.facade import Embedops
+from embedops.errors import InvalidInput, NotFound, VersionMismatch
+from embedops.usecases import classify, cluster, recommend
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return build(tmp_path_factory.mktemp("usecases") / "ws")
+
+
+@pytest.fixture
+def eo(built: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Embedops]:
+    home = tmp_path / "ws"
+    shutil.copytree(built.home, home)
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.setenv("EMBEDOPS_QUIET", "1")
+    with Embedops(home=home) as api:
+        yield api
+
+
+# -- classify ---------------------------------------------------------------------------------
+def test_classify_train_predict_and_manifest(eo: Embedops) -> None:
+    clf = classify.train(eo, "wn", label_field="pos", name="pos", c=10.0)
+    m = clf.manifest
+    assert m["ref"] == "pos@1" and m["model_version"] == "w2v@1" and m["parent"] is None
+    assert sorted(m["labels"]) == ["adj", "adv", "noun", "verb"]
+    assert m["metrics"]["accuracy"] > 0.25  # four balanced classes: better than chance
+    assert len(m["metrics"]["confusion"]) == 4 and m["test_count"] >= 4
+    again = classify.train(eo, "wn", label_field="pos", name="pos")
+    assert again.manifest["ref"] == "pos@2" and again.manifest["parent"] == "pos@1"
+    preds = classify.predict_texts(eo, "pos@1", ["in a quick manner", "to move fast"], k=3)
+    assert all(len(p.top) == 3 and p.label == p.top[0][0] for p in preds)
+    assert all(abs(sum(q for _, q in p.top) - 1) < 1 for p in preds)
+    none = classify.predict_texts(eo, "pos", ["in a quick manner"], threshold=1.0)
+    assert none[0].label is None and none[0].to_dict()["abstained"]
+    ev = classify.evaluate(eo, "pos", ["in a quick manner"], ["adv"], threshold=0.0)
+    assert ev["abstain_rate"] == 0.0 and 0 <= ev["false_routing_rate"] <= 1
+
+
+def test_classify_refuses_bad_input(eo: Embedops) -> None:
+    with pytest.raises(InvalidInput, match="no item .* 'nope'"):
+        classify.train(eo, "wn", label_field="nope")
+    with pytest.raises(InvalidInput, match="not in collection"):
+        classify.train(eo, "wn", labels={"missing-id": "x"})
+    with pytest.raises(NotFound, match="no classifiers 'ghost'"):
+        classify.predict_texts(eo, "ghost", ["x"])
+    clf = classify.train(eo, "wn", label_field="pos", name="pos")
+    with pytest.raises(InvalidInput, match="unknown to classifier"):
+        classify.evaluate(eo, "pos", ["a thing"], ["noun.artifact"])
+    with pytest.raises(VersionMismatch, match="trained on w2v@1"):
+        clf.predict(np.zeros((1, 32), np.float32), "minilm@1")
+    ids = eo.ids_where("wn", {"pos": "noun"})[:3]
+    one = {i: "x" for i in ids}
+    with pytest.raises(InvalidInput, match="at least 2 labels"):
+        classify.train(eo, "wn", labels=one)
+
+
+# -- recommend --------------------------------------------------------------------------------
+def test_more_like_this_excludes_filters_and_diversifies(eo: Embedops) -> None:
+    verbs = eo.ids_where("wn", {"pos": "verb"})[:3]
+    hits = recommend.more_like_this(eo, "wn", verbs, k=10)
+    assert len(hits) == 10 and not set(verbs) & {h.id for h in hits}
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    filt = recommend.more_like_this(eo, "wn", verbs, k=5, filters={"pos": "adv"})
+    assert filt and all(h.metadata["pos"] == "adv" for h in filt)
+    skip = [h.id for h in hits[:2]]
+    assert not set(skip) & {h.id for h in recommend.more_like_this(eo, "wn", verbs, exclude=skip)}
+    diverse = recommend.more_like_this(eo, "wn", verbs, k=10, diversity=0.7)
+    assert len(diverse) == 10 and [h.id for h in diverse] != [h.id for h in hits]
+    weighted = recommend.recommend(eo, "wn", {verbs[0]: 5.0, verbs[1]: 1.0},
+                                   negative=[verbs[2]], k=3)
+    assert len(weighted) == 3
+
+
+def test_recommend_refuses_empty_profile(eo: Embedops) -> None:
+    with pytest.raises(InvalidInput, match="profile is empty"):
+        recommend.more_like_this(eo, "wn", [])
+    with pytest.raises(InvalidInput, match="are in collection"):
+        recommend.more_like_this(eo, "wn", ["no-such-id"])
+    with pytest.raises(InvalidInput, match="diversity"):
+        recommend.more_like_this(eo, "wn", eo.item_ids("wn")[:1], diversity=2.0)
+
+
+# -- cluster ----------------------------------------------------------------------------------
+def test_cluster_sweep_names_scores_and_stores(eo: Embedops) -> None:
+    report = cluster.cluster(eo, "wn", k=[2, 4], label_field="pos", store=True)
+    assert report.k in (2, 4) and set(report.silhouette) == {2, 4}
+    assert sum(c.size for c in report.clusters) == eo.count("wn")
+    assert all(c.terms and c.central for c in report.clusters)
+    assert report.nmi is not None and 0 <= report.nmi <= 1 and report.ari is not None
+    key = report.metadata_key
+    assert key == "cluster_w2v_1"
+    first = report.clusters[0]
+    assert set(eo.ids_where("wn", {key: first.cluster})) == {
+        i for i, c in report.assignments.items() if c == first.cluster}
+
+
+def test_cluster_refuses_too_few_items(eo: Embedops) -> None:
+    with pytest.raises(InvalidInput, match="too few items to cluster"):
+        cluster.cluster(eo, "wn", k=4, filters={"lemma": "entity"})
+    with pytest.raises(InvalidInput, match="k must be"):
+        cluster.cluster(eo, "wn", k=1)
