@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "embedops"
-BASE = {"errors", "types", "config", "fsio", "progress", "data"}
+BASE = {"errors", "types", "config", "fsio", "progress", "data", "logs"}
 STAGES = {"text", "models", "train", "vectors", "store", "index", "search", "evaluate"}
 LOOP = {"monitor", "lifecycle", "usecases"}
 # The package root and embedops.api only re-export the engine for ``from embedops import ...``.

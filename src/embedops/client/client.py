@@ -20,8 +20,7 @@ import numpy as np
 from embedops.client.remote import Golden, RemoteCollections, Rollouts, api_path, items_body
 from embedops.client.transport import RetryPolicy, Transport
 from embedops.errors import InvalidInput
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
-from embedops.search.models import SearchResponse
+from embedops.search.models import DEFAULT_HYBRID_WEIGHT, SearchResponse
 from embedops.store.models import CollectionInfo
 
 
