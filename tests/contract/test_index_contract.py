@@ -219,7 +219,7 @@ def test_memory_is_reported(kind: str, data: np.ndarray):
         large.add(data[300:], np.arange(300, 600) + 1000)
         return (large.memory_bytes() - small.memory_bytes()) / 300
 
-    if kind in ("ivfpq", "sq8"):  # codebooks are fixed costs; each added vector is small
+    if kind in ("ivfpq", "sq8", "rabitq"):  # codebooks are fixed costs; each added vector is small
         assert per_vector(kind) < per_vector("flat") / 2
 
 
@@ -281,7 +281,7 @@ def test_wider_search_params_raise_recall(kind: str):
     assert wide >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["sq8", "ivfpq"])
+@pytest.mark.parametrize("kind", ["sq8", "ivfpq", "rabitq"])
 def test_rescore_factor_per_call(kind: str, data: np.ndarray):
     index = built(kind, data)
     queries = data[:30] + 0.2

@@ -1,8 +1,8 @@
 """ANN index backends (FAISS in process, Milvus external) and their checksummed snapshots.
 
 ``make_index(kind, dim, metric, params)`` builds an empty index of one backend (``flat``,
-``hnsw``, ``ivf``, ``ivfpq``, ``sq8`` over FAISS; ``milvus``); ``load_index(folder)`` reads one
-back. Every backend keeps the same contract, the ``Index`` protocol (see
+``hnsw``, ``ivf``, ``ivfpq``, ``sq8``, ``rabitq`` over FAISS; ``milvus``); ``load_index(folder)``
+reads one back. Every backend keeps the same contract, the ``Index`` protocol (see
 :mod:`embedops.index.protocol`): int64 ids, scores higher-is-better;
 :class:`~embedops.index.base.FaissIndex` and :class:`~embedops.index.milvus.MilvusIndex`
 implement it. A backend whose data lives outside the snapshot folder (Milvus) also has the
@@ -26,13 +26,15 @@ from embedops.index.ivfpq import IVFPQIndex, IVFPQParams
 from embedops.index.milvus import MilvusIndex
 from embedops.index.milvus_params import MilvusParams
 from embedops.index.protocol import Index
+from embedops.index.rabitq import RaBitQIndex, RaBitQParams
 from embedops.index.sq8 import SQ8Index, SQ8Params
 
 BACKENDS: dict[str, type[Any]] = {
-    cls.kind: cls for cls in (FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex, SQ8Index, MilvusIndex)
+    cls.kind: cls
+    for cls in (FlatIndex, HNSWIndex, IVFIndex, IVFPQIndex, SQ8Index, RaBitQIndex, MilvusIndex)
 }
 #: The backends that run in process (FAISS); the rest keep their data in a server.
-IN_PROCESS = ("flat", "hnsw", "ivf", "ivfpq", "sq8")
+IN_PROCESS = ("flat", "hnsw", "ivf", "ivfpq", "sq8", "rabitq")
 
 __all__ = [
     "BACKENDS",
@@ -43,6 +45,7 @@ __all__ = [
     "IVFParams",
     "Index",
     "MilvusParams",
+    "RaBitQParams",
     "SQ8Params",
     "activate_saved",
     "load_index",

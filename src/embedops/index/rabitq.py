@@ -1,0 +1,122 @@
+"""IVF with RaBitQ codes (FAISS ``IndexIVFRaBitQ``) plus exact rescoring.
+
+RaBitQ stores each vector as ``nb_bits`` bits per dimension (1 by default: 48 bytes for 384-d
+MiniLM, 1/32 of float32, plus two float factors per vector and the id in its cell) with an
+unbiased distance estimate and a known error bound. The estimate ranks neighbours coarsely, so
+``max(rescore_factor * k, 64)`` candidates are re-ranked exactly from the full vectors, kept in a
+memory-mapped ``vectors.npy`` next to the index (page cache, not index RAM; see
+:mod:`embedops.index.rescore`). The rescoring depth is a per-call knob, as is ``nprobe`` and
+``qb`` (bits per query coordinate; 0 = the query is kept in float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from embedops.index.base import F32, IdArray, faiss_metric
+from embedops.index.ivf import IVFIndex, _check_int
+from embedops.index.ivfpq import _row_lookup
+from embedops.index.rescore import Rescoring
+from embedops.index.sq8 import check_rescore
+
+
+@dataclass(frozen=True)
+class RaBitQParams:
+    """``nlist``/``nprobe`` as for ivf (0 = auto); ``nb_bits`` bits per dimension in RAM (1 or
+    2); ``qb`` bits per query coordinate (0 = float queries, 1..8 = quantized, faster);
+    ``rescore_factor`` candidates per result re-ranked exactly (0 = off); ``rescore_dtype`` of
+    the stored full vectors."""
+
+    nlist: int = 0
+    nprobe: int = 0
+    nb_bits: int = 1
+    qb: int = 0
+    rescore_factor: int = 10
+    rescore_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _check_int("rabitq nlist", self.nlist, 0, 1 << 20)
+        _check_int("rabitq nprobe", self.nprobe, 0, 1 << 20)
+        _check_int("rabitq nb_bits", self.nb_bits, 1, 2)
+        _check_int("rabitq qb", self.qb, 0, 8)
+        check_rescore(self.rescore_factor, self.rescore_dtype)
+
+
+class RaBitQIndex(Rescoring, IVFIndex):
+    """Compressed IVF index (<= 2 bits per dimension); trains its cells on the first vectors."""
+
+    kind = "rabitq"
+    params_cls = RaBitQParams
+    params: RaBitQParams
+    search_knobs: ClassVar[dict[str, tuple[int, int]]] = {
+        "nprobe": (1, 1 << 20), "qb": (0, 8), "rescore_factor": (0, 100),
+    }
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._new_store()
+        self._order: np.ndarray | None = None  # id -> row lookup, rebuilt after writes
+
+    def _new_index(self, n: int) -> Any:
+        import faiss
+
+        metric = faiss_metric(self.metric)
+        quantizer = faiss.IndexFlat(self.dim, metric)
+        index = faiss.IndexIVFRaBitQ(
+            quantizer, self.dim, self.nlist_for(n), metric, True, self.params.nb_bits
+        )
+        index.qb = self.params.qb
+        return index, quantizer
+
+    def _set_nprobe(self) -> None:
+        super()._set_nprobe()
+        self._index.qb = self.params.qb
+
+    def _faiss_params(self, tuning: dict[str, int] | None) -> Any:
+        """Per-call ``nprobe`` and ``qb`` (FAISS ``IVFRaBitQSearchParameters``), cached."""
+        if not tuning or not ("nprobe" in tuning or "qb" in tuning):
+            return None
+        nprobe = min(tuning.get("nprobe", int(self._index.nprobe)), int(self._index.nlist))
+        qb = tuning.get("qb", self.params.qb)
+        key = (nprobe << 4) | qb
+        params = self._probe_params.get(key)
+        if params is None:
+            import faiss
+
+            params = faiss.IVFRaBitQSearchParameters()  # type: ignore[attr-defined]
+            params.nprobe, params.qb = nprobe, qb
+            if len(self._probe_params) < 64:  # bounded: values come from callers
+                self._probe_params[key] = params
+        return params
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        super()._add(vecs, ids)
+        self._order = None
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        self._order = None
+        super()._after_remove(positions)
+
+    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each candidate id in ``self._ids`` (-1 stays -1), via a cached lookup."""
+        if self._order is None:
+            self._order = _row_lookup(self._ids)
+        lookup = self._order
+        if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
+            return lookup[labels]  # the table ends with -1, which label -1 indexes
+        sorted_ids = self._ids[lookup]
+        pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
+        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
+
+    def _extra_memory(self) -> int:
+        lookup = 0 if self._order is None else self._order.nbytes
+        return int(self._ids.nbytes + lookup)
+
+    def describe(self) -> dict[str, Any]:
+        """IVF description plus the bits per dimension held in RAM."""
+        out = super().describe()
+        out["bits_per_dim"] = self.params.nb_bits
+        return out
