@@ -20,10 +20,11 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedops.errors import InvalidInput
-from embedops.fsio import atomic_write_json
+from embedops.fsio import atomic_write_bytes, atomic_write_json
 from embedops.monitor.db import MonitorDB
 
 if TYPE_CHECKING:
@@ -143,14 +144,7 @@ class Feedback:
     def figures(self, collection: str | None = None) -> list[dict[str, Any]]:
         """Per collection and model version: events, answers with feedback, clicks, and the
         click-through rate (answers with a click / answers with any feedback)."""
-        where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
-        rows = self.db.connection().execute(
-            "SELECT collection, COALESCE(model_version, ''), COUNT(*), COUNT(DISTINCT query_id), "
-            "COUNT(DISTINCT CASE WHEN kind = 'click' THEN query_id END) FROM feedback "
-            f"{where} GROUP BY 1, 2 ORDER BY 1, 2", args).fetchall()
-        return [{"collection": c, "model_version": v or None, "events": n, "queries": q,
-                 "clicked_queries": k, "ctr": round(k / q, 6) if q else 0.0}
-                for c, v, n, q, k in rows]
+        return figures(self.db, collection)
 
     def mine(self, collection: str, min_evidence: int = 2, holdout: float = 0.2,
              max_negatives: int = 3) -> Mined:
@@ -205,6 +199,44 @@ class Feedback:
                     pair["negative"] = texts[negative]
                 out.append(pair)
         return out
+
+
+def figures(db: MonitorDB, collection: str | None = None) -> list[dict[str, Any]]:
+    """``Feedback.figures`` from the database alone (the metrics collector has no engine)."""
+    where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
+    rows = db.connection().execute(
+        "SELECT collection, COALESCE(model_version, ''), COUNT(*), COUNT(DISTINCT query_id), "
+        "COUNT(DISTINCT CASE WHEN kind = 'click' THEN query_id END) FROM feedback "
+        f"{where} GROUP BY 1, 2 ORDER BY 1, 2", args).fetchall()
+    return [{"collection": c, "model_version": v or None, "events": n, "queries": q,
+             "clicked_queries": k, "ctr": round(k / q, 6) if q else 0.0}
+            for c, v, n, q, k in rows]
+
+
+def event_counts(db: MonitorDB) -> list[tuple[str, str, str, int]]:
+    """``(collection, model_version or "", kind, events)`` for every combination seen."""
+    rows = db.connection().execute(
+        "SELECT collection, COALESCE(model_version, ''), kind, COUNT(*) FROM feedback "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+    return [(str(c), str(v), str(k), int(n)) for c, v, k, n in rows]
+
+
+def write_mined(mined: Mined, out_dir: Path) -> dict[str, str]:
+    """Write ``mined`` under ``out_dir``: ``golden_candidates.jsonl`` (one ``{"query",
+    "relevant", "evidence"}`` a line, for review; ``embedops golden import`` reads it as is),
+    ``pairs_train.jsonl`` and ``pairs_heldout.jsonl`` (``embedops finetune`` reads them).
+    Returns the paths written, by kind."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"candidates": out_dir / "golden_candidates.jsonl",
+             "train": out_dir / "pairs_train.jsonl",
+             "heldout": out_dir / "pairs_heldout.jsonl"}
+    rows: dict[str, list[dict[str, Any]]] = {"candidates": mined.candidates,
+                                             "train": list(mined.train),
+                                             "heldout": list(mined.heldout)}
+    for kind, path in paths.items():
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows[kind])
+        atomic_write_bytes(path, text.encode("utf-8"))
+    return {kind: str(path) for kind, path in paths.items()}
 
 
 def _bucket(text: str) -> float:

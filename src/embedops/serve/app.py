@@ -92,6 +92,7 @@ def _include_routes(app: FastAPI) -> None:
     from embedops.serve import (
         routes_collections,
         routes_embed,
+        routes_feedback,
         routes_health,
         routes_index,
         routes_migrate,
@@ -99,6 +100,7 @@ def _include_routes(app: FastAPI) -> None:
         routes_openai,
         routes_rollout,
         routes_search,
+        routes_usecases,
         routes_words,
     )
 
@@ -115,6 +117,8 @@ def _include_routes(app: FastAPI) -> None:
         routes_rollout,
         routes_migrate,
         routes_monitor,
+        routes_feedback,
+        routes_usecases,
     ):
         app.include_router(module.router)
     # The web console at /ui (serve/console): HTML pages over the same engine, keys and roles.
