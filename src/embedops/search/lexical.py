@@ -1,13 +1,17 @@
-"""Lexical search: BM25 (bm25s) over the live items of a collection.
+"""Lexical search: BM25 over the live items of a collection.
 
-A ``LexicalIndex`` is immutable: it scores a fixed list of documents. Keeping it in step with
-upserts and deletes is the job of ``CollectionView`` (see ``view.py``): deletes are masked at
-once, and any upsert makes the next lexical query rebuild the index from the catalog (bm25s
-indexes ~20k short documents in about a second, so a rebuild per batch of writes is cheap).
+A ``LexicalIndex`` (bm25s) is immutable: it scores a fixed list of documents, built from
+scratch. ``IncrementalLexical`` is what ``CollectionView`` serves: it keeps the term statistics
+(document frequencies, document lengths and their sum) and the tokenised documents per slot, so
+a write costs work proportional to the write, and its scores equal (to float tolerance) those of
+a ``LexicalIndex`` built on the same live documents (tests/property/test_incremental_bm25.py).
 """
 
 from __future__ import annotations
 
+import math
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,3 +120,191 @@ def top_positive(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
         candidates = candidates[part]
     order = candidates[np.lexsort((candidates, -scores[candidates]))]
     return [(int(i), float(scores[i])) for i in order]
+
+
+# bm25s's parameter for bm25l and bm25+ (LexicalIndex uses the bm25s default too)
+_DELTA = 0.5
+
+
+def _idf(method: str, df: int, n: int) -> float:
+    """Inverse document frequency of a term in ``df`` of ``n`` documents, as bm25s computes it."""
+    if method == "robertson":
+        return math.log(max((n - df + 0.5) / (df + 0.5), 1.0))
+    if method == "atire":
+        return math.log(n / df)
+    if method == "bm25l":
+        return math.log((n + 1) / (df + 0.5))
+    if method == "bm25+":
+        return math.log((n + 1) / df)
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))  # lucene
+
+
+def _tfc(cfg: LexicalConfig, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """bm25s's term-frequency component; ``norm`` is ``1 - b + b * len / avg_len``."""
+    k1 = cfg.k1
+    if cfg.method == "atire":
+        return tf * (k1 + 1) / (tf + k1 * norm)  # type: ignore[no-any-return]
+    if cfg.method == "bm25l":
+        c = tf / norm
+        return (k1 + 1) * (c + _DELTA) / (k1 + c + _DELTA)  # type: ignore[no-any-return]
+    if cfg.method == "bm25+":
+        return (k1 + 1) * tf / (k1 * norm + tf) + _DELTA  # type: ignore[no-any-return]
+    return tf / (k1 * norm + tf)  # type: ignore[no-any-return]  # lucene, robertson
+
+
+class _Postings:
+    """Slots and term frequencies of one term, append-only (dead slots stay until compaction):
+    entries below ``n`` never change, so a reader's views stay valid while writers append."""
+
+    __slots__ = ("n", "slots", "tf")
+
+    def __init__(self) -> None:
+        self.slots = np.empty(4, dtype=np.int64)
+        self.tf = np.empty(4, dtype=np.float32)
+        self.n = 0
+
+    def append(self, slot: int, tf: int) -> None:
+        if self.n == len(self.slots):  # grow into new arrays: old views keep their data
+            self.slots = np.concatenate([self.slots, np.empty_like(self.slots)])
+            self.tf = np.concatenate([self.tf, np.empty_like(self.tf)])
+        self.slots[self.n], self.tf[self.n] = slot, tf
+        self.n += 1
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.slots[: self.n], self.tf[: self.n]
+
+
+class IncrementalLexical:
+    """BM25 over documents in numbered slots, kept up to date one write at a time.
+
+    ``add(slots, texts)`` indexes documents in fresh slots; ``delete(slots)`` removes them from
+    the statistics (their postings are masked, and dropped by an occasional compaction that costs
+    the live postings, amortised over as many writes). Scores are computed at query time from the
+    current statistics, so they equal those of a ``LexicalIndex`` built on the live documents.
+    """
+
+    def __init__(self, config: LexicalConfig | None = None) -> None:
+        self.config = config or LexicalConfig()
+        self._stem = _stemmer(self.config.stemmer)
+        self._lock = threading.Lock()
+        self._vocab: dict[str, int] = {}
+        self._postings: list[_Postings] = []
+        self._df: list[int] = []
+        self._docs: dict[int, tuple[list[int], list[int]]] = {}  # slot -> (term ids, tfs)
+        self._lengths = np.zeros(1024, dtype=np.float64)
+        self._live = np.zeros(1024, dtype=bool)
+        self._total_len = 0
+        self._dead_postings = 0
+        self._live_postings = 0
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def tokenize(self, texts: list[str]) -> list[list[str]]:
+        """Tokens of each text, with the config's stopwords and stemmer (as ``LexicalIndex``)."""
+        import bm25s
+
+        if not texts:
+            return []
+        out = bm25s.tokenize(texts, stopwords=self.config.stopwords or [], stemmer=self._stem,
+                             return_ids=False, show_progress=False)  # fmt: skip
+        return [list(t) for t in out]
+
+    def add(self, slots: Sequence[int], texts: Sequence[str]) -> None:
+        """Index ``texts`` in ``slots`` (each slot unused so far, or deleted before)."""
+        if len(slots) != len(texts):
+            raise InvalidInput(f"{len(slots)} slots for {len(texts)} texts")
+        tokens = self.tokenize(list(texts))
+        with self._lock:
+            if slots:
+                self._reserve(max(slots) + 1)
+            for slot, toks in zip(slots, tokens, strict=True):
+                self._add_one(int(slot), toks)
+
+    def _reserve(self, n: int) -> None:
+        if n > len(self._lengths):
+            size = max(n, 2 * len(self._lengths))
+            self._lengths = np.concatenate([self._lengths, np.zeros(size - len(self._lengths))])
+            self._live = np.concatenate([self._live, np.zeros(size - len(self._live), bool)])
+
+    def _add_one(self, slot: int, tokens: list[str]) -> None:
+        if slot in self._docs:
+            raise InvalidInput(f"lexical slot {slot} is already in use")
+        terms, tfs = [], []
+        for token, tf in Counter(t for t in tokens if t).items():
+            term = self._vocab.get(token)
+            if term is None:
+                term = self._vocab[token] = len(self._postings)
+                self._postings.append(_Postings())
+                self._df.append(0)
+            self._postings[term].append(slot, tf)
+            self._df[term] += 1
+            terms.append(term)
+            tfs.append(tf)
+        self._docs[slot] = (terms, tfs)
+        self._lengths[slot] = len(tokens)
+        self._live[slot] = True
+        self._total_len += len(tokens)
+        self._live_postings += len(terms)
+
+    def delete(self, slots: Sequence[int]) -> int:
+        """Remove the documents in ``slots`` (unknown slots are ignored); returns how many."""
+        removed = 0
+        with self._lock:
+            for slot in slots:
+                doc = self._docs.pop(int(slot), None)
+                if doc is None:
+                    continue
+                for term in doc[0]:
+                    self._df[term] -= 1
+                self._live[slot] = False
+                self._total_len -= int(self._lengths[slot])
+                self._live_postings -= len(doc[0])
+                self._dead_postings += len(doc[0])
+                removed += 1
+            if self._dead_postings > max(self._live_postings, 4096):
+                self._compact()
+        return removed
+
+    def _compact(self) -> None:
+        """Rebuild the postings from the live documents (slots keep their numbers)."""
+        postings = [_Postings() for _ in self._postings]
+        for slot in sorted(self._docs):
+            for term, tf in zip(*self._docs[slot], strict=True):
+                postings[term].append(slot, tf)
+        self._postings, self._dead_postings = postings, 0
+
+    def scores(self, query: str, n: int) -> np.ndarray:
+        """BM25 score (float32) of slots ``0..n-1`` for ``query``; 0 for dead or unused slots
+        (bm25l/bm25+ give every live document a floor score, as bm25s does)."""
+        counts = Counter(t for t in self.tokenize([query])[0] if t)
+        out = np.zeros(n, dtype=np.float64)
+        with self._lock:  # a consistent snapshot of the statistics; arrays are only appended
+            docs = len(self._docs)
+            if not docs:
+                return out.astype(np.float32)
+            avg = self._total_len / docs
+            live = self._live[:n].copy()
+            lengths = self._lengths
+            terms = [(self._vocab.get(t), c) for t, c in counts.items()]
+            found = [(self._postings[t].view(), self._df[t], c) for t, c in terms
+                     if t is not None and self._df[t] > 0]  # fmt: skip
+        cfg = self.config
+        for (slots, tf), df, times in found:
+            keep = slots < n
+            slots, tf = slots[keep], tf[keep]
+            idf = _idf(cfg.method, df, docs)
+            norm = 1 - cfg.b + cfg.b * lengths[slots] / avg
+            if cfg.method in ("bm25l", "bm25+"):  # every document gets the score of tf = 0
+                floor = idf * float(_tfc(cfg, np.zeros(1), np.ones(1))[0])
+                out += times * floor
+                out[slots] += times * (idf * _tfc(cfg, tf.astype(np.float64), norm) - floor)
+            else:
+                out[slots] += times * idf * _tfc(cfg, tf.astype(np.float64), norm)
+        out[: len(live)][~live] = 0.0
+        return out.astype(np.float32)
+
+    def search(self, query: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
+        """Top ``k`` (slot, score) pairs among slots where ``allowed`` is True, best first."""
+        scores = self.scores(query, len(allowed))
+        return top_positive(np.where(allowed, scores, 0.0), k)

@@ -1,15 +1,21 @@
 """The live items of a collection held in memory for lexical search and metadata filters.
 
 Policy (kept in step with upserts and deletes): before each use the view polls the catalog's
-changes. A delete is masked at once (a deleted item is never returned); a write marks the view
-stale, and the next use re-reads the items and rebuilds BM25 lazily. The BM25 index is built on
-the first lexical query, so a dense search with filters does not pay for it. The state is
-replaced as a whole (copy-on-write), so readers on other threads always see one consistent
-snapshot of ids, texts, metadata and the deletion mask.
+changes (``ChangeTracker``). Items live in numbered slots, append-only: a delete masks its slot,
+a write masks the item's old slot (if any) and appends the new text and metadata in a fresh
+one, read from the catalog for the written ids only. BM25 (``IncrementalLexical``) is built on
+the first lexical query, so a dense search with filters does not pay for it; after that each
+write updates its statistics in time proportional to the write. When dead slots outnumber the
+live ones the view reloads itself from the catalog (amortised over as many writes).
+
+Readers never take the lock: each sees one ``_State`` (the slot count and the deletion mask,
+replaced as a whole on each write). The slot lists are only appended to, so entries below a
+state's count never change under it.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -18,18 +24,20 @@ from typing import Any
 import numpy as np
 
 from embedops.search.filters import Filter
-from embedops.search.lexical import LexicalConfig, LexicalIndex
+from embedops.search.lexical import IncrementalLexical, LexicalConfig
 from embedops.search.sync import ChangeTracker, split
+
+# reload from the catalog when dead slots exceed live ones and this many
+_COMPACT_MIN = 1024
 
 
 @dataclass(frozen=True)
 class _State:
-    ids: list[str]
+    ids: list[str]  # per slot, append-only (shared between states)
     texts: list[str]
     metadata: list[dict[str, Any]]
-    pos: dict[str, int]
-    alive: np.ndarray
-    lexical: LexicalIndex | None = None
+    alive: np.ndarray  # per slot of this state; its length is the state's slot count
+    lexical: IncrementalLexical | None = None
 
 
 class CollectionView:
@@ -50,8 +58,8 @@ class CollectionView:
             texts.append(item.text)
             metas.append(item.metadata)
             stamps.append((item.id, item.updated_at))
-        pos = {i: n for n, i in enumerate(ids)}
-        self._state = _State(ids, texts, metas, pos, np.ones(len(ids), dtype=bool))
+        self._pos = {i: n for n, i in enumerate(ids)}  # live id -> slot (writers only)
+        self._state = _State(ids, texts, metas, np.ones(len(ids), dtype=bool))
         self._tracker = ChangeTracker(started, stamps)
 
     def sync(self, generation: int | None = None) -> None:
@@ -60,15 +68,27 @@ class CollectionView:
         with self._lock:
             written, deleted = split(self._tracker.poll(self.catalog, self.collection,
                                                         generation))
-            if written:
-                self._load()
+            if not written and not deleted:
                 return
+            items = self.catalog.get_items(self.collection, written) if written else []
             state = self._state
-            dead = [state.pos[i] for i in deleted if i in state.pos]
-            if dead:
-                alive = state.alive.copy()
-                alive[dead] = False
-                self._state = replace(state, alive=alive)
+            gone = set(deleted) | (set(written) - {item.id for item in items})
+            dead = [self._pos.pop(i) for i in itertools.chain(gone, (x.id for x in items))
+                    if i in self._pos]  # fmt: skip
+            start = len(state.alive)
+            for n, item in enumerate(items):
+                state.ids.append(item.id)
+                state.texts.append(item.text)
+                state.metadata.append(item.metadata)
+                self._pos[item.id] = start + n
+            alive = np.concatenate([state.alive, np.ones(len(items), dtype=bool)])
+            alive[dead] = False
+            if state.lexical is not None:
+                state.lexical.delete(dead)
+                state.lexical.add(list(range(start, len(alive))), [x.text for x in items])
+            self._state = replace(state, alive=alive)
+            if len(alive) - len(self._pos) > max(len(self._pos), _COMPACT_MIN):
+                self._load()
 
     @property
     def count(self) -> int:
@@ -79,7 +99,9 @@ class CollectionView:
     def _mask(state: _State, filt: Filter | None) -> np.ndarray:
         if not filt:
             return state.alive.copy()
-        keep = np.fromiter((filt.matches(m) for m in state.metadata), bool, len(state.metadata))
+        n = len(state.alive)
+        metas = itertools.islice(state.metadata, n)
+        keep = np.fromiter((filt.matches(m) for m in metas), bool, n)
         return keep & state.alive
 
     def matching(self, filt: Filter | None) -> list[str]:
@@ -92,10 +114,12 @@ class CollectionView:
         state = self._state
         if state.lexical is None:
             with self._lock:
-                if self._state.lexical is None:
-                    index = LexicalIndex(self._state.ids, self._state.texts, self.config)
-                    self._state = replace(self._state, lexical=index)
                 state = self._state
+                if state.lexical is None:
+                    index = IncrementalLexical(self.config)
+                    live = np.flatnonzero(state.alive).tolist()
+                    index.add(live, [state.texts[i] for i in live])
+                    state = self._state = replace(state, lexical=index)
         assert state.lexical is not None
         hits = state.lexical.search(query, k, self._mask(state, filt))
         return [(state.ids[p], s) for p, s in hits]
