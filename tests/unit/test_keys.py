@@ -100,3 +100,90 @@ def test_cli_create_list_revoke_writes_audit(
     assert [e["action"] for e in entries] == ["key.create", "key.revoke"]
     assert all(e["key_id"] == key_id and key not in str(e) for e in entries)
     assert main(["keys", "create", "--role", "god"]) == 1
+
+
+def test_scoped_key_sees_its_collections_and_prefixes(workspace: Workspace) -> None:
+    store = KeyStore(workspace)
+    key, info = store.create("write", "acme", collections=["shared"], prefixes=["acme-"])
+    who = store.verify(key)
+    assert who.scoped and info.scoped
+    assert who.may_see("shared") and who.may_see("acme-docs")
+    assert not who.may_see("other") and not who.may_see("acme")
+    hidden = who.hidden("other")
+    assert hidden.http_status == 404 and "known" not in str(hidden)
+    with pytest.raises(Forbidden):
+        who.require_scope("other")
+    plain = store.verify(store.create("read")[0])
+    assert not plain.scoped and plain.may_see("anything")
+
+
+def test_old_keys_db_is_migrated_in_place(workspace: Workspace) -> None:
+    workspace.ensure()
+    conn = sqlite3.connect(workspace.keys_db_path)
+    conn.execute("CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT "
+                 "NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL, created_at REAL NOT NULL, "
+                 "revoked_at REAL)")
+    conn.execute("INSERT INTO api_keys VALUES ('aaaaaaaaaaaa', 'old', 'read', x'00', x'00', 1, "
+                 "NULL)")
+    conn.commit()
+    conn.close()
+    store = KeyStore(workspace)
+    old = store.get("aaaaaaaaaaaa")
+    assert old.name == "old" and not old.scoped and old.expires_at is None
+    key, _ = store.create("read", collections=["c"])
+    assert store.verify(key).collections == frozenset({"c"})
+    KeyStore(workspace)  # idempotent
+
+
+def test_expiry_and_rotation_with_overlap(workspace: Workspace) -> None:
+    import time
+
+    store = KeyStore(workspace)
+    with pytest.raises(InvalidInput, match="past"):
+        store.create("read", expires_at=time.time() - 1)
+    key, info = store.create("read", prefixes=["t1-"], tokens_per_day=100)
+    new_key, new, old = store.rotate(info.id, overlap_s=0.3)
+    assert new.prefixes == ["t1-"] and new.tokens_per_day == 100 and new.name == info.name
+    assert store.verify(key).key_id == info.id  # still valid during the overlap
+    assert store.verify(new_key).key_id == new.id
+    time.sleep(0.4)
+    with pytest.raises(Unauthorized, match="expired"):
+        store.verify(key)
+    assert store.verify(new_key).key_id == new.id
+    assert not store.get(info.id).active and store.get(new.id).active
+
+
+def test_last_used_is_recorded(workspace: Workspace) -> None:
+    store = KeyStore(workspace)
+    key, info = store.create("read")
+    assert store.get(info.id).last_used_at is None
+    store.verify(key)
+    assert store.get(info.id).last_used_at is not None
+
+
+def test_cached_rows_see_another_process_revocation(workspace: Workspace) -> None:
+    serving = KeyStore(workspace)
+    key, info = serving.create("read", collections=["c"])
+    for _ in range(3):
+        serving.verify(key)  # served from the row cache now
+    other = sqlite3.connect(workspace.keys_db_path)
+    other.execute("UPDATE api_keys SET revoked_at = 1 WHERE id = ?", (info.id,))
+    other.commit()
+    with pytest.raises(Unauthorized, match="revoked"):
+        serving.verify(key)
+
+
+def test_cli_creates_scoped_expiring_keys_and_rotates(workspace: Workspace,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from embedops.cli.serve_cmd import parse_duration
+
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("90") == 90
+    assert main(["keys", "create", "--role", "read", "--collection", "a", "--prefix", "t-",
+                 "--expires", "30d"]) in (0, None)
+    rows = KeyStore(workspace).list()
+    assert rows[-1].collections == ["a"] and rows[-1].prefixes == ["t-"]
+    assert rows[-1].expires_at is not None
+    assert main(["keys", "rotate", rows[-1].id, "--overlap", "1h"]) in (0, None)
+    assert len(KeyStore(workspace).list()) == len(rows) + 1
+    assert main(["keys", "list"]) in (0, None)
+    assert "scope=a,t-*" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``embedops serve`` and ``embedops keys create|list|revoke``."""
+"""``embedops serve`` and ``embedops keys create|list|rotate|revoke``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys, name="keys")
     keys.command("create")(keys_create)
     keys.command("list")(keys_list)
+    keys.command("rotate")(keys_rotate)
     keys.command("revoke")(keys_revoke)
 
 
@@ -94,18 +95,70 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` (or plain seconds) in seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if match is None or float(match.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r} is not a duration; write e.g. 30d, 12h, 90m or 45s")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
 def keys_create(
     role: str = typer.Option(..., "--role", help="read, write or admin."),
     name: str | None = typer.Option(None, "--name", help="A label for the key."),
+    collection: list[str] | None = typer.Option(  # noqa: B008 - typer's idiom
+        None, "--collection", help="Scope the key to this collection (repeatable)."),
+    prefix: list[str] | None = typer.Option(  # noqa: B008
+        None, "--prefix", help="Scope the key to collections named with this prefix "
+        "(repeatable; a tenant's collections)."),
+    expires: str | None = typer.Option(None, "--expires", help="Expire after e.g. 30d, 12h."),
+    rate_limit: str | None = typer.Option(
+        None, "--rate-limit", help="This key's own rate limit, e.g. '5/second;100/minute'."),
+    max_items: int | None = typer.Option(
+        None, "--max-items", help="Most items stored in the key's collections."),
+    tokens_per_day: int | None = typer.Option(
+        None, "--tokens-per-day", help="Most embed tokens per UTC day."),
 ) -> None:
     """Create a key and print it once (only a salted hash is stored)."""
+    import time
+
     from embedops.engine import audit
     from embedops.serve.keys import KeyStore
 
     ws = workspace()
-    key, info = KeyStore(ws).create(role, name)
-    audit.record(ws, "key.create", _who(), key_id=info.id, role=info.role, name=info.name)
+    scoped = bool(collection) or bool(prefix)
+    key, info = KeyStore(ws).create(
+        role, name, collections=collection if scoped else None,
+        prefixes=prefix if scoped else None,
+        expires_at=time.time() + parse_duration(expires) if expires else None,
+        rate_limit=rate_limit, max_items=max_items, tokens_per_day=tokens_per_day,
+    )
+    audit.record(ws, "key.create", _who(), key_id=info.id, role=info.role, name=info.name,
+                 collections=info.collections, prefixes=info.prefixes,
+                 expires_at=info.expires_at)
     typer.echo(f"created {info.role} key {info.id} ({info.name}); it is shown only now:", err=True)
+    typer.echo(key)
+
+
+def keys_rotate(
+    key_id: str = typer.Argument(..., help="The key id (see 'keys list')."),
+    overlap: str = typer.Option("1d", "--overlap", help="How long the old key stays valid."),
+) -> None:
+    """A new key for the same principal; the old one stays valid for the overlap, then expires."""
+    from embedops.engine import audit
+    from embedops.serve.keys import KeyStore
+
+    ws = workspace()
+    key, new, old = KeyStore(ws).rotate(key_id, parse_duration(overlap))
+    audit.record(ws, "key.rotate", _who(), key_id=old.id, new_key_id=new.id,
+                 old_expires_at=old.expires_at)
+    typer.echo(f"rotated {old.id} -> {new.id} ({new.name}); the new key is shown only now:",
+               err=True)
     typer.echo(key)
 
 
@@ -118,8 +171,10 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
         print_json([{**vars(k), "active": k.active} for k in rows])
         return
     for k in rows:
-        state = "active" if k.active else "revoked"
-        sys.stdout.write(f"{k.id}  {k.role:<5}  {state:<7}  {k.name}\n")
+        state = "active" if k.active else "revoked" if k.revoked_at else "expired"
+        scope = ",".join([*(k.collections or []), *(f"{p}*" for p in k.prefixes or [])])
+        scope = scope if k.scoped else "*"
+        sys.stdout.write(f"{k.id}  {k.role:<5}  {state:<7}  {k.name}  scope={scope or '-'}\n")
 
 
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (see 'keys list').")) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from embedops.engine import audit
-from embedops.serve.auth import ADMIN, READ, WRITE
+from embedops.serve.auth import ADMIN, READ, WRITE, visible
 from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
 from embedops.serve.openapi import AUTH, BODY, errors
@@ -26,6 +26,7 @@ def create_collection(
 ) -> dict[str, Any]:
     """A new, empty collection whose items are embedded with ``model``."""
     ctx = request.app.state.ctx
+    who.require_scope(body.name)
     info = ctx.api.collections.create(body.name, body.model, metric=body.metric)
     audit.record(ctx.workspace, "collection.create", who.key_id, collection=info.name,
                  model_version=info.model_version)
@@ -33,9 +34,9 @@ def create_collection(
 
 
 @router.get("", summary="List collections")
-def list_collections(request: Request, _: Any = READ) -> dict[str, Any]:
-    """Every collection with its active model version and item count."""
-    rows = request.app.state.ctx.api.collections.list()
+def list_collections(request: Request, who: Principal = READ) -> dict[str, Any]:
+    """Every collection (that the key may see) with its active model version and item count."""
+    rows = visible(who, request.app.state.ctx.api.collections.list())
     return {"collections": [as_dict(c) for c in rows]}
 
 

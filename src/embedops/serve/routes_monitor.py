@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from embedops.serve.auth import READ, WRITE
+from embedops.serve.auth import READ, WRITE, check_collection
+from embedops.serve.keys import Principal
 from embedops.serve.limits import check_texts
 from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.scheduler import GoldenScheduler, MonitorCollector, MonitorSettings
@@ -93,14 +94,20 @@ router = APIRouter(
 
 
 @router.get("/v1/golden", summary="List golden query sets")
-def list_sets(request: Request, _: Any = READ) -> Any:
-    """Every golden set with its query count and the collection it is scheduled on."""
-    return {"sets": [s.to_dict() for s in monitor_db(request.app).list_sets()]}
+def list_sets(request: Request, who: Principal = READ) -> Any:
+    """Every golden set with its query count and the collection it is scheduled on (for a
+    scoped key: only the sets bound to a collection it may see)."""
+    sets = monitor_db(request.app).list_sets()
+    if who.scoped:
+        sets = [s for s in sets if s.collection is not None and who.may_see(s.collection)]
+    return {"sets": [s.to_dict() for s in sets]}
 
 
 @router.post("/v1/golden", summary="Create a golden query set", status_code=201)
-def create_set(request: Request, body: GoldenCreate, _: Any = WRITE) -> Any:
+def create_set(request: Request, body: GoldenCreate, who: Principal = WRITE) -> Any:
     """Create an empty set (409 if the name is taken)."""
+    if body.collection is not None or who.scoped:
+        check_collection(request, who, body.collection or "")
     return monitor_db(request.app).create_set(body.name, body.collection,
                                               body.description).to_dict()
 

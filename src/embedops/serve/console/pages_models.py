@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from embedops.errors import EmbedopsError
+from embedops.serve.auth import visible
 from embedops.serve.console.forms import Form
 from embedops.serve.console.render import page
 from embedops.serve.console.session import Viewer
@@ -60,7 +61,7 @@ def _page(request: Request, who: Viewer, form: Form) -> tuple[str, dict[str, Any
     context: dict[str, Any] = {
         "title": "Models", "models": models, "tree": lineage(models), "shown": None,
         "values": dict(form.values()), "error": None, "comparison": None,
-        "collections": api.collections.list(),
+        "collections": visible(who.principal, api.collections.list()),
         "sets": [s.name for s in monitor_db(request.app).list_sets()]}
     try:
         shown = form.text("show", max_chars=200)

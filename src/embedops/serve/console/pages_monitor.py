@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from embedops.errors import EmbedopsError, NotFound
+from embedops.serve.auth import visible
 from embedops.serve.console import charts
 from embedops.serve.console.forms import Form
 from embedops.serve.console.render import page
@@ -120,7 +121,7 @@ def drift_charts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _drift(request: Request, who: Viewer, form: Form) -> tuple[str, dict[str, Any]]:
     db = monitor_db(request.app)
-    collections = request.app.state.ctx.api.collections.list()
+    collections = visible(who.principal, request.app.state.ctx.api.collections.list())
     checked = db.latest_drift()
     default = next((c.name for c in collections if c.name in checked),
                    collections[0].name if collections else "")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from embedops.errors import EmbedopsError
+from embedops.serve.auth import visible
 from embedops.serve.console import charts, figures
 from embedops.serve.console.render import page
 from embedops.serve.console.session import Viewer
@@ -93,7 +94,8 @@ def _overview(request: Request, who: Viewer) -> tuple[str, dict[str, Any]]:
     db = monitor_db(request.app)
     golden, series = golden_trends(db)
     drift = db.latest_drift()
-    rows = [collection_row(request, info, drift, golden) for info in ctx.api.collections.list()]
+    rows = [collection_row(request, info, drift, golden)
+            for info in visible(who.principal, ctx.api.collections.list())]
     trend = charts.lines("Golden recall over time", series, "recall", (0, 1),
                          figures.GOLDEN_RECALL) if series else None
     return "overview.html", {"title": "Overview", "rows": rows, "trend": trend,

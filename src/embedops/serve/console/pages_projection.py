@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from embedops.errors import EmbedopsError, NotFound
 from embedops.monitor.probe import TIME_FIELDS, parse_time, window_ids
+from embedops.serve.auth import visible
 from embedops.serve.console import charts, projection
 from embedops.serve.console.forms import Form
 from embedops.serve.console.render import page
@@ -94,7 +95,7 @@ def read_request(api: Any, form: Form, collections: list[Any]) -> dict[str, Any]
 
 def _context(request: Request, who: Viewer, form: Form) -> tuple[str, dict[str, Any]]:
     api = request.app.state.ctx.api
-    collections = api.collections.list()
+    collections = visible(who.principal, api.collections.list())
     values = dict(form.values())
     values.setdefault("collection", collections[0].name if collections else "")
     context: dict[str, Any] = {"title": "Projection", "collections": collections,

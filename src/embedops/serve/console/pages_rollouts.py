@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from embedops.errors import EmbedopsError, NotFound, Unauthorized
 from embedops.lifecycle import RolloutNotFound
+from embedops.serve.auth import visible
 from embedops.serve.console.forms import Form
 from embedops.serve.console.render import HEADERS, error_page, page
 from embedops.serve.console.session import CSRF_FIELD, Viewer, check_csrf, require, viewer
@@ -46,7 +47,7 @@ def rollout_status(request: Request, who: Viewer, collection: str) -> dict[str, 
 
 def _page(request: Request, who: Viewer, form: Form) -> tuple[str, dict[str, Any]]:
     api = request.app.state.ctx.api
-    collections = api.collections.list()
+    collections = visible(who.principal, api.collections.list())
     store = service_for(request.app).store
     states = {c.name: store.get(c.name) for c in collections}
     live = [name for name, s in states.items() if s is not None and s.live]

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from embedops.engine.options import DEFAULT_HYBRID_WEIGHT, MODES, parse_cli_filters
 from embedops.errors import AlreadyExists, EmbedopsError, NotFound, Unauthorized
+from embedops.serve.auth import check_collection, visible
 from embedops.serve.console.forms import Form
 from embedops.serve.console.render import error_page, html, is_fragment, page
 from embedops.serve.console.session import CSRF_FIELD, Viewer, check_csrf, require, viewer
@@ -83,7 +84,7 @@ def run_all(request: Request, req: dict[str, Any]) -> dict[str, Any]:
 
 def _context(request: Request, who: Viewer, form: Form) -> dict[str, Any]:
     ctx = request.app.state.ctx
-    collections = ctx.api.collections.list()
+    collections = visible(who.principal, ctx.api.collections.list())
     values = dict(form.values())
     values.setdefault("collection", collections[0].name if collections else "")
     context: dict[str, Any] = {
@@ -130,18 +131,19 @@ async def add_to_golden(request: Request) -> Response:
             raise Unauthorized("sign in first", "open /ui/login")
         check_csrf(request, who.session.csrf, form.raw(CSRF_FIELD))
         require(who, Role.write)
-        added = _add(request, form)
+        added = _add(request, form, who)
     except Exception as exc:  # noqa: BLE001 - shown on the page, never a traceback
         return error_page(request, exc, who)
     template = "golden_added.html" if is_fragment(request) else "notice.html"
     return html(request, template, {"title": "Golden set", **added}, who=who)
 
 
-def _add(request: Request, form: Form) -> dict[str, Any]:
+def _add(request: Request, form: Form, who: Viewer) -> dict[str, Any]:
     from embedops.monitor.golden import make_query
 
     db = monitor_db(request.app)
     collection = form.text("collection", required=True, max_chars=64)
+    check_collection(request, who.principal, collection)
     request.app.state.ctx.api.collection_info(collection)
     name = form.text("new_set", max_chars=64) or form.text("set", required=True,
                                                            label="golden set", max_chars=64)
