@@ -1,4 +1,5 @@
-"""``embedops migrate`` and ``embedops feedback record|mine``: the closing steps of the loop.
+"""``embedops migrate`` and ``embedops feedback record|queries|mine``: the closing steps of the
+loop.
 
 ``migrate`` changes a collection's model in one command (``lifecycle.migrate``): validation,
 backfill, candidate index, golden gate, shadow, canary, promotion, finish, with automatic
@@ -7,17 +8,26 @@ rollback on a failed gate. Run it again after an interruption or a crash to cont
 
 from __future__ import annotations
 
+import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from embedops.cli._common import print_json, workspace
 from embedops.cli._ray import RAY_ADDRESS_OPTION, RAY_OPTION, RAY_WORKERS_OPTION
+from embedops.errors import InvalidInput
 
 
 def register(app: typer.Typer) -> None:
     """Add ``migrate`` and the ``feedback`` group to ``app``."""
     _register_migrate(app)
+    feedback = typer.Typer(help="User feedback on search results: record it, mine it into "
+                           "golden-set candidates and fine-tuning pairs.",
+                           no_args_is_help=True)
+    app.add_typer(feedback, name="feedback")
+    _register_feedback(feedback)
 
 
 def _register_migrate(app: typer.Typer) -> None:
@@ -104,3 +114,160 @@ def _show(state: dict[str, Any], as_json: bool) -> None:
         return
     typer.echo(f"migration of '{state['collection']}' {state['source']} → {state['target']}: "
                f"{state['step']}" + (f" — {state['reason']}" if state.get("reason") else ""))
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """Events from a JSONL file (one object a line, the fields of the HTTP route)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from exc
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}, line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{path}, line {number}: expected a JSON object",
+                               '{"query_id": ..., "kind": "click", "item_id": ...}')
+        out.append(row)
+    if not out:
+        raise InvalidInput(f"{path} holds no events")
+    return out
+
+
+def _event(row: dict[str, Any], where: str) -> Any:
+    from embedops.monitor.feedback import FeedbackEvent
+
+    known = {"event_id", "query_id", "kind", "item_id", "value", "shown", "query",
+             "model_version"}
+    unknown = sorted(set(row) - known)
+    if unknown:
+        raise InvalidInput(f"{where}: unknown fields {unknown}", f"fields: {sorted(known)}")
+    missing = [k for k in ("query_id", "kind", "item_id") if not row.get(k)]
+    if missing:
+        raise InvalidInput(f"{where}: missing {missing}")
+    shown = row.get("shown") or []
+    if not isinstance(shown, list):
+        raise InvalidInput(f"{where}: 'shown' must be a list of ids")
+    return FeedbackEvent(str(row.get("event_id") or uuid.uuid4().hex), str(row["query_id"]),
+                         str(row["kind"]), str(row["item_id"]), row.get("value"),
+                         tuple(str(i) for i in shown), row.get("query"),
+                         row.get("model_version"))
+
+
+def _register_feedback(feedback: typer.Typer) -> None:
+    @feedback.command("record")
+    def record(
+        collection: str = typer.Argument(..., help="Collection name."),
+        query_id: str | None = typer.Option(None, "--query-id", help="The search answer's "
+                                            "query_id."),
+        kind: str | None = typer.Option(None, "--kind", help="click, dwell, thumbs or grade."),
+        item: str | None = typer.Option(None, "--item", help="The hit the user acted on."),
+        value: float | None = typer.Option(None, "--value", help="dwell: seconds; thumbs: 1 "
+                                           "or -1; grade: 0-3; click: none."),
+        shown: str | None = typer.Option(None, "--shown", help="Hit ids as displayed, best "
+                                         "first, comma-separated (gives hard negatives)."),
+        query: str | None = typer.Option(None, "--query", help="Query text (stored only if "
+                                         "the collection allows it; redacted)."),
+        model_version: str | None = typer.Option(None, "--model-version", help="The answer's "
+                                                 "model_version."),
+        event_id: str | None = typer.Option(None, "--event-id", help="Event id (default: a "
+                                            "new one); a repeat is counted once."),
+        from_file: Path | None = typer.Option(None, "--file", help="JSONL of events (fields "
+                                              "as in the HTTP route) instead of the options."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Record feedback on a search answer of COLLECTION: one event from the options, or
+        many from --file. Idempotent per event id."""
+        from embedops.engine import Embedops
+        from embedops.monitor.db import MonitorDB
+        from embedops.monitor.feedback import Feedback
+
+        if from_file is not None:
+            events = [_event(row, f"{from_file}, event {n}")
+                      for n, row in enumerate(_read_events(from_file), start=1)]
+        else:
+            row = {"event_id": event_id, "query_id": query_id, "kind": kind, "item_id": item,
+                   "value": value, "query": query, "model_version": model_version,
+                   "shown": [i.strip() for i in (shown or "").split(",") if i.strip()]}
+            events = [_event(row, "the options")]
+        api = Embedops(workspace())
+        db = MonitorDB(api.workspace, api)
+        try:
+            counts = Feedback(api, db).record(collection, events)
+        finally:
+            db.close()
+            api.close()
+        if as_json:
+            print_json({"collection": collection, **counts})
+        else:
+            typer.echo(f"recorded {counts['written']} of {counts['received']} events "
+                       f"({counts['duplicates']} already recorded)")
+
+    @feedback.command("queries")
+    def queries(
+        collection: str = typer.Argument(..., help="Collection name."),
+        allow: bool = typer.Option(..., "--allow/--deny", help="Store query texts with "
+                                   "feedback (redacted; sealed when encrypted), or stop."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Allow or refuse storing query texts with COLLECTION's feedback (mining needs
+        them; the default is to refuse)."""
+        from embedops.engine import Embedops
+        from embedops.monitor.db import MonitorDB
+        from embedops.monitor.feedback import Feedback
+
+        api = Embedops(workspace())
+        db = MonitorDB(api.workspace, api)
+        try:
+            Feedback(api, db).allow_queries(collection, allow)
+        finally:
+            db.close()
+            api.close()
+        if as_json:
+            print_json({"collection": collection, "store_queries": allow})
+        else:
+            typer.echo(f"'{collection}' {'stores' if allow else 'does not store'} query texts")
+
+    @feedback.command("mine")
+    def mine(
+        collection: str = typer.Argument(..., help="Collection name."),
+        out: Path = typer.Option(..., "--out", help="Folder for golden_candidates.jsonl, "
+                                 "pairs_train.jsonl and pairs_heldout.jsonl."),
+        min_evidence: int = typer.Option(2, "--min-evidence", help="Positive events an item "
+                                         "needs (net of negative ones) to count as relevant."),
+        holdout: float = typer.Option(0.2, "--holdout", help="Share of queries kept back for "
+                                      "evaluation, in [0, 1)."),
+        max_negatives: int = typer.Option(3, "--max-negatives", help="Hard negatives per "
+                                          "positive (hits shown above it, not chosen)."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Mine COLLECTION's feedback into golden-set candidates (review them, then
+        'embedops golden import') and fine-tuning pairs with hard negatives ('embedops
+        finetune PARENT OUT/pairs_train.jsonl --name NEW --eval OUT/pairs_heldout.jsonl')."""
+        from embedops.engine import Embedops
+        from embedops.monitor.db import MonitorDB
+        from embedops.monitor.feedback import Feedback, write_mined
+
+        api = Embedops(workspace())
+        db = MonitorDB(api.workspace, api)
+        try:
+            mined = Feedback(api, db).mine(collection, min_evidence, holdout, max_negatives)
+        finally:
+            db.close()
+            api.close()
+        paths = write_mined(mined, out)
+        if as_json:
+            print_json({"collection": collection, "counts": mined.counts(), "files": paths})
+            return
+        counts = mined.counts()
+        typer.echo(f"{counts['candidates']} golden candidates → {paths['candidates']}")
+        typer.echo(f"{counts['train']} training pairs → {paths['train']}; "
+                   f"{counts['heldout']} held out → {paths['heldout']}")
+        if counts["skipped_no_query"]:
+            typer.echo(f"{counts['skipped_no_query']} events without a stored query were "
+                       "skipped (see 'embedops feedback queries --allow')", err=True)
