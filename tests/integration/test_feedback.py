@@ -151,3 +151,25 @@ def test_cli_mine_from_simulated_clicks_on_revdict(
         candidates)
     assert len(read_pairs(out / "pairs_train.jsonl")) == len(train)  # what finetune reads
     assert len(read_jsonl(out / "golden_candidates.jsonl")) == len(candidates)
+
+
+def test_retrain_proposal_only_when_the_policy_asks(workspace: Workspace) -> None:
+    from embedops.engine import audit
+    from embedops.monitor.retrain import POLICY_FILE, PolicyError, proposals, propose_on_drift
+
+    assert propose_on_drift(workspace, "docs", True, ["centroid_shift"], "lee@1") is None
+    policy = workspace.home / POLICY_FILE
+    policy.write_text(json.dumps({"enabled": True, "collections": ["docs"]}))
+    assert propose_on_drift(workspace, "docs", False, [], "lee@1") is None  # no drift
+    assert propose_on_drift(workspace, "other", True, ["x"], "lee@1") is None  # not covered
+    made = propose_on_drift(workspace, "docs", True, ["centroid_shift"], "lee@1")
+    assert made is not None and made["status"] == "open"
+    assert propose_on_drift(workspace, "docs", True, ["centroid_shift"], "lee@1") is None
+    assert [p["id"] for p in proposals(workspace)] == [made["id"]]
+    entries = [e for e in audit.read(workspace) if e["action"] == "retrain.proposed"]
+    assert [e["proposal"] for e in entries] == [made["id"]]
+    policy.write_text(json.dumps({"enabled": True, "auto_migrate": True}))
+    with pytest.raises(PolicyError):
+        propose_on_drift(workspace, "docs", True, ["x"], "lee@1")
+    policy.write_text(json.dumps({"enabled": False}))  # switched off
+    assert propose_on_drift(workspace, "new", True, ["x"], "lee@1") is None

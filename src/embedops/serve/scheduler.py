@@ -115,13 +115,18 @@ def run_drift(api: Embedops, db: MonitorDB, settings: MonitorSettings,
     the older ones; returns how many reports were stored (a collection with too few items on
     either side is skipped)."""
     from embedops.monitor.checks import Window, collection_drift
+    from embedops.monitor.retrain import propose_on_drift
 
     cut = (time.time() if now is None else now) - settings.drift_window_s
     done = 0
     for info in api.collections.list():
         try:
-            collection_drift(api, info.name, Window(None, cut), Window(cut, None), db=db)
+            result = collection_drift(api, info.name, Window(None, cut), Window(cut, None),
+                                      db=db)
             done += 1
+            # A retrain proposal when the policy file asks (monitor.retrain; off by default).
+            propose_on_drift(api.workspace, info.name, result.report.drifted,
+                             result.report.reasons, result.model_version)
         except EmbedopsError as exc:
             log.info("scheduled drift check skipped",
                      extra={"fields": {"collection": info.name, "error": exc.code}})
