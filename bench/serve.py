@@ -17,6 +17,10 @@ line runs the same facade call (with the same query cache) without HTTP, to show
 overhead.
 
     .venv/bin/python bench/serve.py [--data ../shared/data] [--seconds 20] [--clients 8]
+
+``--embeddings`` runs the embeddings benchmark instead (``bench/serve_embeddings.py``):
+``/v1/embeddings`` against a sentence-transformers + FastAPI server on the same MiniLM, and
+cold start.
 """
 
 from __future__ import annotations
@@ -137,8 +141,10 @@ def embed_queries(base: str, queries: list[str]) -> np.ndarray:
 
 # -- load generation ---------------------------------------------------------------------------
 async def _load(url: str, bodies: list[bytes], seconds: float, clients: int,
-                parse: Callable[[Any], list[str]]) -> tuple[list[float], float, int]:
-    """(latencies in s, elapsed s, errors) of ``clients`` keep-alive clients for ``seconds``.
+                parse: Callable[[Any], list[Any]], expect: int = K
+                ) -> tuple[list[float], float, int]:
+    """(latencies in s, elapsed s, errors) of ``clients`` keep-alive clients for ``seconds``;
+    an answer counts as an error unless ``parse`` finds ``expect`` rows in it.
 
     Each client is a bare HTTP/1.1 connection (asyncio streams) that sends pre-built requests
     and reads the answer by its Content-Length (or chunks), then checks it with orjson. httpx
@@ -168,7 +174,7 @@ async def _load(url: str, bodies: list[bytes], seconds: float, clients: int,
                 t0 = time.perf_counter()
                 writer.write(requests[i % len(requests)])
                 status, body, close = await _read_response(reader)
-                if status != 200 or len(parse(orjson.loads(body))) != K:
+                if status != 200 or len(parse(orjson.loads(body))) != expect:
                     errors += 1
                 latencies.append(time.perf_counter() - t0)
                 i += clients
@@ -488,7 +494,18 @@ def main() -> None:
     parser.add_argument("--inline", action="store_true", help="embedops serve --inline-search")
     parser.add_argument("--pool-only", action="store_true",
                         help="embedops serve --no-inline-cheap-search (every search in the pool)")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="the embeddings run instead (bench/serve_embeddings.py): "
+                        "/v1/embeddings vs sentence-transformers + FastAPI, and cold start")
+    parser.add_argument("--batch", type=int, default=8, help="texts per embeddings request")
+    parser.add_argument("--cold-starts", type=int, default=3,
+                        help="cold starts measured per server in the embeddings run (0: none)")
     args = parser.parse_args()
+    if args.embeddings:
+        from serve_embeddings import run
+
+        print(json.dumps(run(args), indent=2))
+        return
     ids, texts, queries, relevant = read_data(args.data)
     queries, relevant = queries[:args.queries], relevant[:args.queries]
     doc_vecs, _ = minilm_vectors(args.data, args.out)
