@@ -35,8 +35,8 @@ from embedops.engine.search import Searcher
 from embedops.errors import InvalidInput
 from embedops.index.snapshot import SnapshotStore
 from embedops.models.registry import Registry
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT, FUSION_DEPTH, RRF_K, check_weight
-from embedops.search.models import SearchResponse
+from embedops.search.hybrid import FUSION_DEPTH, RRF_K, check_weight
+from embedops.search.models import DEFAULT_HYBRID_WEIGHT, SearchResponse
 from embedops.search.served import ServedIndex
 from embedops.search.twostage import TwoStageConfig
 from embedops.store.catalog import Catalog
@@ -82,12 +82,15 @@ class Embedops:
         candidate, two-stage cheap model (the one write rule)."""
         return self._writer.versions(collection)
 
-    def upsert_items(self, collection: str, items: Sequence[Any]) -> dict[str, int]:
+    def upsert_items(self, collection: str, items: Sequence[Any], vectors: Any = None
+                     ) -> dict[str, int]:
         """Add or replace items (ItemIn or ``{"id", "text", "metadata"}`` dicts; other top-level
         fields become metadata, as in ``ingest``). Only new or changed items are embedded
-        (content hash); they are searchable at once, in every mode.
+        (content hash); they are searchable at once, in every mode. ``vectors`` (one row per
+        item, e.g. a numpy array) bring the items' vectors under the active model version,
+        computed elsewhere with that model: they are stored as given.
         Returns ``{"received", "written", "unchanged"}``."""
-        return self._writer.upsert(collection, items)
+        return self._writer.upsert(collection, items, vectors=vectors)
 
     def delete_items(self, collection: str, ids: Sequence[str]) -> int:
         """Delete items by id (soft delete); they are never returned again. Returns how many."""

@@ -9,8 +9,7 @@ from embedops.engine.items import parse_rate
 from embedops.models.formats import FORMATS as VECTOR_FORMATS
 from embedops.models.registry import ModelVersion
 from embedops.search.filters import parse_cli_filters
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT
-from embedops.search.models import MODES, Hit, SearchResponse
+from embedops.search.models import DEFAULT_HYBRID_WEIGHT, MODES, Hit, SearchResponse
 from embedops.store.crypto import generate_key, parse_key
 from embedops.store.models import METRICS, CollectionInfo, IngestReport, Item
 from embedops.store.readers import FORMATS as INGEST_FORMATS

@@ -24,8 +24,8 @@ from embedops.engine.models import ModelHub
 from embedops.errors import DimensionMismatch, VersionMismatch
 from embedops.search.dense import PREFILTER_MAX, dense_search, exact_search
 from embedops.search.filters import Filter, compile_filters
-from embedops.search.hybrid import DEFAULT_HYBRID_WEIGHT, FUSION_DEPTH, check_weight, hybrid_fuse
-from embedops.search.models import Hit, SearchResponse
+from embedops.search.hybrid import FUSION_DEPTH, check_weight, hybrid_fuse
+from embedops.search.models import DEFAULT_HYBRID_WEIGHT, Hit, SearchResponse
 from embedops.search.twostage import TwoStageConfig, two_stage_search
 from embedops.search.view import CollectionView
 from embedops.store.catalog import Catalog
