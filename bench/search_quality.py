@@ -147,29 +147,25 @@ COLLECTION = "revdict"
 def embedops_workspace(out: Path, name: str, ids: list[str], texts: list[str],
                        vecs: np.ndarray | None) -> Any:
     """An Embedops workspace holding the docs (MiniLM imported, vectors from the cache)."""
-    from embedops.api import Embedops
-    from embedops.config import Workspace
-    from embedops.models.transformer import import_transformer
-    from embedops.store.models import ItemIn
+    from embedops.engine import Embedops
 
-    eo = Embedops(Workspace(out / f"ws-search-{name}").ensure())
-    if "minilm" not in eo.registry.names():
-        import_transformer(eo.registry, "minilm", onnx=False)
-    ref = eo.registry.get("minilm").ref
+    eo = Embedops(home=out / f"ws-search-{name}")
+    if "minilm" not in eo.models.names():
+        eo.models.import_transformer("minilm")
+    ref = eo.models.resolve("minilm").ref
     known = [c.name for c in eo.collections.list()]
-    vectors_ok = vecs is None or not eo.catalog.missing_vectors(COLLECTION, ref) \
+    vectors_ok = vecs is None or not eo.missing_vectors(COLLECTION, ref) \
         if COLLECTION in known else False
-    if vectors_ok and eo.catalog.get_collection(COLLECTION).item_count == len(ids):
+    if vectors_ok and eo.count(COLLECTION) == len(ids):
         return eo
     if COLLECTION in known:
         eo.collections.delete(COLLECTION)
     eo.collections.create(COLLECTION, model=ref)
     for start in range(0, len(ids), 5000):
         stop = start + 5000
-        items = [ItemIn(i, t, {"words": len(t.split())})
+        items = [{"id": i, "text": t, "metadata": {"words": len(t.split())}}
                  for i, t in zip(ids[start:stop], texts[start:stop], strict=True)]
-        vectors = {} if vecs is None else {ref: vecs[start:stop]}
-        eo.catalog.upsert(COLLECTION, items, vectors, source="bench")
+        eo.upsert_items(COLLECTION, items, vectors=None if vecs is None else vecs[start:stop])
     return eo
 
 

@@ -73,10 +73,8 @@ def read_data(data: Path) -> tuple[list[str], list[str], list[str], list[list[st
 def prepare_workspace(home: Path, ids: list[str], texts: list[str], vectors: np.ndarray,
                       hnsw: dict[str, int]) -> None:
     """A workspace with MiniLM, the revdict collection (precomputed vectors) and an HNSW index."""
-    from embedops.api import Embedops
     from embedops.config import Workspace
-    from embedops.models.transformer import import_transformer
-    from embedops.store.models import ItemIn
+    from embedops.engine import Embedops
 
     marker = home / "bench-ready.json"
     if marker.exists() and json.loads(marker.read_text()) == {"n": len(ids), "v": 2, **hnsw}:
@@ -84,12 +82,12 @@ def prepare_workspace(home: Path, ids: list[str], texts: list[str], vectors: np.
     shutil.rmtree(home, ignore_errors=True)
     ws = Workspace(home).ensure()
     api = Embedops(ws)
-    mv = import_transformer(api.registry, "minilm", onnx=True)
+    mv = api.models.import_transformer("minilm")
     api.collections.create(COLLECTION, mv.ref, metric="cosine")
     for start in range(0, len(ids), 2000):
-        items = [ItemIn(id=i, text=t) for i, t in zip(ids[start:start + 2000],
-                                                        texts[start:start + 2000], strict=True)]
-        api.catalog.upsert(COLLECTION, items, {mv.ref: vectors[start:start + 2000]})
+        items = [{"id": i, "text": t} for i, t in zip(ids[start:start + 2000],
+                                                       texts[start:start + 2000], strict=True)]
+        api.upsert_items(COLLECTION, items, vectors=vectors[start:start + 2000])
     # Served indexes re-read catalog changes from the last 2 s before their snapshot on every
     # search (a clock-skew margin); a bulk load right before the build would be re-read by
     # every query, which no real deployment sees for long. Let it age out first.

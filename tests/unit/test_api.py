@@ -303,3 +303,17 @@ def test_an_empty_collection_builds_any_kind(eo: Embedops) -> None:
     for kind in ("hnsw", "ivf", "sq8"):
         assert eo.build_index("empty", kind, quiet=True)["count"] == 0
         assert eo.search("empty", "fire").hits == []
+
+
+def test_upsert_with_vectors_computed_elsewhere(eo: Embedops) -> None:
+    texts = ["smoke over the hills", "rain in the city"]
+    vecs = eo.embed(texts, "w2v")
+    report = eo.upsert_items("lee", [{"id": f"v{i}", "text": t} for i, t in enumerate(texts)],
+                             vectors=vecs[::-1].copy())
+    assert report["written"] == 2
+    _, stored = eo.load_vectors("lee", "w2v", ["v0", "v1"])
+    np.testing.assert_allclose(stored, vecs[::-1], rtol=1e-6)
+    for bad in (vecs[:1], np.full_like(vecs, np.nan), [["x"] * 32] * 2):
+        with pytest.raises(InvalidInput):
+            eo.upsert_items("lee", [{"id": "v9", "text": "a"}, {"id": "v8", "text": "b"}],
+                            vectors=bad)

@@ -118,15 +118,42 @@ class Writer:
                           "recreate the collection for this model, or roll the model out")
         return lambda texts: {v: self.hub.embed(texts, v) for v in versions}
 
-    def upsert(self, collection: str, items: Sequence[Any], source: str = "api") -> dict[str, int]:
-        """Add or replace items; only new or changed ones (content hash) are embedded."""
+    def upsert(self, collection: str, items: Sequence[Any], source: str = "api",
+               vectors: Any = None) -> dict[str, int]:
+        """Add or replace items; only new or changed ones (content hash) are embedded.
+        ``vectors`` (rows aligned with ``items``) are the items' vectors under the active
+        version, computed elsewhere: they are stored as given and only the other write
+        versions are embedded."""
         batch = as_items(items)
+        given = None if vectors is None else self._given(collection, vectors, len(batch))
         changed = self.catalog.plan_upsert(collection, batch)
         if changed:
-            vectors = self.embed_for_write(collection)([it.text for it in changed])
-            self.catalog.upsert(collection, changed, vectors, source=source)
+            texts = [it.text for it in changed]
+            if given is None:
+                stored = self.embed_for_write(collection)(texts)
+            else:
+                active, *others = self.versions(collection)
+                rows = {it.id: i for i, it in enumerate(batch)}
+                stored = {active: given[[rows[it.id] for it in changed]],
+                          **{v: self.hub.embed(texts, v) for v in others}}
+            self.catalog.upsert(collection, changed, stored, source=source)
         return {"received": len(batch), "written": len(changed),
                 "unchanged": len(batch) - len(changed)}
+
+    def _given(self, collection: str, vectors: Any, n: int) -> np.ndarray:
+        """Caller-computed vectors checked: ``n`` finite rows of the collection's dimension."""
+        dim = self.catalog.get_collection(collection).dim
+        try:
+            array = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("vectors must be an array of numbers, one row per item") from exc
+        if array.shape != (n, dim):
+            raise InvalidInput(
+                f"vectors have shape {array.shape}; {n} items of collection '{collection}' "
+                f"need ({n}, {dim})", "pass one row of the collection's dimension per item")
+        if not np.isfinite(array).all():
+            raise InvalidInput("vectors hold NaN or infinite values", "pass finite numbers")
+        return array
 
     def ingest(self, collection: str, path: str | Path, executor: Executor | None = None,
                **options: Any) -> IngestReport:
