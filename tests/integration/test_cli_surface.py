@@ -18,9 +18,9 @@ import typer
 from embedops.cli.main import app, main
 from embedops.config import Workspace
 
-#: Leaf commands of ``cli/serve_cmd.py`` (owned with the HTTP server) that do not take --json
-#: yet; every other leaf must.
-NO_JSON_YET = {"serve", "keys create", "keys revoke"}
+#: The module whose commands (``serve``, ``keys …``, owned with the HTTP server) do not all take
+#: --json yet; every other leaf command must.
+NO_JSON_YET_MODULE = "embedops.cli.serve_cmd"
 
 
 def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
@@ -34,6 +34,8 @@ def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
 
 ROOT = typer.main.get_command(app)
 LEAVES = dict(_leaves(ROOT))
+NO_JSON_YET = {path for path, cmd in LEAVES.items()
+               if getattr(cmd.callback, "__module__", "") == NO_JSON_YET_MODULE}
 
 
 def test_the_walk_finds_every_command_group() -> None:
