@@ -77,8 +77,9 @@ def timed(fn, reps: int = 1) -> tuple[float, object]:  # type: ignore[no-untyped
 def first_reaching(settings: list[dict], run) -> tuple[dict, float, float] | None:  # type: ignore[no-untyped-def]
     """The first (cheapest-first) setting whose recall reaches TARGET: (setting, recall, qps)."""
     for setting in settings:
-        seconds, (r, m) = timed(lambda s=setting: run(s))
-        if r >= TARGET:
+        _, (r, m) = timed(lambda s=setting: run(s))
+        if r >= TARGET:  # the machine is shared: best of three timings
+            seconds = min(timed(lambda s=setting: run(s))[0] for _ in range(3))
             return setting, r, m / seconds
     return None
 
@@ -103,6 +104,11 @@ def bench(name: str, docs: np.ndarray, queries: np.ndarray) -> None:
         return recall(idx.search(queries, 10, search_params=s)[0], gt), len(queries)
 
     ours = first_reaching(grid, run_ours)
+    half = make_index("rabitq", dim, "cosine", {"nlist": nlist})
+    half.build(docs[: n // 2], ids[: n // 2])
+    marginal = (idx.memory_bytes() - half.memory_bytes()) / (n - n // 2)
+    print(f"rabitq RAM per added vector (fixed centroids excluded): {marginal:.1f} B "
+          f"(flat: {flat_bytes} B, 1/16 of float32: {dim * 4 / 16:.0f} B + ids)")
     rows.append(("embedops rabitq (1 bit/dim)", build, per, ours))
 
     # raw FAISS, same cells and codes, refined exactly with the same candidate count
@@ -128,8 +134,8 @@ def bench(name: str, docs: np.ndarray, queries: np.ndarray) -> None:
     def run_hnsw(s: dict) -> tuple[float, int]:
         return recall(hnsw.search(queries, 10, search_params=s)[0], gt), len(queries)
 
-    h = first_reaching([{"ef_search": e} for e in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384)],
-                       run_hnsw)  # fmt: skip
+    efs = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+    h = first_reaching([{"ef_search": e} for e in efs], run_hnsw)
     rows.append(("embedops hnsw M=32", h_build, hnsw.memory_bytes() / n, h))
     print(f"flat float32: {flat_bytes} B/vector")
     for label, b, mem, found in rows:
