@@ -3,6 +3,7 @@ Python API, CLI and HTTP, and the errors for bad input."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from usecases_data import build
 
+from embedops.cli.main import main
 from embedops.config import HOME_ENV, Workspace
 from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput, NotFound, VersionMismatch
@@ -115,3 +117,70 @@ def test_cluster_refuses_too_few_items(eo: Embedops) -> None:
         cluster.cluster(eo, "wn", k=4, filters={"lemma": "entity"})
     with pytest.raises(InvalidInput, match="k must be"):
         cluster.cluster(eo, "wn", k=1)
+
+
+# -- CLI and HTTP -----------------------------------------------------------------------------
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["--quiet", *args])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_cli_classify_recommend_cluster(eo: Embedops, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    eo.close()
+    code, out = _cli(capsys, "classify", "train", "wn", "--label-field", "pos", "--name",
+                     "pos", "--json")
+    assert code == 0 and json.loads(out)["ref"] == "pos@1"
+    code, out = _cli(capsys, "classify", "predict", "pos", "in a slow manner", "-k", "2",
+                     "--json")
+    assert code == 0 and len(json.loads(out)[0]["top"]) == 2
+    code, out = _cli(capsys, "classify", "show", "pos@1")
+    assert code == 0 and "pos@1" in out and "macro-F1" in out
+    code, out = _cli(capsys, "classify", "predict", "ghost", "x")
+    assert code != 0 and "no classifiers 'ghost'" in out
+    code, out = _cli(capsys, "recommend", "wn", "--like", "00001740-n", "-k", "3",
+                     "--diversity", "0.3", "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 3
+    code, out = _cli(capsys, "recommend", "wn", "--like", "nope")
+    assert code != 0 and "are in collection" in out
+    code, out = _cli(capsys, "cluster", "wn", "-k", "3", "--label-field", "pos", "--json")
+    body = json.loads(out)
+    assert code == 0 and body["k"] == 3 and body["nmi"] is not None
+
+
+def test_http_routes_and_roles(eo: Embedops) -> None:
+    from fastapi.testclient import TestClient
+
+    from embedops.serve.app import create_app
+    from embedops.serve.keys import KeyStore
+    from embedops.serve.settings import ServeSettings
+
+    keys = KeyStore(eo.workspace)
+    read = {"X-API-Key": keys.create("read")[0]}
+    write = {"X-API-Key": keys.create("write")[0]}
+    app = create_app(ServeSettings(home=str(eo.workspace.home), warmup=False), api=eo)
+    with TestClient(app) as client:
+        train = {"collection": "wn", "label_field": "pos", "name": "pos"}
+        assert client.post("/v1/classifiers", json=train, headers=read).status_code == 403
+        made = client.post("/v1/classifiers", json=train, headers=write)
+        assert made.status_code == 200 and made.json()["ref"] == "pos@1"
+        got = client.post("/v1/classifiers/pos/predict", json={"texts": ["to run"], "k": 2},
+                          headers=read)
+        assert got.status_code == 200 and len(got.json()["predictions"][0]["top"]) == 2
+        assert client.get("/v1/classifiers/pos@1", headers=read).json()["ref"] == "pos@1"
+        assert client.get("/v1/classifiers/ghost", headers=read).status_code == 404
+        rec = client.post("/v1/collections/wn/recommend",
+                          json={"positive": ["00001740-n"], "k": 4}, headers=read)
+        assert rec.status_code == 200 and len(rec.json()["hits"]) == 4
+        empty = client.post("/v1/collections/wn/recommend", json={"positive": []},
+                            headers=read)
+        assert empty.status_code == 422 and "profile is empty" in empty.text
+        body = {"k": [3], "store": True}
+        assert client.post("/v1/collections/wn/cluster", json=body,
+                           headers=read).status_code == 403
+        clu = client.post("/v1/collections/wn/cluster", json=body, headers=write)
+        assert clu.status_code == 200 and clu.json()["metadata_key"] == "cluster_w2v_1"
+        few = client.post("/v1/collections/wn/cluster",
+                          json={"k": [4], "filters": {"lemma": "entity"}}, headers=read)
+        assert few.status_code == 422 and "too few items" in few.text

@@ -73,6 +73,7 @@ def _register_all() -> None:
         serve_cmd,
         store_cmd,
         train_cmd,
+        usecases_cmd,
         vectors_cmd,
     )
 
@@ -89,6 +90,7 @@ def _register_all() -> None:
         monitor_cmd,
         rollout_cmd,
         loop_cmd,
+        usecases_cmd,
     ):
         module.register(app)
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput, VersionMismatch
 from embedops.usecases import artefacts
+
+if TYPE_CHECKING:
+    from embedops.engine.facade import Embedops
 
 KIND = "classifiers"
 MIN_PER_LABEL = 2

@@ -14,12 +14,14 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from embedops.engine.facade import Embedops
 
 MIN_PER_CLUSTER = 2
 SILHOUETTE_SAMPLE = 3000

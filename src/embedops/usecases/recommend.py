@@ -14,14 +14,16 @@ returned.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput
 from embedops.search.models import Hit
 from embedops.usecases.mmr import mmr
+
+if TYPE_CHECKING:
+    from embedops.engine.facade import Embedops
 
 NEGATIVE_WEIGHT = 0.5
 MAX_K = 1000

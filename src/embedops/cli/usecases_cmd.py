@@ -1,0 +1,177 @@
+"""``embedops classify train|predict|show``, ``embedops recommend`` and ``embedops cluster``:
+the use cases of ``embedops.usecases`` from the command line (``--json`` for scripts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from embedops.cli._common import engine, print_json
+from embedops.engine.options import parse_cli_filters
+from embedops.errors import InvalidInput
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CollectionArg = Annotated[str, typer.Argument(help="Collection name.")]
+FilterOpt = Annotated[list[str] | None, typer.Option(
+    "--filter", "-f", help='Metadata filter: field=value, field>=x, field=["a","b"].')]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``classify`` group and the ``recommend`` and ``cluster`` commands to ``app``."""
+    group = typer.Typer(help="Classifiers on frozen embeddings: train, predict, show.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="classify")
+    group.command("train")(classify_train)
+    group.command("predict")(classify_predict)
+    group.command("show")(classify_show)
+    app.command("recommend")(recommend_cmd)
+    app.command("cluster")(cluster_cmd)
+
+
+def classify_train(
+    collection: CollectionArg,
+    name: Annotated[str | None, typer.Option("--name", help="Classifier name (default: the "
+                                             "collection's).")] = None,
+    label_field: Annotated[str, typer.Option("--label-field",
+                                             help="Metadata field with the label.")] = "label",
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help='JSONL file of {"id", "label"} rows (instead of --label-field).')
+    ] = None,
+    c: Annotated[float, typer.Option("--c", help="Inverse regularization strength.")] = 10.0,
+    test_size: Annotated[float, typer.Option("--test-size", help="Held-out share.")] = 0.2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a logistic-regression classifier on the collection's vectors and publish it."""
+    from embedops.usecases import classify
+
+    mapping = _read_labels(labels) if labels else None
+    with engine() as eo:
+        clf = classify.train(eo, collection, label_field, name, mapping, test_size, c)
+    m = clf.manifest
+    if as_json:
+        print_json(m)
+        return
+    met = m["metrics"]
+    typer.echo(f"{m['ref']} on {m['model_version']}: {len(m['labels'])} labels, accuracy "
+               f"{met['accuracy']:.3f}, macro-F1 {met['macro_f1']:.3f} "
+               f"({m['test_count']} held out)")
+
+
+def classify_predict(
+    classifier: Annotated[str, typer.Argument(help="Classifier name or name@N.")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify.")],
+    k: Annotated[int, typer.Option("-k", help="Labels per text.")] = 1,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", help="Abstain below this probability.")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict labels of texts (embedded with the classifier's own model version)."""
+    from embedops.usecases import classify
+
+    with engine() as eo:
+        preds = classify.predict_texts(eo, classifier, texts, k, threshold)
+    if as_json:
+        print_json([{"text": t, **p.to_dict()} for t, p in zip(texts, preds, strict=True)])
+        return
+    for text, p in zip(texts, preds, strict=True):
+        tops = ", ".join(f"{lab} {prob:.2f}" for lab, prob in p.top)
+        typer.echo(f"{p.label or '(abstain)'}\t{tops}\t{text[:60]}")
+
+
+def classify_show(
+    classifier: Annotated[str, typer.Argument(help="Classifier name or name@N.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a classifier's manifest (lineage, labels, held-out metrics)."""
+    from embedops.usecases import classify
+
+    with engine() as eo:
+        m = classify.load(eo, classifier).manifest
+    if as_json:
+        print_json(m)
+        return
+    typer.echo(f"{m['ref']} (parent {m['parent']}) on {m['model_version']}, collection "
+               f"{m['collection']}: accuracy {m['metrics']['accuracy']:.3f}, macro-F1 "
+               f"{m['metrics']['macro_f1']:.3f}")
+
+
+def recommend_cmd(
+    collection: CollectionArg,
+    positive: Annotated[list[str], typer.Option("--like", help="An id to find more like "
+                                                "(repeatable; id:weight for a weight).")],
+    negative: Annotated[list[str] | None, typer.Option("--unlike", help="An id to move away "
+                                                       "from (repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude",
+                                                      help="An id never to return.")] = None,
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
+    diversity: Annotated[float, typer.Option("--diversity", help="MMR diversity in [0, 1]."
+                                             )] = 0.0,
+    filter_: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """More-like-this: items like the given ones, from the collection's served index."""
+    from embedops.usecases import recommend
+
+    history = dict(_weighted(p) for p in positive)
+    filters = parse_cli_filters(filter_) if filter_ else None
+    with engine() as eo:
+        hits = recommend.recommend(eo, collection, history, negative or [], exclude or [], k,
+                                   filters, diversity)
+    if as_json:
+        print_json({"hits": [h.to_dict() for h in hits]})
+        return
+    for h in hits:
+        typer.echo(f"{h.score:.4f}\t{h.id}\t{h.text[:70]}")
+
+
+def cluster_cmd(
+    collection: CollectionArg,
+    k: Annotated[list[int] | None, typer.Option("-k", help="k (repeatable: a sweep, best "
+                                                "silhouette kept).")] = None,
+    label_field: Annotated[str | None, typer.Option(
+        "--label-field", help="Metadata field to score NMI/ARI against.")] = None,
+    store: Annotated[bool, typer.Option("--store", help="Write assignments into metadata "
+                                        "(cluster_<model>_<n>).")] = False,
+    filter_: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cluster a collection with k-means; name each cluster by terms and central items."""
+    from embedops.usecases import cluster
+
+    filters = parse_cli_filters(filter_) if filter_ else None
+    with engine() as eo:
+        report = cluster.cluster(eo, collection, k or [2, 4, 8, 16], filters, label_field, store)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    typer.echo(f"k={report.k} (silhouette {report.silhouette[report.k]:.3f})"
+               + (f", NMI {report.nmi:.3f}, ARI {report.ari:.3f}" if report.nmi is not None
+                  else ""))
+    for c in report.clusters:
+        typer.echo(f"{c.cluster}\t{c.size}\t{' '.join(c.terms)}\t{','.join(c.central)}")
+
+
+def _weighted(raw: str) -> tuple[str, float]:
+    ident, sep, weight = raw.rpartition(":")
+    if not sep:
+        return raw, 1.0
+    try:
+        return ident, float(weight)
+    except ValueError:
+        return raw, 1.0
+
+
+def _read_labels(path: Path) -> dict[str, str]:
+    out: dict[str, Any] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[str(row["id"])] = str(row["label"])
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"{path.name} line {n}: expected {{\"id\", \"label\"}}") from None
+    return out
