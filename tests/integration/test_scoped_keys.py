@@ -180,3 +180,51 @@ def test_revocation_is_refused_by_every_process_within_a_second(served: dict[str
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def test_quotas_per_key_answer_429_with_retry_after(served: dict[str, Any]) -> None:
+    from embedops.engine import audit
+
+    ws, base, admin = served["ws"], served["base"], served["admin"]
+    store = KeyStore(ws)
+    assert admin.post("/v1/collections", json={"name": "quota-c", "model": "lee"}
+                      ).status_code == 201
+
+    def client(key: str) -> httpx.Client:
+        return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60)
+
+    # embed tokens per day, shared by both embedding routes
+    tokens_key, tokens_info = store.create("read", "tok", tokens_per_day=12)
+    with client(tokens_key) as tok:
+        first = tok.post("/v1/embeddings", json={"model": "lee", "input": "a fire in the bush"})
+        assert first.status_code == 200, first.text
+        used = first.json()["usage"]["total_tokens"]
+        assert used > 0
+        over = tok.post("/v1/embed", json={"texts": ["fire " * 12]})
+        assert over.status_code == 429 and over.json()["error"]["code"] == "quota_exceeded"
+        assert 0 < int(over.headers["retry-after"]) <= 86400
+        openai_over = tok.post("/v1/embeddings", json={"model": "lee", "input": "fire " * 12})
+        assert openai_over.status_code == 429 and "retry-after" in openai_over.headers
+    assert store.usage(tokens_info.id, int(time.time() // 86400)) == used
+    # items stored in the key's collections
+    items_key, items_info = store.create("write", "items", collections=["quota-c"], max_items=5)
+    with client(items_key) as writer:
+        assert writer.post("/v1/collections/quota-c/items", json={"items": DOCS[:5]}
+                           ).status_code == 200
+        again = writer.post("/v1/collections/quota-c/items", json={"items": DOCS[:5]})
+        assert again.status_code == 200  # the same ids: nothing new
+        full = writer.post("/v1/collections/quota-c/items", json={"items": DOCS[5:6]})
+        assert full.status_code == 429 and full.json()["error"]["code"] == "quota_exceeded"
+        assert full.headers["retry-after"] == "3600"
+    # the key's own rate limit, on a server whose roles are unlimited
+    rate_key, rate_info = store.create("read", "rate", rate_limit="2/minute")
+    with client(rate_key) as limited:
+        codes = [limited.get("/v1/models").status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+    refused = [e for e in audit.read(ws) if e["action"] == "quota.exceeded"]
+    assert {e["who"] for e in refused} >= {tokens_info.id, items_info.id}
+    assert all("eok_" not in str(e) and "fire" not in str(e) for e in refused)
+    metrics = admin.get("/metrics").text
+    assert f'embedops_quota_refusals_total{{key_id="{tokens_info.id}",quota="tokens_per_day"}}' \
+        in metrics
+    assert f'embedops_key_embed_tokens_total{{key_id="{tokens_info.id}"}} {float(used)}' in metrics

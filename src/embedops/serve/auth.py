@@ -24,6 +24,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from embedops.errors import CollectionNotFound, Forbidden, Unauthorized
 from embedops.serve.keys import Principal, Role
+from embedops.serve.ratelimit import limiter_for
 
 ANONYMOUS = Principal("anonymous", Role.admin)
 
@@ -93,7 +94,7 @@ def authenticate(request: Request, bearer: str | None, header: str | None) -> Pr
         )
     principal: Principal = ctx.keys.verify(key.strip())
     request.state.key_id = principal.key_id
-    limiter = getattr(request.app.state, "ratelimit", None)
+    limiter = limiter_for(request.app, principal)
     if limiter is not None:
         limiter.hit(principal)
     guard_scope(request, principal)

@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at REAL NOT NULL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS key_usage (
+    key_id TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day)
+);
 """
 # Columns added by schema version 2 (scopes, expiry, last use, per-key quotas); a keys.db made
 # before them is migrated in place by ``ALTER TABLE ... ADD COLUMN`` (old keys: unscoped).
@@ -375,6 +381,29 @@ class KeyStore:
             tuple(json.loads(prefixes)) if prefixes is not None else None,
             rate, items, tokens,
         )
+
+    def spend_tokens(self, key_id: str, day: int, tokens: int, limit: int) -> tuple[bool, int]:
+        """Spend ``tokens`` of ``key_id``'s ``limit`` for UTC ``day`` (days since the epoch)
+        in one transaction, shared by every process: (True, used after) or (False, used)."""
+        conn = self._conn()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT tokens FROM key_usage WHERE key_id = ? AND day = ?",
+                               (key_id, day)).fetchone()
+            used = int(row[0]) if row else 0
+            if used + tokens > limit:
+                return False, used
+            conn.execute(
+                "INSERT INTO key_usage (key_id, day, tokens) VALUES (?, ?, ?) ON CONFLICT "
+                "(key_id, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+                (key_id, day, tokens))
+        return True, used + tokens
+
+    def usage(self, key_id: str, day: int) -> int:
+        """Embed tokens ``key_id`` spent on UTC ``day``."""
+        row = self._conn().execute("SELECT tokens FROM key_usage WHERE key_id = ? AND day = ?",
+                                   (key_id, day)).fetchone()
+        return int(row[0]) if row else 0
 
     def _touch(self, key_id: str, now: float) -> None:
         """Record the key's last use, at most once every ``_USED_EVERY_S`` per process."""

@@ -11,6 +11,7 @@ from embedops.serve.auth import ADMIN, READ, WRITE, visible
 from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
 from embedops.serve.openapi import AUTH, BODY, errors
+from embedops.serve.ratelimit import check_items
 from embedops.serve.respond import as_dict, named
 from embedops.serve.schemas import CollectionCreate, ItemsDelete, ItemsUpsert, ItemsWhere
 
@@ -61,12 +62,13 @@ def delete_collection(request: Request, name: str, who: Principal = ADMIN) -> di
 
 @router.post("/{name}/items", summary="Upsert items (idempotent)")
 def upsert_items(
-    request: Request, response: Response, name: str, body: ItemsUpsert, _: Any = WRITE
+    request: Request, response: Response, name: str, body: ItemsUpsert, who: Principal = WRITE
 ) -> dict[str, Any]:
     """Insert or update items; items whose text and metadata are unchanged are not re-embedded."""
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.items), "items")
     check_texts(ctx.settings, [item.text for item in body.items], "item")
+    check_items(request, who, name, [item.id for item in body.items])
     report = ctx.api.upsert_items(name, [item.model_dump() for item in body.items])
     info = ctx.api.collections.info(name)
     return named(response, info.model_version, {"collection": name, **as_dict(report)})

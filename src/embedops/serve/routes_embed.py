@@ -9,8 +9,10 @@ from fastapi import APIRouter, Request
 
 from embedops.serve.auth import READ
 from embedops.serve.encoders import caching
+from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
 from embedops.serve.openapi import AUTH, BODY, errors
+from embedops.serve.ratelimit import charge_tokens
 from embedops.serve.respond import named_json
 from embedops.serve.schemas import EmbedRequest
 from embedops.serve.textinfo import text_info
@@ -19,13 +21,14 @@ router = APIRouter(prefix="/v1", tags=["embed"], responses=errors(*AUTH, *BODY, 
 
 
 @router.post("/embed", summary="Embed a batch of texts")
-def embed(request: Request, body: EmbedRequest, _: Any = READ) -> Any:
+def embed(request: Request, body: EmbedRequest, who: Principal = READ) -> Any:
     """Vectors of ``texts`` (rows in order) with per-text token, OOV and truncation details."""
     ctx = request.app.state.ctx
     check_batch(ctx.settings, len(body.texts))
     check_texts(ctx.settings, body.texts)
     api = ctx.api
     version = api.models.resolve(body.model or api.default_model()).ref
+    charge_tokens(request, who, lambda: api.models.count_tokens(body.texts, version).total)
     with caching() as use:
         vectors = np.asarray(api.embed(body.texts, model=version), dtype=np.float32)
     info = text_info(api.models.encoder(version), body.texts)

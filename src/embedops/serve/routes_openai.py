@@ -27,9 +27,11 @@ from embedops.errors import EmbedopsError
 from embedops.serve.auth import READ
 from embedops.serve.coalesce import Coalescer, coalescer_for
 from embedops.serve.encoders import caching
+from embedops.serve.keys import Principal
 from embedops.serve.limits import check_batch, check_texts
 from embedops.serve.logging import LOGGER
 from embedops.serve.middleware import MODEL_HEADER
+from embedops.serve.ratelimit import charge_tokens
 from embedops.serve.respond import FastJSONResponse
 from embedops.serve.schemas_openai import (
     EmbeddingsRequest,
@@ -132,7 +134,8 @@ def _log_user(request: Request, user: str | None) -> None:
     "/embeddings", summary="Create embeddings (OpenAI-compatible)", description=_EMBEDDINGS_DOC,
     response_model=None, responses={200: {"model": EmbeddingsResponse}, **_ERRORS},
 )
-def create_embeddings(request: Request, body: EmbeddingsRequest, _: Any = READ) -> Response:
+def create_embeddings(request: Request, body: EmbeddingsRequest, who: Principal = READ
+                      ) -> Response:
     """Vectors of ``body.input`` under ``body.model``, in OpenAI's shape."""
     ctx = request.app.state.ctx
     api = ctx.api
@@ -147,6 +150,7 @@ def create_embeddings(request: Request, body: EmbeddingsRequest, _: Any = READ) 
         check_batch(ctx.settings, n_inputs, "inputs")
         texts = _texts(api, body, version)
         check_texts(ctx.settings, texts, "input")
+    charge_tokens(request, who, lambda: api.models.count_tokens(texts, version).total)
     with caching():
         vectors = _coalescer(request).embed(texts, version)
     counts = api.models.count_tokens(texts, version)
