@@ -68,6 +68,7 @@ def _register_all() -> None:
         loop_cmd,
         models_cmd,
         monitor_cmd,
+        privacy_cmd,
         quickstart,
         rollout_cmd,
         serve_cmd,
@@ -91,6 +92,7 @@ def _register_all() -> None:
         rollout_cmd,
         loop_cmd,
         usecases_cmd,
+        privacy_cmd,
     ):
         module.register(app)
 
