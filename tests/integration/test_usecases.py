@@ -16,7 +16,7 @@ from embedops.cli.main import main
 from embedops.config import HOME_ENV, Workspace
 from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput, NotFound, VersionMismatch
-from embedops.usecases import classify, cluster, recommend
+from embedops.usecases import classify, cluster, dedup, mapping, recommend
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,36 @@ def test_cluster_refuses_too_few_items(eo: Embedops) -> None:
         cluster.cluster(eo, "wn", k=4, filters={"lemma": "entity"})
     with pytest.raises(InvalidInput, match="k must be"):
         cluster.cluster(eo, "wn", k=1)
+
+
+# -- near-duplicates and mapping --------------------------------------------------------------
+def test_near_duplicates_exact_and_truncated(eo: Embedops) -> None:
+    items = eo.get_items("wn", eo.item_ids("wn")[:2])
+    a, b = items
+    eo.upsert_items("wn", [{"id": "copy", "text": a.text.upper(), "metadata": {"pos": "x"}},
+                           {"id": "trunc", "text": b.text + " and so on",
+                            "metadata": {"pos": "x"}}])
+    report = dedup.find_duplicates(eo, "wn", threshold=0.85, lexical=0.5)
+    found = {(p.a, p.b): p for p in report.pairs}
+    assert found[tuple(sorted((a.id, "copy")))].exact
+    assert tuple(sorted((b.id, "trunc"))) in found
+    assert [a.id, "copy"] in report.groups
+    with pytest.raises(InvalidInput, match="threshold"):
+        dedup.find_duplicates(eo, "wn", threshold=0.0)
+
+
+def test_mapping_recovers_a_rotation_and_refuses_other_versions(eo: Embedops) -> None:
+    words = [it.metadata["lemma"] for it in eo.peek("wn", 400) if " " not in
+             it.metadata["lemma"]]
+    pairs = [(w, w) for w in dict.fromkeys(words)]
+    manifest = mapping.fit(eo, "w2v", "w2v-rot", pairs, name="rot")
+    assert manifest["ref"] == "rot@1" and manifest["metrics"]["p@1"] > 0.9
+    vec = eo.embed(["river"], "w2v@1")
+    assert mapping.apply(eo, "rot", vec, "w2v@1").shape == (1, 32)
+    with pytest.raises(VersionMismatch):
+        mapping.apply(eo, "rot", vec, "w2v-rot@1")
+    with pytest.raises(InvalidInput, match="seed pairs"):
+        mapping.fit(eo, "w2v", "w2v-rot", pairs[:2], name="rot")
 
 
 # -- CLI and HTTP -----------------------------------------------------------------------------

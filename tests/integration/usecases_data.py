@@ -7,6 +7,8 @@ import json
 import lzma
 from pathlib import Path
 
+import numpy as np
+
 from embedops.config import Workspace
 from embedops.data import wordnet_glosses_path
 from embedops.engine.facade import Embedops
@@ -36,7 +38,8 @@ def glosses(per_pos: int = PER_POS, train: int = 20000) -> tuple[list[dict[str, 
 
 
 def build(home: Path) -> Workspace:
-    """A workspace with model ``w2v`` and collection ``wn`` (labelled glosses, flat index)."""
+    """A workspace with models ``w2v`` and ``w2v-rot`` (a rotation of it) and collection ``wn``
+    (labelled glosses, flat index)."""
     from gensim.models import Word2Vec
 
     ws = Workspace(home).ensure()
@@ -44,8 +47,13 @@ def build(home: Path) -> Workspace:
     spec = TokenizerSpec()
     model = Word2Vec([spec.tokenize(t) for t in texts + [r["text"] for r in rows]],
                      vector_size=32, min_count=2, epochs=5, workers=1, seed=3)
-    publish_static(Registry(ws), "w2v", StaticVectors.from_gensim(model.wv), kind="word2vec",
-                   spec=spec)
+    table = StaticVectors.from_gensim(model.wv)
+    publish_static(Registry(ws), "w2v", table, kind="word2vec", spec=spec)
+    # The same space under a random rotation: a mapping must recover it.
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((32, 32)))
+    rotated = StaticVectors(list(table.index_to_key),
+                            (np.asarray(table.vectors) @ rotation).astype(np.float32))
+    publish_static(Registry(ws), "w2v-rot", rotated, kind="word2vec", spec=spec)
     with Embedops(ws) as eo:
         eo.collections.create("wn", model="w2v")
         eo.upsert_items("wn", [{"id": r["id"], "text": r["text"],
