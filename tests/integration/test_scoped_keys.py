@@ -63,6 +63,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/collections/{c}/rollout", None),
     ("GET", "/v1/collections/{c}/migrate", None),
     ("POST", "/v1/collections/{c}/items", {"items": DOCS[:1]}),
+    ("POST", "/v1/collections/{c}/rollout/abort", None),
     ("POST", "/v1/golden/none/run?collection={c}", None),
 ]
 
@@ -145,6 +146,9 @@ def test_console_shows_and_opens_only_scoped_collections(served: dict[str, Any])
         assert "no collection named &#39;beta-docs&#39;" in hidden.text
         assert "no collection named &#39;acme-no&#39;" in missing.text
         assert "shared" not in hidden.text and "known collections" not in hidden.text
+        confirm_hidden = reader.get("/ui/rollouts/beta-docs/confirm", params={"action": "abort"})
+        confirm_missing = reader.get("/ui/rollouts/acme-no/confirm", params={"action": "abort"})
+        assert confirm_hidden.status_code == confirm_missing.status_code == 404
 
 
 def _serve(ws: Workspace, port: int) -> subprocess.Popen[bytes]:

@@ -411,8 +411,12 @@ class KeyStore:
             if now - self._used.get(key_id, 0.0) < _USED_EVERY_S:
                 return
             self._used[key_id] = now
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout = 200")  # advisory: never hold a request for long
         try:
-            with self._conn() as conn:
+            with conn:
                 conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
-        except sqlite3.OperationalError:  # busy: the time is advisory, the request goes on
+        except sqlite3.OperationalError:  # busy: skip this time, the request goes on
             return
+        finally:
+            conn.execute("PRAGMA busy_timeout = 30000")
