@@ -177,6 +177,8 @@ def test_cli_classify_recommend_cluster(eo: Embedops, capsys: pytest.CaptureFixt
     code, out = _cli(capsys, "cluster", "wn", "-k", "3", "--label-field", "pos", "--json")
     body = json.loads(out)
     assert code == 0 and body["k"] == 3 and body["nmi"] is not None
+    code, out = _cli(capsys, "duplicates", "wn", "--json")
+    assert code == 0 and json.loads(out)["checked"] > 0
 
 
 def test_http_routes_and_roles(eo: Embedops) -> None:
@@ -214,3 +216,6 @@ def test_http_routes_and_roles(eo: Embedops) -> None:
         few = client.post("/v1/collections/wn/cluster",
                           json={"k": [4], "filters": {"lemma": "entity"}}, headers=read)
         assert few.status_code == 422 and "too few items" in few.text
+        dup = client.post("/v1/collections/wn/duplicates", json={"threshold": 0.99},
+                          headers=read)
+        assert dup.status_code == 200 and dup.json()["checked"] == eo.count("wn")

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
     group.command("show")(classify_show)
     app.command("recommend")(recommend_cmd)
     app.command("cluster")(cluster_cmd)
+    app.command("duplicates")(duplicates_cmd)
+    app.command("map-fit")(map_fit_cmd)
 
 
 def classify_train(
@@ -152,6 +154,49 @@ def cluster_cmd(
                   else ""))
     for c in report.clusters:
         typer.echo(f"{c.cluster}\t{c.size}\t{' '.join(c.terms)}\t{','.join(c.central)}")
+
+
+def duplicates_cmd(
+    collection: CollectionArg,
+    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at least.")] = 0.9,
+    lexical: Annotated[float, typer.Option("--lexical", help="Token Jaccard at least.")] = 0.5,
+    filter_: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Report duplicate and near-duplicate items (found through the ANN index)."""
+    from embedops.usecases import dedup
+
+    filters = parse_cli_filters(filter_) if filter_ else None
+    with engine() as eo:
+        report = dedup.find_duplicates(eo, collection, threshold, lexical, filters=filters)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    typer.echo(f"{len(report.pairs)} pairs in {len(report.groups)} groups "
+               f"({report.checked} items checked)")
+    for group in report.groups:
+        typer.echo(f"keep {group[0]}\tduplicates {','.join(group[1:])}")
+
+
+def map_fit_cmd(
+    source: Annotated[str, typer.Argument(help="Source model version.")],
+    target: Annotated[str, typer.Argument(help="Target model version.")],
+    pairs: Annotated[Path, typer.Argument(help="Seed dictionary: TSV of source<TAB>target.")],
+    name: Annotated[str, typer.Option("--name", help="Map name.")] = "map",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit an orthogonal map between two models' spaces; print held-out precision@1/@10."""
+    from embedops.usecases import mapping
+
+    rows = [tuple(line.split("\t")[:2]) for line in
+            pairs.read_text(encoding="utf-8").splitlines() if line.count("\t") >= 1]
+    with engine() as eo:
+        m = mapping.fit(eo, source, target, [(a, b) for a, b in rows], name)
+    if as_json:
+        print_json(m)
+        return
+    typer.echo(f"{m['ref']}: {m['source']} -> {m['target']}, p@1 {m['metrics']['p@1']:.3f}, "
+               f"p@10 {m['metrics']['p@10']:.3f} ({m['test_pairs']} held-out pairs)")
 
 
 def _weighted(raw: str) -> tuple[str, float]:

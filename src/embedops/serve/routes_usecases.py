@@ -1,4 +1,5 @@
-"""Use-case routes over ``embedops.usecases``: classify, recommend (more-like-this), cluster.
+"""Use-case routes over ``embedops.usecases``: classify, recommend (more-like-this), cluster,
+near-duplicates.
 
 Role checks as for search: READ for queries (predict, recommend, cluster without ``store``),
 WRITE for whatever stores (training a classifier, storing cluster assignments).
@@ -17,6 +18,7 @@ from embedops.serve.schemas_usecases import (
     ClassifyPredictRequest,
     ClassifyTrainRequest,
     ClusterRequest,
+    DuplicatesRequest,
     RecommendRequest,
 )
 
@@ -76,3 +78,13 @@ def cluster(request: Request, name: str, body: ClusterRequest, _: Any = READ) ->
     report = clu.cluster(request.app.state.ctx.api, name, body.k, body.filters,
                          body.label_field, body.store)
     return report.to_dict(with_assignments=body.assignments)
+
+
+@router.post("/collections/{name}/duplicates", summary="Near-duplicate report")
+def duplicates(request: Request, name: str, body: DuplicatesRequest, _: Any = READ) -> Any:
+    """Duplicate and near-duplicate pairs and groups, found through the ANN index."""
+    from embedops.usecases import dedup
+
+    report = dedup.find_duplicates(request.app.state.ctx.api, name, body.threshold,
+                                   body.lexical, filters=body.filters)
+    return report.to_dict()

@@ -45,3 +45,9 @@ class ClusterRequest(_Strict):
     label_field: str | None = Field(None, description="Metadata field for NMI/ARI.")
     store: bool = Field(False, description="Write assignments into metadata (needs write).")
     assignments: bool = Field(False, description="Return the id → cluster assignments.")
+
+
+class DuplicatesRequest(_Strict):
+    threshold: float = Field(0.9, gt=0, le=1, description="Cosine at least.")
+    lexical: float = Field(0.5, ge=0, le=1, description="Token Jaccard at least.")
+    filters: dict[str, Any] | None = Field(None, description="Metadata filters, as in search.")
