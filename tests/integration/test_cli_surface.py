@@ -226,6 +226,8 @@ def test_train_warns_when_the_model_is_degenerate(workspace: Workspace, lee_corp
                  "--min-count", "2", "--dim", "50", "--json"]) == 0
     warnings = json.loads(capsys.readouterr().out)["warnings"]
     assert not any("collapsed" in w for w in warnings)
+    # Still a small corpus, but the advice it already follows is not repeated.
+    assert len(warnings) == 1 and "60,302 tokens" in warnings[0] and "--sg" not in warnings[0]
 
 
 def test_degeneracy_checks_on_tables() -> None:

@@ -102,6 +102,14 @@ def _environment(folder: Path) -> dict[str, str]:
     return env
 
 
+def _children_cpu() -> float:
+    """CPU seconds used so far by finished child processes (the machine's load aside)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
 def _run(block: Block, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if block.lang == "python":
         command = [sys.executable, "-c", block.code]
@@ -119,9 +127,10 @@ def test_every_readme_block_runs_in_order(tmp_path: Path) -> None:
     env = _environment(tmp_path)
     timings = []
     for block in blocks:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _children_cpu()
         done = _run(block, tmp_path, env)
-        timings.append(f"README.md:{block.line} {block.lang} {time.monotonic() - started:.1f} s")
+        timings.append(f"README.md:{block.line} {block.lang} {time.monotonic() - started:.1f} s "
+                       f"wall, {_children_cpu() - cpu:.1f} s CPU")
         output = done.stdout + done.stderr
         where = f"README.md line {block.line} ({block.lang}):\n{block.code}\n--- output ---\n"
         assert done.returncode == 0, f"{where}{output[-6000:]}"

@@ -195,7 +195,8 @@ class Models:
         result = train_static(Path(corpus), name, config, self._registry)
         # Small data gives silent garbage (every neighbour at cosine 0.999): say so at once.
         result.summary["warnings"] = degeneracy_warnings(
-            self.table(result.version.ref), result.corpus.tokens, config.dim)
+            self.table(result.version.ref), result.corpus.tokens, config.dim,
+            small_corpus_settings=config.sg and config.epochs >= 20)
         return result
 
     def import_vectors(
@@ -304,20 +305,24 @@ MAX_NEIGHBOUR_COSINE = 0.99
 _SAMPLE_WORDS, _SCAN_WORDS = 200, 50_000
 
 
-def degeneracy_warnings(table: StaticVectors, tokens: int, dim: int) -> builtins.list[str]:
+def degeneracy_warnings(table: StaticVectors, tokens: int, dim: int,
+                        small_corpus_settings: bool = False) -> builtins.list[str]:
     """Why a freshly trained static model is likely useless: a tiny vocabulary, a corpus too
     small for its dimension, or collapsed vectors (the nearest neighbour of most sampled words
     above ``MAX_NEIGHBOUR_COSINE``). Cheap: ``_SAMPLE_WORDS`` words against at most
-    ``_SCAN_WORDS`` of the vocabulary. Empty when nothing looks wrong."""
+    ``_SCAN_WORDS`` of the vocabulary. ``small_corpus_settings`` (skip-gram, 20+ epochs already)
+    drops the advice to use them. Empty when nothing looks wrong."""
     out = []
     if len(table) < MIN_VOCAB:
         out.append(f"the vocabulary has only {len(table):,} words (fewer than {MIN_VOCAB:,}); "
                    "most queries will be out of vocabulary")
     if tokens < MIN_TOKENS:
+        advice = "" if small_corpus_settings else (
+            ", or for a small corpus try skip-gram with more epochs (--sg --epochs 20 "
+            "--min-count 2 --dim 50)")
         out.append(f"the corpus has {tokens:,} tokens, too few for {dim}-dimensional vectors "
                    f"(word vectors need {MIN_TOKENS:,}+, ideally millions): train on more "
-                   "text, or for a small corpus try skip-gram with more epochs (--sg "
-                   "--epochs 20 --min-count 2 --dim 50)")
+                   f"text{advice}")
     cosine = _median_neighbour_cosine(table)
     if cosine is not None and cosine > MAX_NEIGHBOUR_COSINE:
         out.append(f"the vectors have collapsed: the median word's nearest neighbour has cosine "
