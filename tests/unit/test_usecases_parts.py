@@ -1,0 +1,37 @@
+"""Pure parts of the use cases: MMR selection and versioned artefacts (checksummed, no pickle)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedops.config import Workspace
+from embedops.errors import IntegrityError, InvalidInput, NotFound
+from embedops.usecases import artefacts
+from embedops.usecases.mmr import mmr
+
+
+def test_mmr_keeps_relevance_order_at_zero_and_skips_near_copies() -> None:
+    vecs = np.array([[1, 0], [0.99, 0.141], [0, 1]], dtype=np.float32)
+    rel = np.array([0.9, 0.89, 0.5])
+    assert mmr(rel, vecs, 3, 0.0) == [0, 1, 2]
+    assert mmr(rel, vecs, 2, 0.6) == [0, 2]
+    with pytest.raises(InvalidInput, match="diversity"):
+        mmr(rel, vecs, 2, 1.5)
+
+
+def test_artefacts_version_lineage_and_checksum(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace(tmp_path / "ws").ensure()
+    v1, m1 = artefacts.publish(ws, "maps", "m", {"x": np.ones(3, np.float32)}, {"a": 1})
+    v2, m2 = artefacts.publish(ws, "maps", "m", {"x": np.zeros(3, np.float32)}, {"a": 2})
+    assert (v1, v2) == (1, 2) and m2["parent"] == "m@1" and m1["parent"] is None
+    manifest, arrays = artefacts.load(ws, "maps", "m", 1)
+    assert manifest["a"] == 1 and arrays["x"].tolist() == [1, 1, 1]
+    assert not list((ws.usecases_dir / "maps" / "m" / "1").glob("*.pkl"))
+    (ws.usecases_dir / "maps" / "m" / "2" / artefacts.ARRAYS).write_bytes(b"tampered")
+    with pytest.raises(IntegrityError):
+        artefacts.load(ws, "maps", "m")
+    with pytest.raises(NotFound, match="published: m@1, m@2"):
+        artefacts.load(ws, "maps", "m", 7)
+    with pytest.raises(InvalidInput):
+        artefacts.check_name("../escape")
