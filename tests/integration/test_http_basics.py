@@ -39,7 +39,7 @@ def _client(served: dict, role: str | None = "read") -> httpx.Client:
 def _error(resp: httpx.Response, status: int, code: str | None = None) -> str:
     assert resp.status_code == status, resp.text
     body = resp.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
     if code:
         assert body["error"]["code"] == code
     return str(body["error"]["message"])
@@ -81,7 +81,7 @@ def test_models_list_and_show(served: dict) -> None:
         assert shown.json()["manifest"]["dim"] == 32
         assert shown.headers["x-model-version"] == served["model"]
         assert "known models: lee" in _error(c.get("/v1/models/nosuch"), 404, "model_not_found")
-        _error(c.get("/v1/models/bad name!"), 422, "invalid_input")
+        _error(c.get("/v1/models/bad name!"), 400)  # OpenAI's status for a bad request
 
 
 def test_validation_errors_use_the_envelope(served: dict) -> None:
