@@ -57,6 +57,13 @@ def serve(
         10.0, help="Seconds a client may take to send a request's headers."),
     body_timeout: float = typer.Option(
         30.0, help="Seconds a client may take to send a request's body."),
+    rate_limit_read: str | None = typer.Option(
+        None, help="Per-key limit of read keys, e.g. '20/second' or '10/second;300/minute' "
+        "(default: none)."),
+    rate_limit_write: str | None = typer.Option(
+        None, help="Per-key limit of write keys (same notation; default: none)."),
+    rate_limit_admin: str | None = typer.Option(
+        None, help="Per-key limit of admin keys (same notation; default: none)."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
     from embedops.serve.server import run
@@ -69,6 +76,8 @@ def serve(
         graceful_timeout_s=graceful_timeout, workers=workers, inline_search=inline_search,
         inline_cheap_search=inline_cheap_search, public_metrics=public_metrics,
         header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+        rate_limit_read=rate_limit_read, rate_limit_write=rate_limit_write,
+        rate_limit_admin=rate_limit_admin,
     )
     if no_auth:
         if not is_loopback(host):
