@@ -1,7 +1,10 @@
-"""Length-bucketed batching, pooling, the ONNX runner and int8 quantization options."""
+"""Length-bucketed batching, pooling, the ONNX runner, int8 quantization options, static
+scales and the export's quality gate."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +13,9 @@ import pytest
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.models.onnx_backend import INT8_FILE, OnnxRunner, QuantizeConfig, quantize_onnx
 from embedops.models.onnx_batches import Batcher, EncodeInfo, check_texts, l2_normalize, pool
-from embedops.models.transformer import minilm_path
-from transformer_helpers import lee_sentences, shared_minilm
+from embedops.models.st_pipeline import pool_tokens, read_pipeline
+from embedops.models.transformer import TransformerEncoder, import_transformer, minilm_path
+from transformer_helpers import lee_sentences, shared_minilm, tiny_st_folder
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +81,75 @@ def test_runner_threads_and_inputs(tmp_path_factory) -> None:
     assert hidden.shape == (1, 4, 384) and hidden.dtype == np.float32
 
 
-def test_quantize_config_round_trips() -> None:
-    cfg = QuantizeConfig(per_channel=False, op_types=["MatMul"], exclude_patterns=["layer.5"])
+def test_quantize_config_round_trips_and_checks_its_fields() -> None:
+    cfg = QuantizeConfig(per_channel=False, op_types=["MatMul"], exclude_patterns=["layer.5"],
+                         activations="dynamic", smooth_alpha=0.5, min_cosine=0.99)
     assert QuantizeConfig(**cfg.to_dict()) == cfg
+    assert QuantizeConfig().activations == "static"
+    for bad in ({"activations": "weekly"}, {"smooth_alpha": 1.5}, {"static_weight_bits": 4},
+                {"calibration_texts": 2}):
+        with pytest.raises(InvalidInput):
+            QuantizeConfig(**bad)
+
+
+def test_pool_tokens_every_mode_and_prompt_exclusion() -> None:
+    hidden = np.arange(2 * 4 * 2, dtype=np.float32).reshape(2, 4, 2)
+    mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]])
+    out = pool_tokens(hidden, mask, ["cls", "max", "mean", "mean_sqrt_len_tokens",
+                                     "weightedmean", "lasttoken"])
+    row = hidden[0, :3]
+    expected = np.concatenate([row[0], row.max(0), row.mean(0), row.sum(0) / np.sqrt(3),
+                               (row * [[1], [2], [3]]).sum(0) / 6, row[2]])
+    np.testing.assert_allclose(out[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(out[1, -2:], hidden[1, 3])
+    skipped = pool_tokens(hidden, mask, ["cls", "mean", "weightedmean"], prompt_length=2)
+    np.testing.assert_allclose(skipped[0], np.concatenate([row[2], row[2], row[2]]))
+
+
+def test_legacy_pooling_keys_keep_their_concatenation_order(tmp_path: Path) -> None:
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 8, "pooling_mode_mean_tokens": True,
+        "pooling_mode_cls_token": True}))
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": 600}')
+    (tmp_path / "config.json").write_text('{"hidden_size": 8, "max_position_embeddings": 512}')
+    spec = read_pipeline(tmp_path)
+    assert (spec.pooling, spec.dim, spec.max_seq_length, spec.normalize) == ("cls+mean", 16, 512,
+                                                                            False)
+    assert spec.fast and spec.prompts == {} and spec.query_prompt is None
+
+
+@pytest.mark.transformer
+def test_static_int8_has_no_batch_dependent_ranges(tmp_path_factory) -> None:
+    import onnx
+
+    graph = onnx.load(str(shared_minilm(tmp_path_factory).path / INT8_FILE)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "DynamicQuantizeLinear" not in ops
+    assert ops.count("QuantizeLinear") == 24 and ops.count("MatMulIntegerToFloat") == 18
+
+
+@pytest.mark.transformer
+def test_the_quality_gate_refuses_a_poor_int8_copy(tmp_path: Path, registry, caplog) -> None:
+    folder = tiny_st_folder(tmp_path / "tiny", dense="Tanh")
+    with caplog.at_level(logging.WARNING, logger="embedops.models.onnx_backend"):
+        mv = import_transformer(registry, str(folder), "strict",
+                                quantize=QuantizeConfig(min_cosine=0.99999))
+    int8 = mv.manifest["params"]["onnx"]["int8"]
+    assert int8["accepted"] is False and int8["gate"]["mean_cosine"] < 0.99999
+    assert "refused" in caplog.text and INT8_FILE not in mv.manifest["files"]
+    assert TransformerEncoder.from_version(mv).backend == "onnx"
+    dynamic = import_transformer(registry, str(folder), "dynamic",
+                                 quantize=QuantizeConfig(activations="dynamic", min_cosine=0.0))
+    # dynamic int8 depends on the batch, so it is never picked unless asked for
+    assert TransformerEncoder.from_version(dynamic).backend == "onnx"
+    enc = TransformerEncoder.from_version(dynamic, backend="onnx-int8")
+    assert enc.encode(["a cat"]).shape == (1, 16)
 
 
 @pytest.mark.transformer

@@ -2,14 +2,19 @@
 
 ``build_onnx`` exports the Hugging Face model with ``torch.onnx.export`` (TorchScript exporter,
 dynamic batch and sequence axes), fuses it for ONNX Runtime (attention, GELU, skip-layer-norm
-fusion from ``onnxruntime.transformers.optimizer``) and writes a dynamically quantized int8 copy
-(per-channel weights, MatMul only). ``OnnxRunner`` runs one of those files on the CPU with the
-session options that were fastest on a 2-core machine (see docs/benchmarks/encode.md).
+fusion from ``onnxruntime.transformers.optimizer``) and writes an int8 copy: weights per
+channel, activations either with static scales calibrated on real text and smoothed
+(``onnx_static``; the default, so a text's vector does not depend on its batch) or dynamic
+(measured per batch; opt-in). The int8 copy is kept only if its sentence vectors stay within
+``QuantizeConfig.min_cosine`` (mean) of fp32 on held-out calibration texts. ``OnnxRunner`` runs
+a file on the CPU with the session options that were fastest on a 2-core machine (see
+docs/benchmarks/encode.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,22 +33,44 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _FUSABLE = ("bert", "roberta", "xlm-roberta", "distilbert", "camembert", "electra")
 
 
+ACTIVATIONS = ("static", "dynamic")
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
     """How the int8 copy is made.
 
     ``op_types``: operators quantized (``Attention`` is the fused attention, whose QKV
-    projection becomes int8); ``exclude_patterns``: node-name substrings kept in fp32.
+    projection becomes int8); ``exclude_patterns``: node-name substrings kept in fp32;
+    ``activations``: ``static`` (calibrated scales, batch-invariant) or ``dynamic`` (per batch);
+    ``smooth_alpha``: SmoothQuant's migration strength for static scales (0: none);
+    ``static_weight_bits``: the weights' range for static scales (7 avoids AVX2 saturation);
+    ``calibration_texts``: texts the static scales are calibrated on; ``min_cosine``: the
+    least mean cosine to fp32 on held-out texts for the int8 copy to be kept.
     """
 
     per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] = ("MatMul", "Attention")
     exclude_patterns: tuple[str, ...] = ()
+    activations: str = "static"
+    smooth_alpha: float = 0.75
+    static_weight_bits: int = 7
+    calibration_texts: int = 256
+    min_cosine: float = 0.995
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op_types", tuple(self.op_types))
         object.__setattr__(self, "exclude_patterns", tuple(self.exclude_patterns))
+        if self.activations not in ACTIVATIONS:
+            raise InvalidInput(f"unknown activations '{self.activations}'",
+                               f"use one of {', '.join(ACTIVATIONS)}")
+        if not 0.0 <= self.smooth_alpha <= 1.0:
+            raise InvalidInput(f"smooth_alpha must be in [0, 1], got {self.smooth_alpha}")
+        if self.static_weight_bits not in (7, 8):
+            raise InvalidInput(f"static_weight_bits must be 7 or 8, got {self.static_weight_bits}")
+        if self.calibration_texts < 8:
+            raise InvalidInput(f"calibration_texts must be >= 8, got {self.calibration_texts}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``QuantizeConfig(**d)`` rebuilds it."""
@@ -52,6 +79,11 @@ class QuantizeConfig:
             "reduce_range": self.reduce_range,
             "op_types": list(self.op_types),
             "exclude_patterns": list(self.exclude_patterns),
+            "activations": self.activations,
+            "smooth_alpha": self.smooth_alpha,
+            "static_weight_bits": self.static_weight_bits,
+            "calibration_texts": self.calibration_texts,
+            "min_cosine": self.min_cosine,
         }
 
 
@@ -127,6 +159,10 @@ def fuse_onnx(raw_path: Path, out_path: Path, model_dir: Path) -> bool:
     return True
 
 
+def _quiet_quantizer(record: logging.LogRecord) -> bool:
+    return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> list[str]:
     """Dynamic int8 quantization of the MatMuls; returns the node names kept in fp32."""
     import onnx
@@ -137,22 +173,29 @@ def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> li
         n.name for n in graph.node
         if n.op_type in config.op_types and any(p in n.name for p in config.exclude_patterns)
     ]
-    quantize_dynamic(
-        str(fp32_path), str(out_path), op_types_to_quantize=list(config.op_types),
-        per_channel=config.per_channel, reduce_range=config.reduce_range,
-        weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    root = logging.getLogger()
+    root.addFilter(_quiet_quantizer)  # it logs a pre-processing hint on the root logger
+    try:
+        quantize_dynamic(
+            str(fp32_path), str(out_path), op_types_to_quantize=list(config.op_types),
+            per_channel=config.per_channel, reduce_range=config.reduce_range,
+            weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.removeFilter(_quiet_quantizer)
     return excluded
 
 
 def build_onnx(
     model_dir: Path, out_dir: Path, quantize: QuantizeConfig | None = None
 ) -> dict[str, Any]:
-    """Write ``onnx/model.onnx`` (fused fp32) and ``onnx/model_int8.onnx`` under ``out_dir``.
+    """Write ``onnx/model.onnx`` (fused fp32) and, if it passes the gate,
+    ``onnx/model_int8.onnx`` under ``out_dir``.
 
     ``out_dir`` is a staging folder (a registry draft), so a failure publishes nothing.
-    Returns what the manifest records about the build.
+    Returns what the manifest records about the build (``int8.accepted`` and the gate's
+    figures; a refused int8 copy is logged and its file removed).
     """
     quantize = quantize or QuantizeConfig()
     raw = out_dir / ONNX_DIR / "raw.onnx"
@@ -160,12 +203,42 @@ def build_onnx(
     fused = fuse_onnx(raw, out_dir / FP32_FILE, model_dir)
     raw.unlink()
     excluded = quantize_onnx(out_dir / FP32_FILE, out_dir / INT8_FILE, quantize)
-    return {
-        "inputs": list(names),
-        "fused": fused,
-        "opset": 17,
-        "int8": {**quantize.to_dict(), "kept_fp32": excluded},
-    }
+    int8: dict[str, Any] = {**quantize.to_dict(), "kept_fp32": excluded}
+    int8.update(_calibrate_and_gate(model_dir, out_dir, quantize))
+    return {"inputs": list(names), "fused": fused, "opset": 17, "int8": int8}
+
+
+def _calibrate_and_gate(model_dir: Path, out_dir: Path, config: QuantizeConfig) -> dict[str, Any]:
+    """Freeze static scales (``activations='static'``), then apply the quality gate."""
+    from embedops.models.calibration import calibration_texts
+    from embedops.models.onnx_static import _feeds, freeze_scales, quality_gate
+    from embedops.models.st_pipeline import read_pipeline
+
+    limit = read_pipeline(model_dir).max_seq_length
+    int8_path = out_dir / INT8_FILE
+    out: dict[str, Any] = {}
+    if config.activations == "static":
+        calib = _feeds(model_dir, limit, calibration_texts(config.calibration_texts, seed=0))
+        dynamic = int8_path.with_name("dynamic.onnx")
+        int8_path.rename(dynamic)
+        try:
+            out["frozen"] = freeze_scales(dynamic, out_dir / FP32_FILE, int8_path, calib,
+                                          config.smooth_alpha, config.static_weight_bits)
+        except ValueError as exc:  # a graph this rewrite does not know: keep fp32
+            logging.getLogger(__name__).warning("no static int8 copy: %s", exc)
+            return {"accepted": False, "reason": str(exc)}
+        finally:
+            dynamic.unlink()
+    held_out = _feeds(model_dir, limit, calibration_texts(128, seed=2))
+    out["gate"] = quality_gate(out_dir / FP32_FILE, int8_path, model_dir, held_out)
+    out["accepted"] = out["gate"]["mean_cosine"] >= config.min_cosine
+    if not out["accepted"]:
+        logging.getLogger(__name__).warning(
+            "int8 copy refused: mean cosine %.4f to fp32 on %d held-out texts is below "
+            "%.4f; the model runs in fp32", out["gate"]["mean_cosine"],
+            out["gate"]["texts"], config.min_cosine)
+        int8_path.unlink()
+    return out
 
 
 class OnnxRunner:

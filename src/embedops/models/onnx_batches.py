@@ -73,7 +73,13 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 class Batcher:
     """Tokenizes texts with a ``tokenizer.json`` and yields length-sorted padded batches."""
 
-    def __init__(self, tokenizer_file: Path, max_seq_length: int, pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        tokenizer_file: Path,
+        max_seq_length: int,
+        pad_id: int | None = None,
+        lowercase: bool = False,
+    ) -> None:
         from tokenizers import Tokenizer
 
         try:
@@ -84,13 +90,31 @@ class Batcher:
         self.tokenizer.enable_truncation(max_seq_length)
         self.max_seq_length = max_seq_length
         self.max_chars = max_seq_length * CHARS_PER_TOKEN_BOUND
-        self.pad_id = pad_id
+        self.pad_id = _pad_id(tokenizer_file) if pad_id is None else pad_id
+        self.lowercase = lowercase
+        self._prompt_lengths: dict[str, int] = {}
 
-    def tokenize(self, texts: list[str]) -> tuple[list[Any], EncodeInfo, list[int]]:
-        """Encodings of the non-empty texts, the info, and the positions they came from."""
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens of ``prompt`` as it starts a text, without a trailing special token: the
+        positions sentence-transformers leaves out of pooling when a model excludes prompts."""
+        if prompt not in self._prompt_lengths:
+            enc = self.tokenizer.encode(prompt.lower() if self.lowercase else prompt)
+            n = len(enc.ids)
+            if n and enc.special_tokens_mask[-1]:
+                n -= 1
+            self._prompt_lengths[prompt] = n
+        return self._prompt_lengths[prompt]
+
+    def tokenize(
+        self, texts: list[str], prompt: str = ""
+    ) -> tuple[list[Any], EncodeInfo, list[int]]:
+        """Encodings of the non-empty texts (each after ``prompt``), the info, and the
+        positions they came from."""
         keep = [i for i, t in enumerate(texts) if t.strip()]
-        inputs = [texts[i][: self.max_chars] for i in keep]
-        cut = [len(inputs[j]) < len(texts[i]) for j, i in enumerate(keep)]
+        inputs = [prompt + texts[i][: self.max_chars] for i in keep]
+        cut = [len(inputs[j]) - len(prompt) < len(texts[i]) for j, i in enumerate(keep)]
+        if self.lowercase:
+            inputs = [t.lower() for t in inputs]
         encodings = self.tokenizer.encode_batch(inputs) if inputs else []
         truncated = sum(1 for e, c in zip(encodings, cut, strict=True) if c or e.overflowing)
         empty = tuple(i for i, t in enumerate(texts) if not t.strip())
@@ -122,17 +146,36 @@ class Batcher:
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
-    """Pool token vectors ``(batch, seq, dim)`` into sentence vectors (mean, cls or max)."""
-    if mode == "cls":
-        return hidden[:, 0, :]
-    weights = mask.astype(hidden.dtype)
-    if mode == "max":
-        return np.where(weights[:, :, None] > 0, hidden, -np.inf).max(axis=1)
-    summed = np.einsum("bsd,bs->bd", hidden, weights)
-    return summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    """Pool token vectors ``(batch, seq, dim)`` into sentence vectors (any one pooling mode of
+    ``st_pipeline.POOLING_MODES``)."""
+    from embedops.models.st_pipeline import pool_tokens
+
+    return pool_tokens(hidden, mask, [mode])
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def _pad_id(tokenizer_file: Path) -> int:
+    """The id of the tokenizer's pad token (from ``tokenizer.json``'s padding or
+    ``tokenizer_config.json``), 0 when it names none."""
+    import json
+
+    try:
+        data = json.loads(tokenizer_file.read_text())
+        padding = data.get("padding") or {}
+        if "pad_id" in padding:
+            return int(padding["pad_id"])
+        cfg_path = tokenizer_file.with_name("tokenizer_config.json")
+        token = json.loads(cfg_path.read_text()).get("pad_token") if cfg_path.is_file() else None
+        if isinstance(token, dict):
+            token = token.get("content")
+        for added in data.get("added_tokens") or []:
+            if token is not None and added.get("content") == token:
+                return int(added["id"])
+    except (OSError, ValueError):
+        pass
+    return 0

