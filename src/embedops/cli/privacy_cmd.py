@@ -24,13 +24,9 @@ def audit_privacy(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
 ) -> None:
     """Audit a model; exits 1 when a canary is flagged or PII is found (a publishing gate)."""
-    from embedops.evaluate.privacy import Canary, audit_static
-
-    canaries = [Canary.parse(text) for text in canary or []]
     with engine() as api:
-        ref = api.models.resolve(model).ref
-        report = audit_static(api.models.table(ref), canaries, candidates=candidates,
-                              threshold_bits=threshold, model=ref)
+        report = api.models.audit_privacy(model, canary or [], candidates=candidates,
+                                          threshold_bits=threshold)
     if html_out is not None:
         html_out.write_text(report.to_html(), encoding="utf-8")
     if as_json:

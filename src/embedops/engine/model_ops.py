@@ -277,6 +277,19 @@ class Models:
             raise DependencyMissing("embedops.evaluate.postprocess", "--postprocess") from exc
         return list(postprocess_report(self._registry, ref, list(steps)))
 
+    def audit_privacy(
+        self, ref: str, canaries: Sequence[str] = (), candidates: int = 1000,
+        threshold_bits: float = 3.0,
+    ) -> Any:
+        """Privacy audit of a static model: exposure of planted canaries (``"context
+        words=secret"``) and a PII scan of its vocabulary (``evaluate.privacy``); returns the
+        PrivacyReport (``check()`` raises when it fails the gate)."""
+        from embedops.evaluate.privacy import Canary, audit_static
+
+        mv = self.resolve(ref)
+        return audit_static(self.table(mv.ref), [Canary.parse(c) for c in canaries],
+                            candidates=candidates, threshold_bits=threshold_bits, model=mv.ref)
+
 
 def _wordpiece_counts(batcher: Any, texts: builtins.list[str]) -> TokenCounts:
     """Token counts of a transformer's tokenizer (as the encoder tokenizes: see ``Batcher``)."""
