@@ -317,3 +317,22 @@ def test_upsert_with_vectors_computed_elsewhere(eo: Embedops) -> None:
         with pytest.raises(InvalidInput):
             eo.upsert_items("lee", [{"id": "v9", "text": "a"}, {"id": "v8", "text": "b"}],
                             vectors=bad)
+
+
+def test_a_redacting_collection_stores_and_embeds_no_pii(eo: Embedops, tmp_path) -> None:
+    info = eo.collections.create("private", "w2v", redact=True)
+    assert info.redact and eo.collections.info("private").to_dict()["redact"] is True
+    secret = "call 415 555 2671 or write to jane.doe@example.com about the fire"
+    eo.upsert_items("private", [{"id": "a", "text": secret}])
+    path = tmp_path / "more.jsonl"
+    path.write_text('{"id": "b", "text": "card 4111 1111 1111 1111 and the fire"}\n')
+    eo.ingest("private", path, quiet=True)
+    a, b = eo.get_items("private", ["a", "b"])
+    for item in (a, b):
+        assert "555" not in item.text and "@" not in item.text and "4111" not in item.text
+    assert "fire" in a.text and "fire" in b.text
+    _, vecs = eo.load_vectors("private", "w2v", ["a"])
+    np.testing.assert_allclose(vecs[0], eo.embed([a.text], "w2v")[0], rtol=1e-5, atol=1e-6)
+    assert eo.upsert_items("private", [{"id": "a", "text": secret}])["unchanged"] == 1
+    plain = eo.collections.create("plain", "w2v")
+    assert plain.redact is False

@@ -44,11 +44,15 @@ def _register_collections(group: typer.Typer) -> None:
             help="Encrypt texts, metadata and vectors at rest (key from $EMBEDOPS_KEY or "
             "$EMBEDOPS_KEY_FILE). Default: the workspace setting.",
         ),
+        redact: bool = typer.Option(
+            False, "--redact", help="Replace PII (e-mail, phone, card, IP, URL credentials) in "
+            "every text written to the collection, at ingest and upsert."),
         as_json: bool = _JSON,
     ) -> None:
         """Create an empty collection embedded by a model version."""
         with engine() as eo:
-            info = eo.collections.create(name, model, metric=metric, encrypted=encrypted)
+            info = eo.collections.create(name, model, metric=metric, encrypted=encrypted,
+                                         redact=redact)
         if as_json:
             print_json(info.to_dict())
             return

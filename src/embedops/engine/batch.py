@@ -129,8 +129,11 @@ def _todo(plan: _Plan, items: list[ItemIn]) -> list[ItemIn]:
     """The items that must be embedded: changed against the catalog, or against what an
     earlier planned window writes (it may not be committed yet)."""
     fresh = [it for it in items if it.id not in plan.ahead]
-    changed = {it.id for it in plan.catalog.plan_upsert(plan.collection, fresh)} if fresh \
-        else set()
+    # plan_upsert answers with the items as they will be stored (redacted, when the
+    # collection's policy says so): those texts are the ones to embed.
+    changed = {it.id: it for it in plan.catalog.plan_upsert(plan.collection, fresh)} \
+        if fresh else {}
+    items = [changed.get(it.id, it) for it in items]
     todo = []
     for item in items:
         digest = _digest(item)

@@ -24,19 +24,20 @@ class Collections:
         self._status, self._forget = status, forget
 
     def create(self, name: str, model: str, metric: str = "cosine",
-               encrypted: bool | None = None) -> CollectionInfo:
+               encrypted: bool | None = None, redact: bool = False) -> CollectionInfo:
         """Create collection ``name`` embedded with ``model`` (``name``/``name@N``); the
         dimension comes from the model's manifest. ``encrypted=None`` follows the workspace
-        setting (``set_default_encryption``)."""
+        setting (``set_default_encryption``); ``redact`` replaces PII (e-mail, phone, card,
+        IP, URL credentials) in every text written to it, at upsert and ingest alike."""
         mv = self._hub.resolve(model)
         return self._catalog.create_collection(name, model_version=mv.ref, metric=metric,
-                                               dim=mv.dim, encrypted=encrypted)
+                                               dim=mv.dim, encrypted=encrypted, redact=redact)
 
     def get_or_create(self, name: str, model: str, metric: str = "cosine",
-                      encrypted: bool | None = None) -> CollectionInfo:
+                      encrypted: bool | None = None, redact: bool = False) -> CollectionInfo:
         """The collection ``name``, created with these settings when it does not exist."""
         try:
-            return self.create(name, model, metric, encrypted)
+            return self.create(name, model, metric, encrypted, redact)
         except AlreadyExists:
             return self._catalog.get_collection(name)
 

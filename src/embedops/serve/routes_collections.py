@@ -28,7 +28,8 @@ def create_collection(
     """A new, empty collection whose items are embedded with ``model``."""
     ctx = request.app.state.ctx
     who.require_scope(body.name)
-    info = ctx.api.collections.create(body.name, body.model, metric=body.metric)
+    info = ctx.api.collections.create(body.name, body.model, metric=body.metric,
+                                      redact=body.redact)
     audit.record(ctx.workspace, "collection.create", who.key_id, collection=info.name,
                  model_version=info.model_version)
     return named(response, info.model_version, {"collection": as_dict(info)})

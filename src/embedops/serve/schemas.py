@@ -82,6 +82,8 @@ class CollectionCreate(_Strict):
     name: Name
     model: Ref = Field(description="The model version whose vectors the collection stores.")
     metric: Literal["cosine", "ip", "l2"] = "cosine"
+    redact: bool = Field(False, description="Replace PII (e-mail, phone, card, IP, URL "
+                         "credentials) in every text written to the collection.")
 
 
 class ItemBody(_Strict):

@@ -156,10 +156,12 @@ class Catalog:
         metric: str = "cosine",
         dim: int = 0,
         encrypted: bool | None = None,
+        redact: bool = False,
     ) -> CollectionInfo:
         """Create an empty collection embedded by ``model_version`` (``name@N``) of ``dim``.
 
-        ``encrypted=None`` follows the workspace setting (``set_encrypt_by_default``).
+        ``encrypted=None`` follows the workspace setting (``set_encrypt_by_default``);
+        ``redact`` replaces PII in every text written to the collection (``_redacted``).
         """
         check_collection_name(name)
         check_metric(metric)
@@ -180,8 +182,9 @@ class Catalog:
                 )
             conn.execute(
                 "INSERT INTO collections (name, model_version, metric, dim, encrypted, key_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, model_version, metric, dim, int(encrypted), key_id, time.time()),
+                "created_at, redact) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, model_version, metric, dim, int(encrypted), key_id, time.time(),
+                 int(bool(redact))),
             )
             pk = conn.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()[0]
             _items.register_dim(conn, pk, model_version, dim)
@@ -263,7 +266,7 @@ class Catalog:
         """The items whose content hash is new or changed (or that were deleted): only these
         need embedding. Order kept."""
         coll = self._coll(collection)
-        return _items.plan(self._conn(), coll.pk, self._codec(coll), items)
+        return _items.plan(self._conn(), coll.pk, self._codec(coll), _redacted(coll, items))
 
     def upsert(
         self,
@@ -285,7 +288,8 @@ class Catalog:
         with self._write() as conn:
             coll = self._coll(collection, conn)
             return _items.upsert(
-                conn, coll.pk, self._codec(coll), items, vectors, run_id, source, lines
+                conn, coll.pk, self._codec(coll), _redacted(coll, items), vectors, run_id,
+                source, lines,
             )
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
@@ -372,3 +376,21 @@ class Catalog:
         except EncryptionKeyError:
             codec = None  # counts need no key; run reports are shown as encrypted
         return {**coll.info.to_dict(), **_items.stats(self._conn(), coll.pk, codec)}
+
+
+def _redacted(coll: Coll, items: Sequence[ItemIn]) -> Sequence[ItemIn]:
+    """``items`` with PII replaced in their texts when the collection's policy says so. Every
+    write passes here twice (plan, then upsert); redaction is idempotent (a placeholder holds
+    nothing to redact), so the content hash is the redacted text's and the caller embeds the
+    redacted texts ``plan_upsert`` returns."""
+    if not coll.info.redact:
+        return items
+    from dataclasses import replace
+
+    from embedops.text.redact import redact
+
+    out = []
+    for item in items:
+        clean = redact(item.text).text
+        out.append(item if clean == item.text else replace(item, text=clean))
+    return out

@@ -12,7 +12,7 @@ from embedops.store.models import CollectionInfo
 
 COLS = (
     "id, name, model_version, candidate_version, metric, dim, encrypted, key_id, created_at, "
-    "live_count"
+    "live_count, redact"
 )
 
 
@@ -27,8 +27,9 @@ class Coll:
 
 def row_to_coll(row: Sequence[Any]) -> Coll:
     """A ``SELECT {COLS}`` row as a Coll."""
-    pk, name, model, candidate, metric, dim, enc, key_id, created, count = row
-    info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created, int(count))
+    pk, name, model, candidate, metric, dim, enc, key_id, created, count, redact = row
+    info = CollectionInfo(name, model, candidate, metric, int(dim), bool(enc), created, int(count),
+                          bool(redact))
     return Coll(int(pk), info, key_id)
 
 

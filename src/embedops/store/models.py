@@ -38,7 +38,10 @@ def check_metric(metric: str) -> str:
 @dataclass(frozen=True)
 class CollectionInfo:
     """A collection: its active model version (``name@N``), optional rollout candidate, metric,
-    the active version's dimension, whether it is encrypted at rest, and its live item count."""
+    the active version's dimension, whether it is encrypted at rest, its live item count, and
+    whether PII is redacted from every text written to it (``redact``: e-mail addresses, phone
+    numbers, card numbers, IP addresses and URL credentials become typed placeholders before
+    the text is stored or embedded)."""
 
     name: str
     model_version: str
@@ -48,6 +51,7 @@ class CollectionInfo:
     encrypted: bool
     created_at: float
     item_count: int = 0
+    redact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``CollectionInfo(**d)`` rebuilds it."""

@@ -78,6 +78,10 @@ MIGRATIONS: list[list[str]] = [
         """UPDATE collections SET live_count = (SELECT COUNT(*) FROM items
             WHERE items.collection_id = collections.id AND items.deleted_at IS NULL)""",
     ],
+    # 3: the per-collection PII redaction policy (applied to every text written)
+    [
+        "ALTER TABLE collections ADD COLUMN redact INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
