@@ -231,6 +231,8 @@ def test_milvus_down_gives_503_and_the_service_recovers(
             body = {"query": "police", "k": 5}
             ok = httpx.post(url, json=body, timeout=30)
             assert ok.status_code == 200, ok.text
+            wait_until(lambda: httpx.get(f"{base}/readyz", timeout=30).status_code == 200,
+                       timeout=60, what="readiness")
             milvus.kill()
             milvus.wait()
             for _ in range(3):
@@ -239,9 +241,14 @@ def test_milvus_down_gives_503_and_the_service_recovers(
                 message = down.json()["error"]["message"]
                 assert "Milvus" in message and "unavailable" in message
             assert Unavailable.http_status == 503
+            not_ready = httpx.get(f"{base}/readyz", timeout=30)
+            assert not_ready.status_code == 503
+            assert not_ready.json()["status"] == "index unreachable"
+            assert "lee/lee@1" in not_ready.json()["unreachable"]
             milvus = _milvus_server(tmp_path / "milvus", port)
             wait_until(lambda: httpx.post(url, json=body, timeout=30).status_code == 200,
                        timeout=60, what="recovery after Milvus is back")
+            assert httpx.get(f"{base}/readyz", timeout=30).status_code == 200
             again = httpx.post(url, json=body, timeout=30).json()
             assert [h["id"] for h in again["hits"]] == [h["id"] for h in ok.json()["hits"]]
     finally:

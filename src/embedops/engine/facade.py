@@ -254,6 +254,11 @@ class Embedops:
         """``model_version`` as ``name@N``; default the collection's active version."""
         return self._indexes.version(collection, model_version)
 
+    def index_problems(self) -> dict[str, str]:
+        """``{"collection/version": what is wrong}`` for served indexes whose external backend
+        (Milvus) does not answer; empty when every served index can answer."""
+        return self._indexes.problems()
+
     def index_loaded(self, collection: str, model_version: str) -> bool:
         """True when that index is in memory already (a search will not load it)."""
         return self._indexes.is_loaded(collection, model_version)

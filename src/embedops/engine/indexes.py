@@ -142,6 +142,20 @@ class IndexManager:
         return ServedIndex(index, ids, snapshot_meta(snap), snap)
 
     # -- serving -------------------------------------------------------------------------------
+    def problems(self) -> dict[str, str]:
+        """What is wrong with served indexes that live outside this process (an external
+        backend such as Milvus that stopped answering): ``{"collection/version": message}``;
+        in-process indexes have nothing to report."""
+        with self._lock:
+            served = list(self._served.items())
+        out = {}
+        for (collection, version), entry in served:
+            check = getattr(entry.index, "problem", None)
+            found = check() if callable(check) else None
+            if found:
+                out[f"{collection}/{version}"] = str(found)
+        return out
+
     def is_loaded(self, collection: str, model_version: str) -> bool:
         """True when the index of ``collection``/``model_version`` is in memory already."""
         with self._lock:

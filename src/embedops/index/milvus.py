@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embedops.errors import AlreadyExists, IntegrityError, InvalidInput
+from embedops.errors import AlreadyExists, EmbedopsError, IntegrityError, InvalidInput
 from embedops.index.checks import (
     check_ids,
     check_k,
@@ -368,6 +368,17 @@ class MilvusIndex:
             self._count -= len(removed)
             if self._ids is not None:
                 self._ids = np.setdiff1d(self._ids, removed)
+
+    def problem(self) -> str | None:
+        """None while Milvus answers for this index's collection, else what is wrong (for
+        readiness: the service is not ready while its external index is unreachable)."""
+        if self.collection is None:
+            return None
+        try:
+            self._count_rows(self.collection)
+        except EmbedopsError as exc:
+            return exc.message
+        return None
 
     def _count_rows(self, name: str) -> int:
         rows = self._conn().call("count", lambda c: c.query(

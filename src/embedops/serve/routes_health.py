@@ -23,8 +23,9 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Indexes are loaded and verified, warm-up is done",
-    responses={503: {"description": "Still starting, a collection failed to load, or an "
-                                    "index diverges from the catalog"}},
+    responses={503: {"description": "Still starting, a collection failed to load, an index "
+                                    "diverges from the catalog, or an external index backend "
+                                    "(Milvus) does not answer"}},
 )
 def readyz(request: Request) -> Any:
     """200 once start-up loaded every served index and ran a warm-up query, and no served index
@@ -33,9 +34,13 @@ def readyz(request: Request) -> Any:
     ctx = request.app.state.ctx
     diverged = sorted(name for name, w in ctx.warmup.items()
                       if (w.get("consistency") or {}).get("state") == "diverged")
-    ready = bool(ctx.ready) and not diverged
-    status = "ready" if ready else ("diverged" if ctx.ready else "starting")
-    body = {"status": status, "collections": ctx.warmup}
+    unreachable = ctx.api.index_problems() if ctx.ready else {}
+    ready = bool(ctx.ready) and not diverged and not unreachable
+    status = "ready" if ready else (
+        "starting" if not ctx.ready else "diverged" if diverged else "index unreachable")
+    body: dict[str, Any] = {"status": status, "collections": ctx.warmup}
+    if unreachable:
+        body["unreachable"] = unreachable
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
