@@ -43,7 +43,7 @@ class QuantizeConfig:
     ``op_types``: operators quantized (``Attention`` is the fused attention, whose QKV
     projection becomes int8); ``exclude_patterns``: node-name substrings kept in fp32;
     ``activations``: ``static`` (calibrated scales, batch-invariant) or ``dynamic`` (per batch);
-    ``smooth_alpha``: SmoothQuant's migration strength for static scales (0: none);
+    ``smooth_alpha``: SmoothQuant's migration strength for static scales (0: no smoothing);
     ``static_weight_bits``: the weights' range for static scales (7 avoids AVX2 saturation);
     ``calibration_texts``: texts the static scales are calibrated on; ``min_cosine``: the
     least mean cosine to fp32 on held-out texts for the int8 copy to be kept.

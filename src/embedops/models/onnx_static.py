@@ -11,7 +11,7 @@ Smoothing (SmoothQuant, Xiao et al. 2023) keeps the quality that a single scale 
 tensor would lose to a few outlier channels: channel ``k`` is divided by
 ``s_k = max|x_k|^alpha / max|W_k|^(1-alpha)`` inside the ``QuantizeLinear`` (a per-channel
 scale) and the weight rows are multiplied by ``s_k`` before they are quantized per column, so
-the product is unchanged while both sides quantize well.
+the product is unchanged while both sides quantize well (``alpha`` 0 turns smoothing off).
 
 ``quality_gate`` compares the int8 file's sentence vectors with the fp32 file's on other
 calibration texts; a model below the bar keeps fp32 (the caller removes the int8 file).
@@ -91,7 +91,10 @@ class _Frozen:
     @classmethod
     def fit(cls, lo: np.ndarray, hi: np.ndarray, w_max: np.ndarray, alpha: float) -> _Frozen:
         act_max = np.maximum(np.abs(lo), np.abs(hi)) + 1e-8
-        smooth = act_max**alpha / (w_max + 1e-8) ** (1 - alpha)
+        if alpha == 0:  # no smoothing: one scale for the whole activation tensor
+            smooth = np.ones_like(act_max)
+        else:
+            smooth = act_max**alpha / (w_max + 1e-8) ** (1 - alpha)
         low, high = min(float((lo / smooth).min()), 0.0), max(float((hi / smooth).max()), 0.0)
         step = (high - low) / 255.0 or 1.0
         return cls(smooth, step, int(np.clip(round(-low / step), 0, 255)))

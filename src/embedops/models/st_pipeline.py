@@ -159,7 +159,11 @@ def _max_seq_length(folder: Path, st_cfg: dict[str, Any]) -> int:
 
 
 def _resolve_prompts(folder: Path) -> tuple[dict[str, str], str | None, str | None, str | None]:
-    """Non-empty prompts, default name, and the names used for queries and for documents."""
+    """Non-empty prompts, default name, and the names used for queries and for documents.
+
+    sentence-transformers saves empty ``query`` and ``document`` prompts in every folder, so
+    only non-empty ones count: documents get the first of ``document``, ``passage``, ``corpus``
+    (e5's ``passage: ``), queries ``query``; either side falls back to the default prompt."""
     cfg = read_json(folder / "config_sentence_transformers.json")
     prompts = {str(k): str(v) for k, v in (cfg.get("prompts") or {}).items() if v}
     default = cfg.get("default_prompt_name")
