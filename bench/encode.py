@@ -2,18 +2,21 @@
 
 One run, side by side, on real text (revdict Webster definitions and WordNet glosses):
 
-* speed: sentences/s of ``SentenceTransformer.encode`` (fp32, batch 32: the anchor) and of each
-  embedops backend, timed chunk by chunk in turn so that load from other processes hits all of
-  them alike; the ratio to the anchor;
+* speed: sentences/s of ``SentenceTransformer.encode`` (fp32 torch, batch 32: the anchor) and of
+  each embedops backend, timed chunk by chunk in turn so that load from other processes hits all
+  of them alike; the ratio to the anchor;
 * fidelity: mean and minimum cosine of each backend's vectors to the anchor's fp32 vectors;
+* batch invariance: the minimum cosine of a text's vector to itself encoded alone, in batches of
+  32 and of 256 among different neighbours;
 * retrieval: revdict recall@10 / MRR@10 (dev queries over docs-20k, exact inner product),
   metrics from ``embedops.evaluate.retrieval``;
-* ``--breakdown``: the steps one by one (unfused ONNX, fused ONNX, int8 variants, batch size).
+* ``--quant``: the int8 contestants (dynamic scales per batch or per text, static calibrated
+  scales with and without smoothing, 7- or 8-bit weights) built from the same fp32 file.
 
 It also reports how long ``import_transformer('minilm')`` took and the version folder's size.
 
     .venv/bin/python bench/encode.py [--data ../shared/data] [--docs 2000] [--glosses 2000]
-        [--no-recall] [--no-speed] [--breakdown] [--threads N]
+        [--no-recall] [--no-speed] [--quant] [--threads N]
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from embedops.models.transformer import (  # noqa: E402
 )
 
 EncodeFn = Callable[[list[str]], np.ndarray]
+#: (texts, batch size) -> vectors: how every contestant is called.
+BatchFn = Callable[[list[str], int], np.ndarray]
 CHUNK = 256
 
 
@@ -83,28 +88,48 @@ def timed_side_by_side(
     return seconds, {name: np.vstack(p) for name, p in parts.items()}
 
 
+def batch_invariance(fn: BatchFn, probe: list[str], others: list[str]) -> float:
+    """Least cosine of a ``probe`` text to itself across: alone, in a batch of 32 (among 96
+    other texts) and in a batch of 256 (among 224 others), neighbours shuffled."""
+    runs = [np.vstack([fn([t], 1) for t in probe])]
+    for size, company, seed in ((32, others[:96], 1), (256, others[96:320], 2)):
+        texts = probe + company
+        order = np.random.default_rng(seed).permutation(len(texts))
+        vectors = fn([texts[i] for i in order], size)
+        runs.append(vectors[np.argsort(order)][: len(probe)])
+    return float(min(np.min(np.sum(a * b, axis=1)) for i, a in enumerate(runs)
+                     for b in runs[i + 1 :]))
+
+
 def speed_table(
-    label: str, systems: dict[str, EncodeFn], texts: list[str], anchor: str
+    label: str, systems: dict[str, tuple[BatchFn, int]], texts: list[str], anchor: str,
+    invariance: dict[str, float],
 ) -> list[dict[str, Any]]:
-    """Print sentences/s, ratio and cosine to the anchor for every system; return the rows."""
-    for fn in systems.values():
+    """Print sentences/s, ratio, cosine to the anchor and batch invariance for every system."""
+    plain = {name: _at(fn, size) for name, (fn, size) in systems.items()}
+    for fn in plain.values():
         fn(texts[:32])  # warm-up: first-call allocations and lazy initialisation
-    seconds, vectors = timed_side_by_side(systems, texts)
+    seconds, vectors = timed_side_by_side(plain, texts)
     base = vectors[anchor]
     print(f"\n## speed on {len(texts)} {label}")
-    print(f"{'system':32} {'sent/s':>8} {'ratio':>6} {'cos mean':>9} {'cos min':>8}")
+    print(f"{'system':46} {'sent/s':>7} {'ratio':>6} {'cos mean':>8} {'cos min':>8} "
+          f"{'batch min':>9}")
     rows = []
     for name in systems:
         cos = np.sum(vectors[name] * base, axis=1)
         row = {
             "system": name, "texts": label, "sent_per_s": len(texts) / seconds[name],
             "ratio": seconds[anchor] / seconds[name], "cos_mean": float(cos.mean()),
-            "cos_min": float(cos.min()),
+            "cos_min": float(cos.min()), "batch_min": invariance.get(name, float("nan")),
         }
         rows.append(row)
-        print(f"{name:32} {row['sent_per_s']:8.1f} {row['ratio']:6.2f} "
-              f"{row['cos_mean']:9.4f} {row['cos_min']:8.4f}")
+        print(f"{name:46} {row['sent_per_s']:7.1f} {row['ratio']:6.2f} {row['cos_mean']:8.4f} "
+              f"{row['cos_min']:8.4f} {row['batch_min']:9.5f}")
     return rows
+
+
+def _at(fn: BatchFn, size: int) -> EncodeFn:
+    return lambda texts: fn(texts, size)
 
 
 def recall(doc_vecs: np.ndarray, query_vecs: np.ndarray, doc_ids: list[str],
@@ -118,53 +143,60 @@ def recall(doc_vecs: np.ndarray, query_vecs: np.ndarray, doc_ids: list[str],
     return {"recall@10": res["recall@10"], "mrr@10": res["mrr@10"]}
 
 
-def st_anchor(threads: int | None) -> EncodeFn:
-    """Plain sentence-transformers, fp32, batch 32, normalized: the anchor."""
+def st_anchor(threads: int | None) -> BatchFn:
+    """Plain sentence-transformers, fp32 torch, normalized: the anchor."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
     model = SentenceTransformer(str(minilm_path()), device="cpu")
-    return lambda texts: model.encode(
-        texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+    return lambda texts, size: model.encode(
+        texts, batch_size=size, normalize_embeddings=True, convert_to_numpy=True
     )
 
 
-def ours(enc: TransformerEncoder, batch_size: int = 32) -> EncodeFn:
+def ours(enc: TransformerEncoder) -> BatchFn:
     """An embedops encoder as a plain function."""
-    return lambda texts: enc.encode(texts, batch_size=batch_size)
+    return lambda texts, size: enc.encode(texts, batch_size=size)
+
+
+def one_per_run(enc: TransformerEncoder) -> BatchFn:
+    """An encoder run on one text at a time (no padding, no neighbours)."""
+    return lambda texts, size: np.vstack([enc.encode([t]) for t in texts])
 
 
 def with_file(mv: Any, path: Path, threads: int | None) -> TransformerEncoder:
-    """An encoder of ``mv`` running an arbitrary ONNX file (for the breakdown variants)."""
-    from embedops.models.transformer import _OnnxPooled
+    """An encoder of ``mv`` running an arbitrary ONNX file (for the int8 contestants)."""
+    from embedops.models.onnx_backend import OnnxRunner
 
     enc = TransformerEncoder.from_version(mv, backend="onnx", threads=threads, verify=False)
-    enc.runner = _OnnxPooled(path, threads)
+    enc.core.runner.hidden = OnnxRunner(path, threads)
     return enc
 
 
-def breakdown_variants(mv: Any, tmp: Path, threads: int | None) -> dict[str, EncodeFn]:
-    """Unfused fp32 and int8 variants built from the version's model folder into ``tmp``."""
-    from embedops.models.onnx_backend import QuantizeConfig, export_onnx, quantize_onnx
+def quant_contestants(mv: Any, tmp: Path, threads: int | None) -> dict[str, tuple[BatchFn, int]]:
+    """Int8 variants of the version's fused fp32 file, built into ``tmp``: dynamic scales (per
+    batch, or per text with one text per run), static scales without smoothing, and smoothed
+    static scales with 8-bit weights (the default uses 7-bit weights)."""
+    from embedops.models.calibration import calibration_texts
+    from embedops.models.onnx_backend import QuantizeConfig, quantize_onnx
+    from embedops.models.onnx_static import _feeds, freeze_scales
 
-    raw = tmp / "raw.onnx"
-    export_onnx(mv.path / "model", raw)
-    variants = {"raw": raw}
-    fused = mv.path / "onnx" / "model.onnx"
-    for label, src, cfg in (
-        ("int8 unfused per-tensor", raw, QuantizeConfig(per_channel=False)),
-        ("int8 fused MatMul-only", fused, QuantizeConfig(op_types=("MatMul",))),
-        ("int8 fused reduce-range", fused, QuantizeConfig(reduce_range=True)),
-    ):
-        out = tmp / (label.replace(" ", "_") + ".onnx")
-        quantize_onnx(src, out, cfg)
-        variants[label] = out
-    systems: dict[str, EncodeFn] = {}
-    for label, path in variants.items():
-        systems[f"onnx {label}"] = ours(with_file(mv, path, threads))
-    return systems
+    fp32, dynamic = mv.path / "onnx" / "model.onnx", tmp / "dynamic.onnx"
+    quantize_onnx(fp32, dynamic, QuantizeConfig(activations="dynamic"))
+    batches = _feeds(mv.path / "model", 256, calibration_texts(256, seed=0))
+    files = {"static, no smoothing, 8-bit weights": (0.0, 8),
+             "static, smoothing 0.75, 8-bit weights": (0.75, 8)}
+    for alpha, bits in files.values():
+        freeze_scales(dynamic, fp32, tmp / f"{alpha}-{bits}.onnx", batches, alpha, bits)
+    dyn = with_file(mv, dynamic, threads)
+    out = {"onnx-int8 dynamic, batch 32 (previous default)": (ours(dyn), 32),
+           "onnx-int8 dynamic, one text per run": (one_per_run(dyn), 1)}
+    for label, (alpha, bits) in files.items():
+        out[f"onnx-int8 {label}"] = (ours(with_file(mv, tmp / f"{alpha}-{bits}.onnx",
+                                                    threads)), 32)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -174,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--glosses", type=int, default=2000)
     parser.add_argument("--no-recall", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument("--quant", action="store_true", help="Add the int8 contestants.")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     args = parser.parse_args(argv)
@@ -184,40 +216,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         began = time.perf_counter()
         mv = import_transformer(reg, "minilm")
         size = sum(p.stat().st_size for p in mv.path.rglob("*") if p.is_file())
-        results["import"] = {"seconds": time.perf_counter() - began, "bytes": size}
+        results["import"] = {"seconds": time.perf_counter() - began, "bytes": size,
+                             "int8": mv.params["onnx"]["int8"]}
         print(f"import_transformer('minilm'): {results['import']['seconds']:.1f} s, "
-              f"version folder {size / 2**20:.0f} MiB")
+              f"version folder {size / 2**20:.0f} MiB, int8 gate "
+              f"{mv.params['onnx']['int8'].get('gate')}")
         systems = build_systems(mv, args.threads)
-        if args.breakdown:
-            systems.update(breakdown_variants(mv, Path(tmp), args.threads))
+        if args.quant:
+            systems.update(quant_contestants(mv, Path(tmp), args.threads))
         if not args.no_speed:
             results["speed"] = run_speed(args, systems)
         if not args.no_recall:
-            results["recall"] = run_recall(args, systems)
+            results["recall"] = run_recall(args, {k: _at(*v) for k, v in systems.items()})
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-def build_systems(mv: Any, threads: int | None) -> dict[str, EncodeFn]:
-    """The anchor first, then each embedops backend (and batch-size variants of int8)."""
-    systems: dict[str, EncodeFn] = {"sentence-transformers fp32": st_anchor(threads)}
+def build_systems(mv: Any, threads: int | None) -> dict[str, tuple[BatchFn, int]]:
+    """The anchor first, then each embedops backend (the default's batch sizes too)."""
+    systems: dict[str, tuple[BatchFn, int]] = {
+        "sentence-transformers fp32 (torch)": (st_anchor(threads), 32)}
     for backend in ("torch", "onnx", "onnx-int8"):
         enc = TransformerEncoder.from_version(mv, backend=backend, threads=threads)
-        systems[f"embedops {backend}"] = ours(enc)
+        label = "onnx-int8 static (default)" if backend == "onnx-int8" else backend
+        systems[f"embedops {label}"] = (ours(enc), 32)
     int8 = TransformerEncoder.from_version(mv, backend="onnx-int8", threads=threads)
-    systems["embedops onnx-int8 batch 16"] = ours(int8, 16)
+    systems["embedops onnx-int8 static, batch 64"] = (ours(int8), 64)
     return systems
 
 
-def run_speed(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> list[dict[str, Any]]:
-    """Speed tables on revdict documents and on WordNet glosses."""
-    docs = sample(read_jsonl_xz(args.data / "revdict" / "docs-20k.jsonl.xz", "text"), args.docs)
-    glosses = sample(read_jsonl_xz(args.data / "wordnet-glosses.jsonl.xz", "gloss"), args.glosses)
+def run_speed(
+    args: argparse.Namespace, systems: dict[str, tuple[BatchFn, int]]
+) -> list[dict[str, Any]]:
+    """Batch invariance, then speed tables on revdict documents and on WordNet glosses."""
+    docs_all = read_jsonl_xz(args.data / "revdict" / "docs-20k.jsonl.xz", "text")
+    docs = sample(docs_all, args.docs)
+    others = sample(docs_all, 352, seed=7)
+    invariance = {name: batch_invariance(fn, others[:32], others[32:])
+                  for name, (fn, _) in systems.items() if "torch" not in name}
     anchor = next(iter(systems))
-    return [
-        *speed_table("revdict documents", systems, docs, anchor),
-        *speed_table("WordNet glosses", systems, glosses, anchor),
-    ]
+    rows = speed_table("revdict documents", systems, docs, anchor, invariance)
+    if args.glosses:
+        glosses = sample(read_jsonl_xz(args.data / "wordnet-glosses.jsonl.xz", "gloss"),
+                         args.glosses)
+        rows += speed_table("WordNet glosses", systems, glosses, anchor, invariance)
+    return rows
 
 
 def run_recall(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> dict[str, Any]:
@@ -232,20 +275,21 @@ def run_recall(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> dict[s
     cached = HERE / "out" / "minilm-docs20k.npy"
     # The fp32 ONNX vectors equal the anchor's (cosine 1.0000 above), so with the anchor's
     # cached document vectors the slow fp32 pass is skipped.
-    names = ["embedops onnx-int8"] if cached.exists() else ["embedops onnx", "embedops onnx-int8"]
-    for name in names + [n for n in systems if n.startswith("onnx ")]:
+    default = "embedops onnx-int8 static (default)"
+    names = [default] if cached.exists() else ["embedops onnx", default]
+    for name in names:
         began = time.perf_counter()
         doc_vecs = systems[name](docs)
         out[name] = recall(doc_vecs, systems[name](queries), doc_ids, relevant)
         out[name]["encode_s"] = time.perf_counter() - began
-        print(f"{name:32} recall@10 {out[name]['recall@10']:.4f}  MRR@10 {out[name]['mrr@10']:.4f}"
-              f"  ({out[name]['encode_s']:.0f} s)")
+        print(f"{name:46} recall@10 {out[name]['recall@10']:.4f}  MRR@10 "
+              f"{out[name]['mrr@10']:.4f}  ({out[name]['encode_s']:.0f} s)")
     if cached.exists():
         anchor = next(iter(systems))
         st_docs = np.load(cached)
         if st_docs.shape[0] == len(docs):
             out[anchor] = recall(st_docs, systems[anchor](queries), doc_ids, relevant)
-            print(f"{anchor:32} recall@10 {out[anchor]['recall@10']:.4f}  "
+            print(f"{anchor:46} recall@10 {out[anchor]['recall@10']:.4f}  "
                   f"MRR@10 {out[anchor]['mrr@10']:.4f}  (docs from {cached.name})")
     return out
 
