@@ -142,3 +142,20 @@ def test_a_module_without_fast_path_runs_through_sentence_transformers(
     assert _min_cos(vectors[:40], _st(folder).encode(texts[:40])) >= 0.999
     with pytest.raises(InvalidInput, match="runs only through sentence-transformers"):
         TransformerEncoder.from_version(mv, backend="onnx")
+
+
+def test_the_engine_embeds_queries_with_the_query_prompt(imported, texts, tmp_path) -> None:
+    from embedops.engine import Embedops
+
+    folder, _ = imported["e5"]
+    with Embedops(home=tmp_path / "ws") as eo:
+        ref = eo.models.import_transformer(str(folder)).ref
+        eo.collections.create("docs", ref)
+        eo.upsert_items("docs", [{"id": str(i), "text": t} for i, t in enumerate(texts[:30])])
+        enc = TransformerEncoder.from_version(eo.models.resolve(ref))
+        queries = eo.models.encode_queries(texts[:5], ref)
+        assert _min_cos(queries, enc.encode_queries(texts[:5])) >= 0.9999
+        assert _min_cos(queries, eo.embed(texts[:5], ref)) < 0.99  # documents: passage prompt
+        _, stored = eo.load_vectors("docs", ref, ["0"])
+        assert _min_cos(stored, enc.encode(texts[:1])) >= 0.9999
+        assert eo.search("docs", texts[3], k=3).hits

@@ -103,7 +103,7 @@ class ModelHub:
         With a ``wrap_encoders`` hook installed (the server's query cache, which is bounded by
         its own setting and counted in its metrics) that cache is the only one."""
         if self._wrapper is not None:
-            return self.embed(texts, ref)
+            return self._embed_queries(texts, ref)
         mv = self.resolve(ref)
         version = mv.ref
         found: dict[str, np.ndarray] = {}
@@ -115,7 +115,7 @@ class ModelHub:
                     found[text] = hit
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            fresh = self.embed(missing, version)
+            fresh = self._embed_queries(missing, version)
             with self._lock:
                 for text, vector in zip(missing, fresh, strict=True):
                     vector.flags.writeable = False
@@ -125,6 +125,18 @@ class ModelHub:
         if not texts:
             return np.zeros((0, mv.dim), dtype=np.float32)
         return np.stack([found[t] for t in texts])
+
+    def _embed_queries(self, texts: Sequence[str], ref: str) -> np.ndarray:
+        """Query vectors: through the encoder's ``encode_queries`` where it has one (a model
+        with a query prompt, such as e5's ``query: ``), else like documents."""
+        encoder = self.encoder(ref)
+        encode = getattr(encoder, "encode_queries", None)
+        if encode is None:
+            return self.embed(texts, ref)
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, encoder.dim), dtype=np.float32)
+        return np.asarray(encode(texts), dtype=np.float32)
 
     def embed(self, texts: Sequence[str], ref: str) -> np.ndarray:
         """float32 ``(len(texts), dim)`` vectors of ``texts`` under model ``ref``."""

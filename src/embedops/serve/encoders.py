@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,15 +70,31 @@ class CachedEncoder:
         self.metrics.embed_timer(self.version).observe(time.perf_counter() - started)
         return out
 
+    def _timed_queries(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        out = np.asarray(self.inner.encode_queries(texts), dtype=np.float32)
+        self.metrics.embed_timer(self.version).observe(time.perf_counter() - started)
+        return out
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors (the model's query prompt), cached apart from document vectors of
+        the same text when the model gives queries a prompt of their own."""
+        if not getattr(self.inner, "query_prompt_name", None) or not hasattr(
+                self.inner, "encode_queries"):
+            return self.encode(texts)
+        return self._cached(list(texts), f"{self.version}#query", self._timed_queries)
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Like the inner encoder's ``encode``; cached vectors are reused inside ``caching()``."""
+        return self._cached(list(texts), self.version,
+                            lambda missing: self._timed(missing, batch_size))
+
+    def _cached(self, texts: list[str], key: str,
+                encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         use = _ACTIVE.get()
-        texts = list(texts)
         if use is None or not texts:
-            return self._timed(texts, batch_size)
-        vectors, hits = self.cache.get_many(
-            self.version, texts, lambda missing: self._timed(missing, batch_size)
-        )
+            return encode(texts)
+        vectors, hits = self.cache.get_many(key, texts, encode)
         use.hits += hits
         use.misses += len(texts) - hits
         self.metrics.cache_hits.inc(hits)
