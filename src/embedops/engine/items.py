@@ -28,7 +28,7 @@ from embedops.errors import InvalidInput, NotFound
 from embedops.progress import progress_bar
 from embedops.search.twostage import TwoStageConfig
 from embedops.store.catalog import Catalog
-from embedops.store.models import IngestReport
+from embedops.store.models import CollectionInfo, IngestReport
 
 if TYPE_CHECKING:
     from embedops.engine.executors import Executor
@@ -96,10 +96,11 @@ class Writer:
         """The two-stage settings of ``collection`` (defaults when none were configured)."""
         return TwoStageConfig.load(self.workspace.collection_dir(collection))
 
-    def versions(self, collection: str) -> list[str]:
+    def versions(self, collection: str, info: CollectionInfo | None = None) -> list[str]:
         """The write rule: the model versions every write to ``collection`` embeds with, in
-        order: active, rollout candidate, two-stage cheap model (each once)."""
-        info = self.catalog.get_collection(collection)
+        order: active, rollout candidate, two-stage cheap model (each once). ``info``: the
+        collection as already read (one read, so a concurrent promote cannot split it)."""
+        info = info or self.catalog.get_collection(collection)
         cheap = self.two_stage(collection).cheap_model
         refs = [info.model_version, info.candidate_version]
         if cheap:
@@ -109,8 +110,8 @@ class Writer:
     def embed_for_write(self, collection: str) -> Callable[[list[str]], dict[str, np.ndarray]]:
         """A function that embeds a batch of texts under every write version of
         ``collection`` (checked against the collection once, here)."""
-        versions = self.versions(collection)
         info = self.catalog.get_collection(collection)
+        versions = self.versions(collection, info)
         active = self.hub.resolve(versions[0])
         check_model_match(f"collection '{collection}'",
                           {"model_version": info.model_version, "dim": info.dim},
