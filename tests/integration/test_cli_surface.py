@@ -18,10 +18,6 @@ import typer
 from embedops.cli.main import app, main
 from embedops.config import Workspace
 
-#: The module whose commands (``serve``, ``keys …``, owned with the HTTP server) do not all take
-#: --json yet; every other leaf command must.
-NO_JSON_YET_MODULE = "embedops.cli.serve_cmd"
-
 
 def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
     commands = getattr(command, "commands", None)
@@ -34,8 +30,6 @@ def _leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
 
 ROOT = typer.main.get_command(app)
 LEAVES = dict(_leaves(ROOT))
-NO_JSON_YET = {path for path, cmd in LEAVES.items()
-               if getattr(cmd.callback, "__module__", "") == NO_JSON_YET_MODULE}
 
 
 def test_the_walk_finds_every_command_group() -> None:
@@ -58,7 +52,7 @@ def test_root_options_have_help_completion_and_logging() -> None:
     assert all((getattr(p, "help", "") or "").strip() for p in ROOT.params)
 
 
-@pytest.mark.parametrize("path", sorted(set(LEAVES) - NO_JSON_YET))
+@pytest.mark.parametrize("path", sorted(LEAVES))
 def test_every_leaf_command_lists_json_in_its_help(path: str, capsys) -> None:
     assert main([*path.split(), "--help"]) == 0
     assert "--json" in capsys.readouterr().out
@@ -120,6 +114,43 @@ def test_representative_commands_print_json(run_json, lee_corpus: Path, tmp_path
     assert run_json("collections", "list")[0]["item_count"] == 40
     assert len(run_json("collections", "keygen")["key"]) > 20
     assert run_json("collections", "delete", "news", "--yes")["deleted"] == "news"
+
+
+def test_key_commands_print_json(run_json) -> None:
+    created = run_json("keys", "create", "--role", "read", "--name", "svc",
+                       "--collection", "news", "--expires", "30d")
+    assert created["role"] == "read" and created["collections"] == ["news"] and created["active"]
+    assert len(created["key"]) > 20
+    rotated = run_json("keys", "rotate", created["id"], "--overlap", "1h")
+    assert rotated["old"]["id"] == created["id"] and rotated["new"]["name"] == "svc"
+    assert rotated["key"] != created["key"]
+    listed = {k["id"]: k for k in run_json("keys", "list")}
+    assert created["key"] not in json.dumps(listed)  # the list never holds a key
+    revoked = run_json("keys", "revoke", rotated["new"]["id"])
+    assert revoked["revoked_at"] is not None and revoked["active"] is False
+
+
+def test_serve_json_announces_the_port_it_picked(cli_home: Path) -> None:
+    import os
+    import urllib.request
+
+    env = {**os.environ, "EMBEDOPS_HOME": str(cli_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embedops.cli.main", "serve", "--port", "0", "--no-auth",
+         "--no-warmup", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        announced = json.loads(line)
+        assert announced["event"] == "listening" and announced["port"] > 0
+        assert announced["url"] == f"http://127.0.0.1:{announced['port']}"
+        assert announced["auth"] is False and announced["pid"] == proc.pid
+        with urllib.request.urlopen(announced["url"] + "/healthz", timeout=30) as reply:
+            assert reply.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 # -- logging and library noise ------------------------------------------------------------------

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import getpass
+import json
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from embedops.cli._common import print_json, workspace
+
+if TYPE_CHECKING:
+    from embedops.serve.keys import KeyInfo
 
 
 def _who() -> str:
@@ -64,6 +70,9 @@ def serve(
         None, help="Per-key limit of write keys (same notation; default: none)."),
     rate_limit_admin: str | None = typer.Option(
         None, help="Per-key limit of admin keys (same notation; default: none)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON line on stdout once the server listens (url, "
+        "host, port, auth, workers, pid), e.g. to learn the port picked by --port 0."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) until SIGTERM or Ctrl-C."""
     from embedops.serve.server import run
@@ -88,7 +97,20 @@ def serve(
                 param_hint="'--host' with '--no-auth'",
             )
         typer.echo("warning: authentication is OFF; anyone who can connect is admin", err=True)
-    run(settings)
+
+    def announce(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        url = f"http://{shown}:{bound_port}"
+        if as_json:
+            line = {"event": "listening", "url": url, "host": bound_host, "port": bound_port,
+                    "auth": not no_auth, "workers": workers, "pid": os.getpid()}
+            sys.stdout.write(json.dumps(line) + "\n")  # one line, so a reader can stop there
+            sys.stdout.flush()
+        else:
+            typer.echo(f"embedops serving on {url} (API docs at {url}/docs, console at "
+                       f"{url}/ui); Ctrl-C stops it", err=True)
+
+    run(settings, announce)
 
 
 def is_loopback(host: str) -> bool:
@@ -132,6 +154,8 @@ def keys_create(
         None, "--max-items", help="Most items stored in the key's collections."),
     tokens_per_day: int | None = typer.Option(
         None, "--tokens-per-day", help="Most embed tokens per UTC day."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the key and its record as one JSON object."),
 ) -> None:
     """Create a key and print it once (only a salted hash is stored)."""
     import time
@@ -150,13 +174,23 @@ def keys_create(
     audit.record(ws, "key.create", _who(), key_id=info.id, role=info.role, name=info.name,
                  collections=info.collections, prefixes=info.prefixes,
                  expires_at=info.expires_at)
+    if as_json:
+        print_json({"key": key, **_record(info)})
+        return
     typer.echo(f"created {info.role} key {info.id} ({info.name}); it is shown only now:", err=True)
     typer.echo(key)
+
+
+def _record(info: KeyInfo) -> dict[str, object]:
+    """A key's stored record (it holds neither the key nor its hash) with its state."""
+    return {**vars(info), "active": info.active}
 
 
 def keys_rotate(
     key_id: str = typer.Argument(..., help="The key id (see 'keys list')."),
     overlap: str = typer.Option("1d", "--overlap", help="How long the old key stays valid."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the new key and both records as one JSON object."),
 ) -> None:
     """A new key for the same principal; the old one stays valid for the overlap, then expires."""
     from embedops.engine import audit
@@ -166,6 +200,9 @@ def keys_rotate(
     key, new, old = KeyStore(ws).rotate(key_id, parse_duration(overlap))
     audit.record(ws, "key.rotate", _who(), key_id=old.id, new_key_id=new.id,
                  old_expires_at=old.expires_at)
+    if as_json:
+        print_json({"key": key, "new": _record(new), "old": _record(old)})
+        return
     typer.echo(f"rotated {old.id} -> {new.id} ({new.name}); the new key is shown only now:",
                err=True)
     typer.echo(key)
@@ -177,7 +214,7 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
 
     rows = KeyStore(workspace()).list()
     if as_json:
-        print_json([{**vars(k), "active": k.active} for k in rows])
+        print_json([_record(k) for k in rows])
         return
     for k in rows:
         state = "active" if k.active else "revoked" if k.revoked_at else "expired"
@@ -186,7 +223,10 @@ def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readab
         sys.stdout.write(f"{k.id}  {k.role:<5}  {state:<7}  {k.name}  scope={scope or '-'}\n")
 
 
-def keys_revoke(key_id: str = typer.Argument(..., help="The key id (see 'keys list').")) -> None:
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key id (see 'keys list')."),
+    as_json: bool = typer.Option(False, "--json", help="Print the revoked key's record."),
+) -> None:
     """Revoke a key; a running server refuses it from the next request on."""
     from embedops.engine import audit
     from embedops.serve.keys import KeyStore
@@ -194,4 +234,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (see 'keys li
     ws = workspace()
     info = KeyStore(ws).revoke(key_id)
     audit.record(ws, "key.revoke", _who(), key_id=info.id)
+    if as_json:
+        print_json(_record(info))
+        return
     typer.echo(f"revoked {info.id} ({info.name})")

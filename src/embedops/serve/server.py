@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from embedops.serve.logging import LOGGER
@@ -61,9 +62,23 @@ def io_implementations() -> tuple[str, str]:
     return loop, http
 
 
-def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
-    """A configured ``uvicorn.Server`` (not started) serving ``create_app(settings)``."""
+Announce = Callable[[str, int], None]
+"""Called once with (host, port) when the server accepts connections (port 0 resolved)."""
+
+
+def make_server(  # type: ignore[no-untyped-def]
+    settings: ServeSettings, on_listening: Announce | None = None
+):
+    """A configured ``uvicorn.Server`` (not started) serving ``create_app(settings)``; it calls
+    ``on_listening(host, port)`` once its socket listens (after the app's start-up)."""
     import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_listening is not None and self.started and self.servers:
+                bound = self.servers[0].sockets[0].getsockname()
+                on_listening(settings.host, int(bound[1]))
 
     from embedops.serve.logging import setup
 
@@ -96,25 +111,29 @@ def make_server(settings: ServeSettings):  # type: ignore[no-untyped-def]
         http=protocol,
         timeout_keep_alive=KEEP_ALIVE_S,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
-def run(settings: ServeSettings) -> None:
+def run(settings: ServeSettings, on_listening: Announce | None = None) -> None:
     """Serve until SIGTERM/SIGINT (blocking). Several workers get a listening socket each where
-    the kernel balances them (``serve.workers``), else share one under uvicorn's supervisor."""
+    the kernel balances them (``serve.workers``), else share one under uvicorn's supervisor.
+    ``on_listening(host, port)`` is called once the port is known and taken (with one worker,
+    after the app has started; with several, when the port is bound)."""
     if settings.workers > 1:
         from embedops.serve.workers import reuse_port_supported, serve_workers
 
         if reuse_port_supported():
-            status = serve_workers(settings)
+            status = serve_workers(settings, on_listening)
             if status:
                 sys.exit(status)
             return
-    server = make_server(settings)
+    server = make_server(settings, on_listening)
     if settings.workers == 1:
         server.run()
         return
     from uvicorn.supervisors import Multiprocess
 
     sock = server.config.bind_socket()
+    if on_listening is not None:
+        on_listening(settings.host, int(sock.getsockname()[1]))
     Multiprocess(server.config, sockets=[sock]).run()

@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from embedops.serve.logging import LOGGER
@@ -105,13 +106,18 @@ class _Supervisor:
                 process.join()
 
 
-def serve_workers(settings: ServeSettings) -> int:
+def serve_workers(
+    settings: ServeSettings, on_listening: Callable[[str, int], None] | None = None
+) -> int:
     """Run ``settings.workers`` processes on ``settings.port`` until SIGTERM/SIGINT; returns the
-    exit status (3 when a worker could not start)."""
+    exit status (3 when a worker could not start). ``on_listening(host, port)`` is called once
+    the port is bound (port 0 resolved)."""
     holder = reuse_port_socket(settings.host, settings.port)  # held, never listened on
     port = holder.getsockname()[1]
     log.info("serving on %s:%s with %s worker processes (SO_REUSEPORT)", settings.host, port,
              settings.workers)
+    if on_listening is not None:
+        on_listening(settings.host, int(port))
     try:
         return _Supervisor(settings.replace(port=port)).run()
     finally:
