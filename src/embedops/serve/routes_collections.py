@@ -94,13 +94,16 @@ def get_items(
                            description="Item ids (repeat the parameter)."),
     _: Any = READ,
 ) -> dict[str, Any]:
-    """The live items with these ids (unknown or deleted ids are left out)."""
+    """The live items with these ids, in the order asked (unknown or deleted ids are left out),
+    with their content hash and timestamps."""
     api = request.app.state.ctx.api
     items = api.get_items(name, ids)
     info = api.collections.info(name)
     return named(response, info.model_version, {
         "collection": name,
-        "items": [{"id": it.id, "text": it.text, "metadata": dict(it.metadata)} for it in items],
+        "items": [{"id": it.id, "text": it.text, "metadata": dict(it.metadata),
+                   "content_sha256": it.content_sha256, "created_at": it.created_at,
+                   "updated_at": it.updated_at} for it in items],
     })
 
 
