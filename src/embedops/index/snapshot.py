@@ -61,7 +61,7 @@ from embedops.fsio import (
     sha256_tree,
     staged_dir,
 )
-from embedops.index import activate_saved, load_index, release_saved
+from embedops.index import activate_saved, load_index, release_saved, verify_cache
 from embedops.index.protocol import Index
 
 CURRENT = "CURRENT"
@@ -310,13 +310,13 @@ class SnapshotStore:
         ``legacy_ok`` accepts an unsealed manifest of the previous format (for display and
         rebuild settings only: such a snapshot is never served)."""
         path = self.root / name / MANIFEST
-        try:
-            data = path.read_bytes()
+        try:  # an unchanged manifest is not checked again (verify_cache keys it by identity)
+            manifest = verify_cache.read_checked(
+                path, legacy_ok, lambda data: open_sealed_manifest(data, str(path), legacy_ok))
         except OSError as exc:
             raise IntegrityError(
                 f"cannot read {path} ({type(exc).__name__})", _REBUILD_HINT
             ) from exc
-        manifest = open_sealed_manifest(data, str(path), legacy_ok)
         if not isinstance(manifest.get("files"), dict):
             raise IntegrityError(f"{path} lists no files", _REBUILD_HINT)
         return manifest
