@@ -10,6 +10,9 @@ across the chunk, and trained in large batches. Plain SGD collapses at large bat
 default update rule is a sparse Adagrad with one accumulator per row, applied to the batch's
 summed per-row gradients, which keeps quality at batches of 10^4-10^5 pairs where kernel
 launches stop dominating.
+
+With ``dp_epsilon`` or ``dp_noise_multiplier`` set, training is differentially private
+(DP-SGD per sentence, :mod:`embedops.train.dp`) and the result carries the epsilon spent.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from embedops.errors import DependencyMissing, InvalidInput
 from embedops.models.static import StaticVectors
+from embedops.train.dp import DPSGNSTrainer
 from embedops.train.sgns_config import SGNSConfig, SGNSResult, config_summary
 from embedops.train.sgns_corpus import EncodedCorpus, encode_corpus, epoch_chunks
 from embedops.train.sgns_trainer import SGNSTrainer
@@ -65,7 +69,7 @@ def train_sgns(
     device = resolve_device(config.device)
     with tempfile.TemporaryDirectory(prefix="embedops-sgns-") as tmp:
         corpus = encode_corpus(sentences, Path(tmp), config.min_count, config.max_vocab)
-        trainer = SGNSTrainer(config, corpus, device, torch)
+        trainer = _trainer(config, corpus, device, torch)
         started = time.perf_counter()
         pairs = trainer.run(quiet)
         if device.startswith("cuda"):
@@ -77,7 +81,15 @@ def train_sgns(
     table = StaticVectors(corpus.words, vectors, counts=corpus.counts)
     words = corpus.n_tokens * config.epochs
     rate = words / max(seconds, 1e-9)
-    return SGNSResult(table, device, words, seconds, rate, pairs, inputs, context)
+    privacy = trainer.privacy.to_dict() if isinstance(trainer, DPSGNSTrainer) else None
+    return SGNSResult(table, device, words, seconds, rate, pairs, inputs, context, privacy)
+
+
+def _trainer(config: SGNSConfig, corpus: EncodedCorpus, device: str, torch: Any) -> SGNSTrainer:
+    """The DP-SGD trainer (``embedops.train.dp``) when ``config`` asks for DP, else the plain."""
+    if config.dp:
+        return DPSGNSTrainer(config, corpus, device, torch)
+    return SGNSTrainer(config, corpus, device, torch)
 
 
 def _torch() -> Any:

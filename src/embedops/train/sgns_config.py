@@ -47,6 +47,12 @@ class SGNSConfig:
     (context) vector of each word, ``input`` the input vectors alone (what gensim saves),
     ``auto`` ``sum`` for skip-gram (higher on WS353, SimLex and Google in every run measured)
     and ``input`` for CBOW (not measured).
+
+    Differential privacy (:mod:`embedops.train.dp`): ``dp_epsilon`` (the target; the noise
+    multiplier is solved for it) or ``dp_noise_multiplier`` turns on DP-SGD with one corpus
+    line (sentence) as the privacy unit; ``dp_clip`` bounds each sentence's gradient (L2 over
+    both tables), ``dp_delta`` defaults to 1/N (N: sentences; a larger one is refused) and
+    ``dp_batch_sentences`` is the expected number of sentences per step (Poisson sampling).
     """
 
     sg: bool = True
@@ -72,6 +78,11 @@ class SGNSConfig:
     shuffle_block: int = 65_536
     skip_target_negatives: bool = False
     vectors: str = "auto"
+    dp_epsilon: float | None = None
+    dp_noise_multiplier: float | None = None
+    dp_clip: float = 1.0
+    dp_delta: float | None = None
+    dp_batch_sentences: int = 512
 
     def __post_init__(self) -> None:
         if self.update not in _UPDATES:
@@ -104,6 +115,30 @@ class SGNSConfig:
                 raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.chunk_tokens < 1000:
             raise InvalidInput(f"chunk_tokens must be >= 1000, got {self.chunk_tokens}")
+        self._check_dp()
+
+    def _check_dp(self) -> None:
+        if self.dp_epsilon is not None and self.dp_noise_multiplier is not None:
+            raise InvalidInput(
+                "both a DP epsilon and a DP noise multiplier were given",
+                "give one: --dp-epsilon (the noise is solved for it) or --dp-noise",
+            )
+        for name, value in (("dp_epsilon", self.dp_epsilon),
+                            ("dp_noise_multiplier", self.dp_noise_multiplier),
+                            ("dp_clip", self.dp_clip)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InvalidInput(f"{name} must be a finite number > 0, got {value}",
+                                   "e.g. --dp-epsilon 4 (smaller is more private)")
+        if self.dp_delta is not None and not 0 < self.dp_delta < 1:
+            raise InvalidInput(f"dp_delta must be in (0, 1), got {self.dp_delta}",
+                               "leave it out for 1/N (N: sentences of the corpus)")
+        if self.dp_batch_sentences < 1:
+            raise InvalidInput(f"dp_batch_sentences must be >= 1, got {self.dp_batch_sentences}")
+
+    @property
+    def dp(self) -> bool:
+        """Whether this run is differentially private (a DP epsilon or noise was given)."""
+        return self.dp_epsilon is not None or self.dp_noise_multiplier is not None
 
     @property
     def schedule(self) -> str:
@@ -148,6 +183,7 @@ class SGNSResult:
     pairs: int
     input_vectors: np.ndarray | None = None  # the raw tables, rows in the table's order
     context_vectors: np.ndarray | None = None
+    privacy: dict[str, Any] | None = None  # DP runs: epsilon spent, delta, noise, clip, ...
 
 
 def config_summary(config: SGNSConfig, result: SGNSResult) -> dict[str, Any]:
@@ -164,4 +200,5 @@ def config_summary(config: SGNSConfig, result: SGNSResult) -> dict[str, Any]:
         "train_seconds": round(result.seconds, 3),
         "pairs": result.pairs,
         "log2_batch": int(math.log2(config.batch_size)),
+        **({"privacy": result.privacy} if result.privacy is not None else {}),
     }

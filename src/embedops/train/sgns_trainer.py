@@ -67,18 +67,23 @@ class SGNSTrainer:
 
     # -- one chunk -----------------------------------------------------------------------------
     def _train_chunk(self, ids: Any) -> int:
-        torch = self.torch
-        sentence = torch.cumsum((ids < 0).to(torch.int32), 0)
-        keep = ids >= 0
-        draw = torch.rand(ids.shape, generator=self.gen, device=self.device)
-        keep &= draw < self.keep_prob[ids.clamp(min=0)]
-        words, sentence = ids[keep].long(), sentence[keep]
+        words, sentence = self._subsample(ids)
         if words.numel() < 2:
             return 0
         centers, contexts = self._pairs(words, sentence)
         if self.c.sg:
             return self._train_skipgram(words, centers, contexts)
         return self._train_cbow(words, centers, contexts)
+
+    def _subsample(self, ids: Any) -> tuple[Any, Any]:
+        """The words of ``ids`` (``-1`` ends a sentence) kept by subsampling, and the index of
+        each one's sentence (0 for the words before the first ``-1``)."""
+        torch = self.torch
+        sentence = torch.cumsum((ids < 0).to(torch.int32), 0)
+        keep = ids >= 0
+        draw = torch.rand(ids.shape, generator=self.gen, device=self.device)
+        keep &= draw < self.keep_prob[ids.clamp(min=0)]
+        return ids[keep].long(), sentence[keep]
 
     def _pairs(self, words: Any, sentence: Any) -> tuple[Any, Any]:
         """Positions (center, context) within a dynamic window, never across sentences."""
@@ -151,6 +156,14 @@ class SGNSTrainer:
 
     def _output_step(self, h: Any, targets: Any) -> Any:
         """Negative-sampling loss gradient for hidden vectors ``h`` (b, d); updates ``w_out``."""
+        out_ids, grad_h, grad_u = self._output_grads(h, targets)
+        self._apply(self.w_out, self.acc_out, out_ids.reshape(-1), grad_u.reshape(-1, self.c.dim))
+        return grad_h
+
+    def _output_grads(self, h: Any, targets: Any) -> tuple[Any, Any, Any]:
+        """The negative-sampling loss of hidden vectors ``h`` (b, d) against ``targets`` (b,)
+        and ``negative`` noise words each: (output rows (b, 1+K), gradient of ``h`` (b, d),
+        gradient of the output rows (b, 1+K, d)), nothing applied."""
         torch = self.torch
         negs = self._negatives(targets.numel())
         out_ids = torch.cat([targets.unsqueeze(1), negs], dim=1)  # (b, 1+K)
@@ -163,8 +176,7 @@ class SGNSTrainer:
             g[:, 1:].masked_fill_(negs == targets.unsqueeze(1), 0.0)
         grad_h = torch.bmm(g.unsqueeze(1), u).squeeze(1)
         grad_u = g.unsqueeze(2) * h.unsqueeze(1)
-        self._apply(self.w_out, self.acc_out, out_ids.reshape(-1), grad_u.reshape(-1, self.c.dim))
-        return grad_h
+        return out_ids, grad_h, grad_u
 
     def _apply(self, weights: Any, acc: Any, rows: Any, grads: Any) -> None:
         """An SGD or Adagrad step on the batch's gradients summed per row (rows may repeat).

@@ -45,6 +45,8 @@ class TrainConfig:
     ``device`` None trains with gensim on the CPU; ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
     train word2vec with the torch trainer (``embedops.train.gpu_sgns``), in batches of
     ``batch_size`` pairs with the ``update`` rule (``adagrad`` or ``sgd``).
+    ``dp_epsilon`` or ``dp_noise`` trains differentially private word2vec with the torch
+    trainer (``device`` None means ``auto`` then); see ``embedops.train.dp``.
     """
 
     model: str = "word2vec"
@@ -71,6 +73,10 @@ class TrainConfig:
     device: str | None = None
     batch_size: int = 65536
     update: str = "adagrad"
+    dp_epsilon: float | None = None
+    dp_noise: float | None = None
+    dp_clip: float = 1.0
+    dp_delta: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -90,6 +96,11 @@ class TrainConfig:
                 f"fastText needs 1 <= min_n <= max_n and bucket > 0, got "
                 f"min_n={self.min_n} max_n={self.max_n} bucket={self.bucket}"
             )
+        if (self.dp_epsilon is not None or self.dp_noise is not None) and self.device is None:
+            if self.model != "word2vec":
+                raise InvalidInput(f"differentially private training is for word2vec, not "
+                                   f"{self.model}", "drop --dp-epsilon or train --model word2vec")
+            object.__setattr__(self, "device", "auto")  # DP runs on the torch trainer
         if self.device is not None:
             self.torch_config()  # validates device, batch size and update rule
             if self.model != "word2vec":
@@ -112,7 +123,8 @@ class TrainConfig:
             sg=self.sg, dim=self.dim, window=self.window, min_count=self.min_count,
             negative=self.negative, sample=self.sample, epochs=self.epochs,
             batch_size=self.batch_size, update=self.update, device=self.device or "auto",
-            seed=self.seed,
+            seed=self.seed, dp_epsilon=self.dp_epsilon, dp_noise_multiplier=self.dp_noise,
+            dp_clip=self.dp_clip, dp_delta=self.dp_delta,
         )
 
     def tokenizer_spec(self, phrases_sha256: str | None = None) -> TokenizerSpec:
@@ -258,6 +270,8 @@ def _fit_torch(config: TrainConfig, tokens_path: Path) -> tuple[StaticVectors, i
     result = train_sgns(sentences, config.torch_config())
     trainer = {"trainer": "torch-sgns", "device": result.device, "batch_size": config.batch_size,
                "update": config.update, "pairs": result.pairs}
+    if result.privacy is not None:
+        trainer["privacy"] = result.privacy
     return result.table, result.words, trainer
 
 
