@@ -23,8 +23,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def publish_lee_model(workspace: Workspace, name: str = "lee", dim: int = 32) -> ModelVersion:
-    """word2vec (``dim`` 32) trained on gensim's Lee corpus, published as a static model."""
+def publish_lee_model(workspace: Workspace, name: str = "lee", dim: int = 32,
+                      **manifest: Any) -> ModelVersion:
+    """word2vec (``dim`` 32) trained on gensim's Lee corpus, published as a static model;
+    ``manifest`` adds fields (``parent``, ``eval``) to its manifest."""
     from gensim.models import Word2Vec
     from gensim.test.utils import datapath
 
@@ -36,7 +38,8 @@ def publish_lee_model(workspace: Workspace, name: str = "lee", dim: int = 32) ->
     sentences = [spec.tokenize(line) for line in lines]
     model = Word2Vec(sentences, vector_size=dim, min_count=3, epochs=10, workers=1, seed=1)
     table = StaticVectors.from_gensim(model.wv)
-    return publish_static(Registry(workspace), name, table, kind="word2vec", spec=spec)
+    return publish_static(Registry(workspace), name, table, kind="word2vec", spec=spec,
+                          **manifest)
 
 
 def lee_documents(n: int = 60) -> list[dict[str, Any]]:
