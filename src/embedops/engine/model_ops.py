@@ -279,16 +279,25 @@ class Models:
 
     def audit_privacy(
         self, ref: str, canaries: Sequence[str] = (), candidates: int = 1000,
-        threshold_bits: float = 3.0,
+        threshold_bits: float = 3.0, members: Sequence[str] = (),
+        held_out: Sequence[str] = (), max_membership_auc: float = 0.6,
     ) -> Any:
         """Privacy audit of a static model: exposure of planted canaries (``"context
-        words=secret"``) and a PII scan of its vocabulary (``evaluate.privacy``); returns the
+        words=secret"``), a PII scan of its vocabulary and, given training (``members``) and
+        held-out texts, a membership-inference AUC (``evaluate.privacy``); returns the
         PrivacyReport (``check()`` raises when it fails the gate)."""
         from embedops.evaluate.privacy import Canary, audit_static
 
         mv = self.resolve(ref)
+        spec = getattr(self._hub.encoder(mv.ref), "spec", None) if members or held_out else None
+        if (members or held_out) and spec is None:
+            raise InvalidInput(f"membership inference needs a static model; {mv.ref} is a "
+                               f"{mv.kind} model", "audit a word2vec or fastText model")
         return audit_static(self.table(mv.ref), [Canary.parse(c) for c in canaries],
-                            candidates=candidates, threshold_bits=threshold_bits, model=mv.ref)
+                            candidates=candidates, threshold_bits=threshold_bits, model=mv.ref,
+                            members=[spec.tokenize(t) for t in members] if spec else [],
+                            held_out=[spec.tokenize(t) for t in held_out] if spec else [],
+                            max_membership_auc=max_membership_auc)
 
 
 def _wordpiece_counts(batcher: Any, texts: builtins.list[str]) -> TokenCounts:

@@ -14,12 +14,22 @@ redaction patterns of ``text.redact`` (e-mail, phone, card, IP, URL credentials)
 finding. With the default tokenizer, e-mails and digits are split or dropped before training,
 so a hit means a model trained with ``--no-redact`` and a tokenizer that keeps such tokens.
 
-The report is text, JSON-able or HTML; ``PrivacyReport.passed`` is the gate a publishing step
-can check (no flagged canary and no PII finding). Findings name the vocabulary entries found,
-so the report is as sensitive as the model: keep it with the model, not in logs.
+Membership inference. Given sentences that were in the training corpus (members) and
+sentences from the same source that were not (held out), each sentence gets a score: the mean
+cosine between the vectors of its in-vocabulary words that lie within ``window`` positions of
+each other (word2vec pulls the words of a trained window together, and overfitting pulls those
+of seen sentences most). The estimate is the ROC AUC of that score separating members from held
+out sentences (Mann-Whitney, ties count half): 0.5 is chance, the baseline of a model that
+memorised nothing; it is flagged above ``max_auc``. A low AUC bounds this attack only, not every
+attack.
 
-Not here (yet): membership inference on held-out vs training sentences, and fine-tuned
-transformer encoders (likelihood exposure needs the model's output layer).
+The report is text, JSON-able or HTML; ``PrivacyReport.passed`` is the gate a publishing step
+can check (no flagged canary, no PII finding, no flagged membership estimate). Findings name the
+vocabulary entries found, so the report is as sensitive as the model: keep it with the model,
+not in logs.
+
+Not here (yet): fine-tuned transformer encoders (likelihood exposure needs the model's output
+layer).
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ from embedops.text.redact import redact
 
 DEFAULT_CANDIDATES = 1000
 DEFAULT_THRESHOLD_BITS = 3.0  # top 1/8 of the candidates
+DEFAULT_MAX_AUC = 0.6
+DEFAULT_WINDOW = 5
+MAX_SENTENCES = 5000  # of each side: a seeded sample beyond that
 
 
 class PrivacyGateFailed(EmbedopsError):
@@ -87,6 +100,18 @@ class PiiFinding:
     kinds: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class MembershipEstimate:
+    """How well neighbour similarity tells training sentences from held-out ones."""
+
+    auc: float
+    members: int
+    held_out: int
+    max_auc: float
+    flagged: bool
+    baseline: float = 0.5
+
+
 @dataclass
 class PrivacyReport:
     """The audit of one model: canary exposures, PII findings, and the gate's verdict."""
@@ -96,28 +121,34 @@ class PrivacyReport:
     threshold_bits: float
     exposures: list[Exposure] = field(default_factory=list)
     pii: list[PiiFinding] = field(default_factory=list)
+    membership: MembershipEstimate | None = None
 
     @property
     def passed(self) -> bool:
-        """The gate: no flagged canary and no PII in the vocabulary."""
-        return not self.pii and not any(e.flagged for e in self.exposures)
+        """The gate: no flagged canary, no PII in the vocabulary, no flagged membership AUC."""
+        leaky = self.membership is not None and self.membership.flagged
+        return not self.pii and not leaky and not any(e.flagged for e in self.exposures)
 
     def check(self) -> None:
         """The gate as an error: PrivacyGateFailed (counts only, no entries) unless passed."""
         if self.passed:
             return
         flagged = sum(e.flagged for e in self.exposures)
+        m = self.membership
+        auc = f", membership AUC {m.auc:.2f} > {m.max_auc:g}" if m and m.flagged else ""
         raise PrivacyGateFailed(
             f"privacy audit of {self.model} failed: {flagged} canaries flagged, "
-            f"{len(self.pii)} vocabulary entries with PII",
-            "retrain with redaction on (no --no-redact) or fewer epochs; see the report",
+            f"{len(self.pii)} vocabulary entries with PII{auc}",
+            "retrain with redaction on (no --no-redact), fewer epochs or --dp-epsilon; "
+            "see the report",
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "vocabulary": self.vocabulary,
                 "threshold_bits": self.threshold_bits, "passed": self.passed,
                 "exposures": [asdict(e) for e in self.exposures],
-                "pii": [{"entry": f.entry, "kinds": list(f.kinds)} for f in self.pii]}
+                "pii": [{"entry": f.entry, "kinds": list(f.kinds)} for f in self.pii],
+                "membership": asdict(self.membership) if self.membership else None}
 
     def to_text(self) -> str:
         lines = [f"privacy audit of {self.model} ({self.vocabulary} words): "
@@ -129,6 +160,8 @@ class PrivacyReport:
                          f"exposure {e.exposure_bits:.2f} bits, {mark}{seen}")
         lines.append(f"  PII in the vocabulary: {len(self.pii)} entries")
         lines.extend(f"    {f.entry} ({', '.join(f.kinds)})" for f in self.pii[:50])
+        if self.membership is not None:
+            lines.append(f"  {_membership_line(self.membership)}")
         return "\n".join(lines)
 
     def to_html(self) -> str:
@@ -138,12 +171,20 @@ class PrivacyReport:
         pii = "".join(f"<li>{html.escape(f.entry)} ({html.escape(', '.join(f.kinds))})</li>"
                       for f in self.pii)
         verdict = "passed" if self.passed else "FAILED"
+        membership = (f"<h2>Membership inference</h2><p>{_membership_line(self.membership)}</p>"
+                      if self.membership is not None else "")
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>Privacy audit "
                 f"{html.escape(self.model)}</title></head><body><h1>Privacy audit of "
                 f"{html.escape(self.model)}: {verdict}</h1><h2>Canaries</h2><table><tr><th>"
                 f"canary</th><th>rank</th><th>exposure (bits)</th><th>verdict</th></tr>{rows}"
                 f"</table><h2>PII in the vocabulary ({len(self.pii)})</h2><ul>{pii}</ul>"
-                "</body></html>")
+                f"{membership}</body></html>")
+
+
+def _membership_line(m: MembershipEstimate) -> str:
+    mark = "FLAGGED" if m.flagged else "ok"
+    return (f"membership inference: AUC {m.auc:.3f} (baseline {m.baseline}, flagged above "
+            f"{m.max_auc:g}) on {m.members} training vs {m.held_out} held-out sentences, {mark}")
 
 
 def plant_canaries(lines: Sequence[str], canaries: Iterable[tuple[Canary, int]],
@@ -194,14 +235,74 @@ def scan_vocabulary(words: Iterable[str]) -> list[PiiFinding]:
     return found
 
 
+def sentence_scores(vectors: Any, sentences: Iterable[Sequence[str]],
+                    window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """The membership score of each sentence that has two in-vocabulary words: the mean cosine
+    of its in-vocabulary words within ``window`` positions of each other (see the module doc)."""
+    index = vectors.key_to_index
+    table = np.asarray(vectors.vectors, dtype=np.float32)
+    scores = []
+    for sentence in sentences:
+        ids = [index[w] for w in sentence if w in index]
+        if len(ids) < 2:
+            continue
+        unit = _unit(table[ids])
+        gap = np.abs(np.subtract.outer(np.arange(len(ids)), np.arange(len(ids))))
+        near = (gap >= 1) & (gap <= window)
+        scores.append(float((unit @ unit.T)[near].mean()))
+    return np.asarray(scores, dtype=np.float64)
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counting half (Mann-Whitney U / n m)."""
+    ordered = np.sort(negative)
+    below = np.searchsorted(ordered, positive, side="left")
+    tied = np.searchsorted(ordered, positive, side="right") - below
+    return float((below + 0.5 * tied).sum() / (len(positive) * len(negative)))
+
+
+def membership_inference(vectors: Any, members: Sequence[Sequence[str]],
+                         held_out: Sequence[Sequence[str]], *,
+                         max_auc: float = DEFAULT_MAX_AUC, window: int = DEFAULT_WINDOW,
+                         seed: int = 0) -> MembershipEstimate:
+    """The AUC of ``sentence_scores`` telling ``members`` (trained on) from ``held_out``
+    sentences (token lists; at most ``MAX_SENTENCES`` of each, a seeded sample)."""
+    if not 0.5 <= max_auc <= 1:
+        raise InvalidInput(f"the largest membership AUC allowed must be in [0.5, 1], got "
+                           f"{max_auc}", "e.g. 0.6 (0.5 is chance)")
+    if window < 1:
+        raise InvalidInput(f"the membership window must be >= 1, got {window}")
+    rng = random.Random(seed)
+    sides = []
+    for name, sentences in (("training", members), ("held-out", held_out)):
+        picked = rng.sample(list(sentences), min(len(sentences), MAX_SENTENCES))
+        scores = sentence_scores(vectors, picked, window)
+        if scores.size == 0:
+            raise InvalidInput(f"no {name} sentence has two words in the model's vocabulary",
+                               f"give more {name} sentences, from the training corpus' source")
+        sides.append(scores)
+    auc = roc_auc(sides[0], sides[1])
+    return MembershipEstimate(auc, len(sides[0]), len(sides[1]), max_auc, auc > max_auc)
+
+
 def audit_static(vectors: Any, canaries: Sequence[Canary] = (), *,
                  candidates: int = DEFAULT_CANDIDATES,
                  threshold_bits: float = DEFAULT_THRESHOLD_BITS, seed: int = 0,
-                 model: str | None = None) -> PrivacyReport:
-    """Audit a ``StaticVectors``: the exposure of each canary and a PII scan of its words."""
+                 model: str | None = None,
+                 members: Sequence[Sequence[str]] = (),
+                 held_out: Sequence[Sequence[str]] = (),
+                 max_membership_auc: float = DEFAULT_MAX_AUC) -> PrivacyReport:
+    """Audit a ``StaticVectors``: the exposure of each canary, a PII scan of its words and,
+    given training (``members``) and ``held_out`` sentences, a membership-inference AUC."""
+    if bool(members) != bool(held_out):
+        raise InvalidInput("membership inference needs both training and held-out sentences",
+                           "give both (--members and --held-out) or neither")
     report = PrivacyReport(model or str(getattr(vectors, "name", "model")),
                            len(vectors.index_to_key), threshold_bits)
     report.exposures = [canary_exposure(vectors, c, candidates, threshold_bits, seed)
                         for c in canaries]
     report.pii = scan_vocabulary(vectors.index_to_key)
+    if members:
+        report.membership = membership_inference(vectors, members, held_out,
+                                                 max_auc=max_membership_auc, seed=seed)
     return report
