@@ -287,16 +287,15 @@ class Models:
         held-out texts, a membership-inference AUC (``evaluate.privacy``); returns the
         PrivacyReport (``check()`` raises when it fails the gate)."""
         from embedops.evaluate.privacy import Canary, audit_static
+        from embedops.text.tokenize import TokenizerSpec
 
         mv = self.resolve(ref)
-        spec = getattr(self._hub.encoder(mv.ref), "spec", None) if members or held_out else None
-        if (members or held_out) and spec is None:
-            raise InvalidInput(f"membership inference needs a static model; {mv.ref} is a "
-                               f"{mv.kind} model", "audit a word2vec or fastText model")
-        return audit_static(self.table(mv.ref), [Canary.parse(c) for c in canaries],
+        table = self.table(mv.ref)
+        spec = TokenizerSpec(**(mv.manifest.get("tokenizer") or {}))  # the model's tokenizer
+        return audit_static(table, [Canary.parse(c) for c in canaries],
                             candidates=candidates, threshold_bits=threshold_bits, model=mv.ref,
-                            members=[spec.tokenize(t) for t in members] if spec else [],
-                            held_out=[spec.tokenize(t) for t in held_out] if spec else [],
+                            members=[spec.tokenize(t) for t in members],
+                            held_out=[spec.tokenize(t) for t in held_out],
                             max_membership_auc=max_membership_auc)
 
 
