@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serve_helpers import lee_documents, publish_lee_model
@@ -30,15 +31,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = Workspace(tmp_path_factory.mktemp("migrate") / "ws").ensure()
     publish_lee_model(ws, "lee", dim=32)
     publish_lee_model(ws, "lee", dim=24)
+    docs_on_lee(ws, DOCS)
+    return ws.home
+
+
+def docs_on_lee(ws: Workspace, docs: list[dict[str, Any]]) -> None:
+    """'docs' on lee@1 with ``docs`` (flat index) and golden set 'gold' bound to it: the
+    first 20 docs, each found by its first 80 characters."""
     with Embedops(ws) as api:
         api.collections.create("docs", model="lee@1")
-        api.upsert_items("docs", DOCS)
+        api.upsert_items("docs", docs)
         api.build_index("docs", kind="flat", quiet=True)
         db = MonitorDB(ws, api)
         db.create_set("gold", "docs")
-        db.add_queries("gold", [GoldenQuery(d["text"][:80], {d["id"]: 1.0}) for d in DOCS[:20]])
+        db.add_queries("gold", [GoldenQuery(d["text"][:80], {d["id"]: 1.0}) for d in docs[:20]])
         db.close()
-    return ws.home
 
 
 @pytest.fixture
@@ -83,6 +90,8 @@ def test_happy_path_offline(home: Path) -> None:
         state = Migrations(api, on_event=event).run("docs", "lee@2", OFFLINE)
     assert state["step"] == "done", state
     assert steps == list(STEPS)
+    recall = state["golden"]["recall"]  # both versions' golden recall, in the record
+    assert state["golden"]["k"] == 10 and recall.keys() == {"lee@1", "lee@2"}
     _assert_migrated(home)
     assert "migrate.done" in Workspace(home).audit_path.read_text()
 
@@ -112,6 +121,7 @@ def test_failing_gate_rolls_back_with_search_answering(home: Path) -> None:
             stop.set()
             thread.join()
         assert state["step"] == "rolled_back" and "golden gate" in state["reason"], state
+        assert state["golden"]["recall"]["lee@2"] < 1.0  # the failing figure is kept
         info = api.collections.info("docs")
         assert (info.model_version, info.candidate_version) == ("lee@1", None)
         assert not failures and answers and set(answers) == {"lee@1"}

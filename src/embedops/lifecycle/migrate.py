@@ -192,6 +192,14 @@ class MigrationStore:
         return state
 
 
+def migration_states(root: Path) -> list[dict[str, Any]]:
+    """The last migration of every collection that had one (the sidecars under ``root``,
+    a workspace's ``rollouts_dir``), by collection name."""
+    store = MigrationStore(root)
+    names = sorted(p.stem for p in root.glob("*.migrate")) if root.is_dir() else []
+    return [state for state in map(store.get, names) if state is not None]
+
+
 class Migrations:
     """Migrations of one workspace over ``rollouts`` (default: CLI rollouts of ``api``, no live
     figures). ``on_event(step, message)`` reports progress."""
@@ -436,6 +444,9 @@ class Migrations:
             return "over"
         if not opts.golden_set:
             return None
+        # The figures go into the migration's record (both versions, as the gate saw them),
+        # kept there when the gate fails and the migration is rolled back.
+        state["golden"] = {"k": opts.golden_k, "recall": dict(rollout.golden)}
         report = self.rollouts.gates(rollout)
         recall = next((c for c in report.checks if c.name == "golden_recall"), None)
         if recall is not None and recall.status == BROKEN:
