@@ -168,8 +168,8 @@ def test_retrain_proposal_only_when_the_policy_asks(workspace: Workspace) -> Non
     assert [p["id"] for p in proposals(workspace)] == [made["id"]]
     entries = [e for e in audit.read(workspace) if e["action"] == "retrain.proposed"]
     assert [e["proposal"] for e in entries] == [made["id"]]
-    policy.write_text(json.dumps({"enabled": True, "auto_migrate": True}))
-    with pytest.raises(PolicyError):
+    policy.write_text(json.dumps({"enabled": True, "auto_migrate": True, "migrate": 5}))
+    with pytest.raises(PolicyError, match="'migrate' must be an object"):
         propose_on_drift(workspace, "docs", True, ["x"], "lee@1")
     policy.write_text(json.dumps({"enabled": False}))  # switched off
     assert propose_on_drift(workspace, "new", True, ["x"], "lee@1") is None

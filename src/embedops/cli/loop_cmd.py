@@ -1,5 +1,5 @@
 """``embedops migrate`` and ``embedops feedback record|queries|mine``: the closing steps of the
-loop.
+loop (``embedops proposals`` is in ``proposals_cmd``).
 
 ``migrate`` changes a collection's model in one command (``lifecycle.migrate``): validation,
 backfill, candidate index, golden gate, shadow, canary, promotion, finish, with automatic
@@ -21,8 +21,11 @@ from embedops.errors import InvalidInput
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``migrate`` and the ``feedback`` group to ``app``."""
+    """Add ``migrate`` and the ``feedback`` and ``proposals`` groups to ``app``."""
+    from embedops.cli import proposals_cmd
+
     _register_migrate(app)
+    proposals_cmd.register(app)
     feedback = typer.Typer(help="User feedback on search results: record it, mine it into "
                            "golden-set candidates and fine-tuning pairs.",
                            no_args_is_help=True)
@@ -67,6 +70,9 @@ def _register_migrate(app: typer.Typer) -> None:
         ray: bool = RAY_OPTION,
         ray_address: str | None = RAY_ADDRESS_OPTION,
         ray_workers: int | None = RAY_WORKERS_OPTION,
+        from_proposal: str | None = typer.Option(None, "--from-proposal", help="Migrate to "
+                                                 "the candidate of this accepted retrain "
+                                                 "proposal (see 'embedops proposals list')."),
     ) -> None:
         """Move COLLECTION to a new model with no downtime: validate, backfill, build and
         verify the candidate index, golden gate, shadow, canary, promote, finish. A failed
@@ -76,6 +82,11 @@ def _register_migrate(app: typer.Typer) -> None:
         from embedops.engine.executors import batch_executor
         from embedops.engine.items import parse_rate
         from embedops.lifecycle.migrate import MigrateOptions, MigrationFailed, Migrations
+        from embedops.lifecycle.proposals import Proposals
+
+        if from_proposal and to:
+            raise InvalidInput("--from-proposal takes the model from the proposal",
+                               "leave out --to")
 
         options = MigrateOptions(golden, golden_k, tolerance, min_recall, max_p99_ms,
                                  max_error_ratio, min_traffic, shadow_s, canary_s, share,
@@ -89,16 +100,21 @@ def _register_migrate(app: typer.Typer) -> None:
         try:
             migrations = Migrations(api, who="cli", on_event=event)
             if dry_run:
-                if not to:
-                    raise typer.BadParameter("--dry-run needs --to MODEL")
-                plan = migrations.plan(collection, to, options)
+                target = _proposal_target(api, from_proposal, collection) or to
+                if not target:
+                    raise typer.BadParameter("--dry-run needs --to MODEL or --from-proposal")
+                plan = migrations.plan(collection, target, options)
                 if as_json:
                     print_json(plan.to_dict())
                 else:
                     typer.echo("\n".join(plan.lines()))
                 return
             with batch_executor(ray, ray_address, ray_workers) as executor:
-                state = migrations.run(collection, to, options, executor=executor)
+                if from_proposal:
+                    _, state = Proposals(api, "cli", on_event=event).migrate(
+                        from_proposal, options, executor, collection=collection)
+                else:
+                    state = migrations.run(collection, to, options, executor=executor)
         finally:
             api.close()
         _show(state, as_json)
@@ -106,6 +122,21 @@ def _register_migrate(app: typer.Typer) -> None:
             raise MigrationFailed(f"migration of '{collection}' to {state['target']} was "
                                   f"rolled back: {state['reason']}",
                                   "the collection serves its previous version, as before")
+
+
+def _proposal_target(api: Any, proposal_id: str | None, collection: str) -> str | None:
+    """The candidate of proposal ``proposal_id`` (None without one); it must be accepted and
+    for ``collection``."""
+    if not proposal_id:
+        return None
+    from embedops.monitor.retrain import get_proposal
+
+    proposal = get_proposal(api.workspace, proposal_id)
+    if proposal["collection"] != collection or not proposal.get("candidate"):
+        raise InvalidInput(f"proposal '{proposal_id}' is {proposal['status']}, for "
+                           f"'{proposal['collection']}'; a dry run needs an accepted proposal "
+                           f"of '{collection}'", "see 'embedops proposals list'")
+    return str(proposal["candidate"])
 
 
 def _show(state: dict[str, Any], as_json: bool) -> None:

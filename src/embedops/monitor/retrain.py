@@ -2,15 +2,24 @@
 
 A policy file, ``retrain_policy.json`` in the workspace home, switches it on::
 
-    {"enabled": true, "collections": ["docs"], "margin": 0.02}
+    {"enabled": true, "collections": ["docs"], "margin": 0.02, "auto_migrate": false,
+     "migrate": {"golden_set": "docs-gold", "min_traffic": 0, "canary_seconds": 0}}
 
 ``enabled`` (default false: no file, no proposals), ``collections`` (null: every collection),
-``margin`` (how much the fine-tuned candidate's golden recall must beat the active model's
-before a migration is worth starting), ``auto_migrate`` (must stay false: this version only
-proposes; a person runs ``embedops feedback mine``, ``embedops finetune`` and
-``embedops migrate``). When a scheduled drift check flags a collection, one open proposal is
-appended to ``retrain_proposals.jsonl`` (never a second while one is open for that
+``margin`` (how much the candidate's held-out recall must beat the active model's before a
+migration is worth starting), ``auto_migrate`` (default false) and ``migrate`` (the settings
+of ``lifecycle.migrate.MigrateOptions`` an automatic migration runs with; default: the CLI's).
+When a scheduled drift check flags a collection, one open proposal is appended to
+``retrain_proposals.jsonl`` (never a second while one is open or in progress for that
 collection) and the audit log records ``retrain.proposed``.
+
+A proposal's life (``lifecycle.proposals`` moves it)::
+
+    open ─► accepted ─► migrating ─► migrated | rolled_back
+      └───► rejected (its candidate failed the evaluation)
+
+With ``auto_migrate`` an accepted proposal migrates at once; otherwise it waits for
+``embedops migrate COLLECTION --from-proposal ID``. Every move is in the audit log.
 """
 
 from __future__ import annotations
@@ -23,11 +32,15 @@ from typing import Any
 
 from embedops.config import Workspace
 from embedops.engine import audit
-from embedops.errors import InvalidInput
-from embedops.fsio import file_lock
+from embedops.errors import InvalidInput, NotFound
+from embedops.fsio import atomic_write_bytes, file_lock
 
 POLICY_FILE = "retrain_policy.json"
 PROPOSALS_FILE = "retrain_proposals.jsonl"
+OPEN, ACCEPTED, REJECTED, MIGRATING, MIGRATED, ROLLED_BACK = (
+    "open", "accepted", "rejected", "migrating", "migrated", "rolled_back")
+# A collection has at most one proposal in these states at a time.
+PENDING = (OPEN, ACCEPTED, MIGRATING)
 
 
 class PolicyError(InvalidInput):
@@ -44,13 +57,14 @@ class RetrainPolicy:
     collections: tuple[str, ...] | None = None
     margin: float = 0.02
     auto_migrate: bool = False
+    migrate: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.auto_migrate:
-            raise PolicyError("auto_migrate is not supported yet",
-                              "set it to false; proposals are reviewed and run by a person")
         if not 0.0 <= self.margin <= 1.0:
             raise PolicyError(f"margin must lie in [0, 1], got {self.margin}")
+        if self.migrate is not None and not isinstance(self.migrate, dict):
+            raise PolicyError("'migrate' must be an object of migration settings or null",
+                              'e.g. {"golden_set": "docs-gold", "canary_seconds": 120}')
 
     def applies_to(self, collection: str) -> bool:
         """True when the policy is on and covers ``collection``."""
@@ -66,7 +80,7 @@ class RetrainPolicy:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PolicyError(f"cannot read {path}: {exc}") from exc
-        known = {"enabled", "collections", "margin", "auto_migrate"}
+        known = {"enabled", "collections", "margin", "auto_migrate", "migrate"}
         if not isinstance(data, dict) or set(data) - known:
             raise PolicyError(f"{path} must be an object with keys from {sorted(known)}")
         collections = data.get("collections")
@@ -75,7 +89,8 @@ class RetrainPolicy:
             raise PolicyError(f"{path}: 'collections' must be a list of names or null")
         return cls(bool(data.get("enabled", False)),
                    None if collections is None else tuple(collections),
-                   float(data.get("margin", 0.02)), bool(data.get("auto_migrate", False)))
+                   float(data.get("margin", 0.02)), bool(data.get("auto_migrate", False)),
+                   data.get("migrate"))
 
 
 def proposals(workspace: Workspace) -> list[dict[str, Any]]:
@@ -96,16 +111,19 @@ def propose_on_drift(workspace: Workspace, collection: str, drifted: bool,
         return None
     path = workspace.home / PROPOSALS_FILE
     with file_lock(path.with_suffix(".lock")):
-        if any(p["collection"] == collection and p["status"] == "open"
+        if any(p["collection"] == collection and p["status"] in PENDING
                for p in proposals(workspace)):
             return None
         proposal = {
             "id": uuid.uuid4().hex, "ts": round(time.time(), 3), "collection": collection,
             "model_version": model_version, "reasons": list(reasons), "status": "open",
             "margin": policy.margin,
-            "steps": ["embedops feedback mine", "embedops finetune (or train a static model)",
-                      "embedops golden run on the candidate",
-                      f"embedops migrate if its recall beats the active's by {policy.margin}"]}
+            "steps": ["embedops feedback mine",
+                      "embedops finetune ACTIVE pairs_train.jsonl --eval pairs_heldout.jsonl",
+                      "embedops proposals accept ID --candidate MODEL (evaluates it: held-out "
+                      f"recall must beat the active's by {policy.margin})",
+                      "embedops migrate COLLECTION --from-proposal ID (automatic with "
+                      "auto_migrate)"]}
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(proposal) + "\n")
     audit.record(workspace, "retrain.proposed", who, collection=collection,
@@ -113,5 +131,51 @@ def propose_on_drift(workspace: Workspace, collection: str, drifted: bool,
     return proposal
 
 
-__all__ = ["POLICY_FILE", "PROPOSALS_FILE", "PolicyError", "RetrainPolicy", "proposals",
-           "propose_on_drift"]
+def proposal_counts(workspace: Workspace) -> list[tuple[str, str, int]]:
+    """``(collection, status, proposals)`` for every combination seen (for the metrics)."""
+    counts: dict[tuple[str, str], int] = {}
+    for p in proposals(workspace):
+        key = (str(p["collection"]), str(p["status"]))
+        counts[key] = counts.get(key, 0) + 1
+    return [(c, s, n) for (c, s), n in sorted(counts.items())]
+
+
+def get_proposal(workspace: Workspace, proposal_id: str) -> dict[str, Any]:
+    """The proposal ``proposal_id`` (404 when there is none)."""
+    found = [p for p in proposals(workspace) if p["id"] == proposal_id]
+    if not found:
+        raise NotFound(f"no retrain proposal '{proposal_id}'",
+                       "list them with 'embedops proposals list'")
+    return found[0]
+
+
+def update_proposal(workspace: Workspace, proposal_id: str, who: str,
+                    expect: tuple[str, ...], **changes: Any) -> dict[str, Any]:
+    """Change proposal ``proposal_id`` (its file rewritten atomically, under the file's lock)
+    when its status is one of ``expect``; a new ``status`` is audited as ``retrain.<status>``.
+    Returns the proposal as changed."""
+    from embedops.errors import Conflict
+
+    path = workspace.home / PROPOSALS_FILE
+    with file_lock(path.with_suffix(".lock")):
+        rows = proposals(workspace)
+        current = get_proposal(workspace, proposal_id)
+        if current["status"] not in expect:
+            raise Conflict(f"retrain proposal '{proposal_id}' is {current['status']}, not "
+                           f"{' or '.join(expect)}",
+                           "see 'embedops proposals list' for where it stands")
+        changed = {**current, **changes, "updated_at": round(time.time(), 3)}
+        text = "".join(json.dumps(changed if p["id"] == proposal_id else p) + "\n"
+                       for p in rows)
+        atomic_write_bytes(path, text.encode("utf-8"))
+    if "status" in changes:
+        details = {k: v for k, v in changes.items() if k != "status"}
+        audit.record(workspace, f"retrain.{changes['status']}", who,
+                     collection=changed["collection"], proposal=proposal_id, **details)
+    return changed
+
+
+__all__ = ["ACCEPTED", "MIGRATED", "MIGRATING", "OPEN", "PENDING", "POLICY_FILE",
+           "PROPOSALS_FILE", "REJECTED", "ROLLED_BACK", "PolicyError", "RetrainPolicy",
+           "get_proposal", "proposal_counts", "proposals", "propose_on_drift",
+           "update_proposal"]
