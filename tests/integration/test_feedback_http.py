@@ -9,6 +9,7 @@ from serve_helpers import lee_documents, publish_lee_model, running_server
 
 from embedops.api import Embedops
 from embedops.config import Workspace
+from embedops.monitor.retrain import POLICY_FILE, propose_on_drift
 from embedops.serve.app import create_app
 from embedops.serve.keys import KeyStore
 from embedops.serve.settings import ServeSettings
@@ -55,7 +56,10 @@ def test_feedback_over_http(tmp_path: pytest.TempPathFactory) -> None:
         figures = read.get(url).json()["versions"]
         assert figures == [{"collection": "docs", "model_version": answer["model_version"],
                             "events": 2, "queries": 2, "clicked_queries": 1, "ctr": 0.5}]
+        (ws.home / POLICY_FILE).write_text('{"enabled": true}')
+        assert propose_on_drift(ws, "docs", True, ["centroid_shift"], "lee@1") is not None
         metrics = read.get("/metrics").text
+        assert 'embedops_retrain_proposals{collection="docs",status="open"} 1.0' in metrics
         version = answer["model_version"]
         assert (f'embedops_feedback_events_total{{collection="docs",kind="click",'
                 f'model_version="{version}"}} 1.0') in metrics

@@ -7,7 +7,10 @@ idempotent per ``event_id``: a retried post is answered 200 with the repeats cou
 ``GET /v1/collections/{name}/feedback`` (read role) answers events and click-through per model
 version. ``/metrics`` gains ``embedops_feedback_events_total`` (by collection, model version
 and kind) and ``embedops_feedback_ctr`` (by collection and model version), read from
-``monitor.db`` at scrape time, so every worker reports the same figures.
+``monitor.db`` at scrape time, so every worker reports the same figures; and, from the
+workspace's files, ``embedops_retrain_proposals`` (by collection and status) and
+``embedops_migration_step`` / ``embedops_migration_updated_timestamp_seconds`` (each
+collection's last migration).
 """
 
 from __future__ import annotations
@@ -77,7 +80,32 @@ class FeedbackCollector:
                                 "any feedback", labels=["collection", "model_version"])
         for row in figures(self._db):
             ctr.add_metric([row["collection"], row["model_version"] or ""], float(row["ctr"]))
-        yield from (events, ctr)
+        yield from (events, ctr, *self._loop())
+
+    def _loop(self) -> Iterator[Any]:
+        """Retrain proposals by status, and each collection's last migration (its step)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        from embedops.lifecycle.migrate import migration_states
+        from embedops.monitor.retrain import proposal_counts
+
+        workspace = self._db.workspace
+        proposals = GaugeMetricFamily("embedops_retrain_proposals", "Retrain proposals by "
+                                      "status", labels=["collection", "status"])
+        for collection, status, count in proposal_counts(workspace):
+            proposals.add_metric([collection, status], float(count))
+        step = GaugeMetricFamily("embedops_migration_step", "1 for the step each "
+                                 "collection's last migration reached (done, rolled_back or "
+                                 "the last step done)",
+                                 labels=["collection", "source", "target", "step"])
+        updated = GaugeMetricFamily("embedops_migration_updated_timestamp_seconds", "When "
+                                    "the last migration of the collection moved",
+                                    labels=["collection"])
+        for state in migration_states(workspace.rollouts_dir):
+            step.add_metric([state["collection"], state["source"], state["target"],
+                             state["step"]], 1.0)
+            updated.add_metric([state["collection"]], float(state.get("updated_at") or 0.0))
+        yield from (proposals, step, updated)
 
 
 def register_collector(app: Any) -> None:
