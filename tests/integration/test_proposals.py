@@ -142,3 +142,35 @@ def test_without_auto_migrate_the_proposal_waits_for_from_proposal(
     assert get_proposal(ws, pid)["status"] == "migrated"
     assert _serving(ws) == ("good@1", None)
     assert "is migrated" in _cli(capsys, "migrate", "docs", "--from-proposal", pid, code=1)
+
+
+def test_http_migrate_from_an_accepted_proposal(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx
+    from serve_helpers import running_server, wait_until
+
+    from embedops.serve.app import create_app
+    from embedops.serve.settings import ServeSettings
+
+    weak = _policy(ws, auto=False)
+    assert _cli(capsys, "proposals", "accept", weak, "--candidate", "weak", "--json")[
+        "status"] == "rejected"
+    pid = _policy(ws, auto=False)
+    _cli(capsys, "proposals", "accept", pid, "--candidate", "good", "--json")
+    app = create_app(ServeSettings(home=str(ws.home), auth=False, warmup=False))
+    url = "/v1/collections/docs/migrate"
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as c:
+        both = c.post(url, json={"from_proposal": pid, "to": "good"})
+        assert both.status_code == 422 and "leave 'to' out" in both.text
+        assert c.post(url, json={"from_proposal": weak}).status_code == 409  # rejected
+        assert c.post(url, json={"from_proposal": "nope"}).status_code == 404
+        plan = c.post(url, json={"from_proposal": pid, "dry_run": True})
+        assert plan.status_code == 200 and plan.json()["plan"]["target"] == "good@1"
+        started = c.post(url, json={"from_proposal": pid, "min_traffic": 0,
+                                    "canary_seconds": 0.5})
+        assert started.status_code == 202, started.text
+        wait_until(lambda: get_proposal(ws, pid)["status"] == "migrated", timeout=60,
+                   what="proposal migrated")
+        assert c.get(url).json()["migration"]["step"] == "done"
+        hit = c.post("/v1/collections/docs/search", json={"query": "police", "k": 3})
+        assert hit.status_code == 200 and hit.json()["model_version"] == "good@1"

@@ -100,7 +100,8 @@ def _register_migrate(app: typer.Typer) -> None:
         try:
             migrations = Migrations(api, who="cli", on_event=event)
             if dry_run:
-                target = _proposal_target(api, from_proposal, collection) or to
+                target = (Proposals(api).check(from_proposal, collection)["candidate"]
+                          if from_proposal else to)
                 if not target:
                     raise typer.BadParameter("--dry-run needs --to MODEL or --from-proposal")
                 plan = migrations.plan(collection, target, options)
@@ -122,21 +123,6 @@ def _register_migrate(app: typer.Typer) -> None:
             raise MigrationFailed(f"migration of '{collection}' to {state['target']} was "
                                   f"rolled back: {state['reason']}",
                                   "the collection serves its previous version, as before")
-
-
-def _proposal_target(api: Any, proposal_id: str | None, collection: str) -> str | None:
-    """The candidate of proposal ``proposal_id`` (None without one); it must be accepted and
-    for ``collection``."""
-    if not proposal_id:
-        return None
-    from embedops.monitor.retrain import get_proposal
-
-    proposal = get_proposal(api.workspace, proposal_id)
-    if proposal["collection"] != collection or not proposal.get("candidate"):
-        raise InvalidInput(f"proposal '{proposal_id}' is {proposal['status']}, for "
-                           f"'{proposal['collection']}'; a dry run needs an accepted proposal "
-                           f"of '{collection}'", "see 'embedops proposals list'")
-    return str(proposal["candidate"])
 
 
 def _show(state: dict[str, Any], as_json: bool) -> None:

@@ -102,25 +102,10 @@ class Proposals:
         proposal (``migrated`` or ``rolled_back``) and the migration's final state.
         ``collection``, when given, must be the proposal's."""
         workspace = self.api.workspace
-        proposal = get_proposal(workspace, proposal_id)
-        if collection is not None and collection != proposal["collection"]:
-            raise InvalidInput(f"proposal '{proposal_id}' is for '{proposal['collection']}', "
-                               f"not '{collection}'",
-                               f"run 'embedops migrate {proposal['collection']} "
-                               f"--from-proposal {proposal_id}'")
-        if proposal["status"] == REJECTED:
-            raise Conflict(f"proposal '{proposal_id}' was rejected: "
-                           f"{proposal['evaluation']['reason']}",
-                           "migrate to a model explicitly with 'embedops migrate COLLECTION "
-                           "--to MODEL' if you want it anyway")
+        proposal = self.check(proposal_id, collection)
         if proposal["status"] == ACCEPTED:
             proposal = update_proposal(workspace, proposal_id, self.who, (ACCEPTED,),
                                        status=MIGRATING, automatic=auto)
-        elif proposal["status"] != MIGRATING:  # open, migrated, rolled back
-            raise Conflict(f"proposal '{proposal_id}' is {proposal['status']}; only an "
-                           "accepted proposal migrates",
-                           "accept it first: 'embedops proposals accept ID --candidate MODEL'"
-                           if proposal["status"] == OPEN else None)
         try:
             state = self.migrations.run(proposal["collection"], proposal["candidate"],
                                         options, executor=executor)
@@ -134,6 +119,27 @@ class Proposals:
             status=MIGRATED if done else ROLLED_BACK, reason=state.get("reason"),
             golden=state.get("golden"))
         return proposal, state
+
+    def check(self, proposal_id: str, collection: str | None = None) -> dict[str, Any]:
+        """The proposal ``proposal_id`` if it can migrate now (accepted, or migrating after a
+        crash) and is for ``collection`` (when given); else a clear error."""
+        proposal = get_proposal(self.api.workspace, proposal_id)
+        if collection is not None and collection != proposal["collection"]:
+            raise InvalidInput(f"proposal '{proposal_id}' is for '{proposal['collection']}', "
+                               f"not '{collection}'",
+                               f"run 'embedops migrate {proposal['collection']} "
+                               f"--from-proposal {proposal_id}'")
+        if proposal["status"] == REJECTED:
+            raise Conflict(f"proposal '{proposal_id}' was rejected: "
+                           f"{proposal['evaluation']['reason']}",
+                           "migrate to a model explicitly with 'embedops migrate COLLECTION "
+                           "--to MODEL' if you want it anyway")
+        if proposal["status"] not in (ACCEPTED, MIGRATING):  # open, migrated, rolled back
+            raise Conflict(f"proposal '{proposal_id}' is {proposal['status']}; only an "
+                           "accepted proposal migrates",
+                           "accept it first: 'embedops proposals accept ID --candidate MODEL'"
+                           if proposal["status"] == OPEN else None)
+        return proposal
 
     @staticmethod
     def _policy_options(policy: RetrainPolicy) -> MigrateOptions:

@@ -1,7 +1,9 @@
 """Model migration over HTTP (admin role), the same steps as ``embedops migrate``.
 
 ``POST /v1/collections/{name}/migrate`` validates and starts a migration in the server (202;
-``dry_run`` answers the plan with 200 and changes nothing); ``GET .../migrate`` shows its step.
+``dry_run`` answers the plan with 200 and changes nothing; ``from_proposal`` migrates to an
+accepted retrain proposal's candidate, as ``embedops migrate --from-proposal``);
+``GET .../migrate`` shows its step.
 Live search traffic feeds the canary gates, so ``min_traffic`` keeps its default here.
 """
 
@@ -47,6 +49,9 @@ class MigrateBody(BaseModel):
     canary_share: float = Field(0.1, gt=0, le=1)
     rate: float | None = Field(None, gt=0, description="Backfill items per second.")
     index_kind: str | None = Field(None, max_length=16)
+    from_proposal: str | None = Field(None, min_length=1, max_length=64,
+                                      description="Migrate to the candidate of this accepted "
+                                      "retrain proposal (leave 'to' out)")
 
 
 def _threads(request: Request) -> dict[str, threading.Thread]:
@@ -73,33 +78,43 @@ def start(request: Request, response: Response, name: str, body: MigrateBody,
     """Validate everything (model, golden set, gates, disk space), then run backfill, candidate
     index, golden gate, shadow, canary, promotion and finish in the background; a failed gate
     rolls back. Posting again while it runs answers its state; after a restart it resumes."""
+    from embedops.errors import InvalidInput
     from embedops.lifecycle.migrate import MigrateOptions
+    from embedops.lifecycle.proposals import Proposals
 
-    options = MigrateOptions(**body.model_dump(exclude={"to", "dry_run"}))
+    options = MigrateOptions(**body.model_dump(exclude={"to", "dry_run", "from_proposal"}))
     migrations = _migrations(request, name, who.key_id)
+    proposals = Proposals(request.app.state.ctx.api, who.key_id, migrations.rollouts)
+    target = body.to
+    if body.from_proposal:
+        if body.to:
+            raise InvalidInput("'from_proposal' takes the model from the proposal",
+                               "leave 'to' out")
+        target = proposals.check(body.from_proposal, name)["candidate"]
     if body.dry_run:
-        if not body.to:
-            from embedops.errors import InvalidInput
-
+        if not target:
             raise InvalidInput("a dry run needs 'to'", "name the model to migrate to")
         response.status_code = 200
-        return {"plan": migrations.plan(name, body.to, options).to_dict()}
+        return {"plan": migrations.plan(name, target, options).to_dict()}
     threads = _threads(request)
     with _GUARD:
         running = threads.get(name)
         if running is not None and running.is_alive():
             return {"migration": migrations.status(name), "running": True}
-        state = migrations.begin(name, body.to, options)
-        thread = threading.Thread(target=_run, args=(migrations, name),
-                                  name=f"migrate-{name}", daemon=True)
+        state = migrations.begin(name, target, options)
+        # A proposal's migration is the same one, begun above; the proposal records its end.
+        work = (lambda: proposals.migrate(body.from_proposal, options, collection=name)) \
+            if body.from_proposal else (lambda: migrations.run(name, None))
+        thread = threading.Thread(target=_run, args=(work,), name=f"migrate-{name}",
+                                  daemon=True)
         threads[name] = thread
         thread.start()
     return {"migration": state, "running": True}
 
 
-def _run(migrations: Any, name: str) -> None:
+def _run(work: Any) -> None:
     try:
-        migrations.run(name, None)
+        work()
     except Exception:  # noqa: BLE001 - a thread has no caller; GET .../migrate shows the step
         log.exception("migration of a collection failed; POST .../migrate resumes it")
 
