@@ -250,6 +250,18 @@ class Embedops:
         """Serve the previous snapshot of the collection's index again."""
         return self._indexes.rollback(collection, model_version)
 
+    def refresh_index(self, collection: str, model_version: str | None = None,
+                      max_segments: int = 10) -> dict[str, Any]:
+        """Index the items written since the served snapshot as a new segment (built from
+        those items only; the unchanged segments are hard-linked) and publish it; past
+        ``max_segments`` segments the small ones are merged. ``changed`` False: nothing new."""
+        return self._indexes.refresh(collection, model_version, max_segments)
+
+    def merge_index(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
+        """Merge the segments of the collection's index (and recent writes) into one segment,
+        dropping deleted and rewritten entries."""
+        return self._indexes.merge(collection, model_version)
+
     def index_version(self, collection: str, model_version: str | None = None) -> str:
         """``model_version`` as ``name@N``; default the collection's active version."""
         return self._indexes.version(collection, model_version)
