@@ -101,9 +101,9 @@ class Searcher:
         check_modes_inputs(mode, query, vector)
         query = None if query is None else check_query(query)
         filt, weight = compile_filters(filters), check_weight(hybrid_weight)
-        version = self._version(collection, model_version)
-        qvec = None if vector is None else check_vector(vector, self.info(collection).dim,
-                                                        collection)
+        info = self.info(collection)  # once per search: each look asks the catalog's generation
+        version = self._version(collection, model_version, info)
+        qvec = None if vector is None else check_vector(vector, info.dim, collection)
         tuning = check_search_params(search_params, mode)
         if mode == "lexical":
             pairs = self.view(collection).lexical(str(query), k, filt)
@@ -118,8 +118,9 @@ class Searcher:
         took = round((time.perf_counter() - started) * 1000, 3)
         return SearchResponse(hits=hits, model_version=used, mode=mode, took_ms=took)
 
-    def _version(self, collection: str, model_version: str | None) -> str:
-        info = self.info(collection)
+    def _version(self, collection: str, model_version: str | None,
+                 info: CollectionInfo | None = None) -> str:
+        info = info if info is not None else self.info(collection)
         if not model_version:
             return str(info.model_version)
         mv = self.hub.resolve(model_version)
