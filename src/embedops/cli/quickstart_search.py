@@ -1,8 +1,9 @@
-"""The quickstart's second half: store, index, search and evaluate the shipped WordNet glosses.
+"""The quickstart's second half: store, index, search, gate and migrate the shipped glosses.
 
 Steps take the shared ``Quickstart`` state of ``cli/quickstart.py``: a collection of glosses
-embedded with the model trained in step 1, an HNSW snapshot, a few searches in each mode, and a
-golden set (a synset's word → its gloss) scored the way a CI gate would.
+embedded with the static model distilled in step 2, an HNSW snapshot, a few searches in each
+mode, a golden set (a synset's synonyms → its gloss) scored the way a CI gate would, and a
+rollout of MiniLM over the static model, gated by that golden set, then promoted.
 """
 
 from __future__ import annotations
@@ -13,20 +14,24 @@ from pathlib import Path
 from typing import Any
 
 COLLECTION = "glosses"
-GOLDEN_SET = "word-to-gloss"
+GOLDEN_SET = "synonyms-to-gloss"
 #: Every n-th synset is stored: ~29k glosses, enough to be realistic and quick on 2 cores.
 EVERY = 4
 GOLDEN_SIZE = 200
-QUERIES = (
-    "a large natural stream of water",
-    "an instrument for measuring time",
-    "a person who treats sick people",
+#: The canary's share of users in the demo rollout (a production canary starts nearer 0.05).
+CANARY_SHARE = 0.5
+QUERIES = (  # paraphrases, not the glosses' own words
+    "someone who flies planes",
+    "a device that tells you what time it is",
+    "a person who works the land and grows crops",
 )
 
 
 def write_gloss_items(path: Path) -> tuple[Path, list[tuple[str, str]]]:
     """Write a JSONL of every ``EVERY``-th synset (id, gloss, pos, lemmas); return it and
-    (first lemma, synset id) pairs of single-sense words for the golden set."""
+    (its synonyms, synset id) pairs of the synsets with two or more words, for the golden set:
+    "timepiece, timekeeper, horologe" must find "a measuring instrument or device for keeping
+    time"."""
     from embedops.data import wordnet_glosses_path
 
     pairs: list[tuple[str, str]] = []
@@ -40,9 +45,8 @@ def write_gloss_items(path: Path) -> tuple[Path, list[tuple[str, str]]]:
             item = {"id": synset["id"], "text": synset["gloss"], "pos": synset["pos"],
                     "lemmas": synset["lemmas"]}
             dst.write(json.dumps(item) + "\n")
-            lemma = synset["lemmas"][0].replace("_", " ")
-            if synset["pos"] == "noun" and " " not in lemma:
-                pairs.append((lemma, synset["id"]))
+            if len(synset["lemmas"]) >= 2:
+                pairs.append((", ".join(synset["lemmas"]), synset["id"]))
     return path, pairs
 
 
@@ -88,7 +92,7 @@ def step_index(qs: Any) -> None:
 def step_search(qs: Any) -> None:
     """Run a few queries in dense, lexical and hybrid mode."""
     api = qs.api
-    qs.say("7. search (dense = word vectors, lexical = BM25, hybrid = fusion of both)")
+    qs.say("7. search (dense = static vectors, lexical = BM25, hybrid = fusion of both)")
     for query in QUERIES:
         qs.say(f"   \"{query}\"")
         for mode in ("dense", "lexical", "hybrid"):
@@ -106,7 +110,7 @@ def step_golden(qs: Any) -> None:
     api = qs.api
     db = MonitorDB(api.workspace)
     if GOLDEN_SET not in {s.name for s in db.list_sets()}:
-        db.create_set(GOLDEN_SET, COLLECTION, "a WordNet noun must retrieve its own gloss")
+        db.create_set(GOLDEN_SET, COLLECTION, "a synset's synonyms must retrieve its gloss")
         db.add_queries(GOLDEN_SET, [make_query(word, [sid])
                                     for word, sid in qs.results["golden_pairs"]])
     qs.say(f"8. golden set '{GOLDEN_SET}' ({len(db.queries(GOLDEN_SET))} queries), "
@@ -117,7 +121,69 @@ def step_golden(qs: Any) -> None:
         qs.say(f"   {mode:<8} recall@10 {s['recall@10']:.3f}  MRR@10 {s['mrr@10']:.3f}")
         qs.results[f"golden_{mode}"] = dict(s)
     db.close()
-    qs.say("   next: 'embedops serve' (HTTP API), 'embedops rollout start' (canary a new model)")
 
 
-STEPS = [step_ingest, step_index, step_search, step_golden]
+def step_rollout(qs: Any) -> None:
+    """Roll MiniLM out over the static model as a canary: backfill, index, golden gate on both
+    versions, canary traffic, gates, promote."""
+    from embedops.lifecycle.gates import GateConfig
+    from embedops.lifecycle.service import RolloutService
+
+    api = qs.api
+    info = api.collections.info(COLLECTION)
+    if info.model_version == qs.teacher_ref:
+        qs.say(f"9. '{COLLECTION}' already serves {qs.teacher_ref} (promoted by an earlier run)")
+        return
+    qs.say(f"9. roll {qs.teacher_ref} out over {info.model_version} as a canary: backfill, "
+           "index, golden gate, traffic, promote")
+    service = RolloutService(api)
+    try:
+        manager = service.manager(COLLECTION, "quickstart")
+        manager.start(COLLECTION, qs.teacher_ref, share=CANARY_SHARE,
+                      gates=GateConfig(golden_set=GOLDEN_SET), index_kind="hnsw")
+        state = manager.run_backfill(COLLECTION, quiet=True)
+        before = state.golden.get(state.previous, 0.0)
+        after = state.golden.get(state.candidate, 0.0)
+        qs.say(f"   golden recall@10 (dense): {state.previous} {before:.3f} -> "
+               f"{state.candidate} {after:.3f}")
+        served = _canary_traffic(service, api, [q for q, _ in qs.results["golden_pairs"]])
+        qs.say(f"   {sum(served.values())} searches from {2 * len(qs.results['golden_pairs'])} "
+               f"users, routed by user: " + ", ".join(f"{v} {n}" for v, n in served.items()))
+        report = manager.gates(state)
+        qs.results["rollout"] = {"previous": state.previous, "candidate": state.candidate,
+                                 "golden_recall@10": {state.previous: before,
+                                                      state.candidate: after},
+                                 "routed": served, "gates_passed": report.passed}
+        if not report.passed:
+            manager.rollback(COLLECTION, "gates: " + "; ".join(report.reasons()))
+            qs.say("   the gates held it back, so it was rolled back: "
+                   + "; ".join(report.reasons()))
+            return
+        manager.promote(COLLECTION)
+        manager.finish(COLLECTION)
+    finally:
+        service.close()
+    qs.say(f"   gates passed (golden recall, p99, errors): {state.candidate} now serves "
+           f"'{COLLECTION}'")
+    for query in QUERIES:
+        hits = api.search(COLLECTION, query, k=2, mode="dense").hits
+        shown = " | ".join(f"{', '.join(h.metadata.get('lemmas', [])[:2])}: {h.text[:40]}"
+                           for h in hits)
+        qs.say(f"   \"{query}\" dense: {shown}")
+    qs.say("   next: 'embedops serve' (HTTP API, web console at /ui), 'embedops golden run' "
+           "in CI")
+
+
+def _canary_traffic(service: Any, api: Any, queries: list[str]) -> dict[str, int]:
+    """Each query searched by two simulated users through the rollout router (which sends a
+    user to the canary or the active version by a hash of their id); searches per version."""
+    served: dict[str, int] = {}
+    for n, query in enumerate(queries * 2):
+        result = service.router.search(
+            COLLECTION, f"user-{n}", None, None,
+            lambda version, q=query: api.search(COLLECTION, q, k=10, model_version=version))
+        served[result.model_version] = served.get(result.model_version, 0) + 1
+    return served
+
+
+STEPS = [step_ingest, step_index, step_search, step_golden, step_rollout]
