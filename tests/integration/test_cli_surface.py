@@ -309,3 +309,12 @@ def test_one_progress_display_only_on_a_terminal(monkeypatch, capsys) -> None:
     with progress.progress_bar("work", 3, quiet=True) as task:
         task.advance(3)
     assert type(task).__name__ == "_NullTask"
+
+
+def test_a_hub_id_is_refused_without_allow_download(workspace: Workspace, capsys) -> None:
+    assert main(["import", "--transformer", "sentence-transformers/all-mpnet-base-v2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: transformer source 'sentence-transformers/all-mpnet-base-v2'")
+    assert "--allow-download" in err and "Traceback" not in err
+    assert main(["import", "--help"]) == 0
+    assert "--allow-download" in capsys.readouterr().out

@@ -39,7 +39,8 @@ def embed(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option("--backend", help="Transformer backend: torch, onnx or onnx-int8."),
+        typer.Option("--backend", help="Transformer backend: torch, onnx, onnx-int8 or "
+                     "sentence-transformers (default: the fastest one the model has)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
     threads: Annotated[

@@ -35,8 +35,15 @@ def import_(
     limit: Annotated[int | None, typer.Option(help="Keep only the first N vectors.")] = None,
     case: Annotated[str, typer.Option(help="Tokenizer casing: lower, keep or auto.")] = "auto",
     transformer: Annotated[
-        str | None, typer.Option(help="Import a sentence-transformers model (name or folder).")
+        str | None, typer.Option(help="Import a sentence-transformers model: 'minilm' (ships "
+                                 "with embedops), a model folder, or a Hugging Face id with "
+                                 "--allow-download.")
     ] = None,
+    allow_download: Annotated[
+        bool, typer.Option("--allow-download", help="Let --transformer fetch a Hugging Face id "
+                           "from the network (off by default: embedops never downloads "
+                           "unasked).")
+    ] = False,
     sif_sample: Annotated[
         Path | None,
         typer.Option(help="Texts (one per line, or JSONL with 'text') to fit SIF pooling on."),
@@ -46,7 +53,7 @@ def import_(
     """Import word vectors (or, with --transformer, a transformer) as a new model version."""
     if transformer is not None:
         with engine() as eo:
-            mv = eo.models.import_transformer(transformer, name)
+            mv = eo.models.import_transformer(transformer, name, allow_download)
         _done(as_json, mv, f"imported {mv.ref} (transformer, dim {mv.dim})")
         return
     if file is None:

@@ -213,16 +213,18 @@ class Models:
                               lowercase=lowercase,
                               sif_texts=list(sif_texts) if sif_texts is not None else None)
 
-    def import_transformer(self, source: str, name: str | None = None) -> ModelVersion:
-        """Import a sentence-transformers model (a bundled name such as ``minilm`` or a
-        folder) as a new version, with its ONNX exports."""
+    def import_transformer(self, source: str, name: str | None = None,
+                           allow_download: bool = False) -> ModelVersion:
+        """Import a sentence-transformers model (a bundled name such as ``minilm``, a folder,
+        or, only with ``allow_download``, a Hugging Face id) as a new version, with its ONNX
+        exports."""
         try:
             from embedops.models.transformer import import_transformer
         except ImportError as exc:
             from embedops.errors import DependencyMissing
 
             raise DependencyMissing("embedops.models.transformer", "import_transformer") from exc
-        return import_transformer(self._registry, source, name)
+        return import_transformer(self._registry, source, name, allow_download=allow_download)
 
     def export(self, ref: str, path: str | Path, fmt: str = "word2vec-text") -> ModelVersion:
         """Write a static model's word vectors to ``path`` (atomically) in ``fmt``."""
