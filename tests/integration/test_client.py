@@ -4,6 +4,7 @@ error classes as the in-process ``Embedops`` on the same workspace, and retries 
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from serve_helpers import free_port, lee_documents, running_server
 
+import embedops.client.client as client_module
 from embedops.client import Client
 from embedops.config import Workspace
 from embedops.engine import Embedops
@@ -145,6 +147,44 @@ def test_items_and_index_lifecycle(served: dict[str, Any]) -> None:
     admin.build_index("lee", kind="hnsw")
     assert admin.rollback_index("lee")["model_version"] == "tiny@1"
     assert admin.index_status("lee")["snapshot"]["kind"] == "flat"
+
+
+def test_items_by_id_and_by_filter_match_the_engine(served: dict[str, Any],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    read, local = served["read"], served["local"]
+    ids = ["doc7", "nope", "doc2", "doc7"]
+    got = read.get_items("lee", ids)
+    assert [it.id for it in got] == ["doc7", "doc2", "doc7"]
+    assert got == local.get_items("lee", ids)  # the same Items: hash and timestamps too
+    # more ids than one request takes (1,000 ids and about 8 KB of query string each)
+    many = [f"unknown-{'x' * 40}-{i}" for i in range(1500)] + ["doc3"]
+    assert [it.id for it in read.get_items("lee", many)] == ["doc3"]
+    assert read.get_items("lee", []) == []
+    for asked in ([], ["doc1"]):
+        with pytest.raises(CollectionNotFound):
+            read.get_items("nope", asked)
+    with pytest.raises(InvalidInput, match="list of strings"):
+        read.get_items("lee", "doc1")
+    filters = {"half": "a", "n": {"lt": 30}}
+    matching = read.ids_where("lee", filters)
+    assert matching == local.ids_where("lee", filters) and len(matching) == 15
+    monkeypatch.setattr(client_module, "WHERE_PAGE", 7)  # 40 ids read in pages of 7
+    assert read.ids_where("lee") == local.ids_where("lee") and len(read.ids_where("lee")) == 40
+    with pytest.raises(InvalidInput):
+        read.ids_where("lee", {"n": {"near": 1}})
+
+
+def test_shared_methods_take_the_engines_parameters() -> None:
+    """Where Client and Embedops share a method, the client takes the engine's parameters:
+    the same names in the same order (the engine may take more after them)."""
+    shared = sorted(name for name, member in vars(Client).items()
+                    if not name.startswith("_") and callable(member)
+                    and callable(getattr(Embedops, name, None)))
+    assert {"search", "get_items", "ids_where", "upsert_items", "embed", "count"} <= set(shared)
+    for name in shared:
+        mine = list(inspect.signature(getattr(Client, name)).parameters)
+        engine = list(inspect.signature(getattr(Embedops, name)).parameters)
+        assert engine[:len(mine)] == mine, f"{name}: client {mine}, engine {engine}"
 
 
 def test_golden_drift_and_rollout(served: dict[str, Any]) -> None:

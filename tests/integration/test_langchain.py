@@ -115,12 +115,19 @@ def test_vector_store_end_to_end(backends: dict[str, Any], where: str) -> None:
     assert backend.count(name) == 0 and store.similarity_search("fire", k=3) == []
 
 
-def test_get_by_ids_in_process_and_errors(backends: dict[str, Any]) -> None:
-    local, remote = backends["local"], backends["remote"]
-    store = EmbedopsVectorStore.from_texts(TEXTS[:5], EmbedopsEmbeddings(local, "tiny"),
-                                           METAS[:5], ids=IDS[:5], collection_name="lc-ids")
-    assert [d.page_content for d in store.get_by_ids(["doc1", "nope"])] == [TEXTS[1]]
-    with pytest.raises(NotImplementedError):
-        EmbedopsVectorStore(remote, "lc-ids").get_by_ids(["doc1"])
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_get_by_ids(backends: dict[str, Any], where: str) -> None:
+    backend = backends[where]
+    name = f"lc-ids-{where}"
+    store = EmbedopsVectorStore.from_texts(TEXTS[:5], EmbedopsEmbeddings(backend, "tiny"),
+                                           METAS[:5], ids=IDS[:5], collection_name=name)
+    got = store.get_by_ids(["doc3", "nope", "doc1"])
+    assert [(d.id, d.page_content, d.metadata) for d in got] == [
+        ("doc3", TEXTS[3], METAS[3]), ("doc1", TEXTS[1], METAS[1])]
+    store.delete(["doc1"])
+    assert [d.id for d in store.get_by_ids(["doc1", "doc2"])] == ["doc2"]
+    assert store.get_by_ids([]) == []
     with pytest.raises(CollectionNotFound):
-        EmbedopsVectorStore(remote, "missing").similarity_search("fire")
+        EmbedopsVectorStore(backend, "missing").get_by_ids(["doc1"])
+    with pytest.raises(CollectionNotFound):
+        EmbedopsVectorStore(backend, "missing").similarity_search("fire")

@@ -64,6 +64,12 @@ def backends(tmp_path_factory: pytest.TempPathFactory,
         yield {"local": local, "remote": remote}
 
 
+def _new_store(backend: Any, name: str) -> EmbedopsVectorStore:
+    """A store over a new collection ``name`` of the tiny model."""
+    backend.collections.create(name, "tiny")
+    return EmbedopsVectorStore(backend, collection_name=name)
+
+
 def _f(key: str, value: Any, op: FilterOperator = FilterOperator.EQ) -> MetadataFilter:
     return MetadataFilter(key=key, value=value, operator=op)
 
@@ -82,10 +88,8 @@ def test_embedding_equals_the_engine(backends: dict[str, Any], where: str) -> No
 
 @pytest.mark.parametrize("where", ["local", "remote"])
 def test_vector_store_end_to_end(backends: dict[str, Any], where: str) -> None:
-    backend = backends[where]
-    name = f"li-{where}"
-    backend.collections.create(name, "tiny")
-    store = EmbedopsVectorStore(backend, collection_name=name)
+    backend, name = backends[where], f"li-{where}"
+    store = _new_store(backend, name)
     documents = [Document(text=d["text"], metadata=d["metadata"], doc_id=d["id"])
                  for d in DOCS]
     index = VectorStoreIndex.from_documents(
@@ -97,6 +101,8 @@ def test_vector_store_end_to_end(backends: dict[str, Any], where: str) -> None:
     assert hits[0].node.ref_doc_id == "doc5"
     assert hits[0].node.get_content() == DOCS[5]["text"].strip()
     assert hits[0].node.metadata == DOCS[5]["metadata"] and hits[0].score >= hits[1].score
+    (fetched,) = store.get_nodes([hits[0].node.node_id])
+    assert (fetched.ref_doc_id, fetched.metadata) == ("doc5", DOCS[5]["metadata"])
 
     filters = MetadataFilters(filters=[_f("half", "a"), _f("n", 9, FilterOperator.GT),
                                        _f("n", 15, FilterOperator.LTE)])
@@ -124,6 +130,28 @@ def test_vector_store_end_to_end(backends: dict[str, Any], where: str) -> None:
     assert backend.count(name) == len(DOCS) - 1
     again = index.as_retriever(similarity_top_k=3).retrieve(DOCS[5]["text"])
     assert "doc5" not in {h.node.ref_doc_id for h in again}
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_get_and_delete_nodes(backends: dict[str, Any], where: str) -> None:
+    backend, name = backends[where], f"li-nodes-{where}"
+    store = _new_store(backend, name)
+    store.add([TextNode(id_=d["id"], text=d["text"], metadata=d["metadata"]) for d in DOCS[:8]])
+    got = store.get_nodes(["doc5", "nope", "doc2"])
+    assert [(n.node_id, n.get_content().strip(), n.metadata) for n in got] == [
+        (d["id"], d["text"].strip(), d["metadata"]) for d in (DOCS[5], DOCS[2])]
+    odd = MetadataFilters(filters=[_f("half", "a")])
+    assert [n.node_id for n in store.get_nodes(filters=odd)] == ["doc1", "doc3", "doc5", "doc7"]
+    assert [n.node_id for n in store.get_nodes(["doc1", "doc2", "doc3"], odd)] == ["doc1", "doc3"]
+
+    store.delete_nodes(["doc1", "doc2"], filters=odd)  # doc2 does not pass the filter: kept
+    assert backend.ids_where(name) == ["doc0", "doc2", "doc3", "doc4", "doc5", "doc6", "doc7"]
+    store.delete_nodes(filters=MetadataFilters(filters=[_f("n", 5, FilterOperator.GTE)]))
+    assert backend.ids_where(name) == ["doc0", "doc2", "doc3", "doc4"]
+    with pytest.raises(InvalidInput, match="clear"):
+        store.delete_nodes()
+    store.clear()
+    assert backend.count(name) == 0 and store.get_nodes() == []
 
 
 def test_plain_items_and_refusals(backends: dict[str, Any]) -> None:

@@ -17,11 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from embedops.client.remote import Golden, RemoteCollections, Rollouts, api_path, items_body
+from embedops.client.remote import (
+    Golden,
+    RemoteCollections,
+    Rollouts,
+    api_path,
+    id_chunks,
+    item,
+    items_body,
+)
 from embedops.client.transport import RetryPolicy, Transport
 from embedops.errors import InvalidInput
 from embedops.search.models import DEFAULT_HYBRID_WEIGHT, SearchResponse
-from embedops.store.models import CollectionInfo
+from embedops.store.models import CollectionInfo, Item
+
+# Ids per ``POST .../items/where`` page (the route's largest ``limit``).
+WHERE_PAGE = 10_000
 
 
 def _pairs(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
@@ -73,6 +84,34 @@ class Client:
         body = self._http.request("POST", api_path("collections", collection, "items", "delete"),
                                   json={"ids": list(ids)})
         return int(body["deleted"])
+
+    def get_items(self, collection: str, ids: Sequence[str]) -> list[Item]:
+        """The live items with these ids, in the order asked (unknown or deleted ids are left
+        out), as ``Embedops.get_items``; any number of ids (sent in several requests)."""
+        wanted = [] if isinstance(ids, str) else list(ids)
+        if isinstance(ids, str) or not all(isinstance(i, str) for i in wanted):
+            raise InvalidInput("ids must be a list of strings", 'pass ["id1", ...]')
+        if not wanted:
+            self.collections.info(collection)  # an unknown collection is an error here too
+            return []
+        found: dict[str, Item] = {}
+        for chunk in id_chunks(list(dict.fromkeys(wanted))):
+            body = self._http.request("GET", api_path("collections", collection, "items"),
+                                      params={"ids": chunk})
+            found.update((row["id"], item(row)) for row in body["items"])
+        return [found[i] for i in wanted if i in found]
+
+    def ids_where(self, collection: str, filters: Mapping[str, Any] | None = None) -> list[str]:
+        """Ids of the live items whose metadata pass ``filters`` (None or ``{}``: every live
+        item), in insertion order, as ``Embedops.ids_where``; read a page at a time."""
+        body: dict[str, Any] = {"filters": dict(filters or {}), "limit": WHERE_PAGE}
+        path = api_path("collections", collection, "items", "where")
+        ids: list[str] = []
+        while True:
+            page = self._http.request("POST", path, json={**body, "offset": len(ids)})
+            ids.extend(str(i) for i in page["ids"])
+            if not page["ids"] or len(ids) >= int(page["total"]):
+                return ids
 
     def count(self, collection: str) -> int:
         """How many live items ``collection`` holds."""

@@ -11,10 +11,14 @@ from urllib.parse import quote
 
 from embedops.client.transport import Transport
 from embedops.errors import AlreadyExists, InvalidInput
-from embedops.store.models import CollectionInfo
+from embedops.store.models import CollectionInfo, Item
 
 _INFO_FIELDS = tuple(f.name for f in fields(CollectionInfo))
 _ITEM_FIELDS = ("id", "text", "metadata")
+# Ids per ``GET .../items`` request: the route's limit, and a bound on the encoded query string
+# (the server refuses request lines of about 16 KiB).
+IDS_PER_GET = 1000
+ID_CHARS_PER_GET = 8000
 
 
 def api_path(*parts: str) -> str:
@@ -25,6 +29,27 @@ def api_path(*parts: str) -> str:
 def _info(data: Mapping[str, Any]) -> CollectionInfo:
     """A CollectionInfo from a collection body (extra fields, as in ``show``, are dropped)."""
     return CollectionInfo(**{key: data[key] for key in _INFO_FIELDS if key in data})
+
+
+def item(data: Mapping[str, Any]) -> Item:
+    """An Item from an item body of ``GET /v1/collections/{c}/items``."""
+    return Item(id=str(data["id"]), text=str(data["text"]), metadata=dict(data["metadata"]),
+                content_sha256=str(data["content_sha256"]),
+                created_at=float(data["created_at"]), updated_at=float(data["updated_at"]))
+
+
+def id_chunks(ids: Sequence[str]) -> list[list[str]]:
+    """``ids`` in consecutive chunks that each fit one ``GET .../items`` request."""
+    chunks: list[list[str]] = []
+    size = 0
+    for item_id in ids:
+        cost = len(quote(item_id, safe="")) + 5  # "&ids="
+        if not chunks or len(chunks[-1]) >= IDS_PER_GET or size + cost > ID_CHARS_PER_GET:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item_id)
+        size += cost
+    return chunks
 
 
 def items_body(items: Sequence[Any]) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy as np
 
-from embedops.errors import LimitExceeded
 from embedops.search.models import Hit
 
 if TYPE_CHECKING:
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 
 # Items or ids per request: the server's default batch limit (``ServeSettings.max_batch``).
 BATCH = 256
-# Hits per page when looking ids up by filter (the server's default ``max_k``, then a fallback).
-PAGES = (1000, 100)
 T = TypeVar("T")
 
 
@@ -51,32 +48,10 @@ def delete_ids(backend: Backend, collection: str, ids: Sequence[str]) -> int:
     return sum(backend.delete_items(collection, chunk) for chunk in batches(ids))
 
 
-def ids_where(backend: Backend, collection: str, filters: Mapping[str, Any] | None,
-              page: int) -> list[str]:
-    """Up to ``page`` ids of live items matching ``filters`` (all items when None).
-
-    Neither surface lists items by metadata, so this is a filtered dense search with a fixed
-    unit query vector: a filter matching few items is answered exactly, so every match is found.
-    """
-    dim = backend.collection_info(collection).dim
-    probe = np.zeros(dim, dtype=np.float32)
-    probe[0] = 1.0
-    hits = backend.search(collection, vector=probe, k=page, filters=filters).hits
-    return [hit.id for hit in hits]
-
-
 def delete_where(backend: Backend, collection: str,
                  filters: Mapping[str, Any] | None) -> int:
     """Delete every live item matching ``filters`` (all items when None); returns how many."""
-    deleted = 0
-    for page in PAGES:
-        try:
-            while ids := ids_where(backend, collection, filters, page):
-                deleted += delete_ids(backend, collection, ids)
-            return deleted
-        except LimitExceeded:  # a server with a lower max_k: smaller pages
-            continue
-    return deleted
+    return delete_ids(backend, collection, backend.ids_where(collection, filters))
 
 
 def hit_vectors(backend: Backend, collection: str, hits: Sequence[Hit]) -> np.ndarray:

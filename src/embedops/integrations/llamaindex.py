@@ -36,8 +36,9 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from embedops.errors import InvalidInput
-from embedops.integrations._common import delete_where, hit_vectors, mmr, upsert
+from embedops.integrations._common import delete_ids, delete_where, hit_vectors, mmr, upsert
 from embedops.search.models import Hit
+from embedops.store.models import Item
 
 if TYPE_CHECKING:
     from embedops.integrations._common import Backend
@@ -120,11 +121,11 @@ def to_filters(filters: MetadataFilters | None,
     return out or None
 
 
-def _node(hit: Hit) -> BaseNode:
-    """The node stored in ``hit`` (or a TextNode for items not written by LlamaIndex)."""
-    if "_node_content" in hit.metadata:
-        return metadata_dict_to_node(hit.metadata, text=hit.text)
-    return TextNode(id_=hit.id, text=hit.text, metadata=dict(hit.metadata))
+def _node(found: Hit | Item) -> BaseNode:
+    """The node stored in a hit or an item (a TextNode for items not written by LlamaIndex)."""
+    if "_node_content" in found.metadata:
+        return metadata_dict_to_node(found.metadata, text=found.text)
+    return TextNode(id_=found.id, text=found.text, metadata=dict(found.metadata))
 
 
 class EmbedopsVectorStore(BasePydanticVectorStore):
@@ -161,6 +162,37 @@ class EmbedopsVectorStore(BasePydanticVectorStore):
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of document ``ref_doc_id``."""
         delete_where(self._backend, self.collection_name, {"ref_doc_id": ref_doc_id})
+
+    def _ids(self, node_ids: Sequence[str] | None,
+             filters: MetadataFilters | None) -> list[str]:
+        """Ids of the nodes named (all when None) that pass ``filters`` (all when None)."""
+        where = to_filters(filters)
+        if node_ids is None:
+            return list(self._backend.ids_where(self.collection_name, where))
+        if where is None:
+            return list(node_ids)
+        passing = set(self._backend.ids_where(self.collection_name, where))
+        return [node_id for node_id in node_ids if node_id in passing]
+
+    def get_nodes(self, node_ids: list[str] | None = None,
+                  filters: MetadataFilters | None = None) -> list[BaseNode]:
+        """The stored nodes with these ids (in that order; unknown ids are left out) that pass
+        ``filters``; every node passing ``filters`` when no ids are given."""
+        items = self._backend.get_items(self.collection_name, self._ids(node_ids, filters))
+        return [_node(it) for it in items]
+
+    def delete_nodes(self, node_ids: list[str] | None = None,
+                     filters: MetadataFilters | None = None, **delete_kwargs: Any) -> None:
+        """Delete the nodes with these ids that pass ``filters`` (at least one is needed:
+        ``clear`` deletes every node)."""
+        if node_ids is None and filters is None:
+            raise InvalidInput("delete_nodes needs node_ids or filters",
+                               "name the nodes to delete, or call clear() to delete all")
+        delete_ids(self._backend, self.collection_name, self._ids(node_ids, filters))
+
+    def clear(self) -> None:
+        """Delete every node of the collection (the collection itself stays)."""
+        delete_where(self._backend, self.collection_name, None)
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The ``similarity_top_k`` best nodes: dense (default; the query embedding, else its
