@@ -92,3 +92,17 @@ def test_damaged_tfidf_terms_are_detected(trained) -> None:  # type: ignore[no-u
     arrays.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
         classify.load(eo, "both")
+
+
+def test_the_cli_trains_with_tfidf_features(trained, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from embedops.cli.main import main
+
+    eo, _, _ = trained
+    monkeypatch.setenv("EMBEDOPS_HOME", str(eo.workspace.home))
+    assert main(["-q", "classify", "train", "glosses", "--label-field", "pos", "--name", "cli",
+                 "--features", "embedding+tfidf", "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["features"] == "embedding+tfidf" and manifest["ref"] == "cli@1"
+    assert main(["-q", "classify", "train", "glosses", "--label-field", "pos",
+                 "--features", "words"]) == 1
+    assert "unknown features 'words'" in capsys.readouterr().err

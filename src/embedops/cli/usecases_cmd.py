@@ -44,6 +44,10 @@ def classify_train(
     ] = None,
     c: Annotated[float, typer.Option("--c", help="Inverse regularization strength.")] = 10.0,
     test_size: Annotated[float, typer.Option("--test-size", help="Held-out share.")] = 0.2,
+    features: Annotated[str, typer.Option(
+        "--features", help="'embedding' (the vectors) or 'embedding+tfidf' (TF-IDF of the "
+        "texts beside them: better with many labelled texts; predictions need the texts).")
+    ] = "embedding",
     as_json: JsonOpt = False,
 ) -> None:
     """Train a logistic-regression classifier on the collection's vectors and publish it."""
@@ -51,7 +55,8 @@ def classify_train(
 
     mapping = _read_labels(labels) if labels else None
     with engine() as eo:
-        clf = classify.train(eo, collection, label_field, name, mapping, test_size, c)
+        clf = classify.train(eo, collection, label_field, name, mapping, test_size, c,
+                             features=features)
     m = clf.manifest
     if as_json:
         print_json(m)

@@ -32,7 +32,8 @@ def classify_train(request: Request, body: ClassifyTrainRequest, _: Any = WRITE)
     from embedops.usecases import classify
 
     clf = classify.train(request.app.state.ctx.api, body.collection, body.label_field,
-                         body.name, body.labels, body.test_size, body.c)
+                         body.name, body.labels, body.test_size, body.c,
+                         features=body.features)
     return clf.manifest
 
 

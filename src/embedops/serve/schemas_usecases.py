@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,8 @@ class ClassifyTrainRequest(_Strict):
         None, description="id → label (instead of label_field).")
     c: float = Field(10.0, gt=0, description="Inverse regularization strength.")
     test_size: float = Field(0.2, gt=0, lt=1, description="Held-out share.")
+    features: Literal["embedding", "embedding+tfidf"] = Field(
+        "embedding", description="The vectors alone, or TF-IDF of the texts beside them.")
 
 
 class ClassifyPredictRequest(_Strict):
