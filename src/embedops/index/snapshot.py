@@ -7,6 +7,9 @@ Layout under ``root`` (``workspace.indexes_dir / <collection> / <model-version, 
                                sealed: ``seal`` is the sha256 of the rest (canonical JSON)
     <snapshot>/keys.json       string item id of every int64 index id (keys[id])
     <snapshot>/index/...       the saved index
+    <snapshot>/segments/<seg>/ instead of keys.json and index/ in a segmented snapshot
+                               (format 3): one index and keys.json per segment, tombstones
+                               in the manifest (see :mod:`embedops.index.segments`)
     quarantine/<snapshot>/     snapshots that failed their checksums (never served)
     .staging/                  snapshots being written (never visible as published)
 
@@ -51,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embedops.errors import IntegrityError, InvalidInput, NotFound, Unavailable
+from embedops.errors import Conflict, IntegrityError, InvalidInput, NotFound, Unavailable
 from embedops.fsio import (
     atomic_write_bytes,
     atomic_write_json,
@@ -61,13 +64,12 @@ from embedops.fsio import (
     sha256_tree,
     staged_dir,
 )
-from embedops.index import activate_saved, load_index, release_saved, verify_cache
+from embedops.index import activate_saved, load_index, release_saved, segments, verify_cache
 from embedops.index.protocol import Index
+from embedops.index.segments import INDEX_DIR, KEYS, SEGMENTS_DIR, SegmentedIndex
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
-KEYS = "keys.json"
-INDEX_DIR = "index"
 QUARANTINE = "quarantine"
 STAGING = ".staging"
 LOCK = ".lock"
@@ -101,6 +103,7 @@ class SnapshotInfo:
     params: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     current: bool = False
+    segments: builtins.list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (path as a string)."""
@@ -155,6 +158,35 @@ class SnapshotStore:
             atomic_write_bytes(tmp / MANIFEST, sealed_manifest_bytes(manifest))
             fsync_tree(tmp)
             activate_saved(tmp / INDEX_DIR, meta["collection"], meta["model_version"])
+            os.rename(tmp, self.root / name)
+            fsync_dir(self.root)
+            self._point_at(name)
+            self._prune()
+        return self._info(name)
+
+    def publish_segments(
+        self, base: str, index: SegmentedIndex, new_keys: dict[str, builtins.list[str]],
+        meta: dict[str, Any],
+    ) -> SnapshotInfo:
+        """Publish a segmented snapshot made from snapshot ``base`` (which must still be
+        current, else ``Conflict``): the segments named in ``new_keys`` are written, the others
+        hard-linked from ``base`` with the checksums its manifest recorded (see
+        :mod:`embedops.index.segments`). ``meta`` as for ``publish``."""
+        _check_meta(meta)
+        with file_lock(self.root / LOCK), staged_dir(self.root / STAGING, "snapshot") as tmp:
+            current = self._current_name()
+            if current != base:
+                raise Conflict(
+                    f"the index in {self.root} changed while it was being refreshed "
+                    f"(snapshot {current}, was {base})", "run the refresh or merge again")
+            name = self._new_name()
+            files = segments.stage(tmp, self.root / base, self._read_manifest(base), index,
+                                   new_keys)
+            manifest = {**_manifest(name, index, meta, files),
+                        "format": segments.SEGMENTED_FORMAT,
+                        SEGMENTS_DIR: segments.entries(index)}
+            atomic_write_bytes(tmp / MANIFEST, sealed_manifest_bytes(manifest))
+            fsync_tree(tmp)
             os.rename(tmp, self.root / name)
             fsync_dir(self.root)
             self._point_at(name)
@@ -294,6 +326,8 @@ class SnapshotStore:
         """Before ``CURRENT`` names snapshot ``name``: a server backend points its own alias at
         it (Milvus; a no-op in process), so a failure there leaves both where they were."""
         info = self._info(name)
+        if not (self.root / name / INDEX_DIR).is_dir():  # segmented: in-process only
+            return
         activate_saved(self.root / name / INDEX_DIR, info.collection, info.model_version)
 
     def _prune(self) -> None:
@@ -301,7 +335,8 @@ class SnapshotStore:
         names = self._names()
         for name in names[: max(0, len(names) - self.keep)]:
             if name != current:
-                release_saved(self.root / name / INDEX_DIR)
+                if (self.root / name / INDEX_DIR).is_dir():  # segmented: in-process only
+                    release_saved(self.root / name / INDEX_DIR)
                 shutil.rmtree(self.root / name, ignore_errors=True)
 
     def _read_manifest(self, name: str, legacy_ok: bool = False) -> dict[str, Any]:
@@ -345,11 +380,16 @@ class SnapshotStore:
         if not problems:
             try:
                 folder = self.root / name
+                manifest = self._read_manifest(name)
+                if SEGMENTS_DIR in manifest:
+                    index, keys = segments.load_segments(folder, manifest)
+                    return LoadedSnapshot(index, keys, self._info(name))
                 keys = json.loads((folder / KEYS).read_text())
                 if not isinstance(keys, builtins.list):
                     raise IntegrityError(f"{KEYS} of {name} is not a list")
                 return LoadedSnapshot(load_index(folder / INDEX_DIR), keys, self._info(name))
-            except (IntegrityError, OSError, ValueError, RuntimeError) as exc:
+            except (IntegrityError, OSError, ValueError, RuntimeError, KeyError,
+                    TypeError) as exc:
                 problems = [f"cannot load: {type(exc).__name__}: {exc}"]
         self._quarantine(name, problems)
         return None
@@ -390,8 +430,10 @@ class SnapshotStore:
                 params=dict(m.get("params") or {}),
                 meta=dict(m.get("meta") or {}),
                 current=name == self._read_pointer()[0],
+                segments=[{"name": str(e["name"]), "keys": int(e["keys"]),
+                           "tombstones": len(e["tombstones"])} for e in m.get(SEGMENTS_DIR) or []],
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError) as exc:
             raise IntegrityError(
                 f"the manifest of snapshot {name} in {self.root} is malformed", _REBUILD_HINT
             ) from exc
@@ -450,10 +492,14 @@ def open_sealed_manifest(data: bytes, where: str, legacy_ok: bool = False) -> di
     return manifest
 
 
-def _check_publish(index: Index, keys: list[str], meta: dict[str, Any]) -> None:
+def _check_meta(meta: dict[str, Any]) -> None:
     for required in ("collection", "model_version"):
         if not isinstance(meta.get(required), str) or not meta[required]:
             raise InvalidInput(f"snapshot meta must name '{required}' (a non-empty string)")
+
+
+def _check_publish(index: Index, keys: list[str], meta: dict[str, Any]) -> None:
+    _check_meta(meta)
     ids = index.ids()
     if len(ids) and int(ids.max()) >= len(keys):
         raise InvalidInput(

@@ -4,7 +4,10 @@ Policy for live writes: the snapshot's index is never mutated while it is served
 are not safe to change under concurrent searches). Items written after the snapshot go to a
 small exact *overlay*; items deleted or rewritten are *tombstoned* in the base index and
 filtered out with over-fetch. Both are replaced copy-on-write, so a search reads one consistent
-state without a lock. ``index build`` folds everything into a new snapshot.
+state without a lock. ``index build`` folds everything into a new snapshot; ``index refresh``
+seals the overlay into a new segment (``live_state`` is what it seals) and ``index merge``
+folds segments together (see :mod:`embedops.index.segments`). A segmented index masks its own
+tombstones (those of its manifest); the ones here are only the writes since it was loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from embedops.index.protocol import Index
+from embedops.index.segments import SegmentedIndex
 from embedops.search.sync import MARGIN_S, ChangeTracker, split
 
 #: Rebuilding is recommended once overlay + tombstones exceed this share of the base index.
@@ -85,7 +89,10 @@ class ServedIndex:
     ) -> None:
         self.index = index
         self.keys = list(keys)
-        self.key_pos = {k: i for i, k in enumerate(self.keys)}
+        # a segmented index's tombstoned entries are older copies: the live one wins
+        self.masked = index.masked() if isinstance(index, SegmentedIndex) else set()
+        masked = self.masked
+        self.key_pos = {k: i for i, k in enumerate(self.keys) if not masked or i not in masked}
         self.meta = dict(meta)
         self.info = info
         self.metric = str(meta.get("metric", getattr(index, "metric", "cosine")))
@@ -120,6 +127,18 @@ class ServedIndex:
         rows = [live.overlay[keep]] + ([prepare(vectors, self.metric)] if ids else [])
         dead = {self.key_pos[k] for k in touched if k in self.key_pos}
         self._live = _Live(tuple(keys), np.concatenate(rows), live.tombstones | dead)
+
+    def live_state(self) -> tuple[tuple[str, ...], np.ndarray, frozenset[int]]:
+        """One consistent view of the writes since the snapshot: the overlay's keys and
+        (prepared) vectors, and the tombstoned index ids."""
+        live = self._live
+        return live.overlay_keys, live.overlay, live.tombstones
+
+    def live_keys(self) -> list[str]:
+        """The item ids this index holds from its snapshot (tombstoned entries left out)."""
+        if not self.masked:
+            return self.keys
+        return [k for i, k in enumerate(self.keys) if i not in self.masked]
 
     @property
     def pending(self) -> int:

@@ -1,0 +1,356 @@
+"""Segmented snapshots: one served index made of several immutable segments (issue 19).
+
+A segmented snapshot (manifest ``format`` 3) lists its segments in order; each is a folder
+``segments/<name>/`` holding a saved index (``index/``, any backend) and ``keys.json``
+(``keys[id]`` is the item id of local index id ``id``), plus the segment's *tombstones*: the
+local ids deleted or rewritten since the segment was built, masked at search time. All of it is
+in the sealed manifest (the tombstones) or checksummed by it (the files), so verify, quarantine,
+rollback and prune treat a segmented snapshot like any other: one folder, one manifest.
+
+A refresh seals the served overlay into a new segment and publishes a new snapshot whose
+unchanged segments are *hard links* to the previous snapshot's files (never copies), with the
+checksums the previous manifest recorded for them (never recomputed), so its cost follows the
+new items, not the collection. A damaged shared file is damaged in every snapshot linking it,
+and each of them fails verification. An unsegmented snapshot (format 2) is read as one segment
+named ``seg-<snapshot name>`` when a refresh builds on it.
+
+Global ids: segment ``i``'s local id ``j`` is ``offset_i + j``, where ``offset_i`` is the number
+of keys of the segments before it; the served index's ``keys`` are the segments' keys
+concatenated. An item id appears live in at most one segment (older copies are tombstoned).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedops.errors import IntegrityError, InvalidInput
+from embedops.fsio import atomic_write_bytes, sha256_tree
+from embedops.index.checks import check_k, check_queries
+from embedops.index.protocol import F32, IdArray, Index
+from embedops.index.scoring import pad, top_k
+
+KEYS = "keys.json"
+INDEX_DIR = "index"
+SEGMENTS_DIR = "segments"
+SEGMENTED_FORMAT = 3
+SEGMENT_NAME = re.compile(r"\Aseg-\d{8}T\d{12}Z-[0-9a-f]{6}\Z")
+#: the size-tiered policy merges the small segments once a snapshot has more than this many
+MAX_SEGMENTS = 10
+#: ... and merges a segment whose tombstones exceed this share of its entries
+TOMBSTONE_SHARE = 0.1
+_REBUILD = "rebuild the index from the catalog (embedops index build)"
+
+
+def new_segment_name() -> str:
+    """A fresh segment name (sorts by creation time, like snapshot names)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"seg-{stamp}-{secrets.token_hex(3)}"
+
+
+def legacy_segment_name(snapshot: str) -> str:
+    """The name an unsegmented snapshot's one index takes when a refresh builds on it."""
+    return f"seg-{snapshot}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One immutable index of a segmented index: local ids ``0..size-1`` map to global ids
+    ``offset..offset+size-1``; ``dead`` are the tombstoned local ids (sorted, unique)."""
+
+    name: str
+    index: Index
+    size: int
+    offset: int = 0
+    dead: IdArray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    @property
+    def live(self) -> int:
+        """Entries this segment can return."""
+        return int(self.index.count) - len(self.dead)
+
+    def knobs(self, tuning: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The per-call knobs this segment's backend takes (segments of one index share a
+        backend, except small ones built exact)."""
+        if not tuning:
+            return None
+        mine = {k: v for k, v in tuning.items() if k in self.index.search_knobs}
+        return mine or None
+
+
+class SegmentedIndex:
+    """Several immutable segments searched as one index (read-only ``Index``): each segment
+    is searched for ``k`` live results (fetching past its tombstones, more until ``k`` are
+    live or the segment is exhausted), and the best ``k`` of all segments are kept, so the
+    result is exact whenever each segment's search is."""
+
+    def __init__(self, segments: Sequence[Segment], kind: str, metric: str, dim: int,
+                 params: Any) -> None:
+        offset, parts = 0, []
+        for seg in segments:
+            parts.append(replace(seg, offset=offset))
+            offset += seg.size
+        self.segments: tuple[Segment, ...] = tuple(parts)
+        self._dead = [_mask(seg) for seg in parts]
+        self._knobs = {k: v for seg in parts for k, v in seg.index.search_knobs.items()}
+        self.kind, self.metric, self.dim, self.params = kind, metric, int(dim), params
+        self.size = offset
+
+    @property
+    def search_knobs(self) -> Mapping[str, tuple[int, int]]:
+        """The knobs of the index's backend (those of any of its segments)."""
+        return self._knobs
+
+    @property
+    def count(self) -> int:
+        """Live entries over all segments (tombstones excluded)."""
+        return sum(seg.live for seg in self.segments)
+
+    def ids(self) -> IdArray:
+        """The live global ids."""
+        parts = [np.setdiff1d(seg.index.ids(), seg.dead) + seg.offset for seg in self.segments]
+        return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+    def masked(self) -> set[int]:
+        """Global ids of tombstoned entries."""
+        return {int(i) + seg.offset for seg in self.segments for i in seg.dead}
+
+    def search(
+        self, queries: np.ndarray, k: int, search_params: dict[str, Any] | None = None
+    ) -> tuple[IdArray, F32]:
+        """The ``k`` best live (global ids, scores) of each query over every segment."""
+        k = check_k(k)
+        if search_params and (not isinstance(search_params, Mapping)
+                              or not self._knobs.keys() >= search_params.keys()):
+            self.check_search_params(search_params)  # says what is wrong
+        q, _ = check_queries(queries, self.dim, self.metric)
+        cols_ids, cols_scores = [], []
+        for seg, dead in zip(self.segments, self._dead, strict=True):
+            if seg.live <= 0:
+                continue
+            # each segment checks the values of its own knobs
+            ids, scores, bad = _search_live(seg, dead, queries, k, seg.knobs(search_params))
+            cols_ids.append(np.where(bad, -1, ids + seg.offset))
+            cols_scores.append(np.where(bad, np.float32(-np.inf), scores).astype(np.float32))
+        if not cols_ids:
+            empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
+            return pad(*empty, k)
+        ids, scores = top_k(np.concatenate(cols_ids, axis=1),
+                            np.concatenate(cols_scores, axis=1), k)
+        return pad(ids, scores, k)
+
+    def check_search_params(self, search_params: dict[str, Any] | None) -> dict[str, int]:
+        """Knobs checked by the segments whose backend takes them; one no segment takes is an
+        InvalidInput naming the index kind."""
+        if not search_params:
+            return {}
+        if not isinstance(search_params, Mapping):
+            raise InvalidInput("search_params must be a mapping of knob names to integers")
+        out: dict[str, int] = {}
+        for seg in self.segments:
+            mine = {k: v for k, v in search_params.items() if k in seg.index.search_knobs}
+            out.update(seg.index.check_search_params(mine) if mine else {})
+        unknown = sorted(set(search_params) - set(out))
+        if unknown:  # let the main backend word the refusal
+            main = next((s for s in self.segments if s.index.kind == self.kind), None)
+            if main is not None:
+                main.index.check_search_params(search_params)
+            raise InvalidInput(f"unknown search parameter(s) for a {self.kind} index: "
+                               f"{', '.join(unknown)}", "leave them out")
+        return out
+
+    def memory_bytes(self) -> int:
+        """RAM of every segment's index."""
+        return sum(int(seg.index.memory_bytes()) for seg in self.segments)
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, metric, dim, count, memory and the segments (name, entries, tombstones)."""
+        return {"kind": self.kind, "metric": self.metric, "dim": self.dim, "count": self.count,
+                "memory_bytes": self.memory_bytes(), "segments": summaries(self)}
+
+    # read-only: a segment is never changed once built
+    def build(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Refused: segments are immutable (refresh or merge make new ones)."""
+        raise _immutable()
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Refused: segments are immutable."""
+        raise _immutable()
+
+    def upsert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Refused: segments are immutable."""
+        raise _immutable()
+
+    def remove(self, ids: np.ndarray | list[int]) -> int:
+        """Refused: segments are immutable (deletes are tombstones)."""
+        raise _immutable()
+
+    def save(self, folder: str | Path) -> None:
+        """Refused: a segmented index is saved by ``SnapshotStore.publish_segments``."""
+        raise _immutable()
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Index:
+        """Refused: a segmented index is loaded from its snapshot (``load_segments``)."""
+        raise _immutable()
+
+
+def _mask(seg: Segment) -> np.ndarray | None:
+    """``mask[id]`` True for a tombstoned local id (None when there are none)."""
+    if not len(seg.dead):
+        return None
+    mask = np.zeros(max(seg.size, int(seg.dead.max()) + 1), dtype=bool)
+    mask[seg.dead] = True
+    return mask
+
+
+def _search_live(seg: Segment, dead: np.ndarray | None, queries: np.ndarray, k: int,
+                 knobs: dict[str, Any] | None) -> tuple[IdArray, F32, np.ndarray]:
+    """(ids, scores, masked) of one segment, fetched until every row holds ``k`` live
+    results (or all the segment has): an exact segment gives its exact top ``k`` live."""
+    count = int(seg.index.count)
+    fetch = min(count, k + min(len(seg.dead), k + 16))
+    while True:
+        ids, scores = seg.index.search(queries, fetch, knobs)
+        bad = ids < 0
+        if dead is not None:
+            bad |= dead[np.maximum(ids, 0)]
+        if fetch >= count or ((~bad).sum(axis=1) >= min(k, seg.live)).all():
+            return ids, scores, bad
+        fetch = min(count, fetch * 4)
+
+
+def _immutable() -> InvalidInput:
+    return InvalidInput("a segmented index is immutable",
+                        "refresh or merge it (embedops index refresh|merge), or build a new one")
+
+
+def summaries(index: SegmentedIndex) -> list[dict[str, Any]]:
+    """Per segment: name, backend, entries, live entries and tombstones (for status)."""
+    return [{"name": s.name, "kind": s.index.kind, "entries": int(s.index.count),
+             "live": s.live, "tombstones": len(s.dead)} for s in index.segments]
+
+
+# --- on disk ------------------------------------------------------------------------------------
+def entries(index: SegmentedIndex) -> list[dict[str, Any]]:
+    """The manifest's ``segments`` list: name, key count and tombstones of each segment."""
+    return [{"name": s.name, "keys": s.size, "count": int(s.index.count),
+             "tombstones": [int(i) for i in s.dead]} for s in index.segments]
+
+
+def _source_files(base: dict[str, Any], segment: str) -> dict[str, str]:
+    """``{path in the base snapshot: path inside the segment folder}`` of one segment of the
+    base snapshot (an unsegmented base is its own one segment)."""
+    files: dict[str, str] = base["files"]
+    if SEGMENTS_DIR not in base:
+        if segment != legacy_segment_name(str(base.get("name"))):
+            raise IntegrityError(f"snapshot {base.get('name')} has no segment {segment}", _REBUILD)
+        return {rel: rel for rel in files}
+    prefix = f"{SEGMENTS_DIR}/{segment}/"
+    found = {rel: rel[len(prefix):] for rel in files if rel.startswith(prefix)}
+    if not found:
+        raise IntegrityError(f"snapshot {base.get('name')} has no segment {segment}", _REBUILD)
+    return found
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (a copy only where the filesystem has no hard links)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def stage(tmp: Path, base_folder: Path, base: dict[str, Any], index: SegmentedIndex,
+          new_keys: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Write ``index``'s segments into the staging folder ``tmp``: the segments named in
+    ``new_keys`` are saved with those keys, the others linked from ``base_folder`` (whose
+    sealed manifest is ``base``). Returns the checksums of every file, for the manifest."""
+    files: dict[str, str] = {}
+    for seg in index.segments:
+        folder = tmp / SEGMENTS_DIR / seg.name
+        prefix = f"{SEGMENTS_DIR}/{seg.name}/"
+        if seg.name in new_keys:
+            keys = list(new_keys[seg.name])
+            if len(keys) != seg.size:
+                raise InvalidInput(f"segment {seg.name} has {seg.size} entries but "
+                                   f"{len(keys)} keys")
+            seg.index.save(folder / INDEX_DIR)
+            atomic_write_bytes(folder / KEYS, json.dumps(keys).encode())
+            files.update({prefix + rel: digest for rel, digest in sha256_tree(folder).items()})
+            continue
+        for source, rel in _source_files(base, seg.name).items():
+            _link(base_folder / source, folder / rel)
+            files[prefix + rel] = base["files"][source]
+    return files
+
+
+def load_segments(folder: Path, manifest: dict[str, Any]) -> tuple[SegmentedIndex, list[str]]:
+    """The segmented index of a verified snapshot folder, and its global keys."""
+    from embedops.index import load_index, make_params
+
+    segs, keys = [], []
+    for entry in manifest[SEGMENTS_DIR]:
+        name = str(entry.get("name"))
+        if not SEGMENT_NAME.match(name):
+            raise IntegrityError(f"the manifest of {folder.name} names a bad segment", _REBUILD)
+        seg_keys = json.loads((folder / SEGMENTS_DIR / name / KEYS).read_text())
+        if not isinstance(seg_keys, list) or len(seg_keys) != int(entry["keys"]):
+            raise IntegrityError(f"{KEYS} of segment {name} does not match the manifest")
+        index = load_index(folder / SEGMENTS_DIR / name / INDEX_DIR)
+        dead = np.asarray(entry.get("tombstones") or [], dtype=np.int64)
+        segs.append(Segment(name, index, len(seg_keys), dead=np.unique(dead)))
+        keys.extend(seg_keys)
+    params = make_params(str(manifest["backend"]), manifest.get("params") or None)
+    return SegmentedIndex(segs, str(manifest["backend"]), str(manifest["metric"]),
+                          int(manifest["dim"]), params), keys
+
+
+def read_live_keys(folder: Path) -> list[str] | None:
+    """The live item ids of a segmented snapshot folder, read without loading or verifying
+    it (None when unreadable: ``verify`` reports that)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        out: list[str] = []
+        for entry in manifest[SEGMENTS_DIR]:
+            name = str(entry["name"])
+            if not SEGMENT_NAME.match(name):
+                return None
+            keys = json.loads((folder / SEGMENTS_DIR / name / KEYS).read_bytes())
+            dead = {int(i) for i in entry["tombstones"]}
+            out.extend(k for i, k in enumerate(keys) if i not in dead)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return out if all(isinstance(k, str) for k in out) else None
+
+
+def as_segments(index: Index, size: int, snapshot: str) -> SegmentedIndex:
+    """An unsegmented snapshot's index as a one-segment index (a refresh builds on it)."""
+    if isinstance(index, SegmentedIndex):
+        return index
+    seg = Segment(legacy_segment_name(snapshot), index, size)
+    return SegmentedIndex([seg], index.kind, index.metric, index.dim, index.params)
+
+
+def merge_plan(index: SegmentedIndex, max_segments: int = MAX_SEGMENTS) -> list[str]:
+    """Size-tiered policy: names of the segments to merge into one (empty: none). Over
+    ``max_segments``, every segment but the largest is merged (the large base is left alone,
+    so the work follows the small tail); any segment whose tombstones exceed
+    ``TOMBSTONE_SHARE`` of its entries is merged too."""
+    segs = index.segments
+    worn = [s.name for s in segs if len(s.dead) > TOMBSTONE_SHARE * max(int(s.index.count), 1)]
+    if len(segs) <= max_segments:
+        return worn
+    largest = max(segs, key=lambda s: s.live)
+    return [s.name for s in segs if s.name != largest.name or s.name in worn]
