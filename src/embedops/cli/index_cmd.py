@@ -1,4 +1,4 @@
-"""``embedops index build|verify|rollback|status`` and ``embedops search``."""
+"""``embedops index build|refresh|merge|verify|rollback|status`` and ``embedops search``."""
 
 from __future__ import annotations
 
@@ -114,6 +114,48 @@ def _register_maintenance(index: typer.Typer) -> None:
                    f"{info.get('item_count')} items, built {info.get('built_at')})")
 
     _register_status(index)
+    _register_segments(index)
+
+
+def _print_segments(verb: str, collection: str, summary: dict[str, Any]) -> None:
+    if not summary.get("changed"):
+        typer.echo(f"{collection}: nothing to {verb} (snapshot {summary.get('name')})")
+        return
+    done = "merged" if verb == "merge" else "refreshed"
+    typer.echo(f"{done} {collection}: snapshot {summary['name']}, {summary['segments']} "
+               f"segment(s), {summary['count']} items ({summary['added']} new, "
+               f"{summary['merged']} segment(s) merged) in {summary['seconds']} s")
+
+
+def _register_segments(index: typer.Typer) -> None:
+    version_opt = typer.Option(None, "--model-version", help=_VERSION_HELP)
+
+    @index.command("refresh")
+    def refresh(
+        collection: str = _COLLECTION, model_version: str | None = version_opt,
+        max_segments: int = typer.Option(10, "--max-segments", min=1,
+                                         help="Merge the small segments past this many."),
+        as_json: bool = _JSON,
+    ) -> None:
+        """Index the items written since the snapshot as a new segment (from those items
+        only) and publish it."""
+        with engine() as api:
+            summary = api.refresh_index(collection, model_version, max_segments)
+        if as_json:
+            print_json(summary)
+            return
+        _print_segments("refresh", collection, summary)
+
+    @index.command("merge")
+    def merge(collection: str = _COLLECTION, model_version: str | None = version_opt,
+              as_json: bool = _JSON) -> None:
+        """Rebuild every segment into one, dropping deleted and rewritten entries."""
+        with engine() as api:
+            summary = api.merge_index(collection, model_version)
+        if as_json:
+            print_json(summary)
+            return
+        _print_segments("merge", collection, summary)
 
 
 def _register_status(index: typer.Typer) -> None:
@@ -137,6 +179,9 @@ def _register_status(index: typer.Typer) -> None:
         kind = snap.get("kind") or snap.get("backend")
         typer.echo(f"snapshot {snap['name']}: {kind}, {snap.get('item_count')} "
                    f"items, built {snap.get('built_at')}")
+        if snap.get("segments"):
+            dead = sum(int(s.get("tombstones", 0)) for s in snap["segments"])
+            typer.echo(f"segments: {len(snap['segments'])} ({dead} tombstones)")
         typer.echo(f"not in snapshot: {fresh['stale_items']} items "
                    f"(oldest {fresh['oldest_stale_age_s']} s)")
 

@@ -31,6 +31,8 @@ def snapshot_meta(info: Any) -> dict[str, Any]:
                 "backend", "current"):
         if key in data and key not in meta:
             meta[key] = str(data[key]) if key == "path" else data[key]
+    if data.get("segments"):  # a segmented snapshot: name, keys and tombstones per segment
+        meta["segments"] = data["segments"]
     return meta
 
 

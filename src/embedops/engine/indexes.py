@@ -10,7 +10,8 @@ items the catalog no longer has, or lacks items the catalog had when it was buil
 served; it is rebuilt from the catalog at once (logged). ``check`` repeats the comparison on
 demand (``verify``, the server's schedule) and ``status`` reports the last one, as well as what
 the last load quarantined or rebuilt. Indexes of encrypted collections are never written to
-disk (``engine.memory_index``).
+disk (``engine.memory_index``). ``refresh`` and ``merge`` publish segmented snapshots
+(``engine.segment_ops``): the overlay sealed into a new segment, segments merged into one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from embedops.config import Workspace
-from embedops.engine import consistency, memory_index
+from embedops.engine import consistency, memory_index, segment_ops
 from embedops.engine.checks import check_model_match
 from embedops.engine.consistency import Consistency
 from embedops.engine.index_meta import (
@@ -36,8 +37,10 @@ from embedops.engine.index_meta import (
     snapshot_meta,
 )
 from embedops.engine.models import ModelHub
-from embedops.errors import IntegrityError, NotFound, Unavailable
+from embedops.errors import IntegrityError, InvalidInput, NotFound, Unavailable
+from embedops.index import IN_PROCESS
 from embedops.index.protocol import Index
+from embedops.index.segments import MAX_SEGMENTS, SegmentedIndex, read_live_keys, summaries
 from embedops.index.snapshot import CURRENT, SnapshotCheck, SnapshotStore
 from embedops.progress import progress_bar
 from embedops.search.served import ServedIndex, catalog_position
@@ -45,6 +48,9 @@ from embedops.search.sync import CatalogWatch
 from embedops.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
+
+#: a search that finds this many items in the overlay starts a refresh in the background
+AUTO_REFRESH_ITEMS = 50_000
 
 
 class IndexManager:
@@ -60,6 +66,7 @@ class IndexManager:
         self._pointers: dict[tuple[str, str], tuple[int, int, int] | None] = {}
         self._checks: dict[tuple[str, str], Consistency] = {}
         self._loads: dict[tuple[str, str], dict[str, Any]] = {}
+        self._refreshing: set[tuple[str, str]] = set()
 
     def store(self, collection: str, model_version: str) -> SnapshotStore:
         """The SnapshotStore of ``collection`` for ``model_version``."""
@@ -87,9 +94,7 @@ class IndexManager:
         serve it. Returns the snapshot summary. Builds of one index run one at a time, so the
         served index is always the last one published."""
         version = self.version(collection, model_version)
-        with self._lock:
-            guard = self._loading.setdefault((collection, version), threading.RLock())
-        with guard:
+        with self._guard(collection, version):
             return self._build(collection, kind, params, version, quiet)
 
     def _build(
@@ -125,8 +130,8 @@ class IndexManager:
         key = (collection, version)
         with self._lock:
             self._served[key] = served
-        self._checks[key] = consistency.compare(self.catalog, collection, version, served.keys,
-                                                served.meta)
+        self._checks[key] = consistency.compare(self.catalog, collection, version,
+                                                served.live_keys(), served.meta)
         return {**public_meta(served.meta), "count": len(ids),
                 "build_seconds": round(time.time() - started, 3)}
 
@@ -140,6 +145,43 @@ class IndexManager:
             return ServedIndex(index, ids, memory_index.memory_meta(meta, len(ids)))
         snap = self.store(collection, version).publish(index, ids, meta)
         return ServedIndex(index, ids, snapshot_meta(snap), snap)
+
+    # -- segments ------------------------------------------------------------------------------
+    def refresh(self, collection: str, model_version: str | None = None,
+                max_segments: int = MAX_SEGMENTS) -> dict[str, Any]:
+        """Seal the items written since the snapshot into a new segment (built from them
+        only) and publish it; past ``max_segments`` segments the size-tiered policy merges
+        the small ones. Returns the new snapshot's summary (``changed`` False: nothing to do)."""
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or \
+                max_segments < 1:
+            raise InvalidInput(f"max_segments must be a positive integer, got {max_segments!r}")
+        version = self.version(collection, model_version)
+        with self._guard(collection, version):
+            out = segment_ops.seal(self, collection, version, None)
+            if out["segments"] > max_segments:
+                merged = segment_ops.seal(self, collection, version, segment_ops.POLICY,
+                                          max_segments)
+                out = {**merged, "added": out["added"]}
+            return out
+
+    def merge(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
+        """Merge every segment (and the items written since) into one, dropping tombstones."""
+        version = self.version(collection, model_version)
+        with self._guard(collection, version):
+            return segment_ops.seal(self, collection, version, segment_ops.ALL)
+
+    def _guard(self, collection: str, version: str) -> threading.RLock:
+        with self._lock:
+            return self._loading.setdefault((collection, version), threading.RLock())
+
+    def install(self, collection: str, version: str, served: ServedIndex) -> None:
+        """Serve ``served``, just published (its consistency is checked again on demand)."""
+        key = (collection, version)
+        served.sync(self.catalog, collection)
+        with self._lock:
+            self._served[key] = served
+        self._checks.pop(key, None)
+        self._pointers[key] = self._pointer(collection, version)
 
     # -- serving -------------------------------------------------------------------------------
     def problems(self) -> dict[str, str]:
@@ -182,7 +224,31 @@ class IndexManager:
                     with self._lock:
                         self._served[key] = served
         served.sync(self.catalog, collection, generation)
+        if served.pending >= AUTO_REFRESH_ITEMS:
+            self._refresh_soon(collection, model_version, served)
         return served
+
+    def _refresh_soon(self, collection: str, version: str, served: ServedIndex) -> None:
+        """Seal a large overlay into a segment in a background thread (one at a time per
+        index; never for an index kept in memory or in a server). Searches go on meanwhile."""
+        key = (collection, version)
+        if served.info is None or kind_params(served.meta)[0] not in IN_PROCESS:
+            return
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+        threading.Thread(target=self._auto_refresh, args=key, daemon=True,
+                         name=f"refresh-{collection}").start()
+
+    def _auto_refresh(self, collection: str, version: str) -> None:
+        try:
+            self.refresh(collection, version)
+        except Exception as exc:  # noqa: BLE001 - logged; the overlay keeps serving the writes
+            log.warning("automatic refresh of %s/%s failed: %s", collection, version, exc)
+        finally:
+            with self._lock:
+                self._refreshing.discard((collection, version))
 
     def _pointer(self, collection: str, version: str) -> tuple[int, int, int] | None:
         """A stamp of the ``CURRENT`` pointer file; publish and rollback replace it atomically
@@ -241,11 +307,12 @@ class IndexManager:
                             "rebuilt": None}
         meta = snapshot_meta(loaded.info)
         self._check_model(collection, version, meta)
-        check = consistency.compare(self.catalog, collection, version, loaded.keys, meta)
+        served = ServedIndex(loaded.index, loaded.keys, meta, loaded.info)
+        check = consistency.compare(self.catalog, collection, version, served.live_keys(), meta)
         if not check.ok:
             return self._repair(collection, version, check, kind, params)
         self._checks[key] = check
-        return ServedIndex(loaded.index, loaded.keys, meta, loaded.info)
+        return served
 
     def _repair(self, collection: str, version: str, found: Consistency, kind: str,
                 params: dict[str, Any] | None) -> ServedIndex:
@@ -294,7 +361,7 @@ class IndexManager:
         with self._lock:
             served = self._served.get(key)
         if served is not None:
-            keys, meta = served.keys, served.meta
+            keys, meta = served.live_keys(), served.meta
         else:
             found = self._snapshot_keys(collection, version)
             if found is None:
@@ -303,9 +370,7 @@ class IndexManager:
         result = consistency.compare(self.catalog, collection, version, keys, meta)
         if not result.ok and repair:
             kind, params = kind_params(meta)
-            with self._lock:
-                guard = self._loading.setdefault(key, threading.RLock())
-            with guard:
+            with self._guard(collection, version):
                 self._repair(collection, version, result, kind, params)
             return self._checks[key]
         self._checks[key] = result
@@ -321,7 +386,10 @@ class IndexManager:
             info = self.store(collection, version).current()
         except IntegrityError:
             return None
-        keys = None if info is None else consistency.read_keys(info.path)
+        if info is not None and info.segments:
+            keys = read_live_keys(info.path)
+        else:
+            keys = None if info is None else consistency.read_keys(info.path)
         return None if keys is None or info is None else (keys, snapshot_meta(info))
 
     def last_check(self, collection: str, version: str) -> Consistency | None:
@@ -360,6 +428,8 @@ class IndexManager:
                 "count": served.count, "overlay": served.pending,
                 "tombstones": served.tombstoned,
                 "rebuild_recommended": served.rebuild_recommended(),
+                "segments": summaries(served.index)
+                if isinstance(served.index, SegmentedIndex) else None,
             },
             "consistency": None if check is None else check.to_dict(),
             "load": load_report(self._loads.get((collection, version))),

@@ -1,17 +1,19 @@
-"""A collection's served index: status, verify, rebuild (and swap), roll back."""
+"""A collection's served index: status, verify, rebuild (and swap), refresh and merge its
+segments, roll back."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import Field
 
 from embedops.engine import audit
 from embedops.serve.auth import ADMIN, READ, WRITE
 from embedops.serve.keys import Principal
 from embedops.serve.openapi import AUTH, BODY, errors
 from embedops.serve.respond import as_dict, named
-from embedops.serve.schemas import IndexBuild
+from embedops.serve.schemas import IndexBuild, Ref, _Strict
 
 router = APIRouter(
     prefix="/v1/collections/{name}/index", tags=["index"],
@@ -49,6 +51,41 @@ def build_index(
     )
     ctx.backends[(name, result["model_version"])] = body.kind
     audit.record(ctx.workspace, "index.rebuild", who.key_id, collection=name, kind=body.kind)
+    return _answer(response, result)
+
+
+class IndexRefresh(_Strict):
+    """Which model version's index to refresh, and when its small segments are merged."""
+
+    model_version: Ref | None = None
+    max_segments: int = Field(default=10, ge=1, le=1000,
+                              description="merge the small segments past this many")
+
+
+class IndexMerge(_Strict):
+    """Which model version's index to merge."""
+
+    model_version: Ref | None = None
+
+
+@router.post("/refresh", summary="Seal recent writes into a new segment")
+def refresh_index(request: Request, response: Response, name: str,
+                  body: IndexRefresh | None = None, who: Principal = ADMIN) -> Any:
+    """Index the items written since the served snapshot as a new segment (built from those
+    items only) and publish it; searches keep running on the previous snapshot meanwhile."""
+    ctx, body = request.app.state.ctx, body or IndexRefresh()
+    result = ctx.api.refresh_index(name, body.model_version, body.max_segments)
+    audit.record(ctx.workspace, "index.refresh", who.key_id, collection=name)
+    return _answer(response, result)
+
+
+@router.post("/merge", summary="Merge the index's segments into one")
+def merge_index(request: Request, response: Response, name: str,
+                body: IndexMerge | None = None, who: Principal = ADMIN) -> Any:
+    """Rebuild every segment (and recent writes) into one segment, dropping tombstones."""
+    ctx, body = request.app.state.ctx, body or IndexMerge()
+    result = ctx.api.merge_index(name, body.model_version)
+    audit.record(ctx.workspace, "index.merge", who.key_id, collection=name)
     return _answer(response, result)
 
 
