@@ -1,5 +1,7 @@
 """Cluster a collection (or a filter of it): k-means over its active-version vectors, with a k
-sweep scored by silhouette; each cluster named by its most distinctive terms (class-based
+sweep scored by silhouette, or HDBSCAN (``method="hdbscan"``: density-based, the number of
+clusters found from the data, items in no dense region reported as noise with label -1); each
+cluster named by its most distinctive terms (class-based
 TF-IDF) and its items nearest to the centroid; NMI/ARI against a label field when given.
 
 ``store=True`` writes each item's cluster into its metadata under ``cluster_<model>_<n>`` (one
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from embedops.engine.facade import Embedops
 
 MIN_PER_CLUSTER = 2
+METHODS = ("kmeans", "hdbscan")
+NOISE = -1
 SILHOUETTE_SAMPLE = 3000
 _WORD = re.compile(r"[^\W\d_]{3,}")
 
@@ -40,7 +44,9 @@ class Cluster:
 
 @dataclass(frozen=True)
 class ClusterReport:
-    """The chosen ``k``, silhouette per tried k, the clusters, and the agreement with labels."""
+    """The chosen ``k`` (clusters found, for HDBSCAN), silhouette per tried k (HDBSCAN: of the
+    clustered items), the clusters, the agreement with labels, and the items left as noise
+    (HDBSCAN; their assignment is -1)."""
 
     model_version: str
     k: int
@@ -50,6 +56,8 @@ class ClusterReport:
     metadata_key: str | None = None
     nmi: float | None = None
     ari: float | None = None
+    method: str = "kmeans"
+    noise: int = 0
 
     def to_dict(self, with_assignments: bool = False) -> dict[str, Any]:
         """JSON form (assignments only when asked: they are one entry per item)."""
@@ -67,22 +75,20 @@ def metadata_key(version: str) -> str:
 
 def cluster(eo: Embedops, collection: str, k: int | Sequence[int] = (2, 4, 8, 16),
             filters: Mapping[str, Any] | None = None, label_field: str | None = None,
-            store: bool = False, seed: int = 0, terms: int = 5, central: int = 3
-            ) -> ClusterReport:
-    """Cluster ``collection`` (items passing ``filters``) with k-means; a list of ``k`` is a
-    sweep that keeps the best silhouette."""
-    ks = sorted({k} if isinstance(k, int) else set(k))
-    if not ks or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in ks):
-        raise InvalidInput(f"k must be integers >= 2, got {k!r}")
+            store: bool = False, seed: int = 0, terms: int = 5, central: int = 3,
+            method: str = "kmeans", min_cluster_size: int = 5) -> ClusterReport:
+    """Cluster ``collection`` (items passing ``filters``) with k-means (a list of ``k`` is a
+    sweep that keeps the best silhouette) or HDBSCAN (``min_cluster_size`` items at least per
+    cluster; ``k`` is not used)."""
+    if method not in METHODS:
+        raise InvalidInput(f"unknown clustering method {method!r}", f"use one of {METHODS}")
     version = eo.collection_info(collection).model_version
     ids, x = eo.load_vectors(collection, version, eo.ids_where(collection, filters))
-    if len(ids) < MIN_PER_CLUSTER * ks[0] or len(ids) < 3:
-        raise InvalidInput(f"too few items to cluster: {len(ids)} for k={ks[0]}",
-                           f"need at least {MIN_PER_CLUSTER * ks[0]} items, or a smaller k")
-    ks = [v for v in ks if v * MIN_PER_CLUSTER <= len(ids)]
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    best, scores = _sweep(x, ks, seed)
-    labels, centroids = best
+    if method == "kmeans":
+        labels, centroids, scores = _kmeans(x, k, seed)
+    else:
+        labels, centroids, scores = _hdbscan(x, min_cluster_size, seed)
     items = eo.get_items(collection, ids)
     texts = [it.text for it in items]
     clusters = [_describe(c, labels, x, centroids[c], ids, texts, terms, central)
@@ -98,7 +104,48 @@ def cluster(eo: Embedops, collection: str, k: int | Sequence[int] = (2, 4, 8, 16
                                       "metadata": {**it.metadata, key: int(c)}}
                                      for it, c in zip(items, labels, strict=True)])
     return ClusterReport(version, len(centroids), scores, clusters,
-                         {i: int(c) for i, c in zip(ids, labels, strict=True)}, key, nmi, ari)
+                         {i: int(c) for i, c in zip(ids, labels, strict=True)}, key, nmi, ari,
+                         method, int((labels == NOISE).sum()))
+
+
+def _kmeans(x: np.ndarray, k: int | Sequence[int], seed: int
+            ) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+    ks = sorted({k} if isinstance(k, int) else set(k))
+    if not ks or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in ks):
+        raise InvalidInput(f"k must be integers >= 2, got {k!r}")
+    if len(x) < MIN_PER_CLUSTER * ks[0] or len(x) < 3:
+        raise InvalidInput(f"too few items to cluster: {len(x)} for k={ks[0]}",
+                           f"need at least {MIN_PER_CLUSTER * ks[0]} items, or a smaller k")
+    ks = [v for v in ks if v * MIN_PER_CLUSTER <= len(x)]
+    (labels, centroids), scores = _sweep(x, ks, seed)
+    return labels, centroids, scores
+
+
+def _hdbscan(x: np.ndarray, min_cluster_size: int, seed: int
+             ) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+    from sklearn.cluster import HDBSCAN
+    from sklearn.metrics import silhouette_score
+
+    if isinstance(min_cluster_size, bool) or not isinstance(min_cluster_size, int) or \
+            min_cluster_size < 2:
+        raise InvalidInput(f"min_cluster_size must be an integer >= 2, got {min_cluster_size!r}")
+    if len(x) < max(3, min_cluster_size):
+        raise InvalidInput(f"too few items to cluster: {len(x)} for min_cluster_size="
+                           f"{min_cluster_size}",
+                           f"need at least {max(3, min_cluster_size)} items, or a smaller "
+                           "min_cluster_size")
+    # Euclidean distance on unit vectors orders pairs as cosine does.
+    labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit(x).labels_
+    found = sorted(set(labels.tolist()) - {NOISE})
+    centroids = np.stack([x[labels == c].mean(0) for c in found]) if found else \
+        np.zeros((0, x.shape[1]), dtype=x.dtype)
+    scores: dict[int, float] = {}
+    kept = labels != NOISE
+    if len(found) > 1:
+        scores[len(found)] = float(silhouette_score(
+            x[kept], labels[kept], random_state=seed,
+            sample_size=min(SILHOUETTE_SAMPLE, int(kept.sum()))))
+    return labels, centroids, scores
 
 
 def _sweep(x: np.ndarray, ks: list[int], seed: int

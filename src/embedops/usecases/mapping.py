@@ -60,6 +60,12 @@ def precision(mapped: np.ndarray, targets: np.ndarray, rows: np.ndarray) -> dict
     return {"p@1": float((rank < 1).mean()), "p@10": float((rank < 10).mean())}
 
 
+def show(eo: Embedops, ref: str) -> dict[str, Any]:
+    """The manifest of map ``name`` or ``name@N`` (versions, residual, held-out precision)."""
+    name, version = artefacts.parse_ref(ref)
+    return artefacts.load(eo.workspace, KIND, name, version)[0]
+
+
 def load(eo: Embedops, ref: str) -> AlignmentMap:
     """The published map ``name`` or ``name@N``."""
     name, version = artefacts.parse_ref(ref)
@@ -71,3 +77,10 @@ def load(eo: Embedops, ref: str) -> AlignmentMap:
 def apply(eo: Embedops, ref: str, vectors: np.ndarray, version: str) -> np.ndarray:
     """Map ``version`` vectors into the target space (refused for any other version)."""
     return load(eo, ref).apply(np.asarray(vectors, dtype=np.float32), version)
+
+
+def apply_texts(eo: Embedops, ref: str, texts: Sequence[str]) -> tuple[AlignmentMap, np.ndarray]:
+    """``(map, vectors)``: ``texts`` embedded with the map's source model and mapped into its
+    target space."""
+    amap = load(eo, ref)
+    return amap, amap.apply(eo.embed(texts, amap.source), amap.source)
