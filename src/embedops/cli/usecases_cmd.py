@@ -1,5 +1,7 @@
-"""``embedops classify train|predict|show``, ``embedops recommend`` and ``embedops cluster``:
-the use cases of ``embedops.usecases`` from the command line (``--json`` for scripts)."""
+"""``embedops classify train|predict|show``, ``recommend``, ``cluster``, ``duplicates``,
+``map-fit``, ``expand``, ``expanded-search``, ``autocomplete``, ``rag-ingest`` and
+``rag-context``: the use cases of ``embedops.usecases`` from the command line (``--json`` for
+scripts)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ def register(app: typer.Typer) -> None:
     app.command("cluster")(cluster_cmd)
     app.command("duplicates")(duplicates_cmd)
     app.command("map-fit")(map_fit_cmd)
+    app.command("expand")(expand_cmd)
+    app.command("expanded-search")(expanded_search_cmd)
+    app.command("autocomplete")(autocomplete_cmd)
+    app.command("rag-ingest")(rag_ingest_cmd)
+    app.command("rag-context")(rag_context_cmd)
 
 
 def classify_train(
@@ -142,19 +149,30 @@ def cluster_cmd(
         "--label-field", help="Metadata field to score NMI/ARI against.")] = None,
     store: Annotated[bool, typer.Option("--store", help="Write assignments into metadata "
                                         "(cluster_<model>_<n>).")] = False,
+    method: Annotated[str, typer.Option("--method", help="kmeans, or hdbscan (density-based: "
+                                        "clusters found from the data, noise labelled -1).")
+                      ] = "kmeans",
+    min_cluster_size: Annotated[int, typer.Option("--min-cluster-size",
+                                                  help="HDBSCAN: items per cluster at least.")
+                                ] = 5,
     filter_: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Cluster a collection with k-means; name each cluster by terms and central items."""
+    """Cluster a collection (k-means or HDBSCAN); name each cluster by terms and central
+    items."""
     from embedops.usecases import cluster
 
     filters = parse_cli_filters(filter_) if filter_ else None
     with engine() as eo:
-        report = cluster.cluster(eo, collection, k or [2, 4, 8, 16], filters, label_field, store)
+        report = cluster.cluster(eo, collection, k or [2, 4, 8, 16], filters, label_field, store,
+                                 method=method, min_cluster_size=min_cluster_size)
     if as_json:
         print_json(report.to_dict())
         return
-    typer.echo(f"k={report.k} (silhouette {report.silhouette[report.k]:.3f})"
+    sil = report.silhouette.get(report.k)
+    typer.echo(f"{report.method}: k={report.k}"
+               + (f" (silhouette {sil:.3f})" if sil is not None else "")
+               + (f", {report.noise} noise items" if report.method == "hdbscan" else "")
                + (f", NMI {report.nmi:.3f}, ARI {report.ari:.3f}" if report.nmi is not None
                   else ""))
     for c in report.clusters:
@@ -202,6 +220,134 @@ def map_fit_cmd(
         return
     typer.echo(f"{m['ref']}: {m['source']} -> {m['target']}, p@1 {m['metrics']['p@1']:.3f}, "
                f"p@10 {m['metrics']['p@10']:.3f} ({m['test_pairs']} held-out pairs)")
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Static model for the nearest "
+                                              "words (default: the collection's).")]
+PerTermOpt = Annotated[int, typer.Option("--per-term", help="Neighbours per query word.")]
+MaxTermsOpt = Annotated[int, typer.Option("--max-terms", help="Terms added in all.")]
+MinSimOpt = Annotated[float, typer.Option("--min-similarity", help="Lowest cosine.")]
+WeightOpt = Annotated[float, typer.Option("--weight", help="Weight of an added term x cosine.")]
+
+
+def expand_cmd(
+    query: Annotated[str, typer.Argument(help="The query to expand.")],
+    model: ModelOpt = None,
+    per_term: PerTermOpt = 3,
+    max_terms: MaxTermsOpt = 10,
+    min_similarity: MinSimOpt = 0.6,
+    weight: WeightOpt = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Expand a query with the nearest words of a static model (terms and weights listed)."""
+    from embedops.usecases import expand
+
+    options = expand.ExpandOptions(model, per_term, max_terms, min_similarity, weight)
+    with engine() as eo:
+        found = expand.expand(eo, query, options)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    for t in found.terms:
+        typer.echo(f"{t.weight:.3f}\t{t.term}\t(from {t.source}, cosine {t.similarity:.3f})")
+
+
+def expanded_search_cmd(
+    collection: CollectionArg,
+    query: Annotated[str, typer.Argument(help="The query.")],
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="lexical or hybrid.")] = "hybrid",
+    model: ModelOpt = None,
+    per_term: PerTermOpt = 3,
+    max_terms: MaxTermsOpt = 10,
+    min_similarity: MinSimOpt = 0.6,
+    weight: WeightOpt = 0.5,
+    filter_: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lexical or hybrid search with the query expanded by weighted nearest words."""
+    from embedops.usecases import expand
+
+    options = expand.ExpandOptions(model, per_term, max_terms, min_similarity, weight)
+    filters = parse_cli_filters(filter_) if filter_ else None
+    with engine() as eo:
+        found = expand.search(eo, collection, query, k, mode, filters, options)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    added = ", ".join(f"{t.term} {t.weight:.2f}" for t in found.expansion.terms)
+    typer.echo(f"added: {added or '(nothing)'}")
+    for h in found.response.hits:
+        typer.echo(f"{h.score:.4f}\t{h.id}\t{h.text[:70]}")
+
+
+def autocomplete_cmd(
+    collection: CollectionArg,
+    partial: Annotated[str, typer.Argument(help="What was typed so far.")],
+    k: Annotated[int, typer.Option("-k", help="Completions at most.")] = 5,
+    record: Annotated[list[str] | None, typer.Option(
+        "--record", help="Count a past query first (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Complete a partial query from the collection's vocabulary and past queries."""
+    from embedops.usecases import autocomplete
+
+    with engine() as eo:
+        if record:
+            autocomplete.record(eo, collection, record)
+        found = autocomplete.complete(eo, collection, partial, k)
+    if as_json:
+        print_json({"partial": partial, "completions": [c.to_dict() for c in found]})
+        return
+    for c in found:
+        typer.echo(f"{c.score:.3f}\t{c.text}\t({c.source}, {c.count})")
+
+
+def rag_ingest_cmd(
+    collection: CollectionArg,
+    paths: Annotated[list[Path], typer.Argument(help="Text files or folders (.txt, .md).")],
+    chunk_tokens: Annotated[int, typer.Option("--chunk-tokens",
+                                              help="Tokens per chunk at most.")] = 200,
+    overlap: Annotated[int | None, typer.Option(
+        "--overlap", help="Tokens shared by consecutive chunks (default a fifth of a chunk).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Chunk long text files by the model's tokens into items linked to their file."""
+    from embedops.usecases import rag
+
+    with engine() as eo:
+        report = rag.ingest_files(eo, collection, paths, chunk_tokens, overlap)
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(f"{report['documents']} documents, {report['chunks']} chunks "
+               f"({report['written']} written, {report['removed']} old chunks removed)")
+
+
+def rag_context_cmd(
+    collection: CollectionArg,
+    query: Annotated[str, typer.Argument(help="The question.")],
+    budget: Annotated[int, typer.Option("--budget", help="Tokens of context at most.")] = 512,
+    diversity: Annotated[float, typer.Option("--diversity", help="MMR diversity in [0, 1]."
+                                             )] = 0.3,
+    mode: Annotated[str, typer.Option("--mode", help="dense, lexical or hybrid.")] = "hybrid",
+    filter_: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Passages for a question packed into a token budget, with citations."""
+    from embedops.usecases import rag
+
+    filters = parse_cli_filters(filter_) if filter_ else None
+    with engine() as eo:
+        found = rag.context(eo, collection, query, budget, diversity=diversity, mode=mode,
+                            filters=filters)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    typer.echo(f"{len(found.passages)} passages, {found.tokens_used}/{found.budget} tokens")
+    for p in found.passages:
+        typer.echo(f"[{p.citation}] {p.score:.4f} {p.tokens} tokens\t{p.text[:70]}")
 
 
 def _weighted(raw: str) -> tuple[str, float]:
