@@ -4,16 +4,15 @@ Python API, CLI and HTTP, and the errors for bad input."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from usecases_data import build
+from usecases_data import build, engine_on_copy
 
 from embedops.cli.main import main
-from embedops.config import HOME_ENV, Workspace
+from embedops.config import Workspace
 from embedops.engine.facade import Embedops
 from embedops.errors import InvalidInput, NotFound, VersionMismatch
 from embedops.usecases import classify, cluster, dedup, mapping, recommend
@@ -26,12 +25,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 @pytest.fixture
 def eo(built: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Embedops]:
-    home = tmp_path / "ws"
-    shutil.copytree(built.home, home)
-    monkeypatch.setenv(HOME_ENV, str(home))
-    monkeypatch.setenv("EMBEDOPS_QUIET", "1")
-    with Embedops(home=home) as api:
-        yield api
+    yield from engine_on_copy(built.home, tmp_path, monkeypatch)
 
 
 # -- classify ---------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import lzma
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from embedops.config import Workspace
+from embedops.config import HOME_ENV, Workspace
 from embedops.data import wordnet_glosses_path
 from embedops.engine.facade import Embedops
 from embedops.models.registry import Registry
@@ -61,3 +64,15 @@ def build(home: Path) -> Workspace:
                                for r in rows])
         eo.build_index("wn", kind="flat", quiet=True)
     return ws
+
+
+def engine_on_copy(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                   ) -> Iterator[Embedops]:
+    """An engine on a copy of the workspace folder ``built`` (also ``$EMBEDOPS_HOME``, for CLI
+    calls), closed afterwards: each test changes its own copy."""
+    home = tmp_path / "ws"
+    shutil.copytree(built, home)
+    monkeypatch.setenv(HOME_ENV, str(home))
+    monkeypatch.setenv("EMBEDOPS_QUIET", "1")
+    with Embedops(home=home) as api:
+        yield api

@@ -35,3 +35,38 @@ def test_artefacts_version_lineage_and_checksum(tmp_path) -> None:  # type: igno
         artefacts.load(ws, "maps", "m", 7)
     with pytest.raises(InvalidInput):
         artefacts.check_name("../escape")
+
+
+def _words(texts: list[str]) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+def test_chunks_keep_sentences_whole_with_overlap() -> None:
+    from embedops.usecases.rag import check_chunking, chunk_spans, sentences
+
+    text = " ".join(f"Sentence {n} has {'some ' * (n % 5)}words." for n in range(40))
+    spans = chunk_spans(text, _words, chunk_tokens=20, overlap=6)
+    bounds = sentences(text)
+    starts, ends = {a for a, _ in bounds}, {b for _, b in bounds}
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (a, b, n), nxt in zip(spans, spans[1:] + [None], strict=True):
+        assert a in starts and b in ends and n == _words([text[a:b]])[0] <= 20
+        if nxt is not None:
+            assert a < nxt[0] <= b + 1  # moves on, and shares at most the overlap
+            assert _words([text[nxt[0]:b]])[0] <= 6
+    none = chunk_spans(text, _words, chunk_tokens=20, overlap=0)
+    assert all(x[1] < y[0] for x, y in zip(none, none[1:], strict=False))
+    with pytest.raises(InvalidInput, match="overlap"):
+        check_chunking(20, 11)
+    with pytest.raises(InvalidInput, match="chunk_tokens"):
+        check_chunking(4, 0)
+
+
+def test_a_sentence_longer_than_a_chunk_is_cut_between_words() -> None:
+    from embedops.usecases.rag import chunk_spans
+
+    text = "Short one. " + " ".join(f"w{n}" for n in range(50)) + ". Last one!"
+    spans = chunk_spans(text, _words, chunk_tokens=12, overlap=0)
+    assert all(n <= 12 for _, _, n in spans)
+    assert all(text[a] != " " and text[b - 1] != " " for a, b, _ in spans)
+    assert " ".join(text[a:b] for a, b, _ in spans).split() == text.split()
