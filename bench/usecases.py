@@ -11,17 +11,29 @@
   out), against TF-IDF cosine, both over the same 5,000-doc subset of supersense-docs holding
   150 seeded queries' relevant docs plus distractors.
 
+- query expansion: revdict dev recall@10 of lexical and hybrid search with and without
+  ``usecases.expand`` (nearest words of a word2vec model trained here on the first
+  ``--corpus-mb`` MB of the 13M corpus), over the docs relevant to ``--queries`` dev queries
+  plus seeded distractors from all docs (``--docs`` in all); the collection's own model is that
+  static model, so hybrid here is BM25 + static vectors (no MiniLM cache needed).
+- autocomplete: microseconds per answer in process, uncached (first time a partial query is
+  asked) and cached, over the same collection with the dev queries recorded as past queries.
+
     .venv/bin/python bench/_usecases_cache.py    # once (minutes to hours, cached)
     .venv/bin/python bench/usecases.py [--data ../shared/data] [--c 10]
+    .venv/bin/python bench/usecases.py --sections expand,autocomplete --queries 200 \
+        --docs 5000 --corpus-mb 5                 # a small run (minutes)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,23 +122,122 @@ def more_like_this(out: Path) -> dict[str, dict[str, float]]:
     return results
 
 
+def expansion_workspace(args: argparse.Namespace, out: Path) -> tuple[Any, list[str], list]:
+    """(engine, dev queries, their relevant ids): a workspace with a word2vec model trained on
+    the corpus slice and collection ``revdict`` of the relevant docs plus distractors."""
+    from search_quality import read_docs, read_queries
+
+    from embedops.engine import Embedops
+    from embedops.train.word2vec import TrainConfig
+
+    queries, qrels = read_queries(DATA / "revdict" / "queries-dev.jsonl", args.queries)
+    ids, texts = read_docs(DATA / "revdict" / "docs.jsonl.xz")
+    wanted = {r for rel in qrels for r in rel}
+    keep = [n for n, i in enumerate(ids) if i in wanted]
+    rest = [n for n in np.random.default_rng(0).permutation(len(ids)) if ids[n] not in wanted]
+    keep = sorted(keep + rest[:max(0, args.docs - len(keep))])
+    home = out / f"ws-expand-{args.corpus_mb}mb-{args.docs}"
+    eo = Embedops(home=home)
+    if "w2v" not in eo.models.names():
+        corpus = out / f"corpus-{args.corpus_mb}mb.txt"
+        with lzma.open(DATA / "corpus-en-13m.txt.xz", "rt", encoding="utf-8") as src, \
+                corpus.open("w", encoding="utf-8") as dst:
+            dst.write(src.read(args.corpus_mb * 1_000_000))
+        eo.models.train(corpus, "w2v", TrainConfig(dim=100, workers=2))
+    if "revdict" not in [c.name for c in eo.collections.list()]:
+        eo.collections.create("revdict", model="w2v")
+        eo.upsert_items("revdict", [{"id": ids[n], "text": texts[n]} for n in keep])
+        eo.build_index("revdict", kind="flat", quiet=True)
+    return eo, queries, qrels
+
+
+def expansion(eo: Any, queries: list[str], qrels: list) -> dict[str, object]:
+    """recall@10 / MRR@10 of lexical and hybrid, plain and expanded, and the terms added."""
+    from embedops.evaluate.retrieval import evaluate_run
+    from embedops.usecases import expand
+
+    rows: dict[str, object] = {}
+    opts = expand.ExpandOptions()
+    added = []
+    for mode in ("lexical", "hybrid"):
+        plain = [[h.id for h in eo.search("revdict", q, 10, mode).hits] for q in queries]
+        runs = []
+        for q in queries:
+            found = expand.search(eo, "revdict", q, 10, mode, expand_options=opts)
+            runs.append([h.id for h in found.response.hits])
+            added.append(len(found.expansion.terms))
+        for name, got in ((mode, plain), (f"{mode} + expansion", runs)):
+            res = evaluate_run(got, qrels, ks=(10,))
+            rows[name] = {"recall@10": round(res["recall@10"], 4),
+                          "mrr@10": round(res["mrr@10"], 4)}
+    rows["terms added per query (mean)"] = round(float(np.mean(added)), 2)
+    rows["options"] = {"per_term": opts.per_term, "max_terms": opts.max_terms,
+                       "min_similarity": opts.min_similarity, "weight": opts.weight}
+    return rows
+
+
+def autocomplete_speed(eo: Any, queries: list[str]) -> dict[str, object]:
+    """Microseconds per answer: uncached and cached, through ``Completer.complete`` and
+    through ``usecases.autocomplete.complete`` (which also checks the collection)."""
+    from embedops.usecases import autocomplete
+
+    autocomplete.record(eo, "revdict", queries)
+    comp = autocomplete.completer(eo, "revdict")
+    partials = list(dict.fromkeys(q[:n] for q in queries for n in (2, 4, 7) if len(q) > n))
+    t0 = time.perf_counter()
+    for p in partials:
+        comp.complete(p, 5)
+    cold = (time.perf_counter() - t0) / len(partials)
+    rounds = 5
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        for p in partials:
+            comp.complete(p, 5)
+    warm = (time.perf_counter() - t0) / (rounds * len(partials))
+    t0 = time.perf_counter()
+    for p in partials:
+        autocomplete.complete(eo, "revdict", p, 5)
+    facade = (time.perf_counter() - t0) / len(partials)
+    return {"partials": len(partials), "vocabulary": comp.vocabulary_size,
+            "uncached us/answer": round(cold * 1e6, 1),
+            "cached us/answer (Completer.complete)": round(warm * 1e6, 2),
+            "cached us/answer (autocomplete.complete)": round(facade * 1e6, 2)}
+
+
 def main() -> None:
     global DATA
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--c", type=float, default=10.0)
+    ap.add_argument("--sections", default="classify,mlt,expand,autocomplete",
+                    help="comma-separated: classify, mlt, expand, autocomplete")
+    ap.add_argument("--queries", type=int, default=1000, help="revdict dev queries")
+    ap.add_argument("--docs", type=int, default=20_000, help="revdict docs in the collection")
+    ap.add_argument("--corpus-mb", type=int, default=40, help="word2vec corpus slice, MB")
     args = ap.parse_args()
     DATA = args.data
+    sections = set(args.sections.split(","))
     out = HERE / "out" / "usecases"
-    train, dev = read(DATA, "supersense-train"), read(DATA, "supersense-dev")
+    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, object] = {"sizes": SIZES, "c": args.c}
-    report["classify"] = {
-        "embedops head on MiniLM (subset)": embedops_classify(out, args.c),
-        "TF-IDF + LogReg anchor (same subset)": anchor_classify(
-            subset(train, SIZES["train"]), subset(dev, SIZES["dev"])),
-        "TF-IDF + LogReg anchor (full splits)": anchor_classify(train, dev),
-    }
-    report["more_like_this (5,000-doc subset, 150 queries)"] = more_like_this(out)
+    if "classify" in sections:
+        train, dev = read(DATA, "supersense-train"), read(DATA, "supersense-dev")
+        report["classify"] = {
+            "embedops head on MiniLM (subset)": embedops_classify(out, args.c),
+            "TF-IDF + LogReg anchor (same subset)": anchor_classify(
+                subset(train, SIZES["train"]), subset(dev, SIZES["dev"])),
+            "TF-IDF + LogReg anchor (full splits)": anchor_classify(train, dev),
+        }
+    if "mlt" in sections:
+        report["more_like_this (5,000-doc subset, 150 queries)"] = more_like_this(out)
+    if sections & {"expand", "autocomplete"}:
+        eo, queries, qrels = expansion_workspace(args, out)
+        size = f"{len(queries)} queries, {eo.count('revdict')} docs, {args.corpus_mb} MB corpus"
+        if "expand" in sections:
+            report[f"query expansion ({size})"] = expansion(eo, queries, qrels)
+        if "autocomplete" in sections:
+            report[f"autocomplete ({size})"] = autocomplete_speed(eo, queries)
+        eo.close()
     print(json.dumps(report, indent=2))
 
 
