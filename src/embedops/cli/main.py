@@ -19,7 +19,7 @@ from embedops.logs import LEVELS, quiet_libraries
 from embedops.logs import configure as configure_logging
 from embedops.progress import is_quiet, set_quiet
 
-app = typer.Typer(
+_cli = typer.Typer(
     name="embedops",
     help="Word and text embeddings in production: train, store, index, serve, evaluate, roll out.",
     no_args_is_help=True,
@@ -34,7 +34,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_cli.callback()
 def _global(
     home: Path | None = typer.Option(
         None, "--home", help=f"Workspace folder (default ${HOME_ENV} or ./embedops-data)."
@@ -60,51 +60,55 @@ def _global(
     configure_logging(verbose, log_level)
 
 
-def _register_all() -> None:
-    from embedops.cli import (
-        distill_cmd,
-        encode_cmd,
-        index_cmd,
-        loop_cmd,
-        models_cmd,
-        monitor_cmd,
-        privacy_cmd,
-        quickstart,
-        rollout_cmd,
-        serve_cmd,
-        store_cmd,
-        train_cmd,
-        usecases_cmd,
-        vectors_cmd,
-    )
-
-    for module in (
-        quickstart,
-        train_cmd,
-        vectors_cmd,
-        models_cmd,
-        encode_cmd,
-        distill_cmd,
-        store_cmd,
-        index_cmd,
-        serve_cmd,
-        monitor_cmd,
-        rollout_cmd,
-        loop_cmd,
-        usecases_cmd,
-        privacy_cmd,
-    ):
-        module.register(app)
+# The command modules, in the order their commands are listed in ``--help``.
+_MODULES = ("quickstart", "train_cmd", "vectors_cmd", "models_cmd", "encode_cmd", "distill_cmd",
+            "store_cmd", "index_cmd", "serve_cmd", "monitor_cmd", "rollout_cmd", "loop_cmd",
+            "usecases_cmd", "privacy_cmd")
+# Commands whose module alone is imported when one is named: ``embedops serve`` starts without
+# importing the other commands' modules (cold start). Every other call registers them all.
+_ALONE = {"serve": "serve_cmd"}
+# Global options that take a value (the token after them is not the command).
+_VALUED = ("--home", "--log-level")
+_registered: list[str] = []
 
 
-_register_all()
+def _register(modules: tuple[str, ...] = _MODULES) -> None:
+    import importlib
+
+    for name in modules:
+        if name not in _registered:
+            importlib.import_module(f"embedops.cli.{name}").register(_cli)
+            _registered.append(name)
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` names (the first token that is neither a global option nor the
+    value of one), or None."""
+    args = iter(argv)
+    for token in args:
+        if token in _VALUED:
+            next(args, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app`` with every command registered (for whatever walks the CLI, e.g. its tests)."""
+    if name == "app":
+        _register()
+        return _cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; EmbedopsError becomes ``error: …`` on stderr and exit code 1."""
     quiet_libraries()
+    args = sys.argv[1:] if argv is None else argv
+    command = _command_of(args)
+    _register((_ALONE[command],) if command in _ALONE else _MODULES)
     try:
-        app(args=argv, standalone_mode=False)
+        _cli(args=argv, standalone_mode=False)
     except EmbedopsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

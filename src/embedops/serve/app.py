@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from embedops import __version__
 from embedops.serve import errors
@@ -121,7 +123,25 @@ def _include_routes(app: FastAPI) -> None:
         routes_usecases,
     ):
         app.include_router(module.router)
-    # The web console at /ui (serve/console): HTML pages over the same engine, keys and roles.
-    from embedops.serve.console import router as console
+    # The web console at /ui (serve/console): HTML pages over the same engine, keys and roles,
+    # added on its first request (its templates and 20 routes are a sixth of the start-up).
+    app.router.routes.append(_LazyConsole(app).route)
 
-    app.include_router(console)
+
+class _LazyConsole:
+    """A stand-in route for every ``/ui`` path: the first request it matches replaces it with
+    the console's routes (at the same place: last) and is dispatched again to them, so every
+    request is answered exactly as if they had been there from the start."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.route = Route("/ui{rest:path}", self, include_in_schema=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        routes = self.app.router.routes
+        if self.route in routes:  # no await before the swap: one request makes it
+            from embedops.serve.console import router as console
+
+            routes.remove(self.route)
+            self.app.include_router(console)
+        await self.app.router(scope, receive, send)
