@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 ALL = "all"
 POLICY = "policy"
-# compressed backends need many points to train their codes: a smaller segment is built exact
-_EXACT_BELOW = {"ivfpq": 4096, "rabitq": 4096}
+# a small segment is built exact (flat): searching a few thousand vectors exhaustively costs
+# less than a graph or cell search, and compressed backends need many points to train on
+_EXACT_BELOW = 2048
+_EXACT_BELOW_COMPRESSED = {"ivfpq": 4096, "rabitq": 4096}
 _BUILD_META = ("dim", "metric", "tokenizer_fingerprint", "kind", "params")
 
 
@@ -153,13 +155,13 @@ def _live_keys(keys: list[str], seg: Segment) -> list[str]:
 
 
 def _build(base: SegmentedIndex, vectors: np.ndarray) -> Index:
-    """A new segment of the index's backend over ``vectors`` (ids ``0..n-1``); a segment too
-    small for a compressed backend to train on is built exact (flat)."""
+    """A new segment of the index's backend over ``vectors`` (ids ``0..n-1``); a small one is
+    built exact (flat)."""
     from dataclasses import asdict
 
     kind = base.kind
     params: dict[str, Any] | None = asdict(base.params)
-    if len(vectors) < _EXACT_BELOW.get(kind, 0):
+    if len(vectors) < _EXACT_BELOW_COMPRESSED.get(kind, _EXACT_BELOW):
         kind, params = "flat", None
     index = make_index(kind, base.dim, base.metric, params)
     index.build(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors), dtype=np.int64))

@@ -219,7 +219,8 @@ def _search_live(seg: Segment, dead: np.ndarray | None, queries: np.ndarray, k: 
     """(ids, scores, masked) of one segment, fetched until every row holds ``k`` live
     results (or all the segment has): an exact segment gives its exact top ``k`` live."""
     count = int(seg.index.count)
-    fetch = min(count, k + min(len(seg.dead), k + 16))
+    # about twice the tombstones expected among k results; more below when they were not enough
+    fetch = min(count, k + -(-2 * k * len(seg.dead) // max(count, 1)) + 4 if len(seg.dead) else k)
     while True:
         ids, scores = seg.index.search(queries, fetch, knobs)
         bad = ids < 0
