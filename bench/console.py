@@ -6,7 +6,10 @@ word count), a static word2vec model trained by ``Embedops.models.train`` on tho
 seeds, lee-style @1 and @2: MiniLM would need ~10 min of encoding on a loaded 2-core machine,
 and the console's cost is its own, not the encoder's), an HNSW index, a canary rollout of @2,
 a golden set of 100 dev queries run 5 times, and 3 drift reports. It is built once under
-``bench/out/console-ws``.
+``bench/out/console-ws``. Beside it, a synthetic collection ``synth`` of
+``--projection-items`` items (default 100,000: texts of 6-12 words drawn from the docs'
+vocabulary, embedded by the static revdict@1 model, a ``group`` field of 10 values) times the
+projection page where only a sample of a large collection can be drawn (target: < 5 MB).
 
 Server time is measured by an ASGI wrapper around the app (first byte in to last byte out),
 so the HTTP client's own time is not counted; each page is requested ``--runs`` times after 2
@@ -14,6 +17,10 @@ warm-up requests, signed in with a read key. The anchor is the JSON API: the sea
 4 modes plus the hybrid explanation, so it is shown next to 4 ``/v1/.../search`` calls.
 
     .venv/bin/python bench/console.py [--data ../shared/data] [--runs 20]
+        [--docs 20000] [--projection-items 100000]
+
+``--docs`` and ``--projection-items`` make a small run (a smoke test of the script: its
+figures are not the targets' figures).
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 
 COLLECTION = "docs"
+SYNTH = "synth"
 TARGET_MS = 300.0
+TARGET_BYTES = 5 * 1024 * 1024
 PAGES = {
     "overview": "/ui/overview",
     "search (4 modes + explain)": "/ui/search?collection=docs&q={q}&k=10",
@@ -48,6 +57,8 @@ PAGES = {
     "models": "/ui/models?show=revdict%402",
     "models: compare (300 texts)": "/ui/models/compare?a=revdict%401&b=revdict%402"
                                    "&collection=docs&n=300",
+    "projection synth (2,000 points)": f"/ui/projection?collection={SYNTH}&color=group",
+    "projection synth (5,000 points)": f"/ui/projection?collection={SYNTH}&n=5000&color=group",
 }
 
 
@@ -74,7 +85,7 @@ def build(home: Path, items: list[dict[str, Any]], queries: list[dict[str, Any]]
     from embedops.monitor.golden import make_query, run_golden
 
     marker = home / "console-bench.json"
-    if marker.exists():
+    if marker.exists() and json.loads(marker.read_text()).get("items") == len(items):
         return
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -100,6 +111,33 @@ def build(home: Path, items: list[dict[str, Any]], queries: list[dict[str, Any]]
         for cut in (500, 1000, 1500):
             collection_drift(api, COLLECTION, texts[:cut], texts[-cut:], db=db)
     marker.write_text(json.dumps({"items": len(items)}))
+
+
+def build_synthetic(home: Path, items: list[dict[str, Any]], n: int, seed: int = 0) -> None:
+    """Collection ``synth``: ``n`` texts of 6-12 words drawn from the docs' vocabulary,
+    embedded by revdict@1 (rebuilt when its marker names another size)."""
+    import numpy as np
+
+    from embedops.engine import Embedops
+
+    marker = home / "console-synth.json"
+    if marker.exists() and json.loads(marker.read_text()).get("items") == n:
+        return
+    vocab = np.asarray(sorted({w for i in items for w in i["text"].lower().split()}))
+    rng = np.random.default_rng(seed)
+    with Embedops(home=home / "ws") as api:
+        if SYNTH in {c.name for c in api.collections.list()}:
+            api.collections.delete(SYNTH)
+        api.collections.create(SYNTH, model="revdict@1")
+        for start in range(0, n, 5000):
+            batch = []
+            for i in range(start, min(n, start + 5000)):
+                words = rng.choice(vocab, int(rng.integers(6, 13)))
+                batch.append({"id": f"s{i}", "text": " ".join(words),
+                              "metadata": {"group": f"g{i % 10}", "words": len(words)}})
+            api.upsert_items(SYNTH, batch)
+        api.build_index(SYNTH, "flat", quiet=True)  # served at start, not rebuilt there
+    marker.write_text(json.dumps({"items": n}))
 
 
 class Timed:
@@ -163,11 +201,22 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "console-ws")
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--docs", type=int, default=None,
+                        help="Use the first N docs only (a small run; default all 20k).")
+    parser.add_argument("--projection-items", type=int, default=100_000,
+                        help="Items of the synthetic collection the projection is timed on.")
     args = parser.parse_args()
     started = time.perf_counter()
     items, queries = read_data(args.data)
+    if args.docs:
+        items = items[:args.docs]
+        kept = {i["id"] for i in items}
+        queries = [q for q in queries if set(q["relevant"]) & kept] or [
+            {"query": " ".join(i["text"].split()[:8]), "relevant": [i["id"]]} for i in items]
     build(args.out, items, queries)
-    print(f"workspace ready in {time.perf_counter() - started:.1f} s ({len(items)} items)")
+    build_synthetic(args.out, items, args.projection_items)
+    print(f"workspace ready in {time.perf_counter() - started:.1f} s ({len(items)} items, "
+          f"{args.projection_items} synthetic)")
 
     from serve_helpers import running_server
 
@@ -185,6 +234,8 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<30} {r['median_ms']:>10.1f} {r['p95_ms']:>8.1f} {r['max_ms']:>8.1f} "
               f"{r['bytes'] / 1024:>8.0f} {r['median_ms'] / TARGET_MS:>13.2f}x")
+    heavy = [name for name, r in results.items() if r["bytes"] > TARGET_BYTES]
+    print(f"\npages over {TARGET_BYTES // 2**20} MB: {', '.join(heavy) or 'none'}")
     search = results["search (4 modes + explain)"]["median_ms"]
     anchor = results["anchor: 4 API searches"]["median_ms"]
     print(f"\nsearch page / 4 API searches: {search / anchor:.2f}x")
