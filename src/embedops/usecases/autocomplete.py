@@ -12,7 +12,8 @@ kind are scored ``(1 - similarity_weight) * log1p(count) / log1p(most frequent c
 + similarity_weight * cosine``, where the cosine is between the candidate and the context
 (vocabulary words) or the partial query (past queries) under the collection's model; a word
 typed with no context is ranked by frequency alone. Answers are cached (LRU) until the next
-``record``; word vectors are cached as they are first needed.
+``record``; word vectors are cached as they are first needed. The vocabulary is rebuilt when the
+collection's item count has changed, at most once a minute (``REBUILD_AFTER_S``).
 
 Past queries are kept under ``usecases/autocomplete/<collection>.json`` (encrypted with the
 collection's key when it is encrypted, PII redacted when the collection redacts).
@@ -25,6 +26,7 @@ import json
 import math
 import re
 import threading
+import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -218,25 +220,28 @@ def vocabulary(texts: Iterable[str], min_count: int = 1) -> Counter[str]:
     return Counter({w: n for w, n in counts.items() if n >= min_count})
 
 
-# (engine id, workspace, collection, model) -> (engine, item count, completer); the engine is
-# held weakly (an id may be reused by a later engine: the weak reference tells them apart).
-_COMPLETERS: dict[tuple[int, str, str, str], tuple[Any, int, Completer]] = {}
+# (engine id, workspace, collection, model) -> (engine, item count, built at, completer); the
+# engine is held weakly (an id may be reused by a later engine: the weak reference tells them
+# apart).
+_COMPLETERS: dict[tuple[int, str, str, str], tuple[Any, int, float, Completer]] = {}
+#: A changed item count rebuilds the vocabulary (a pass over every item) at most this often.
+REBUILD_AFTER_S = 60.0
 _REGISTRY_LOCK = threading.Lock()
 
 
 def completer(eo: Embedops, collection: str, model: str | None = None, refresh: bool = False,
               similarity_weight: float = 0.3) -> Completer:
     """The Completer of ``collection`` in this process (built on first use, and again when the
-    collection's item count changed or ``refresh``); cosines under ``model`` (default the
-    collection's active version)."""
+    collection's item count changed, at most every ``REBUILD_AFTER_S`` seconds, or on
+    ``refresh``); cosines under ``model`` (default the collection's active version)."""
     info = eo.collection_info(collection)
     ref = eo.models.resolve(model).ref if model else info.model_version
     key = (id(eo), str(eo.workspace.home), collection, ref)
     with _REGISTRY_LOCK:
         known = _COMPLETERS.get(key)
-    if (known is not None and known[0]() is eo and known[1] == info.item_count
-            and not refresh):
-        return known[2]
+    if known is not None and known[0]() is eo and not refresh and (
+            known[1] == info.item_count or time.monotonic() - known[2] < REBUILD_AFTER_S):
+        return known[3]
     engine = weakref.ref(eo)
 
     def embed(texts: list[str]) -> np.ndarray:
@@ -248,7 +253,7 @@ def completer(eo: Embedops, collection: str, model: str | None = None, refresh: 
     terms = vocabulary(it.text for it in eo.iter_items(collection))
     built = Completer(terms, _load_queries(eo, collection), embed, save, similarity_weight)
     with _REGISTRY_LOCK:
-        _COMPLETERS[key] = (engine, info.item_count, built)
+        _COMPLETERS[key] = (engine, info.item_count, time.monotonic(), built)
     return built
 
 
