@@ -16,6 +16,11 @@
   ``--corpus-mb`` MB of the 13M corpus), over the docs relevant to ``--queries`` dev queries
   plus seeded distractors from all docs (``--docs`` in all); the collection's own model is that
   static model, so hybrid here is BM25 + static vectors (no MiniLM cache needed).
+- RAG context: a golden set built from the corpus' Linux kernel documentation (the first
+  ``--rag-lines`` lines from its first title): each section heading is a question, its section
+  the answer; headings are left out of the indexed text. Reported: precision@1/@3 of the packed
+  passages (a passage counts when it overlaps the heading's section), hit@3, tokens used per
+  answer, for hybrid with and without MMR diversity and for lexical.
 - autocomplete: microseconds per answer in process, uncached (first time a partial query is
   asked) and cached, over the same collection with the dev queries recorded as past queries.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
+import re
 import sys
 import time
 from pathlib import Path
@@ -176,6 +182,79 @@ def expansion(eo: Any, queries: list[str], qrels: list) -> dict[str, object]:
     return rows
 
 
+_HEADING = re.compile(r"^(.{3,80}?) (?:={4,}|-{4,}|~{4,}|\^{4,}|\*{4,})(?: (.*))?$")
+_TITLE = re.compile(r"^={4,} (.{3,80}?) ={4,}$")
+
+
+def linux_doc_golden(lines: list[str]
+                     ) -> tuple[list[dict[str, str]], list[tuple[str, str, int, int]]]:
+    """(documents, questions): one document per titled file (its section bodies, headings left
+    out), and ``(heading, document id, start, end)`` of every section with 200+ characters."""
+    docs: list[dict[str, str]] = []
+    questions: list[tuple[str, str, int, int]] = []
+    heading: str | None = None
+    start = 0
+
+    def close() -> None:
+        if heading is not None and docs and len(docs[-1]["text"]) - start >= 200:
+            questions.append((heading, docs[-1]["id"], start, len(docs[-1]["text"])))
+
+    for line in lines:
+        title = _TITLE.match(line)
+        head = None if title else _HEADING.match(line)
+        if head and not re.search(r"[A-Za-z]{3}", head.group(1)):
+            head = None  # a table rule (====== ====), not a heading
+        if title or head:
+            close()
+            if title:
+                docs.append({"id": f"doc{len(docs)}", "text": ""})
+            heading = head.group(1).strip() if head else None
+            start = len(docs[-1]["text"]) if docs else 0
+            line = (head.group(2) or "") if head else ""
+            if not line:
+                continue
+        if docs:
+            docs[-1]["text"] += line + "\n\n"
+    close()
+    return [d for d in docs if d["text"].strip()], questions
+
+
+def rag_golden(eo: Any, args: argparse.Namespace) -> dict[str, object]:
+    """precision@1/@3, hit@3 and tokens per answer of ``rag.context`` on the Linux-doc set."""
+    from embedops.usecases import rag
+
+    with lzma.open(DATA / "corpus-en-13m.txt.xz", "rt", encoding="utf-8") as fh:
+        lines = [x.rstrip("\n") for x in fh]
+    first = next(n for n, x in enumerate(lines) if _TITLE.match(x))
+    docs, questions = linux_doc_golden(lines[first:first + args.rag_lines])
+    if "linuxdoc" not in [c.name for c in eo.collections.list()]:
+        eo.collections.create("linuxdoc", model="w2v")
+        rag.add_documents(eo, "linuxdoc", docs, chunk_tokens=200)
+        eo.build_index("linuxdoc", kind="flat", quiet=True)
+    rng = np.random.default_rng(0)
+    picked = [questions[i] for i in sorted(rng.permutation(len(questions))[:args.rag_queries])]
+    rows: dict[str, object] = {"documents": len(docs), "questions": len(picked),
+                               "chunks": eo.count("linuxdoc"), "budget": args.rag_budget}
+    for name, mode, diversity in (("hybrid, MMR 0.3", "hybrid", 0.3),
+                                  ("hybrid, no MMR", "hybrid", 0.0),
+                                  ("lexical, no MMR", "lexical", 0.0)):
+        p1, p3, hit, used = [], [], [], []
+        for heading, doc, start, end in picked:
+            ctx = rag.context(eo, "linuxdoc", heading, args.rag_budget, diversity=diversity,
+                              mode=mode)
+            good = [p.parent_id == doc and p.start < end and p.end > start
+                    for p in ctx.passages]
+            p1.append(float(good[0]) if good else 0.0)
+            p3.append(float(np.mean(good[:3])) if good else 0.0)
+            hit.append(float(any(good[:3])))
+            used.append(ctx.tokens_used)
+        rows[name] = {"precision@1": round(float(np.mean(p1)), 4),
+                      "precision@3": round(float(np.mean(p3)), 4),
+                      "hit@3": round(float(np.mean(hit)), 4),
+                      "tokens per answer": round(float(np.mean(used)), 1)}
+    return rows
+
+
 def autocomplete_speed(eo: Any, queries: list[str]) -> dict[str, object]:
     """Microseconds per answer: uncached and cached, through ``Completer.complete`` and
     through ``usecases.autocomplete.complete`` (which also checks the collection)."""
@@ -209,11 +288,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--c", type=float, default=10.0)
-    ap.add_argument("--sections", default="classify,mlt,expand,autocomplete",
-                    help="comma-separated: classify, mlt, expand, autocomplete")
+    ap.add_argument("--sections", default="classify,mlt,expand,autocomplete,rag",
+                    help="comma-separated: classify, mlt, expand, autocomplete, rag")
     ap.add_argument("--queries", type=int, default=1000, help="revdict dev queries")
     ap.add_argument("--docs", type=int, default=20_000, help="revdict docs in the collection")
     ap.add_argument("--corpus-mb", type=int, default=40, help="word2vec corpus slice, MB")
+    ap.add_argument("--rag-lines", type=int, default=20_000, help="Linux-doc lines (RAG)")
+    ap.add_argument("--rag-queries", type=int, default=300, help="RAG golden questions")
+    ap.add_argument("--rag-budget", type=int, default=600, help="RAG token budget")
     args = ap.parse_args()
     DATA = args.data
     sections = set(args.sections.split(","))
@@ -230,13 +312,15 @@ def main() -> None:
         }
     if "mlt" in sections:
         report["more_like_this (5,000-doc subset, 150 queries)"] = more_like_this(out)
-    if sections & {"expand", "autocomplete"}:
+    if sections & {"expand", "autocomplete", "rag"}:
         eo, queries, qrels = expansion_workspace(args, out)
         size = f"{len(queries)} queries, {eo.count('revdict')} docs, {args.corpus_mb} MB corpus"
         if "expand" in sections:
             report[f"query expansion ({size})"] = expansion(eo, queries, qrels)
         if "autocomplete" in sections:
             report[f"autocomplete ({size})"] = autocomplete_speed(eo, queries)
+        if "rag" in sections:
+            report[f"RAG context (Linux docs, {args.rag_lines} lines)"] = rag_golden(eo, args)
         eo.close()
     print(json.dumps(report, indent=2))
 
