@@ -35,7 +35,9 @@ def test_config_round_trips() -> None:
     from dataclasses import asdict
 
     config = SGNSConfig(sg=False, batch_size=1024, lr=0.1)
-    assert SGNSConfig(**asdict(config)) == config
+    assert SGNSConfig(**asdict(config)) == config and not config.dp
+    private = SGNSConfig(dp_epsilon=4.0, dp_clip=0.5, dp_delta=1e-6, dp_batch_sentences=64)
+    assert SGNSConfig(**asdict(private)) == private and private.dp
 
 
 def test_cuda_without_gpu_is_a_clear_error() -> None:

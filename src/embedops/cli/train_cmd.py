@@ -54,6 +54,21 @@ def train(
     update: Annotated[
         str, typer.Option("--update", help="Torch trainer: adagrad (large-batch stable) or sgd.")
     ] = _D.update,
+    dp_epsilon: Annotated[
+        float | None,
+        typer.Option("--dp-epsilon", help="Differentially private word2vec (torch trainer, one "
+                     "sentence a privacy unit): the epsilon to spend; needs embedops[privacy]."),
+    ] = None,
+    dp_noise: Annotated[
+        float | None, typer.Option("--dp-noise", help="DP: the noise multiplier instead of an "
+                                   "epsilon (the epsilon spent is reported).")
+    ] = None,
+    dp_clip: Annotated[
+        float, typer.Option("--dp-clip", help="DP: bound of each sentence's gradient (L2).")
+    ] = _D.dp_clip,
+    dp_delta: Annotated[
+        float | None, typer.Option("--dp-delta", help="DP: delta (default 1/N sentences).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Train static word vectors on CORPUS and publish them as a new version of NAME."""
@@ -62,6 +77,7 @@ def train(
         negative=negative, sample=sample, workers=workers, seed=seed,
         redact=() if no_redact else _D.redact, phrases=phrases, text_field=text_field,
         replace_bad_bytes=replace_bad_bytes, device=device, batch_size=batch_size, update=update,
+        dp_epsilon=dp_epsilon, dp_noise=dp_noise, dp_clip=dp_clip, dp_delta=dp_delta,
     )
     with engine() as eo:
         result = eo.models.train(corpus, name, config)
@@ -84,3 +100,8 @@ def _print_summary(result: TrainResult) -> None:
         f"  vocabulary {mv.manifest.get('vocab_size', 0):,} words, dim {mv.dim}, "
         f"{result.train_seconds:.1f} s training at {result.words_per_second:,.0f} words/s"
     )
+    dp = result.summary.get("privacy")
+    if dp:
+        typer.echo(f"  differentially private: epsilon {dp['epsilon']:.2f} at delta "
+                   f"{dp['delta']:.2g} per sentence (noise {dp['noise_multiplier']:.2f}, clip "
+                   f"{dp['clip']:g}, {dp['steps']} steps)")

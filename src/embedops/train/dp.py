@@ -83,18 +83,24 @@ def epsilon_spent(noise_multiplier: float, sample_rate: float, steps: int, delta
     """Epsilon at ``delta`` after ``steps`` Poisson-sampled Gaussian steps (opacus RDP)."""
     accountant = _rdp_accountant()
     accountant.history = [(noise_multiplier, sample_rate, steps)]
-    return float(accountant.get_epsilon(delta=delta))
+    return float(accountant.get_epsilon(delta=delta, alphas=_alphas(accountant)))
+
+
+def _alphas(accountant: Any) -> list[float]:
+    """opacus' RDP orders and a few larger ones (strong noise has its optimum beyond 63)."""
+    return [*accountant.DEFAULT_ALPHAS, 80, 128, 256, 512]
 
 
 def noise_for_epsilon(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     """The noise multiplier whose ``steps`` steps at ``sample_rate`` spend ``epsilon`` at
     ``delta`` (opacus' solver over its RDP accountant)."""
-    _rdp_accountant()  # a clear error when opacus is missing
+    alphas = _alphas(_rdp_accountant())  # a clear error when opacus is missing
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
         sigma = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
-                                     sample_rate=sample_rate, steps=steps, accountant="rdp")
+                                     sample_rate=sample_rate, steps=steps, accountant="rdp",
+                                     alphas=alphas)
     except ValueError as exc:
         raise InvalidInput(
             f"no noise level reaches epsilon {epsilon} at delta {delta:.3g} in {steps} steps",
