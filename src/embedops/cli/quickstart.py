@@ -75,7 +75,7 @@ def step_distill(qs: Quickstart) -> None:
     """Distill MiniLM into a static model over the shipped glosses and publish it."""
     import time
 
-    from embedops.train.distill import DistillConfig
+    from embedops.engine.options import DistillConfig
 
     assert qs.teacher_ref is not None
     qs.say(f"2. distill it into a static model over the WordNet glosses ('{qs.name}')")
