@@ -58,3 +58,14 @@ def test_flat_and_sq8_layers(api) -> None:
     db.create_set("empty")
     with pytest.raises(Unavailable, match="no queries"):
         recall_by_layer(facade, db, "c", "empty")
+
+
+def test_a_segmented_snapshot_is_a_layer_too(api) -> None:
+    facade, db = api
+    facade.build_index("c", "flat", quiet=True)
+    facade.upsert_items("c", [{"id": "extra", "text": "a bushfire near the coast"}])
+    refreshed = facade.refresh_index("c")
+    assert refreshed["changed"]
+    name = facade.index_status("c")["snapshot"]["name"]
+    report = recall_by_layer(facade, db, "c", "g", k=5, snapshot=name)
+    assert report.stages[f"snapshot {name}"] == report.stages["exact"]  # flat segments: exact

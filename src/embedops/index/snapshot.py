@@ -375,19 +375,38 @@ class SnapshotStore:
         ]
         return problems
 
+    def load(self, name: str) -> LoadedSnapshot:
+        """Load the published snapshot ``name`` (segmented or not) after verifying it, without
+        serving it; ``NotFound`` when there is none, ``IntegrityError`` when it fails."""
+        if not SNAPSHOT_NAME.match(name) or not (self.root / name).is_dir():
+            raise NotFound(f"no snapshot '{name}' in {self.root}",
+                           "see 'embedops index status' for the published ones")
+        problems = self._check(name)
+        if problems:
+            raise IntegrityError(f"snapshot '{name}' fails verification: {problems[0]}",
+                                 "serve or rebuild another snapshot")
+        try:
+            return self._load(name)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"snapshot '{name}' cannot be loaded: {type(exc).__name__}",
+                                 "serve or rebuild another snapshot") from exc
+
+    def _load(self, name: str) -> LoadedSnapshot:
+        folder = self.root / name
+        manifest = self._read_manifest(name)
+        if SEGMENTS_DIR in manifest:
+            index, keys = segments.load_segments(folder, manifest)
+            return LoadedSnapshot(index, keys, self._info(name))
+        keys = json.loads((folder / KEYS).read_text())
+        if not isinstance(keys, builtins.list):
+            raise IntegrityError(f"{KEYS} of {name} is not a list")
+        return LoadedSnapshot(load_index(folder / INDEX_DIR), keys, self._info(name))
+
     def _try_load(self, name: str) -> LoadedSnapshot | None:
         problems = self._check(name)
         if not problems:
             try:
-                folder = self.root / name
-                manifest = self._read_manifest(name)
-                if SEGMENTS_DIR in manifest:
-                    index, keys = segments.load_segments(folder, manifest)
-                    return LoadedSnapshot(index, keys, self._info(name))
-                keys = json.loads((folder / KEYS).read_text())
-                if not isinstance(keys, builtins.list):
-                    raise IntegrityError(f"{KEYS} of {name} is not a list")
-                return LoadedSnapshot(load_index(folder / INDEX_DIR), keys, self._info(name))
+                return self._load(name)
             except (IntegrityError, OSError, ValueError, RuntimeError, KeyError,
                     TypeError) as exc:
                 problems = [f"cannot load: {type(exc).__name__}: {exc}"]

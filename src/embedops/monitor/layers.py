@@ -17,7 +17,6 @@ older published snapshot of the same index answers too (stage ``snapshot NAME``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -100,21 +99,15 @@ def _quantized_ranker(api: Embedops, collection: str, version: str,
 
 def _snapshot_ranker(api: Embedops, collection: str, version: str, name: str) -> Ranker:
     """A ranker over a published snapshot of the index, verified before it is loaded."""
-    from embedops.errors import IntegrityError, NotFound
-    from embedops.index import load_index
-    from embedops.index.snapshot import INDEX_DIR, KEYS
+    from embedops.errors import NotFound
 
     store = api.snapshots(collection, version)
     infos = {info.name: info for info in store.list()}
     if name not in infos:
         raise NotFound(f"no snapshot '{name}' of {collection}/{version}",
                        f"choose one of {', '.join(infos) or 'none'} (embedops index status)")
-    bad = [c for c in store.verify(all=True) if c.name == name and not c.ok]
-    if bad:
-        raise IntegrityError(f"snapshot '{name}' fails verification: {bad[0].problems}")
-    folder = infos[name].path
-    keys = json.loads((folder / KEYS).read_text())
-    index = load_index(folder / INDEX_DIR)
+    loaded = store.load(name)  # verified first; segmented snapshots too
+    index, keys = loaded.index, loaded.keys
 
     def rank(q: np.ndarray, k: int) -> list[str]:
         found, _ = index.search(q.reshape(1, -1).astype(np.float32), k)
