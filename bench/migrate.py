@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +122,14 @@ def search_until(api: Embedops, queries: Queries, done: Callable[[int], bool]) -
     return out
 
 
-def during(api: Embedops, target: str, queries: Queries) -> tuple[float, Timings, Any]:
+def during(api: Embedops, target: str, queries: Queries, options: MigrateOptions = OPTIONS
+           ) -> tuple[float, Timings, Any]:
     """Migrate to ``target`` in a thread while searching: wall time, latencies, final state."""
     result: dict[str, Any] = {}
 
     def work() -> None:
         started = time.perf_counter()
-        result["state"] = Migrations(api, who="bench").run(NAME, target, OPTIONS)
+        result["state"] = Migrations(api, who="bench").run(NAME, target, options)
         result["wall"] = time.perf_counter() - started
 
     thread = threading.Thread(target=work)
@@ -161,7 +163,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="items of docs-20k to use")
     parser.add_argument("--dim", type=int, default=256, help="dim of the distilled model")
     parser.add_argument("--idle-searches", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="backfill items per second (migrate --rate; default: unlimited)")
     args = parser.parse_args()
+    options = replace(OPTIONS, rate=args.rate)
     docs, golden = read_data(args.data, args.n)
     queries = Queries([q.query for q in golden] + [d["text"][:120] for d in docs])
     with tempfile.TemporaryDirectory() as tmp, Embedops(home=Path(tmp) / "ws") as api:
@@ -173,7 +178,7 @@ def main() -> None:
             for version, ms in anchor.items():
                 print(f"search, idle on {version} (anchor): {pct(ms)}")
             idle.update(anchor)
-            wall, ms, state = during(api, target, queries)
+            wall, ms, state = during(api, target, queries, options)
             plan = state["plan"]
             print(f"migrate {plan['source']} → {target}: {wall:.1f} s wall ({plan['missing']} "
                   f"items to embed; golden recall@10 {state.get('golden', {}).get('recall')})")
