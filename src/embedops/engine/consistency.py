@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from embedops.index.snapshot import KEYS
+from embedops.index.segments import KEYS
 from embedops.search.sync import MARGIN_S
 
 CONSISTENT = "consistent"
