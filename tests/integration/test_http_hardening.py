@@ -122,6 +122,38 @@ def test_slow_headers_and_slow_bodies_are_cut_off(ws: Workspace) -> None:
         server.should_exit = True
 
 
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_requests_the_http_parser_refuses_get_a_json_400(ws: Workspace, protocol: str) -> None:
+    import json as _json
+
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from embedops.serve.timeouts import header_protocol
+
+    base = HttpToolsProtocol if protocol == "httptools" else H11Protocol
+    app = create_app(ServeSettings(home=str(ws.home), auth=False, warmup=False))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                            access_log=False, http=header_protocol(base, 5.0))
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    wait_until(lambda: server.started, what="server start")
+    try:
+        for raw in (b"GET /v1/coll ections HTTP/1.1\r\nHost: x\r\n\r\n",  # space in the path
+                    b"GET /healthz HTTP/1.1\r\nBad Header\x01: v\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(raw)
+                data, _ = _read_all(sock, 10)
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, data
+            error = _json.loads(body)["error"]
+            assert error["code"] == "bad_request" and "not valid HTTP/1.1" in error["message"]
+    finally:
+        server.should_exit = True
+
+
 def test_make_server_bounds_headers(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from embedops.serve import logging as serve_logging
     from embedops.serve import server as serve_server

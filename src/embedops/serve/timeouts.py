@@ -28,7 +28,11 @@ _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application
                      b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
 _HEADER_BODY = (b'{"error":{"code":"request_timeout","message":"the request headers did not '
                 b'arrive in time"}}')
-
+_BAD_REQUEST_RESPONSE = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                         b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
+_BAD_REQUEST_BODY = (b'{"error":{"code":"bad_request","message":"the request is not valid '
+                     b'HTTP/1.1 (its request line, a header, or its encoding); send '
+                     b'percent-encoded paths and ASCII header values"}}')
 
 def header_protocol(base: type[asyncio.Protocol], seconds: float) -> type[asyncio.Protocol]:
     """``base`` (a uvicorn HTTP protocol class) with a deadline on each request's headers."""
@@ -64,6 +68,15 @@ def header_protocol(base: type[asyncio.Protocol], seconds: float) -> type[asynci
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+
+        def send_400_response(self, msg: str) -> None:
+            """The HTTP parser refused the request before the app saw it (a bad request line,
+            header or encoding): answer 400 in the API's JSON error shape, then close."""
+            transport = getattr(self, "transport", None)
+            if transport is None or transport.is_closing():
+                return
+            transport.write(_BAD_REQUEST_RESPONSE % (len(_BAD_REQUEST_BODY), _BAD_REQUEST_BODY))
+            transport.close()
 
         def _headers_late(self) -> None:
             self._header_timer = None
