@@ -14,7 +14,10 @@ backend (ONNX int8), cached under ``bench/out/usecases/``.
   cosine, the example itself left out), recall@10 / MRR@10 of its co-hyponyms; anchor: TF-IDF
   cosine on the same documents.
 
-    .venv/bin/python bench/usecases_full.py [--data ../shared/data] [--c 10]
+* cluster: k-means with k = 41 on the 9,463 dev rows (``usecases.cluster``'s k-means), NMI and
+  ARI against the supersense labels; anchor: k-means on TF-IDF of the same texts.
+
+    .venv/bin/python bench/usecases_full.py [--data ../shared/data] [--c 10] [--only cluster]
 """
 
 from __future__ import annotations
@@ -162,15 +165,49 @@ def more_like_this(data: Path, ids: list[str], texts: list[str], x: np.ndarray
     return results
 
 
+def cluster(data: Path, row: dict[str, int], x: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """k-means with k = 41 (the supersense classes) on the dev rows: embedops' clustering of
+    the MiniLM vectors vs k-means on TF-IDF, NMI and ARI against the labels."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from embedops.usecases.cluster import _kmeans
+
+    dev = read(data, "supersense-dev")
+    gold = [r["label"] for r in dev]
+    k = len(set(gold))
+    out: dict[str, Any] = {"items": len(dev), "k": k}
+    started = time.perf_counter()
+    ours, _, _ = _kmeans(x[[row[r["id"]] for r in dev]], k, seed)
+    seconds = time.perf_counter() - started
+    started_tf = time.perf_counter()
+    tf = _tfidf().fit_transform([r["text"] for r in dev])
+    anchor = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(tf).labels_
+    seconds_tf = time.perf_counter() - started_tf
+    for name, labels, took in (("embedops k-means (MiniLM int8)", ours, seconds),
+                               ("TF-IDF k-means (anchor)", anchor, seconds_tf)):
+        out[name] = {"nmi": round(float(normalized_mutual_info_score(gold, labels)), 4),
+                     "ari": round(float(adjusted_rand_score(gold, labels)), 4),
+                     "seconds": round(took, 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--c", type=float, default=10.0)
+    ap.add_argument("--only", choices=("classify", "more_like_this", "cluster"), default=None)
     args = ap.parse_args()
     ids, texts, x = doc_vectors(args.data, HERE / "out" / "usecases")
     row = {i: n for n, i in enumerate(ids)}
-    report = {"classify (supersense, full splits)": classify(args.data, row, x, args.c),
-              "more_like_this (related-dev, all docs)": more_like_this(args.data, ids, texts, x)}
+    sections = {
+        "classify (supersense, full splits)": lambda: classify(args.data, row, x, args.c),
+        "more_like_this (related-dev, all docs)": lambda: more_like_this(args.data, ids, texts,
+                                                                         x),
+        "cluster (supersense-dev, k = 41)": lambda: cluster(args.data, row, x),
+    }
+    report = {name: run() for name, run in sections.items()
+              if args.only is None or name.startswith(args.only)}
     print(json.dumps(report, indent=2))
 
 
