@@ -55,11 +55,17 @@ def lee_documents(n: int = 60) -> list[dict[str, Any]]:
 
 @contextmanager
 def running_server(app: Any, ready: bool = True) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on 127.0.0.1; yields the base URL."""
+    """Serve ``app`` with uvicorn in a thread on 127.0.0.1, with the HTTP protocol that
+    ``embedops serve`` uses (header deadline, JSON 400 for what the parser refuses); yields the
+    base URL."""
     import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from embedops.serve.timeouts import header_protocol
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                            http=header_protocol(HttpToolsProtocol, 30.0))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
