@@ -66,9 +66,14 @@ def step_import(qs: Quickstart) -> None:
 
 
 def _latest(qs: Quickstart, name: str) -> str | None:
-    """The newest version of model ``name`` in the workspace (a re-run reuses it), or None."""
-    refs = [m.ref for m in qs.api.models.list() if m.name == name]
-    return max(refs, key=lambda ref: int(ref.rsplit("@", 1)[1])) if refs else None
+    """The newest version of model ``name`` in the workspace (a re-run reuses it), or None:
+    the engine's own resolution of a bare name."""
+    from embedops.errors import ModelNotFound
+
+    try:
+        return qs.api.models.resolve(name).ref
+    except ModelNotFound:
+        return None
 
 
 def step_distill(qs: Quickstart) -> None:
