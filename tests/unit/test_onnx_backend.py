@@ -12,7 +12,14 @@ import pytest
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.models.onnx_backend import INT8_FILE, OnnxRunner, QuantizeConfig, quantize_onnx
-from embedops.models.onnx_batches import Batcher, EncodeInfo, check_texts, l2_normalize, pool
+from embedops.models.onnx_batches import (
+    Batcher,
+    EncodeInfo,
+    check_texts,
+    cut_sorted,
+    l2_normalize,
+    pool,
+)
 from embedops.models.st_pipeline import pool_tokens, read_pipeline
 from embedops.models.transformer import TransformerEncoder, import_transformer, minilm_path
 from transformer_helpers import lee_sentences, shared_minilm, tiny_st_folder
@@ -39,6 +46,46 @@ def test_batches_are_length_sorted_padded_to_their_longest_and_cover_all(batcher
     assert sorted(seen) == list(range(40))
     assert widths == sorted(widths, reverse=True) and widths[0] <= 32
     assert info.truncated == sum(1 for e in encodings if e.overflowing)
+
+
+def _cost(lengths: np.ndarray, bounds: list[int], run_cost: int) -> float:
+    runs = zip(bounds[:-1], bounds[1:], strict=True)
+    return sum(int(lengths[a]) * (b - a) + run_cost for a, b in runs)
+
+
+def _best_cost(lengths: np.ndarray, max_rows: int, run_cost: int) -> float:
+    """Every way to cut ``lengths`` into runs, by brute force (small inputs only)."""
+    n = len(lengths)
+    best = float("inf")
+    for mask in range(1 << max(n - 1, 0)):
+        bounds = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        if all(b - a <= max_rows for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
+            best = min(best, _cost(lengths, bounds, run_cost))
+    return best
+
+
+def test_cut_sorted_finds_the_cheapest_cuts_within_the_row_limit() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        n = int(rng.integers(1, 11))
+        lengths = np.sort(rng.integers(1, 300, n))[::-1]
+        max_rows, run_cost = int(rng.integers(1, 6)), int(rng.integers(0, 200))
+        bounds = cut_sorted(lengths, max_rows, run_cost)
+        assert bounds[0] == 0 and bounds[-1] == n and bounds == sorted(set(bounds))
+        assert max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)) <= max_rows
+        assert _cost(lengths, bounds, run_cost) == _best_cost(lengths, max_rows, run_cost)
+    assert cut_sorted(np.array([], dtype=np.int64), 4) == [0]
+
+
+def test_one_long_text_does_not_pad_the_short_ones(batcher) -> None:
+    """What a server's coalesced batch looks like: 55 short texts and one that reaches the
+    length limit. Fixed-size chunks padded all 56 rows to the long one."""
+    texts = ["a short definition of a word"] * 55 + ["word " * 200]
+    encodings, _, positions = batcher.tokenize(texts)
+    runs = list(batcher.batches(encodings, positions, batch_size=64))
+    assert [len(r.positions) for r in runs] == [1, 55]
+    assert runs[0].positions.tolist() == [55]
+    assert runs[1].arrays["input_ids"].shape[1] < 16
 
 
 def test_batch_size_must_be_positive(batcher) -> None:

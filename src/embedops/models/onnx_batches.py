@@ -123,13 +123,17 @@ class Batcher:
     def batches(
         self, encodings: list[Any], positions: list[int], batch_size: int
     ) -> Iterator[Batch]:
-        """Batches of ``batch_size`` encodings of similar length, longest first."""
+        """Batches of at most ``batch_size`` encodings of similar length, longest first.
+
+        Lengths are sorted, then cut where padding would cost more than another run (see
+        ``cut_sorted``): one long text no longer pads a batch of short ones to its length."""
         if batch_size < 1:
             raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        bounds = cut_sorted(lengths[order], batch_size)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = order[start:stop]
             yield Batch(np.asarray(positions)[rows], self._pad([encodings[r] for r in rows]))
 
     def _pad(self, encodings: list[Any]) -> dict[str, np.ndarray]:
@@ -143,6 +147,39 @@ class Batcher:
             mask[row, :n] = 1
             types[row, :n] = enc.type_ids
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+#: The fixed cost of one more encoder run, in padded tokens: what a run costs beyond its
+#: ``rows x width`` tokens (the call, and the small-matrix inefficiency of a short batch).
+RUN_COST_TOKENS = 96
+
+
+def cut_sorted(lengths: np.ndarray, max_rows: int, run_cost: int = RUN_COST_TOKENS) -> list[int]:
+    """Boundaries ``[0, ..., n]`` that split ``lengths`` (sorted longest first) into runs of at
+    most ``max_rows`` rows with the least total cost, a run costing its padded tokens
+    (rows x its first, longest, length) plus ``run_cost``.
+
+    An exact dynamic programme over the sorted lengths (``O(n * max_rows)``, vectorised per
+    end): a batch of 55 short texts and one long one becomes two runs instead of 56 rows padded
+    to the long one, while equal lengths still fill whole batches."""
+    n = len(lengths)
+    if n == 0:
+        return [0]
+    widths = np.asarray(lengths, dtype=np.float64)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        first = max(0, end - max_rows)
+        starts = np.arange(first, end)
+        cost = best[first:end] + (end - starts) * widths[first:end] + run_cost
+        pick = int(np.argmin(cost))
+        best[end] = cost[pick]
+        start_of[end] = first + pick
+    bounds = [n]
+    while bounds[-1] > 0:
+        bounds.append(int(start_of[bounds[-1]]))
+    return bounds[::-1]
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
