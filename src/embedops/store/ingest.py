@@ -10,9 +10,10 @@ stored items absent from the file (skipped when any line failed, so a bad line n
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,38 @@ MAX_BATCH = 100_000
 WriteEmbed = Callable[[list[str]], Mapping[str, np.ndarray]]
 
 
+class _Ledger:
+    """The ids one ingest has read, kept in SQLite's private temporary database (on disk once
+    past its small page cache), so a file of any length is checked for repeated ids in bounded
+    memory: a set of 10M ids would hold about a gigabyte."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # "": a private temporary file, removed when closed
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def add(self, ids: Iterable[str]) -> int:
+        """Record ``ids`` (distinct); returns how many had been recorded before."""
+        before = self._db.total_changes
+        batch = [(i,) for i in ids]
+        self._db.executemany("INSERT OR IGNORE INTO seen (id) VALUES (?)", batch)
+        return len(batch) - (self._db.total_changes - before)
+
+    def missing(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` never recorded, in their order."""
+        out: list[str] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found = {row[0] for row in self._db.execute(
+                f"SELECT id FROM seen WHERE id IN ({marks})", chunk)}
+            out.extend(i for i in chunk if i not in found)
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
 @dataclass
 class _Run:
     catalog: Catalog
@@ -44,7 +77,7 @@ class _Run:
     embed: WriteEmbed
     source: str
     report: IngestReport
-    seen: set[str] = field(default_factory=set)
+    seen: _Ledger = field(default_factory=_Ledger)
     pending: dict[str, Record] = field(default_factory=dict)
 
 
@@ -84,6 +117,7 @@ def ingest(
         if delete_missing:
             _delete_missing(run)
     finally:
+        run.seen.close()
         report.seconds = time.perf_counter() - started
         catalog.finish_run(collection, report.run_id, report.to_dict())
     return report
@@ -100,10 +134,8 @@ def _read_all(
                 run.report.failed_lines.append((rec.line, rec.message))
                 continue
             run.report.read += 1
-            if rec.id in run.seen:
+            if run.pending.pop(rec.id, None) is not None:  # re-inserted: batch follows the file
                 run.report.duplicates += 1
-            run.seen.add(rec.id)
-            run.pending.pop(rec.id, None)  # re-insert so that batch order follows the file
             run.pending[rec.id] = rec
             if len(run.pending) >= batch_size:
                 _flush(run)
@@ -115,7 +147,9 @@ def _read_all(
 
 
 def _flush(run: _Run) -> None:
-    """Embed and commit the pending batch (deletes and upserts, in one pass each)."""
+    """Embed and commit the pending batch (deletes and upserts, in one pass each); ids read in
+    an earlier batch count as duplicates (the last occurrence wins, as within a batch)."""
+    run.report.duplicates += run.seen.add(run.pending)
     records, run.pending = list(run.pending.values()), {}
     deletes = [r.id for r in records if r.delete]
     items: list[ItemIn] = []
@@ -149,6 +183,6 @@ def _delete_missing(run: _Run) -> None:
             "item on a failed line would have been deleted; fix them and run again"
         )
         return
-    stale = [i for i in run.catalog.all_ids(run.collection) if i not in run.seen]
+    stale = run.seen.missing(run.catalog.all_ids(run.collection))
     for start in range(0, len(stale), 10_000):
         run.report.deleted += run.catalog.delete(run.collection, stale[start : start + 10_000])
