@@ -66,6 +66,9 @@ def _register_migrate(app: typer.Typer) -> None:
                                   "transaction."),
         kind: str | None = typer.Option(None, "--kind", help="Candidate index kind (default: "
                                         "the active one's)."),
+        nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness of the "
+                                 "migration's work (0-19): searches served on this machine "
+                                 "go first; 0 runs it at normal priority."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
         ray: bool = RAY_OPTION,
         ray_address: str | None = RAY_ADDRESS_OPTION,
@@ -90,7 +93,8 @@ def _register_migrate(app: typer.Typer) -> None:
 
         options = MigrateOptions(golden, golden_k, tolerance, min_recall, max_p99_ms,
                                  max_error_ratio, min_traffic, shadow_s, canary_s, share,
-                                 parse_rate(rate), batch, kind, require_golden=not no_golden)
+                                 parse_rate(rate), batch, kind, require_golden=not no_golden,
+                                 nice=nice)
 
         def event(step: str, message: str) -> None:
             if not as_json:

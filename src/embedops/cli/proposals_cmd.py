@@ -1,4 +1,8 @@
-"""``embedops proposals list|accept``: the retrain proposals that drift checks open.
+"""``embedops proposals list|accept|train``: the retrain proposals that drift checks open.
+
+``train`` makes the candidate of an open proposal as ``auto_train`` would (``lifecycle.
+proposals.Proposals.advance``): trained on recent data plus mined feedback pairs, evaluated
+against the golden set, accepted only when it beats the active model by the margin.
 
 ``accept`` names the candidate model made for a proposal and evaluates it
 (``lifecycle.proposals``); with ``auto_migrate`` in the retrain policy an accepted proposal
@@ -66,6 +70,34 @@ def register(app: typer.Typer) -> None:
         if proposal["status"] == "accepted":
             typer.echo(f"next: embedops migrate {proposal['collection']} --from-proposal "
                        f"{proposal['id']}")
+
+
+    @group.command("train")
+    def train(
+        proposal_id: str = typer.Argument(..., help="The open proposal's id."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Make the candidate of open proposal PROPOSAL_ID now, with the policy's 'train'
+        settings: train it on recent data plus mined feedback pairs, evaluate it against the
+        golden set; accepted only when it beats the active model by the margin (then migrated
+        at once when the policy says auto_migrate). Runs at the policy's 'nice'."""
+        from embedops.lifecycle.proposals import Proposals, train_settings
+        from embedops.lifecycle.worker import lower_priority
+        from embedops.monitor.retrain import RetrainPolicy
+
+        def event(step: str, message: str) -> None:
+            if not as_json:
+                typer.echo(f"[{step}] {message}", err=True)
+
+        with engine() as api:
+            lower_priority(train_settings(RetrainPolicy.load(api.workspace)).nice)
+            proposal = Proposals(api, "cli", on_event=event).advance(proposal_id,
+                                                                      automatic=False)
+        if as_json:
+            print_json(proposal)
+            return
+        typer.echo(f"proposal {proposal['id']}: {proposal['status']} — "
+                   f"{proposal['evaluation']['reason']}")
 
 
 def _candidate(proposal: dict[str, Any]) -> str:

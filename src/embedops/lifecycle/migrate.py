@@ -19,6 +19,14 @@ A rerun after a crash reads both and continues: every step first looks at the ro
 a step whose work was done but not yet recorded is skipped, and the backfill only embeds what
 the candidate still lacks (every item is embedded once).
 
+Priority: the migration's heavy work (backfill encoding, candidate index build, golden runs) runs
+at niceness ``nice`` (default 10, ``lifecycle.worker.lower_priority``): the thread that calls
+``run`` and every thread it starts, so a search in the serving process goes first. The
+niceness cannot be raised back by an unprivileged process: ``embedops migrate`` is a process of
+its own (as a Kubernetes Job would be), and the HTTP route hands the migration to a worker
+process (``lifecycle.worker.spawn``) rather than a server thread. One migration of a collection
+runs at a time (a lock held for the whole run, released if its process dies).
+
 Traffic: the shadow and canary steps wait ``shadow_seconds`` and ``canary_seconds`` for the
 serving figures of a running server. A CLI process has no live traffic; with ``min_traffic`` 0
 the traffic gates stay pending and the golden gate alone decides (the promotion is audited as
@@ -29,13 +37,15 @@ in the catalog (a later migration to the same version reuses them).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +69,7 @@ from embedops.lifecycle.rollout import (
     RolloutConflict,
     RolloutState,
 )
+from embedops.lifecycle.worker import DEFAULT_NICE, check_nice, lower_priority
 
 STEPS = ("start", "backfill", "build", "verify", "golden", "shadow", "canary", "promote",
          "finish")
@@ -87,7 +98,9 @@ class MigrationFailed(EmbedopsError):
 class MigrateOptions:
     """How a migration runs. ``min_traffic`` 0 lets it finish without live traffic (the golden
     gate decides); ``min_recall`` is an absolute floor on the candidate's golden recall;
-    ``require_golden`` False allows a migration without any golden set (no quality gate)."""
+    ``require_golden`` False allows a migration without any golden set (no quality gate);
+    ``nice`` (0-19) is the CPU niceness the migration's work runs at, so that serving goes
+    first (see the module doc; 0 leaves the priority as it is)."""
 
     golden_set: str | None = None
     golden_k: int = 10
@@ -103,6 +116,7 @@ class MigrateOptions:
     batch: int = 256
     index_kind: str | None = None
     require_golden: bool = True
+    nice: int = DEFAULT_NICE
 
     def __post_init__(self) -> None:
         bad = [name for name, ok in {
@@ -117,6 +131,7 @@ class MigrateOptions:
             raise InvalidInput(f"migration settings out of range: {', '.join(bad)}",
                                "min_recall and canary_share lie in 0..1, durations in seconds "
                                "up to a day, rate and batch are positive")
+        check_nice(self.nice)
         self.gates()  # validates the gate settings
 
     def gates(self) -> GateConfig:
@@ -163,6 +178,8 @@ class MigrationPlan:
                   if o.get("golden_set") else ""),
                f"  shadow {o['shadow_seconds']:.0f} s, canary {o['canary_seconds']:.0f} s at "
                f"share {o['canary_share']}, min traffic {o['min_traffic']} requests",
+               f"  priority: nice {o.get('nice', DEFAULT_NICE)} (searches go first for the "
+               "CPU)" if o.get("nice", DEFAULT_NICE) else "  priority: as the caller's",
                f"  estimated time: ~{self.estimate_s:.0f} s",
                "  steps: " + " → ".join(STEPS)]
         return out + [f"  note: {n}" for n in self.notes]
@@ -290,6 +307,32 @@ class Migrations:
         return notes
 
     # -- running ----------------------------------------------------------------------------
+    def running(self, collection: str) -> bool:
+        """True while a process (this one or another) runs a migration of ``collection``."""
+        try:
+            with self._run_lock(collection):
+                return False
+        except RolloutConflict:
+            return True
+
+    @contextlib.contextmanager
+    def _run_lock(self, collection: str) -> Iterator[None]:
+        """Held for a whole run: a second run of the same collection is refused at once."""
+        path = self.store.path(collection).with_suffix(".migrate-run")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RolloutConflict(f"a migration of '{collection}' is already running "
+                                      "(in another process or thread)",
+                                      "wait for it to end (GET .../migrate or 'embedops "
+                                      "rollout status' show where it is)") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
     def status(self, collection: str) -> dict[str, Any]:
         """The migration sidecar of ``collection`` with its rollout's phase (404 if none)."""
         state = self.store.get(collection)
@@ -331,7 +374,21 @@ class Migrations:
             executor: Executor | None = None) -> dict[str, Any]:
         """Run (or resume) the migration of ``collection`` to ``target`` to its end. Returns the
         final sidecar state: step ``done``, ``rolled_back`` (with a reason), or the last step
-        done when ``stop`` was set."""
+        done when ``stop`` was set. The calling thread runs at ``options.nice`` from here on
+        (the module doc says why it stays so)."""
+        lower_priority(self._nice(collection, options))
+        with self._run_lock(collection):
+            return self._run(collection, target, options, stop, executor)
+
+    def _nice(self, collection: str, options: MigrateOptions | None) -> int:
+        """The niceness of the run: a live migration's own (it resumes with its options)."""
+        state = self.store.get(collection)
+        if state is not None and state["step"] not in (DONE, REVERTED):
+            return int(state["options"].get("nice", DEFAULT_NICE))
+        return (options or MigrateOptions()).nice
+
+    def _run(self, collection: str, target: str | None, options: MigrateOptions | None,
+             stop: threading.Event | None, executor: Executor | None) -> dict[str, Any]:
         state = self.begin(collection, target, options)
         opts = MigrateOptions(**state["options"])
         start = 0 if state["step"] == "validated" else STEPS.index(state["step"]) + 1

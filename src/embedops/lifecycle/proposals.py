@@ -12,13 +12,26 @@ fails is *rejected*. One that passes is *accepted*; with ``auto_migrate`` in the
 migrates at once, otherwise it waits for ``embedops migrate COLLECTION --from-proposal ID``.
 Either way the migration is ``lifecycle.migrate.Migrations.run``, the call the CLI makes, with
 the same validation, gates and automatic rollback.
+
+``advance`` makes the candidate itself (``auto_train`` in the policy; ``lifecycle.candidate``):
+trained on recent data plus mined feedback pairs, evaluated against the golden set (recall of
+the candidate and the active model over the same items), accepted only when it beats the
+active model by the proposal's margin, then migrated when ``auto_migrate`` says so. The drift
+scheduler starts it for a new proposal in a background worker process
+(``start_candidate``); ``embedops proposals train ID`` runs it by hand. Every step is audited:
+``retrain.training``, ``retrain.trained`` (or ``retrain.train_failed``),
+``retrain.accepted``/``retrain.rejected`` with the evaluation, then the migration's own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from embedops.engine import Embedops
+from embedops.config import Workspace
+from embedops.engine import Embedops, audit
 from embedops.engine.executors import Executor
 from embedops.errors import Conflict, EmbedopsError, InvalidInput
 from embedops.lifecycle.manager import Rollouts
@@ -36,7 +49,41 @@ from embedops.monitor.retrain import (
     update_proposal,
 )
 
+if TYPE_CHECKING:
+    from embedops.lifecycle.candidate import TrainSettings
+
 METRIC = "recall@10"
+WORKER_LOG = "retrain_worker.log"
+
+
+def start_candidate(workspace: Workspace, proposal: dict[str, Any], who: str = "scheduler"
+                    ) -> subprocess.Popen[bytes] | None:
+    """Start making ``proposal``'s candidate (``Proposals.advance``) in a background worker
+    process when the policy says ``auto_train``; returns the process, or None (switched off).
+    Its output is appended to ``retrain_worker.log`` in the workspace home."""
+    from embedops.lifecycle.worker import spawn
+
+    policy = RetrainPolicy.load(workspace)
+    if not (policy.auto_train and policy.applies_to(str(proposal["collection"]))):
+        return None
+    settings = train_settings(policy)
+    return spawn({"job": "candidate", "home": str(workspace.home), "proposal": proposal["id"],
+                  "who": who, "nice": settings.nice}, workspace.home / WORKER_LOG)
+
+
+def train_settings(policy: RetrainPolicy) -> TrainSettings:
+    """The policy's ``train`` object as ``lifecycle.candidate.TrainSettings`` (a clear error
+    naming the policy when a field is unknown or out of range)."""
+    from embedops.lifecycle.candidate import TrainSettings
+
+    try:
+        return TrainSettings(**(policy.train or {}))
+    except TypeError as exc:
+        raise PolicyError(f"retrain policy 'train': {exc}",
+                          "use the fields of a retrain: method, params, golden_set, "
+                          "min_evidence, min_pairs, ...") from exc
+    except InvalidInput as exc:
+        raise PolicyError(f"retrain policy 'train': {exc.message}", exc.hint) from exc
 
 
 def evaluate_candidate(api: Embedops, active: str, candidate: str,
@@ -62,6 +109,24 @@ def evaluate_candidate(api: Embedops, active: str, candidate: str,
                   f"{margin}")
         return {**out, "passed": beats, "reason": reason}
     return {**out, "passed": False, "reason": reason}
+
+
+@contextlib.contextmanager
+def _training_lock(workspace: Workspace) -> Iterator[None]:
+    """Held while a candidate is trained: a second one at the same time is refused at once."""
+    import fcntl
+
+    with open(workspace.home / "retrain_training.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("a retrain candidate is being trained by another process",
+                           "wait for it to end; 'embedops proposals list' shows where each "
+                           "proposal stands") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class Proposals:
@@ -94,6 +159,87 @@ class Proposals:
         if status == ACCEPTED and options is not None:
             proposal, _ = self.migrate(proposal_id, options, executor, auto=True)
         return proposal
+
+    def advance(self, proposal_id: str, automatic: bool = True) -> dict[str, Any]:
+        """Make, evaluate and (with ``auto_migrate``) migrate the candidate of the open
+        proposal ``proposal_id`` (module doc). ``automatic`` (the scheduler's worker) does
+        nothing when the policy no longer says ``auto_train``. One candidate is trained at a
+        time per workspace. Returns the proposal."""
+        workspace = self.api.workspace
+        policy = RetrainPolicy.load(workspace)
+        proposal = get_proposal(workspace, proposal_id)
+        if automatic and not (policy.auto_train and policy.applies_to(proposal["collection"])):
+            return proposal  # switched off since the proposal was opened
+        with _training_lock(workspace):
+            proposal = get_proposal(workspace, proposal_id)
+            if proposal["status"] != OPEN:
+                raise Conflict(f"retrain proposal '{proposal_id}' is {proposal['status']}; "
+                               "only an open proposal gets a candidate",
+                               "see 'embedops proposals list' for where it stands")
+            return self._advance(proposal, policy, automatic)
+
+    def _advance(self, proposal: dict[str, Any], policy: RetrainPolicy, automatic: bool
+                 ) -> dict[str, Any]:
+        from embedops.lifecycle.candidate import golden_evaluation, golden_queries, train_candidate
+
+        workspace, proposal_id = self.api.workspace, str(proposal["id"])
+        collection, active = proposal["collection"], proposal["model_version"]
+        settings = train_settings(policy)
+        options = self._policy_options(policy) if policy.auto_migrate else None
+        trail = {"collection": collection, "proposal": proposal_id, "automatic": automatic}
+        try:
+            self._check_active(proposal)
+            golden_set = self._golden_set(collection, settings.golden_set or (
+                policy.migrate or {}).get("golden_set"))
+            golden = golden_queries(self.api, golden_set)
+            audit.record(workspace, "retrain.training", self.who, **trail, active=active,
+                         method=settings.method, golden_set=golden_set)
+            made, summary = train_candidate(self.api, collection, active, settings, golden)
+            audit.record(workspace, "retrain.trained", self.who, **trail, candidate=made.ref,
+                         **summary)
+            evaluation = golden_evaluation(self.api, collection, active, made.ref, golden_set,
+                                           golden, settings.golden_k, float(proposal["margin"]),
+                                           settings.eval_items)
+        except EmbedopsError as exc:
+            audit.record(workspace, "retrain.train_failed", self.who, **trail,
+                         reason=exc.message)
+            update_proposal(workspace, proposal_id, self.who, (OPEN,),
+                            reason=f"candidate not made: {exc.message}")
+            raise
+        status = ACCEPTED if evaluation["passed"] else REJECTED
+        proposal = update_proposal(workspace, proposal_id, self.who, (OPEN,), status=status,
+                                   candidate=made.ref, evaluation=evaluation, training=summary,
+                                   automatic=automatic)
+        self.migrations.on_event(status, evaluation["reason"])
+        if status == ACCEPTED and options is not None:
+            proposal, _ = self.migrate(proposal_id, options, auto=True)
+        return proposal
+
+    def _check_active(self, proposal: dict[str, Any]) -> None:
+        active = self.api.collections.info(proposal["collection"]).model_version
+        if active != proposal["model_version"]:
+            raise Conflict(f"proposal '{proposal['id']}' was opened for "
+                           f"{proposal['model_version']} but '{proposal['collection']}' now "
+                           f"serves {active}",
+                           "wait for the next drift check to open a new proposal")
+
+    def _golden_set(self, collection: str, named: str | None) -> str:
+        """``named``, or the one golden set bound to ``collection``."""
+        if named:
+            return named
+        from embedops.monitor.db import MonitorDB
+
+        db = MonitorDB(self.api.workspace, self.api)
+        try:
+            bound = [s.name for s in db.list_sets() if s.collection == collection]
+        finally:
+            db.close()
+        if len(bound) != 1:
+            found = f"sets bound to it: {', '.join(bound)}" if bound else "no set is bound to it"
+            raise InvalidInput(f"evaluating a candidate for '{collection}' needs one golden "
+                               f"set; {found}",
+                               'name one in the retrain policy: "train": {"golden_set": NAME}')
+        return bound[0]
 
     def migrate(self, proposal_id: str, options: MigrateOptions | None = None,
                 executor: Executor | None = None, auto: bool = False,

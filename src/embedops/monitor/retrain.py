@@ -2,13 +2,19 @@
 
 A policy file, ``retrain_policy.json`` in the workspace home, switches it on::
 
-    {"enabled": true, "collections": ["docs"], "margin": 0.02, "auto_migrate": false,
+    {"enabled": true, "collections": ["docs"], "margin": 0.02, "auto_train": true,
+     "train": {"method": "auto", "params": {"epochs": 10}}, "auto_migrate": false,
      "migrate": {"golden_set": "docs-gold", "min_traffic": 0, "canary_seconds": 0}}
 
 ``enabled`` (default false: no file, no proposals), ``collections`` (null: every collection),
 ``margin`` (how much the candidate's held-out recall must beat the active model's before a
 migration is worth starting), ``auto_migrate`` (default false) and ``migrate`` (the settings
-of ``lifecycle.migrate.MigrateOptions`` an automatic migration runs with; default: the CLI's).
+of ``lifecycle.migrate.MigrateOptions`` an automatic migration runs with; default: the CLI's),
+``auto_train`` (default false) and ``train`` (the settings of
+``lifecycle.candidate.TrainSettings``): with ``auto_train`` a new proposal gets its candidate
+made at once, in a background worker process (``lifecycle.proposals.start_candidate``):
+trained on recent data plus mined feedback pairs, evaluated against the golden set, accepted
+only when it beats the active model by ``margin``.
 When a scheduled drift check flags a collection, one open proposal is appended to
 ``retrain_proposals.jsonl`` (never a second while one is open or in progress for that
 collection) and the audit log records ``retrain.proposed``.
@@ -58,6 +64,8 @@ class RetrainPolicy:
     margin: float = 0.02
     auto_migrate: bool = False
     migrate: dict[str, Any] | None = None
+    auto_train: bool = False
+    train: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.margin <= 1.0:
@@ -65,6 +73,9 @@ class RetrainPolicy:
         if self.migrate is not None and not isinstance(self.migrate, dict):
             raise PolicyError("'migrate' must be an object of migration settings or null",
                               'e.g. {"golden_set": "docs-gold", "canary_seconds": 120}')
+        if self.train is not None and not isinstance(self.train, dict):
+            raise PolicyError("'train' must be an object of retrain settings or null",
+                              'e.g. {"method": "static", "params": {"epochs": 10}}')
 
     def applies_to(self, collection: str) -> bool:
         """True when the policy is on and covers ``collection``."""
@@ -80,7 +91,8 @@ class RetrainPolicy:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PolicyError(f"cannot read {path}: {exc}") from exc
-        known = {"enabled", "collections", "margin", "auto_migrate", "migrate"}
+        known = {"enabled", "collections", "margin", "auto_migrate", "migrate", "auto_train",
+                 "train"}
         if not isinstance(data, dict) or set(data) - known:
             raise PolicyError(f"{path} must be an object with keys from {sorted(known)}")
         collections = data.get("collections")
@@ -90,7 +102,7 @@ class RetrainPolicy:
         return cls(bool(data.get("enabled", False)),
                    None if collections is None else tuple(collections),
                    float(data.get("margin", 0.02)), bool(data.get("auto_migrate", False)),
-                   data.get("migrate"))
+                   data.get("migrate"), bool(data.get("auto_train", False)), data.get("train"))
 
 
 def proposals(workspace: Workspace) -> list[dict[str, Any]]:

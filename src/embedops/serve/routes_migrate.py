@@ -5,11 +5,17 @@
 accepted retrain proposal's candidate, as ``embedops migrate --from-proposal``);
 ``GET .../migrate`` shows its step.
 Live search traffic feeds the canary gates, so ``min_traffic`` keeps its default here.
+
+The request validates and records the migration (errors answer at once); the work itself runs
+in a worker process at a lower CPU priority (``lifecycle.worker``, ``nice`` in the body), not in
+a thread of the server, so searches keep their latency while it runs. The worker reads the
+canary's serving figures from the file this server's rollout service writes every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 from typing import Any
 
@@ -49,18 +55,24 @@ class MigrateBody(BaseModel):
     canary_share: float = Field(0.1, gt=0, le=1)
     rate: float | None = Field(None, gt=0, description="Backfill items per second.")
     index_kind: str | None = Field(None, max_length=16)
+    nice: int = Field(10, ge=0, le=19, description="How far the migration's worker process "
+                      "steps back behind serving for the CPU (0 = same priority).")
     from_proposal: str | None = Field(None, min_length=1, max_length=64,
                                       description="Migrate to the candidate of this accepted "
                                       "retrain proposal (leave 'to' out)")
 
 
-def _threads(request: Request) -> dict[str, threading.Thread]:
+def _workers(request: Request) -> dict[str, subprocess.Popen[bytes]]:
+    """The worker processes this app started, by collection (reaped when they end)."""
     with _GUARD:
-        found: dict[str, threading.Thread] | None = getattr(request.app.state, "migrations",
-                                                            None)
+        found: dict[str, subprocess.Popen[bytes]] | None = getattr(
+            request.app.state, "migration_workers", None)
         if found is None:
             found = {}
-            request.app.state.migrations = found
+            request.app.state.migration_workers = found
+        for name, worker in list(found.items()):
+            if worker.poll() is not None:
+                del found[name]
         return found
 
 
@@ -76,8 +88,9 @@ def _migrations(request: Request, name: str, who: str) -> Any:
 def start(request: Request, response: Response, name: str, body: MigrateBody,
           who: Principal = ADMIN) -> Any:
     """Validate everything (model, golden set, gates, disk space), then run backfill, candidate
-    index, golden gate, shadow, canary, promotion and finish in the background; a failed gate
-    rolls back. Posting again while it runs answers its state; after a restart it resumes."""
+    index, golden gate, shadow, canary, promotion and finish in a background worker process at
+    a lower CPU priority; a failed gate rolls back. Posting again while it runs answers its
+    state; after a restart it resumes."""
     from embedops.errors import InvalidInput
     from embedops.lifecycle.migrate import MigrateOptions
     from embedops.lifecycle.proposals import Proposals
@@ -96,33 +109,29 @@ def start(request: Request, response: Response, name: str, body: MigrateBody,
             raise InvalidInput("a dry run needs 'to'", "name the model to migrate to")
         response.status_code = 200
         return {"plan": migrations.plan(name, target, options).to_dict()}
-    threads = _threads(request)
+    from embedops.lifecycle.worker import spawn
+
+    workers = _workers(request)
     with _GUARD:
-        running = threads.get(name)
-        if running is not None and running.is_alive():
+        if name in workers or migrations.running(name):  # here, or another worker's process
             return {"migration": migrations.status(name), "running": True}
+        # A proposal's migration is the same one, begun here; its worker records its end.
         state = migrations.begin(name, target, options)
-        # A proposal's migration is the same one, begun above; the proposal records its end.
-        work = (lambda: proposals.migrate(body.from_proposal, options, collection=name)) \
-            if body.from_proposal else (lambda: migrations.run(name, None))
-        thread = threading.Thread(target=_run, args=(work,), name=f"migrate-{name}",
-                                  daemon=True)
-        threads[name] = thread
-        thread.start()
+        api = request.app.state.ctx.api
+        workers[name] = spawn({"job": "migrate", "home": str(api.workspace.home),
+                               "collection": name, "who": who.key_id,
+                               "proposal": body.from_proposal,
+                               "nice": int(state["options"].get("nice", body.nice))},
+                              api.workspace.rollouts_dir / f"{name}.worker.log")
+    log.info("migration started in a worker process",
+             extra={"fields": {"collection": name, "pid": workers[name].pid}})
     return {"migration": state, "running": True}
-
-
-def _run(work: Any) -> None:
-    try:
-        work()
-    except Exception:  # noqa: BLE001 - a thread has no caller; GET .../migrate shows the step
-        log.exception("migration of a collection failed; POST .../migrate resumes it")
 
 
 @router.get("", summary="Migration state")
 def status(request: Request, name: str, who: Principal = ADMIN) -> Any:
     """The migration's last completed step (``done`` or ``rolled_back`` at the end), its
     options and plan, and the rollout's phase."""
-    running = _threads(request).get(name)
-    return {"migration": _migrations(request, name, who.key_id).status(name),
-            "running": bool(running and running.is_alive())}
+    migrations = _migrations(request, name, who.key_id)
+    return {"migration": migrations.status(name),
+            "running": name in _workers(request) or migrations.running(name)}

@@ -6,7 +6,10 @@ The scheduler is one daemon thread started and stopped with the app's lifespan. 
 --collection C``) through the same facade search the clients use, and stores the run, so the
 history, the CLI and /metrics all see it. Every ``drift_interval_s`` it compares each
 collection's items written in the last ``drift_window_s`` with the older ones and stores the
-drift report (the ``embedops_drift_*`` gauges the alert rules read).
+drift report (the ``embedops_drift_*`` gauges the alert rules read). When the retrain policy asks
+(``monitor.retrain``), a flagged collection gets a retrain proposal, and with ``auto_train`` its
+candidate is made in a background worker process at a lower CPU priority
+(``lifecycle.proposals.start_candidate``), never in the server's threads.
 
 Schedules run once per deployment, not once per worker: each worker's thread wakes several
 times per interval and runs a job only when ``monitor.leases.Leases.claim`` elects it (one
@@ -114,6 +117,7 @@ def run_drift(api: Embedops, db: MonitorDB, settings: MonitorSettings,
     """Check every collection for drift: items written in the last ``drift_window_s`` against
     the older ones; returns how many reports were stored (a collection with too few items on
     either side is skipped)."""
+    from embedops.lifecycle.proposals import start_candidate
     from embedops.monitor.checks import Window, collection_drift
     from embedops.monitor.retrain import propose_on_drift
 
@@ -124,9 +128,16 @@ def run_drift(api: Embedops, db: MonitorDB, settings: MonitorSettings,
             result = collection_drift(api, info.name, Window(None, cut), Window(cut, None),
                                       db=db)
             done += 1
-            # A retrain proposal when the policy file asks (monitor.retrain; off by default).
-            propose_on_drift(api.workspace, info.name, result.report.drifted,
-                             result.report.reasons, result.model_version)
+            # A retrain proposal when the policy file asks (monitor.retrain; off by default),
+            # and its candidate made in a worker process when it says auto_train.
+            proposal = propose_on_drift(api.workspace, info.name, result.report.drifted,
+                                        result.report.reasons, result.model_version)
+            if proposal is not None:
+                worker = start_candidate(api.workspace, proposal)
+                if worker is not None:
+                    log.info("retrain candidate started in a worker process",
+                             extra={"fields": {"collection": info.name, "pid": worker.pid,
+                                               "proposal": proposal["id"]}})
         except EmbedopsError as exc:
             log.info("scheduled drift check skipped",
                      extra={"fields": {"collection": info.name, "error": exc.code}})
