@@ -112,7 +112,7 @@ def test_hnsw_segments_keep_recall(api: Embedops) -> None:
     for r in range(3):
         _churn(api, "hnsw1", r)
         api.refresh_index("hnsw1")
-    assert api.index_status("hnsw1")["snapshot"]["segments"][0]["tombstones"] > 0
+    assert any(s["tombstones"] for s in api.index_status("hnsw1")["snapshot"]["segments"])
     got = _dense(api, "hnsw1")
     api.build_index("hnsw1", "flat", quiet=True)
     exact = _dense(api, "hnsw1")
@@ -142,13 +142,15 @@ def test_deletes_and_rewrites_after_a_refresh_are_masked(api: Embedops, home: Pa
 
 def test_merge_equals_a_rebuild_and_the_policy_bounds_segments(api: Embedops) -> None:
     _fill(api, "merge1", "flat")
-    for r in range(4):
+    merged = []
+    for r in range(4):  # segments of 150 beside the base; the fourth fills their size tier
         _churn(api, "merge1", r)
-        api.refresh_index("merge1")
-    assert api.index_status("merge1")["served"]["segments"] is not None
-    _churn(api, "merge1", 4)
-    out = api.refresh_index("merge1", max_segments=3)  # 6 segments: the small ones merge
-    assert out["segments"] <= 3 and out["merged"] > 0
+        merged.append(api.refresh_index("merge1")["merged"])
+    assert merged == [0, 0, 0, 3]
+    assert len(api.index_status("merge1")["served"]["segments"]) == 2  # the base, the merged
+    _churn(api, "merge1", 4)  # 3 segments: the worn base (28% tombstones) and the small ones
+    out = api.refresh_index("merge1", max_segments=2)  # over the count: the small ones merge
+    assert out["segments"] <= 2 and out["merged"] > 0
     before = _dense(api, "merge1")
     merged = api.merge_index("merge1")
     assert merged["segments"] == 1
@@ -184,6 +186,57 @@ def test_filters_and_modes_over_segments(api: Embedops) -> None:
     assert refreshed[-2] == rebuilt[-2]  # lexical: no index involved
     overlap = [len(set(a) & set(b)) / K for a, b in zip(refreshed[:8], rebuilt[:8], strict=True)]
     assert np.mean(overlap) >= 0.95
+
+
+def test_a_merge_is_built_at_the_merge_rate(api: Embedops,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedops.index import merge_policy
+
+    _fill(api, "paced", "hnsw", n=2400)
+    for r in range(2):
+        _churn(api, "paced", r)
+        api.refresh_index("paced")
+    now, sleeps = [0.0], []  # a clock that moves only when the merge sleeps
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(merge_policy, "_clock", lambda: now[0])
+    monkeypatch.setattr(merge_policy, "_sleep", sleep)
+    monkeypatch.setenv("EMBEDOPS_MERGE_RATE", "500")
+    monkeypatch.setenv("EMBEDOPS_MERGE_CHUNK", "256")
+    out = api.merge_index("paced")
+    live = api.collections.info("paced").item_count
+    assert out["segments"] == 1 and out["count"] == live
+    starts = range(256, live, 256)  # the chunks after the first: one pause before each
+    assert len(sleeps) == len(starts) and all(s > 0 for s in sleeps)
+    assert now[0] == pytest.approx(starts[-1] / 500)  # never ahead of 500 vectors a second
+    assert out["throttled_s"] == pytest.approx(now[0], abs=1e-3)
+    status = api.index_status("paced")
+    assert status["served"]["segments"][0]["kind"] == "hnsw"
+    assert status["consistency"]["state"] == "consistent"
+    got = _dense(api, "paced")
+    api.build_index("paced", "flat", quiet=True)
+    exact = _dense(api, "paced")
+    hits = sum(len({i for i, _ in a} & {i for i, _ in b}) for a, b in zip(got, exact, strict=True))
+    assert hits / (K * len(QUERIES)) >= 0.95
+
+
+def test_the_checksum_of_a_refresh_equals_one_over_its_items(api: Embedops, home: Path) -> None:
+    from embedops.engine import consistency
+
+    _fill(api, "sums", "flat")
+    for r in range(3):  # new items, rewrites and deletes: the sum is updated, not recomputed
+        _churn(api, "sums", r)
+        api.refresh_index("sums")
+    served = api.served_index("sums")
+    recorded = served.meta[consistency.META_KEY]
+    assert recorded == consistency.record(served.live_keys(), served.model_version)
+    with Embedops(Workspace(home)) as again:  # loaded and compared with the catalog
+        check = again.index_status("sums")["consistency"]
+        assert check["state"] == "consistent"
+        assert check["checksum"] == check["catalog_checksum"] == recorded["checksum"]
 
 
 def _flip(path: Path) -> None:

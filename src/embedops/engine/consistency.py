@@ -20,6 +20,12 @@ The two ways to differ:
 Either is a divergence; ``IndexManager`` repairs it by a rebuild from the catalog. What this
 does not see: an item whose *update* was rolled back keeps its id, so the index serves the newer
 vector until the next build (ids are compared, not contents).
+
+The checksum is a *multiset sum* (``sum256:``): the sum modulo 2**256 of the sha256 of each
+``(id, model version)`` pair, so a segment refresh updates it by the items it adds and removes
+(``updated``) instead of re-hashing the collection. It detects accidental divergence (a lost or
+extra id changes the sum); it is not meant to resist someone crafting ids to collide. Snapshots
+published before it carry the older ``sha256:`` digest over the sorted pairs, still verified.
 """
 
 from __future__ import annotations
@@ -38,14 +44,54 @@ from embedops.search.sync import MARGIN_S
 CONSISTENT = "consistent"
 DIVERGED = "diverged"
 META_KEY = "consistency"
+SUM = "sum256:"
+_SORTED = "sha256:"
+_MOD = 1 << 256
 
 
-def checksum(ids: Iterable[str], model_version: str) -> str:
-    """``sha256:`` over the sorted ``(id, model version)`` pairs (order-free, NUL-separated)."""
-    digest = hashlib.sha256()
-    for item_id in sorted(ids):
-        digest.update(f"{item_id}\x00{model_version}\n".encode("utf-8", "surrogatepass"))
-    return "sha256:" + digest.hexdigest()
+def checksum(ids: Iterable[str], model_version: str, scheme: str = SUM) -> str:
+    """The checksum of an index's items: ``sum256:`` (the multiset sum, the default) or the
+    older ``sha256:`` over the sorted ``(id, model version)`` pairs (order-free either way)."""
+    if scheme == _SORTED:
+        digest = hashlib.sha256()
+        for item_id in sorted(ids):
+            digest.update(_pair(item_id, model_version))
+        return _SORTED + digest.hexdigest()
+    return _sum_text(_sum(ids, model_version))
+
+
+def _pair(item_id: str, model_version: str) -> bytes:
+    return f"{item_id}\x00{model_version}\n".encode("utf-8", "surrogatepass")
+
+
+def _sum(ids: Iterable[str], model_version: str) -> int:
+    total = 0
+    for item_id in ids:
+        total += int.from_bytes(hashlib.sha256(_pair(item_id, model_version)).digest(), "big")
+    return total % _MOD
+
+
+def _sum_text(total: int) -> str:
+    return f"{SUM}{total:064x}"
+
+
+def updated(entry: Any, added: Sequence[str], removed: Sequence[str], model_version: str
+            ) -> dict[str, Any] | None:
+    """The ``consistency`` entry of a snapshot made from one whose entry is ``entry`` by adding
+    the items ``added`` and removing ``removed`` (a rewritten item is in both): work in
+    proportion to the change. None when ``entry`` has no multiset sum to update (an older
+    snapshot): then ``record`` the new snapshot's items."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("count"), int):
+        return None
+    found = entry.get("checksum")
+    if not isinstance(found, str) or not found.startswith(SUM):
+        return None
+    try:
+        total = int(found[len(SUM):], 16)
+    except ValueError:
+        return None
+    total = (total + _sum(added, model_version) - _sum(removed, model_version)) % _MOD
+    return {"count": entry["count"] + len(added) - len(removed), "checksum": _sum_text(total)}
 
 
 def read_keys(snapshot: Path) -> list[str] | None:
@@ -123,8 +169,10 @@ def compare(catalog: Any, collection: str, model_version: str, keys: Sequence[st
     entry = meta.get(META_KEY)
     recorded: dict[str, Any] = entry if isinstance(entry, dict) else {}
     problems = _problems(index_only, catalog_only)
+    found = recorded.get("checksum")
+    scheme = _SORTED if isinstance(found, str) and found.startswith(_SORTED) else SUM
     if recorded and (recorded.get("count") != len(keys)
-                     or recorded.get("checksum") != checksum(keys, model_version)):
+                     or found != checksum(keys, model_version, scheme)):
         problems.append("the snapshot's items do not match the count and checksum recorded "
                         "when it was published")
     return Consistency(
@@ -132,7 +180,7 @@ def compare(catalog: Any, collection: str, model_version: str, keys: Sequence[st
         snapshot=str(meta["name"]) if meta.get("name") else None,
         index_items=len(keys), compared=len(compared), index_only=index_only,
         catalog_only=catalog_only, checksum=recorded.get("checksum"),
-        catalog_checksum=checksum(expected | (held & recent), model_version),
+        catalog_checksum=checksum(expected | (held & recent), model_version, scheme),
         checked_at=time.time(), problems=tuple(problems),
     )
 

@@ -8,9 +8,21 @@
 * the overlay (items written since the snapshot) becomes one new segment, built by the index's
   own backend from those items only; the served tombstones (items deleted or rewritten) join
   each segment's tombstones in the new manifest;
-* the segments to merge (``merge="all"``, or the size-tiered ``merge_plan``) are folded into
-  that new segment from the catalog's vectors of their live items, dropping their tombstones;
-* the other segments are kept: hard links on disk, the same FAISS objects in memory.
+* the segments to merge are folded into that new segment from the catalog's vectors of their
+  live items, dropping their tombstones: on a refresh, the size tiers that fill up;
+  ``merge="policy"`` adds the segments worn by tombstones and the smallest until
+  ``max_segments``; ``merge="all"`` takes every one (see ``merge_policy.merge_plan``);
+* the other segments are kept: hard links on disk, the same FAISS objects in memory;
+* the new segment is built at the merge rate (``MergeRate``: ``EMBEDOPS_MERGE_RATE`` vectors
+  a second, in ``EMBEDOPS_MERGE_CHUNK`` chunks; unlimited when unset), so a background merge
+  sleeps between chunks and leaves the cores to serving;
+* the consistency checksum is updated by the items added and removed (``consistency.updated``),
+  not recomputed over the collection (except after a full merge, which reads it all anyway).
+
+What a refresh still does in proportion to the collection: the served index's key map
+(``ServedIndex`` rebuilds its id -> position dict over every key, ~0.1 s per million) and the
+list of keys (a copy of slices, not a Python loop); the catalog position and sync are
+proportional to the changes, the files to the new segment (the rest is hard-linked).
 
 The new snapshot is published with the atomic ``CURRENT`` swap (``SnapshotStore.
 publish_segments``) and served at once. A process killed before the swap leaves only a
@@ -31,13 +43,14 @@ from embedops.engine import consistency
 from embedops.engine.index_meta import kind_params, public_meta, snapshot_meta
 from embedops.errors import InvalidInput
 from embedops.index import IN_PROCESS, make_index
+from embedops.index.ivf import auto_nlist
+from embedops.index.merge_policy import MergeRate, Throttle, merge_plan
 from embedops.index.protocol import Index
 from embedops.index.segments import (
     MAX_SEGMENTS,
     Segment,
     SegmentedIndex,
     as_segments,
-    merge_plan,
     new_segment_name,
 )
 from embedops.search.served import ServedIndex, catalog_position
@@ -57,11 +70,13 @@ _BUILD_META = ("dim", "metric", "tokenizer_fingerprint", "kind", "params")
 
 
 def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
-         max_segments: int = MAX_SEGMENTS) -> dict[str, Any]:
+         max_segments: int = MAX_SEGMENTS, rate: MergeRate | None = None) -> dict[str, Any]:
     """Publish the served index's writes as a new segment (and merge ``merge`` segments:
-    ``"all"``, or ``"policy"``: ``merge_plan`` for ``max_segments``); returns the new
-    snapshot's summary. The caller holds the index's build guard."""
+    ``"all"``, or ``"policy"``: ``merge_plan`` for ``max_segments``), building it at ``rate``
+    (default: ``MergeRate.from_env()``); returns the new snapshot's summary. The caller holds
+    the index's build guard."""
     started = time.time()
+    rate = rate if rate is not None else MergeRate.from_env()
     served = _segmentable(mgr, collection, version)
     position = catalog_position(mgr.catalog, collection)
     served.sync(mgr.catalog, collection)
@@ -69,8 +84,7 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
     assert served.info is not None  # _segmentable checked it
     base = as_segments(served.index, len(served.keys), served.info.name)
     segs = _tombstoned(base, dead)
-    chosen = _chosen(SegmentedIndex(segs, base.kind, base.metric, base.dim, base.params), merge,
-                     max_segments)
+    chosen = _chosen(segs, merge, max_segments, len(new_keys))
     if not new_keys and not dead and not chosen:
         return {**public_meta(served.meta), "count": served.count, "changed": False,
                 "segments": len(base.segments), "added": 0, "merged": 0,
@@ -78,20 +92,37 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
     keys, matrix = _items(mgr, collection, version, served, segs, chosen, merge == ALL)
     kept = [s for s in segs if s.name not in chosen and s.live > 0]
     name = new_segment_name()
-    fresh = [Segment(name, _build(base, matrix), len(keys))] if keys else []
+    throttle = Throttle(rate)
+    fresh = [Segment(name, _build(base, matrix, throttle), len(keys))] if keys else []
     index = SegmentedIndex([*kept, *fresh], base.kind, base.metric, base.dim, base.params)
-    all_keys = [k for s in kept for k in served.keys[s.offset:s.offset + s.size]] + keys
-    live = [k for s in kept for k in _live_keys(served.keys, s)] + keys
+    all_keys = _kept_keys(served.keys, kept) + keys
+    removed = [served.keys[i] for i in dead]
+    check = None if merge == ALL else consistency.updated(
+        served.meta.get(consistency.META_KEY), new_keys, removed, version)
+    if check is None or check["count"] != index.count:
+        # an older snapshot, everything read anyway, or the catalog lacked a merged item's
+        # vector: the sum over the new snapshot's live items, from scratch
+        live = [k for s in kept for k in _live_keys(served.keys, s)] + keys
+        check = consistency.record(live, version)
     meta = {"collection": collection, "model_version": version,
             **{k: served.meta[k] for k in _BUILD_META if k in served.meta}, **position,
-            consistency.META_KEY: consistency.record(live, version)}
+            consistency.META_KEY: check}
     snap = mgr.store(collection, version).publish_segments(served.info.name, index,
                                                            {name: keys} if keys else {}, meta)
     now = ServedIndex(index, all_keys, snapshot_meta(snap), snap)
     mgr.install(collection, version, now)
     return {**public_meta(now.meta), "count": now.count, "changed": True,
             "segments": len(index.segments), "added": len(new_keys), "merged": len(chosen),
-            "seconds": round(time.time() - started, 3)}
+            "seconds": round(time.time() - started, 3),
+            "throttled_s": round(throttle.slept, 3)}
+
+
+def _kept_keys(keys: list[str], kept: list[Segment]) -> list[str]:
+    """The keys of the kept segments, in order (slices of the served keys, joined)."""
+    out: list[str] = []
+    for seg in kept:
+        out.extend(keys[seg.offset:seg.offset + seg.size])
+    return out
 
 
 def _items(mgr: IndexManager, collection: str, version: str, served: ServedIndex,
@@ -138,13 +169,17 @@ def _tombstoned(index: SegmentedIndex, dead: frozenset[int]) -> list[Segment]:
             for n, s in enumerate(index.segments)]
 
 
-def _chosen(index: SegmentedIndex, merge: str | None, max_segments: int) -> set[str]:
+def _chosen(segs: list[Segment], merge: str | None, max_segments: int, incoming: int
+            ) -> set[str]:
+    """The segments to merge: ``None`` (a refresh): the size tiers that fill up;
+    ``"policy"``: those, the worn ones and the smallest until ``max_segments``; ``"all"``:
+    every one."""
     if merge is None:
-        return set()
+        return set(merge_plan(segs, None, incoming, worn=False))
     if merge == ALL:
-        return {s.name for s in index.segments}
+        return {s.name for s in segs}
     if merge == POLICY:
-        return set(merge_plan(index, max_segments))
+        return set(merge_plan(segs, max_segments, incoming))
     raise InvalidInput(f"unknown merge '{merge}'", f"use '{ALL}' or '{POLICY}'")
 
 
@@ -154,15 +189,26 @@ def _live_keys(keys: list[str], seg: Segment) -> list[str]:
     return part if not dead else [k for i, k in enumerate(part) if i not in dead]
 
 
-def _build(base: SegmentedIndex, vectors: np.ndarray) -> Index:
-    """A new segment of the index's backend over ``vectors`` (ids ``0..n-1``); a small one is
-    built exact (flat)."""
+def _build(base: SegmentedIndex, vectors: np.ndarray, throttle: Throttle) -> Index:
+    """A new segment of the index's backend over ``vectors`` (ids ``0..n-1``), built at the
+    throttle's rate; a small one is built exact (flat)."""
     from dataclasses import asdict
 
     kind = base.kind
     params: dict[str, Any] | None = asdict(base.params)
-    if len(vectors) < _EXACT_BELOW_COMPRESSED.get(kind, _EXACT_BELOW):
+    n = len(vectors)
+    if n < _EXACT_BELOW_COMPRESSED.get(kind, _EXACT_BELOW):
         kind, params = "flat", None
+    first = n
+    if throttle.rate.limited:
+        first = min(n, throttle.rate.chunk)
+        if params is not None and "nlist" in params:  # cells trained on the first chunk
+            params["nlist"] = params["nlist"] or auto_nlist(n)
+            first = min(n, max(first, 39 * params["nlist"]))  # FAISS: >= 39 points a cell
     index = make_index(kind, base.dim, base.metric, params)
-    index.build(np.ascontiguousarray(vectors, np.float32), np.arange(len(vectors), dtype=np.int64))
+    rows = np.ascontiguousarray(vectors, np.float32)
+    ids = np.arange(n, dtype=np.int64)
+    index.build(rows[:first], ids[:first])
+    for start, stop in throttle.chunks(first, n):
+        index.add(rows[start:stop], ids[start:stop])
     return index

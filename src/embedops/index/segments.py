@@ -17,16 +17,25 @@ named ``seg-<snapshot name>`` when a refresh builds on it.
 Global ids: segment ``i``'s local id ``j`` is ``offset_i + j``, where ``offset_i`` is the number
 of keys of the segments before it; the served index's ``keys`` are the segments' keys
 concatenated. An item id appears live in at most one segment (older copies are tombstoned).
+
+Search (``SegmentedIndex.search``) fans out once per batch of queries: each large segment
+through its own backend, with ``ef_search`` narrowed to its share of the entries
+(``segment_knobs``), and the small exact segments together in one matrix product
+(:mod:`embedops.index.segment_tail`); the top ``k`` are merged exactly in numpy. Which segments
+merge, and how fast, is :mod:`embedops.index.merge_policy` (size-tiered, rate-limited).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,19 +45,27 @@ import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.fsio import atomic_write_bytes, sha256_tree
-from embedops.index.checks import check_k, check_queries
+from embedops.index.checks import check_k, check_queries, is_int
 from embedops.index.protocol import F32, IdArray, Index
 from embedops.index.scoring import pad, top_k
+from embedops.index.segment_tail import ExactTail
 
 KEYS = "keys.json"
 INDEX_DIR = "index"
 SEGMENTS_DIR = "segments"
 SEGMENTED_FORMAT = 3
 SEGMENT_NAME = re.compile(r"\Aseg-\d{8}T\d{12}Z-[0-9a-f]{6}\Z")
-#: the size-tiered policy merges the small segments once a snapshot has more than this many
+#: the size-tiered merge policy (``merge_policy``) runs once a snapshot has more segments
 MAX_SEGMENTS = 10
-#: ... and merges a segment whose tombstones exceed this share of its entries
-TOMBSTONE_SHARE = 0.1
+#: exact (flat) segments up to this many entries are searched together, as one matrix
+TAIL_ROWS = 16_384
+#: a graph holding a share ``f`` of the entries searches with ``ef_search * f ** EF_EXPONENT``
+EF_EXPONENT = 0.5
+MIN_EF = 8
+#: threads searching the segments of one call at once (0 or 1: the calling thread alone)
+FANOUT_THREADS = int(os.environ.get("EMBEDOPS_SEGMENT_THREADS") or 0)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 _REBUILD = "rebuild the index from the catalog (embedops index build)"
 
 
@@ -89,10 +106,21 @@ class Segment:
 
 
 class SegmentedIndex:
-    """Several immutable segments searched as one index (read-only ``Index``): each segment
-    is searched for ``k`` live results (fetching past its tombstones, more until ``k`` are
-    live or the segment is exhausted), and the best ``k`` of all segments are kept, so the
-    result is exact whenever each segment's search is."""
+    """Several immutable segments searched as one index (read-only ``Index``).
+
+    The fan-out runs once per call for the whole batch of queries. A segment over
+    ``TAIL_ROWS`` entries is searched by its own backend for ``k`` live results (fetching past
+    its tombstones, more until ``k`` are live or the segment is exhausted). The small exact
+    (flat) segments, the recent ones a size-tiered layout keeps, are searched together as one
+    *tail*: their live rows are copied into one matrix when the index is made and scored with
+    one matrix product. The best ``k`` of all are kept (in numpy), so the result is exact
+    whenever each segment's search is.
+
+    ``ef_search`` (asked for, else each graph's own) is the beam the whole index gets: a graph
+    holding a share ``f`` of the live entries searches with ``ef * f ** EF_EXPONENT`` (a
+    smaller graph reaches the same recall with a narrower beam), so one knob means the same
+    recall over one merged index and over its segments.
+    """
 
     def __init__(self, segments: Sequence[Segment], kind: str, metric: str, dim: int,
                  params: Any) -> None:
@@ -105,6 +133,10 @@ class SegmentedIndex:
         self._knobs = {k: v for seg in parts for k, v in seg.index.search_knobs.items()}
         self.kind, self.metric, self.dim, self.params = kind, metric, int(dim), params
         self.size = offset
+        self._tail = ExactTail.of([s for s in parts if _in_tail(s)], self.dim, metric)
+        self._graphs = [(s, d) for s, d in zip(parts, self._dead, strict=True)
+                        if s.live > 0 and not _in_tail(s)]
+        self._plans: dict[Any, list[dict[str, Any] | None]] = {}
 
     @property
     def search_knobs(self) -> Mapping[str, tuple[int, int]]:
@@ -133,21 +165,64 @@ class SegmentedIndex:
         if search_params and (not isinstance(search_params, Mapping)
                               or not self._knobs.keys() >= search_params.keys()):
             self.check_search_params(search_params)  # says what is wrong
-        q, _ = check_queries(queries, self.dim, self.metric)
+        q, scale = check_queries(queries, self.dim, self.metric)
         cols_ids, cols_scores = [], []
-        for seg, dead in zip(self.segments, self._dead, strict=True):
-            if seg.live <= 0:
+        for seg, (ids, scores, bad) in self._fan_out(q, k, scale, search_params):
+            if seg is None:  # the tail: global ids, nothing masked
+                cols_ids.append(ids)
+                cols_scores.append(scores)
                 continue
-            # each segment checks the values of its own knobs
-            ids, scores, bad = _search_live(seg, dead, queries, k, seg.knobs(search_params))
-            cols_ids.append(np.where(bad, -1, ids + seg.offset))
-            cols_scores.append(np.where(bad, np.float32(-np.inf), scores).astype(np.float32))
+            if seg.offset:
+                ids = ids + seg.offset
+            if bad is not None:
+                ids = np.where(bad, -1, ids)
+                scores = np.where(bad, np.float32(-np.inf), scores)
+            elif len(self._graphs) == 1 and self._tail is None:
+                return pad(ids, scores, k)  # one segment, nothing masked: as it answered
+            cols_ids.append(ids)
+            cols_scores.append(scores)
         if not cols_ids:
             empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
             return pad(*empty, k)
         ids, scores = top_k(np.concatenate(cols_ids, axis=1),
-                            np.concatenate(cols_scores, axis=1), k)
+                            np.concatenate(cols_scores, axis=1).astype(np.float32, copy=False), k)
         return pad(ids, scores, k)
+
+    def _fan_out(self, q: F32, k: int, scale: Any, tuning: Mapping[str, Any] | None
+                 ) -> list[tuple[Segment | None, tuple[IdArray, F32, np.ndarray | None]]]:
+        """(segment, its live results) of every large segment, then (None, the tail's); with
+        ``FANOUT_THREADS`` > 1 the segments run on a shared pool (FAISS and numpy release the
+        GIL) while this thread does the tail or the first segment."""
+        jobs = [(seg, dead, knobs)  # each segment checks the values of its own knobs
+                for (seg, dead), knobs in zip(self._graphs, self._plan(tuning), strict=True)]
+        tail = self._tail
+        pooled = FANOUT_THREADS > 1 and len(jobs) + (tail is not None) > 1
+        futures = [_executor().submit(_search_live, seg, dead, q, k, knobs)
+                   for seg, dead, knobs in (jobs if tail is not None else jobs[1:])] \
+            if pooled else []
+        here = jobs if not pooled else ([] if tail is not None else jobs[:1])
+        out: list[tuple[Segment | None, tuple[IdArray, F32, np.ndarray | None]]] = [
+            (seg, _search_live(seg, dead, q, k, knobs)) for seg, dead, knobs in here]
+        if tail is not None:
+            ids, scores = tail.search(q, scale, k)
+            out.append((None, (ids, scores, None)))
+        for (seg, _, _), future in zip(jobs[len(here):], futures, strict=True):
+            out.append((seg, future.result()))
+        return out
+
+    def _plan(self, tuning: Mapping[str, Any] | None) -> list[dict[str, Any] | None]:
+        """The knobs of each searched segment for ``tuning`` (cached per tuning)."""
+        try:
+            key = tuple(sorted(tuning.items())) if tuning else None
+            plan = self._plans.get(key)
+        except TypeError:  # unhashable values: the segments' checks refuse them
+            key, plan = None, None
+        if plan is None:
+            total = max(self.count, 1)
+            plan = [segment_knobs(seg, tuning, seg.live / total) for seg, _ in self._graphs]
+            if key is not None and len(self._plans) < 64:  # bounded: values come from callers
+                self._plans[key] = plan
+        return plan
 
     def check_search_params(self, search_params: dict[str, Any] | None) -> dict[str, int]:
         """Knobs checked by the segments whose backend takes them; one no segment takes is an
@@ -170,8 +245,9 @@ class SegmentedIndex:
         return out
 
     def memory_bytes(self) -> int:
-        """RAM of every segment's index."""
-        return sum(int(seg.index.memory_bytes()) for seg in self.segments)
+        """RAM of every segment's index, plus the tail's copy of the small segments' rows."""
+        tail = 0 if self._tail is None else self._tail.nbytes
+        return sum(int(seg.index.memory_bytes()) for seg in self.segments) + tail
 
     def describe(self) -> dict[str, Any]:
         """Kind, metric, dim, count, memory and the segments (name, entries, tombstones)."""
@@ -205,6 +281,33 @@ class SegmentedIndex:
         raise _immutable()
 
 
+def _executor() -> ThreadPoolExecutor:
+    """The pool segments are searched on (``FANOUT_THREADS``), made on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="segment-search")
+        return _POOL
+
+
+def segment_knobs(seg: Segment, tuning: Mapping[str, Any] | None, share: float
+                  ) -> dict[str, Any] | None:
+    """The per-call knobs of one segment holding ``share`` of the index's live entries: the
+    ones its backend takes, with ``ef_search`` (asked for, or the graph's own) narrowed to
+    ``ef * share ** EF_EXPONENT`` (never under ``MIN_EF``)."""
+    mine = {k: v for k, v in (tuning or {}).items() if k in seg.index.search_knobs}
+    if "ef_search" in seg.index.search_knobs and share < 1.0:
+        ef: Any = mine.get("ef_search", getattr(seg.index.params, "ef_search", None))
+        if is_int(ef) and ef >= MIN_EF:  # a bad value stays as given: the backend refuses it
+            mine["ef_search"] = max(MIN_EF, math.ceil(int(ef) * share ** EF_EXPONENT))
+    return mine or None
+
+
+def _in_tail(seg: Segment) -> bool:
+    """True for a small exact segment, searched with the others in the tail's one product."""
+    return seg.index.kind == "flat" and int(seg.index.count) <= TAIL_ROWS
+
+
 def _mask(seg: Segment) -> np.ndarray | None:
     """``mask[id]`` True for a tombstoned local id (None when there are none)."""
     if not len(seg.dead):
@@ -215,14 +318,17 @@ def _mask(seg: Segment) -> np.ndarray | None:
 
 
 def _search_live(seg: Segment, dead: np.ndarray | None, queries: np.ndarray, k: int,
-                 knobs: dict[str, Any] | None) -> tuple[IdArray, F32, np.ndarray]:
+                 knobs: dict[str, Any] | None) -> tuple[IdArray, F32, np.ndarray | None]:
     """(ids, scores, masked) of one segment, fetched until every row holds ``k`` live
-    results (or all the segment has): an exact segment gives its exact top ``k`` live."""
+    results (or all the segment has): an exact segment gives its exact top ``k`` live.
+    ``masked`` is None when nothing is (no tombstones, every row full)."""
     count = int(seg.index.count)
     # about twice the tombstones expected among k results; more below when they were not enough
     fetch = min(count, k + -(-2 * k * len(seg.dead) // max(count, 1)) + 4 if len(seg.dead) else k)
     while True:
         ids, scores = seg.index.search(queries, fetch, knobs)
+        if dead is None and ids[:, -1].min() >= 0:  # FAISS puts missing results last
+            return ids, scores, None
         bad = ids < 0
         if dead is not None:
             bad |= dead[np.maximum(ids, 0)]
@@ -342,16 +448,3 @@ def as_segments(index: Index, size: int, snapshot: str) -> SegmentedIndex:
         return index
     seg = Segment(legacy_segment_name(snapshot), index, size)
     return SegmentedIndex([seg], index.kind, index.metric, index.dim, index.params)
-
-
-def merge_plan(index: SegmentedIndex, max_segments: int = MAX_SEGMENTS) -> list[str]:
-    """Size-tiered policy: names of the segments to merge into one (empty: none). Over
-    ``max_segments``, every segment but the largest is merged (the large base is left alone,
-    so the work follows the small tail); any segment whose tombstones exceed
-    ``TOMBSTONE_SHARE`` of its entries is merged too."""
-    segs = index.segments
-    worn = [s.name for s in segs if len(s.dead) > TOMBSTONE_SHARE * max(int(s.index.count), 1)]
-    if len(segs) <= max_segments:
-        return worn
-    largest = max(segs, key=lambda s: s.live)
-    return [s.name for s in segs if s.name != largest.name or s.name in worn]

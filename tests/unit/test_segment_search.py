@@ -1,0 +1,117 @@
+"""Search over segments (issue 19): the fan-out is exact over exact segments whichever way a
+segment is searched (its own index, or the tail's one matrix product), for every metric, with
+tombstones; ``ef_search`` narrows with a graph's share of the entries; HNSW segments keep the
+recall of one merged graph at the same knob."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedops.errors import InvalidInput
+from embedops.index import make_index
+from embedops.index import segments as seg_mod
+from embedops.index.segments import Segment, SegmentedIndex, segment_knobs
+from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
+
+DIM = 24
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(7).standard_normal((12, DIM)) * 2
+    return (centres[rng.integers(0, 12, n)] + rng.standard_normal((n, DIM))).astype(np.float32)
+
+
+def segmented(kind: str, metric: str, sizes: list[int], dead_every: int = 0,
+              params: dict | None = None) -> tuple[SegmentedIndex, np.ndarray, np.ndarray]:
+    """An index of ``sizes`` segments of ``kind``; every ``dead_every``-th entry tombstoned.
+    Returns it, all the rows (by global id) and the mask of live global ids."""
+    segs, rows = [], []
+    for n, size in enumerate(sizes):
+        data = clustered(size, seed=n)
+        index = make_index(kind, DIM, metric, params)
+        index.build(data, np.arange(size))
+        dead = np.arange(n, size, dead_every) if dead_every else np.empty(0, np.int64)
+        segs.append(Segment(f"seg-20260101T000000{n:06d}Z-00000{n}", index, size, dead=dead))
+        rows.append(data)
+    out = SegmentedIndex(segs, kind, metric, DIM, None)
+    live = np.ones(sum(sizes), bool)
+    for seg in out.segments:
+        live[seg.offset + seg.dead] = False
+    return out, np.concatenate(rows), live
+
+
+def exact(rows: np.ndarray, live: np.ndarray, queries: np.ndarray, metric: str, k: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top ``k`` (global ids, scores) over the live rows."""
+    x = rows.astype(np.float64)
+    q = queries.astype(np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    scores = q @ x.T
+    if metric == "l2":
+        scores = 2 * scores - (q * q).sum(1)[:, None] - (x * x).sum(1)[None, :]
+    scores[:, ~live] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize(("tail_rows", "threads"),  # each segment by its own index / the tail,
+                         [(0, 0), (10_000, 0), (0, 2), (500, 2)])  # on a pool of threads or not
+def test_fan_out_over_exact_segments_is_exact(metric: str, tail_rows: int, threads: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seg_mod, "TAIL_ROWS", tail_rows)
+    monkeypatch.setattr(seg_mod, "FANOUT_THREADS", threads)
+    index, rows, live = segmented("flat", metric, [900, 120, 60, 7], dead_every=5)
+    assert (index._tail is not None) == bool(tail_rows)
+    queries = clustered(30, seed=99)
+    for k in (1, 10, 65):
+        ids, scores = index.search(queries, k)
+        want_ids, want_scores = exact(rows, live, queries, metric, k)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
+        assert (ids == want_ids).mean() > 0.99  # ties aside, the same ids
+        assert live[ids].all()
+    one = index.search(queries[:1], 10)  # the one-query path a server takes
+    np.testing.assert_allclose(one[1], index.search(queries, 10)[1][:1], rtol=1e-4, atol=1e-4)
+
+
+def test_more_results_than_live_entries_are_padded() -> None:
+    index, _, live = segmented("flat", "cosine", [5, 3], dead_every=2)
+    ids, scores = index.search(clustered(2, seed=5), 10)
+    assert (ids[:, :live.sum()] >= 0).all() and (ids[:, live.sum():] == -1).all()
+    assert np.isneginf(scores[:, live.sum():]).all()
+
+
+def test_ef_search_narrows_with_the_share_of_entries() -> None:
+    graph = make_index("hnsw", DIM, "cosine", {"ef_search": 64})
+    graph.build(clustered(50, 1), np.arange(50))
+    seg = Segment("seg-20260101T000000000000Z-000000", graph, 50)
+    assert segment_knobs(seg, None, 1.0) is None  # one segment: the graph's own
+    assert segment_knobs(seg, None, 0.25) == {"ef_search": 32}  # 64 * 0.25 ** 0.5
+    assert segment_knobs(seg, {"ef_search": 100}, 0.25) == {"ef_search": 50}
+    assert segment_knobs(seg, {"ef_search": 16}, 0.0001) == {"ef_search": seg_mod.MIN_EF}
+    assert segment_knobs(seg, {"ef_search": "x"}, 0.5) == {"ef_search": "x"}  # refused later
+    flat = make_index("flat", DIM)
+    assert segment_knobs(Segment(seg.name, flat, 0), {"ef_search": 64}, 0.5) is None
+
+
+def test_hnsw_segments_keep_the_recall_of_one_graph_at_the_same_knob() -> None:
+    sizes = [1500] * 6
+    index, rows, live = segmented("hnsw", "cosine", sizes, params={"M": 16})
+    merged = make_index("hnsw", DIM, "cosine", {"M": 16})
+    merged.build(rows, np.arange(len(rows)))
+    queries = clustered(100, seed=42)
+    truth = exact(rows, live, queries, "cosine", 10)[0]
+
+    def recall(ids: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) for a, b in zip(ids, truth, strict=True)]))
+
+    for ef in (16, 48):
+        knob = {"ef_search": ef}
+        got = recall(index.search(queries, 10, knob)[0])
+        assert got >= recall(merged.search(queries, 10, knob)[0]) - 0.3  # of 10 per query
+    with pytest.raises(InvalidInput, match="ef_search"):
+        index.search(queries, 10, {"ef_search": 0})
