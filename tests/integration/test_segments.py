@@ -108,11 +108,14 @@ def test_refresh_equals_a_rebuild_for_flat(api: Embedops, home: Path) -> None:
 
 
 def test_hnsw_segments_keep_recall(api: Embedops) -> None:
-    _fill(api, "hnsw1", "hnsw")
+    _fill(api, "hnsw1", "hnsw", n=2500)
     for r in range(3):
         _churn(api, "hnsw1", r)
         api.refresh_index("hnsw1")
-    assert any(s["tombstones"] for s in api.index_status("hnsw1")["snapshot"]["segments"])
+    segments = api.index_status("hnsw1")["snapshot"]["segments"]
+    assert segments[0]["tombstones"] > 0
+    kinds = [s["kind"] for s in api.index_status("hnsw1")["served"]["segments"]]
+    assert kinds == ["hnsw", "flat"]  # the small refreshes folded into one exact segment
     got = _dense(api, "hnsw1")
     api.build_index("hnsw1", "flat", quiet=True)
     exact = _dense(api, "hnsw1")

@@ -50,6 +50,13 @@ def test_a_full_tier_merges_and_the_base_is_left_alone() -> None:
     assert merge_plan(three, None, incoming=70) == []
 
 
+def test_small_exact_segments_fold_into_one_when_something_is_sealed() -> None:
+    index = layout([100_000, 9000, 1500, 300])
+    assert merge_plan(index, None, floor=2048) == []  # nothing sealed: nothing to do
+    assert merge_plan(index, None, incoming=200, floor=2048) == ["s0002", "s0003"]
+    assert merge_plan(index, None, incoming=200) == []
+
+
 def test_over_the_count_the_smallest_join_and_worn_segments_always_merge() -> None:
     index = layout([100_000, 5000, 1000, 200, 30])  # one segment per tier
     assert merge_plan(index, max_segments=10) == []

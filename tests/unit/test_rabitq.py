@@ -56,3 +56,29 @@ def test_rescored_scores_are_exact_and_knobs_apply_per_call(tmp_path: Path):
     loaded = load_index(tmp_path / "ix")
     assert isinstance(loaded._store.vectors, np.memmap)  # type: ignore[attr-defined]  # full vectors stay on disk
     np.testing.assert_array_equal(loaded.search(queries, 10)[0], index.search(queries, 10)[0])
+
+
+def test_fast_scan_codes_rescore_remove_and_round_trip(tmp_path: Path):
+    dim = 64
+    data, queries = clustered(5000, dim), clustered(50, dim, seed=1)
+    index = make_index("rabitq", dim, params={"nlist": 32, "fast_scan": True})
+    index.build(data, np.arange(5000))
+    truth = np.argsort(-(queries @ data.T), axis=1)[:, :10]
+    ids, scores = index.search(queries, 10, search_params={"nprobe": 32, "rescore_factor": 50})
+    hits = np.mean([len(set(a) & set(b)) for a, b in zip(ids, truth, strict=True)]) / 10
+    assert hits >= 0.95
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ data.T, ids, 1),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(InvalidInput, match="qb"):
+        index.search(queries, 10, search_params={"qb": 4})
+    per_vector = index.memory_bytes() / 5000
+    assert per_vector <= dim * 4 / 16 + 32, per_vector
+    assert index.remove(np.arange(0, 5000, 2)) == 2500
+    left, _ = index.search(queries, 10, search_params={"nprobe": 32})
+    assert (left % 2 == 1).all()
+    index.save(tmp_path / "fs")
+    loaded = load_index(tmp_path / "fs")
+    assert loaded.params.fast_scan  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(loaded.search(queries, 10)[0], index.search(queries, 10)[0])
+    with pytest.raises(InvalidInput, match="fast_scan"):
+        make_index("rabitq", dim, params={"fast_scan": 1})

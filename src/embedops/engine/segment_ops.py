@@ -9,7 +9,8 @@
   own backend from those items only; the served tombstones (items deleted or rewritten) join
   each segment's tombstones in the new manifest;
 * the segments to merge are folded into that new segment from the catalog's vectors of their
-  live items, dropping their tombstones: on a refresh, the size tiers that fill up;
+  live items, dropping their tombstones: on a refresh, the size tiers that fill up and the
+  small exact segments (under the size a graph is built from: one flat tail, not several);
   ``merge="policy"`` adds the segments worn by tombstones and the smallest until
   ``max_segments``; ``merge="all"`` takes every one (see ``merge_policy.merge_plan``);
 * the other segments are kept: hard links on disk, the same FAISS objects in memory;
@@ -84,7 +85,7 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
     assert served.info is not None  # _segmentable checked it
     base = as_segments(served.index, len(served.keys), served.info.name)
     segs = _tombstoned(base, dead)
-    chosen = _chosen(segs, merge, max_segments, len(new_keys))
+    chosen = _chosen(segs, base.kind, merge, max_segments, len(new_keys))
     if not new_keys and not dead and not chosen:
         return {**public_meta(served.meta), "count": served.count, "changed": False,
                 "segments": len(base.segments), "added": 0, "merged": 0,
@@ -169,17 +170,19 @@ def _tombstoned(index: SegmentedIndex, dead: frozenset[int]) -> list[Segment]:
             for n, s in enumerate(index.segments)]
 
 
-def _chosen(segs: list[Segment], merge: str | None, max_segments: int, incoming: int
-            ) -> set[str]:
+def _chosen(segs: list[Segment], kind: str, merge: str | None, max_segments: int,
+            incoming: int) -> set[str]:
     """The segments to merge: ``None`` (a refresh): the size tiers that fill up;
     ``"policy"``: those, the worn ones and the smallest until ``max_segments``; ``"all"``:
     every one."""
+    # the small segments a graph or cell index builds exact (a flat index: all of them)
+    floor = 0 if kind == "flat" else _EXACT_BELOW_COMPRESSED.get(kind, _EXACT_BELOW)
     if merge is None:
-        return set(merge_plan(segs, None, incoming, worn=False))
+        return set(merge_plan(segs, None, incoming, worn=False, floor=floor))
     if merge == ALL:
         return {s.name for s in segs}
     if merge == POLICY:
-        return set(merge_plan(segs, max_segments, incoming))
+        return set(merge_plan(segs, max_segments, incoming, floor=floor))
     raise InvalidInput(f"unknown merge '{merge}'", f"use '{ALL}' or '{POLICY}'")
 
 

@@ -29,9 +29,15 @@ TIER_FANOUT = 4
 
 
 def merge_plan(segs: Sequence[Segment], max_segments: int | None = MAX_SEGMENTS,
-               incoming: int = 0, worn: bool = True) -> list[str]:
+               incoming: int = 0, worn: bool = True, floor: int = 0) -> list[str]:
     """Size-tiered policy: names of the segments to merge into one new segment (with the
     ``incoming`` entries being sealed, if any). Empty: none.
+
+    * Every segment under ``floor`` live entries, when something is sealed or merged anyway:
+      the small segments are built exact (flat), so folding them together costs a copy of
+      their vectors, and the search then scores one small matrix instead of several (like
+      Lucene's floor segment size). A new segment is under the floor only until enough
+      writes have joined it to make a graph worth building.
 
     * With ``worn``, a segment whose tombstones exceed ``TOMBSTONE_SHARE`` of its entries
       (that drops them; a refresh leaves it to the merge, so its cost follows the write).
@@ -50,6 +56,8 @@ def merge_plan(segs: Sequence[Segment], max_segments: int | None = MAX_SEGMENTS,
     new_tier = tier(incoming) if incoming else None
     chosen.update(n for level, names in tiers.items()
                   if len(names) + (level == new_tier) >= TIER_FANOUT for n in names)
+    if incoming or chosen:
+        chosen.update(s.name for s in segs if s.live < floor)
     rest = sorted((s for s in segs if s.name not in chosen), key=lambda s: (s.live, s.name))
     while max_segments is not None and rest and len(rest) + 1 > max_segments:
         chosen.add(rest.pop(0).name)

@@ -8,6 +8,10 @@ memory-mapped ``vectors.npy`` next to the index (page cache, not index RAM; see
 :mod:`embedops.index.rescore`). The rescoring depth is a per-call knob, as is ``nprobe`` and
 ``qb`` (bits per query coordinate; 4 by default, as FAISS; 0 keeps the query in float, ~30x
 slower for no recall gain after rescoring).
+
+``fast_scan`` builds FAISS ``IndexIVFRaBitQFastScan`` instead: the same 1-bit codes packed in
+blocks of 32 vectors and scanned with SIMD lookup tables (4 dimensions a lookup); its query
+bits are fixed at build (``qb``, no per-call ``qb``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from embedops.errors import InvalidInput
 from embedops.index.base import F32, IdArray, faiss_metric
 from embedops.index.ivf import IVFIndex, _check_int
 from embedops.index.ivfpq import _row_lookup
@@ -29,7 +34,7 @@ class RaBitQParams:
     """``nlist``/``nprobe`` as for ivf (0 = auto); ``nb_bits`` bits per dimension in RAM (1 or
     2); ``qb`` bits per query coordinate (4; 0 = float queries, about 30x slower);
     ``rescore_factor`` candidates per result re-ranked exactly (0 = off); ``rescore_dtype`` of
-    the stored full vectors."""
+    the stored full vectors; ``fast_scan``: SIMD block scan (FAISS ``IndexIVFRaBitQFastScan``)."""
 
     nlist: int = 0
     nprobe: int = 0
@@ -37,8 +42,11 @@ class RaBitQParams:
     qb: int = 4
     rescore_factor: int = 10
     rescore_dtype: str = "float32"
+    fast_scan: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fast_scan, bool):
+            raise InvalidInput(f"rabitq fast_scan must be true or false, got {self.fast_scan!r}")
         _check_int("rabitq nlist", self.nlist, 0, 1 << 20)
         _check_int("rabitq nprobe", self.nprobe, 0, 1 << 20)
         _check_int("rabitq nb_bits", self.nb_bits, 1, 2)
@@ -66,18 +74,34 @@ class RaBitQIndex(Rescoring, IVFIndex):
 
         metric = faiss_metric(self.metric)
         quantizer = faiss.IndexFlat(self.dim, metric)
-        index = faiss.IndexIVFRaBitQ(
-            quantizer, self.dim, self.nlist_for(n), metric, True, self.params.nb_bits
-        )
-        index.qb = self.params.qb
+        index: Any
+        if self.params.fast_scan:
+            index = faiss.IndexIVFRaBitQFastScan(
+                quantizer, self.dim, self.nlist_for(n), metric, 32, True, self.params.nb_bits
+            )
+        else:
+            index = faiss.IndexIVFRaBitQ(
+                quantizer, self.dim, self.nlist_for(n), metric, True, self.params.nb_bits
+            )
+        if self.params.qb or not self.params.fast_scan:  # fast scan needs quantized queries
+            index.qb = self.params.qb
         return index, quantizer
 
     def _set_nprobe(self) -> None:
         super()._set_nprobe()
-        self._index.qb = self.params.qb
+        if self.params.qb or not self.params.fast_scan:
+            self._index.qb = self.params.qb
+
+    def _check_knobs(self, tuning: dict[str, int]) -> None:
+        super()._check_knobs(tuning)
+        if "qb" in tuning and self.params.fast_scan:
+            raise InvalidInput("a fast-scan rabitq index quantizes queries with the qb it was "
+                               f"built with ({self.params.qb})", "leave qb out")
 
     def _faiss_params(self, tuning: dict[str, int] | None) -> Any:
         """Per-call ``nprobe`` and ``qb`` (FAISS ``IVFRaBitQSearchParameters``), cached."""
+        if self.params.fast_scan:
+            return IVFIndex._faiss_params(self, tuning)  # nprobe only
         if not tuning or not ("nprobe" in tuning or "qb" in tuning):
             return None
         nprobe = min(tuning.get("nprobe", int(self._index.nprobe)), int(self._index.nlist))

@@ -11,7 +11,6 @@ scores them all. The copy is bounded by ``segments.TAIL_ROWS`` per segment and c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,18 +21,22 @@ if TYPE_CHECKING:
     from embedops.index.segments import Segment
 
 
-@dataclass(frozen=True)
 class ExactTail:
-    """The live rows of the small exact segments in one matrix (as the flat indexes hold
-    them: normalized for cosine), their global ids and, for l2, their squared norms."""
+    """The live rows of the small exact segments in one FAISS flat index (as the segments hold
+    them: normalized for cosine) and their global ids. FAISS scores one query with SIMD and a
+    batch with one BLAS product, and keeps the top ``k`` in C."""
 
-    vectors: F32
-    ids: IdArray
-    metric: str
-    norms2: F32 | None = None
+    def __init__(self, vectors: F32, ids: IdArray, metric: str) -> None:
+        import faiss
+
+        self.ids, self.metric, self.rows = ids, metric, len(ids)
+        dim = vectors.shape[1]
+        self._index: Any = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
+        self._index.add(vectors)
 
     @classmethod
     def of(cls, segs: Sequence[Segment], dim: int, metric: str) -> ExactTail | None:
+        """The tail of ``segs`` (flat segments; their tombstoned rows left out), or None."""
         rows, ids = [], []
         for seg in segs:
             local = seg.index.ids()
@@ -46,24 +49,24 @@ class ExactTail:
         if not rows or not sum(len(r) for r in rows):
             return None
         vectors = np.ascontiguousarray(np.concatenate(rows), np.float32).reshape(-1, dim)
-        norms2 = np.einsum("ij,ij->i", vectors, vectors) if metric == "l2" else None
-        return cls(vectors, np.concatenate(ids).astype(np.int64), metric, norms2)
+        return cls(vectors, np.concatenate(ids).astype(np.int64), metric)
 
     @property
     def nbytes(self) -> int:
-        extra = 0 if self.norms2 is None else self.norms2.nbytes
-        return int(self.vectors.nbytes + self.ids.nbytes + extra)
+        """RAM of the copied rows and their ids."""
+        return int(self.rows * self._index.d * 4 + self.ids.nbytes)
 
     def search(self, q: F32, scale: Any, k: int) -> tuple[IdArray, F32]:
-        """The best ``min(k, rows)`` (global ids, scores) of each query, unordered (the
-        merge orders them); ``scale`` as ``check_queries`` gives it (cosine)."""
-        scores = q @ self.vectors.T
-        if self.norms2 is not None:  # -|q - x|^2 = 2 q.x - |q|^2 - |x|^2
-            q2 = np.einsum("ij,ij->i", q, q)[:, None]
-            scores = 2.0 * scores - q2 - self.norms2[None, :]
+        """The best ``min(k, rows)`` (global ids, scores) of each query, best first;
+        ``scale`` as ``check_queries`` gives it (cosine: one over each query's norm)."""
+        from faiss import swig_ptr
+
+        m, k = len(q), min(k, self.rows)
+        scores = np.empty((m, k), dtype=np.float32)
+        labels = np.empty((m, k), dtype=np.int64)
+        self._index.search_c(m, swig_ptr(q), k, swig_ptr(scores), swig_ptr(labels))
+        if self.metric == "l2":
+            np.negative(scores, out=scores)
         elif scale is not None:
             scores *= scale
-        if scores.shape[1] <= k:
-            return np.broadcast_to(self.ids, scores.shape), scores
-        cols = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        return self.ids[cols], np.take_along_axis(scores, cols, axis=1)
+        return self.ids[labels], scores

@@ -45,9 +45,9 @@ import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.fsio import atomic_write_bytes, sha256_tree
-from embedops.index.checks import check_k, check_queries, is_int
+from embedops.index.checks import check_k, check_queries, check_search_knobs, is_int
 from embedops.index.protocol import F32, IdArray, Index
-from embedops.index.scoring import pad, top_k
+from embedops.index.scoring import pad
 from embedops.index.segment_tail import ExactTail
 
 KEYS = "keys.json"
@@ -105,6 +105,9 @@ class Segment:
         return mine or None
 
 
+_Job = tuple[Segment, "np.ndarray | None", "dict[str, Any] | None"]
+
+
 class SegmentedIndex:
     """Several immutable segments searched as one index (read-only ``Index``).
 
@@ -130,13 +133,18 @@ class SegmentedIndex:
             offset += seg.size
         self.segments: tuple[Segment, ...] = tuple(parts)
         self._dead = [_mask(seg) for seg in parts]
-        self._knobs = {k: v for seg in parts for k, v in seg.index.search_knobs.items()}
         self.kind, self.metric, self.dim, self.params = kind, metric, int(dim), params
+        from embedops.index import BACKENDS  # here: that package imports this module
+
+        # the backend's knobs, even when every segment is small and exact (flat)
+        own = getattr(BACKENDS.get(kind), "search_knobs", None) or {}
+        self._kind_knobs: dict[str, tuple[int, int]] = dict(own)
+        self._knobs = {**own, **{k: v for seg in parts for k, v in seg.index.search_knobs.items()}}
         self.size = offset
         self._tail = ExactTail.of([s for s in parts if _in_tail(s)], self.dim, metric)
         self._graphs = [(s, d) for s, d in zip(parts, self._dead, strict=True)
                         if s.live > 0 and not _in_tail(s)]
-        self._plans: dict[Any, list[dict[str, Any] | None]] = {}
+        self._plans: dict[Any, list[_Job]] = {}
 
     @property
     def search_knobs(self) -> Mapping[str, tuple[int, int]]:
@@ -184,7 +192,7 @@ class SegmentedIndex:
         if not cols_ids:
             empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
             return pad(*empty, k)
-        ids, scores = top_k(np.concatenate(cols_ids, axis=1),
+        ids, scores = _best(np.concatenate(cols_ids, axis=1),
                             np.concatenate(cols_scores, axis=1).astype(np.float32, copy=False), k)
         return pad(ids, scores, k)
 
@@ -193,16 +201,15 @@ class SegmentedIndex:
         """(segment, its live results) of every large segment, then (None, the tail's); with
         ``FANOUT_THREADS`` > 1 the segments run on a shared pool (FAISS and numpy release the
         GIL) while this thread does the tail or the first segment."""
-        jobs = [(seg, dead, knobs)  # each segment checks the values of its own knobs
-                for (seg, dead), knobs in zip(self._graphs, self._plan(tuning), strict=True)]
+        jobs = self._plan(tuning)  # each segment checks the values of its own knobs
         tail = self._tail
         pooled = FANOUT_THREADS > 1 and len(jobs) + (tail is not None) > 1
-        futures = [_executor().submit(_search_live, seg, dead, q, k, knobs)
+        futures = [_executor().submit(_search_live, seg, dead, q, k, knobs, scale)
                    for seg, dead, knobs in (jobs if tail is not None else jobs[1:])] \
             if pooled else []
         here = jobs if not pooled else ([] if tail is not None else jobs[:1])
         out: list[tuple[Segment | None, tuple[IdArray, F32, np.ndarray | None]]] = [
-            (seg, _search_live(seg, dead, q, k, knobs)) for seg, dead, knobs in here]
+            (seg, _search_live(seg, dead, q, k, knobs, scale)) for seg, dead, knobs in here]
         if tail is not None:
             ids, scores = tail.search(q, scale, k)
             out.append((None, (ids, scores, None)))
@@ -210,17 +217,19 @@ class SegmentedIndex:
             out.append((seg, future.result()))
         return out
 
-    def _plan(self, tuning: Mapping[str, Any] | None) -> list[dict[str, Any] | None]:
-        """The knobs of each searched segment for ``tuning`` (cached per tuning)."""
+    def _plan(self, tuning: Mapping[str, Any] | None) -> list[_Job]:
+        """(segment, tombstone mask, knobs) of each large segment for ``tuning`` (cached per
+        tuning: a server asks with the same few)."""
         try:
             key = tuple(sorted(tuning.items())) if tuning else None
             plan = self._plans.get(key)
         except TypeError:  # unhashable values: the segments' checks refuse them
-            key, plan = None, None
+            key, plan = (), None
         if plan is None:
             total = max(self.count, 1)
-            plan = [segment_knobs(seg, tuning, seg.live / total) for seg, _ in self._graphs]
-            if key is not None and len(self._plans) < 64:  # bounded: values come from callers
+            plan = [(seg, dead, _checked(seg, segment_knobs(seg, tuning, seg.live / total)))
+                    for seg, dead in self._graphs]
+            if key != () and len(self._plans) < 64:  # bounded: values come from callers
                 self._plans[key] = plan
         return plan
 
@@ -235,13 +244,9 @@ class SegmentedIndex:
         for seg in self.segments:
             mine = {k: v for k, v in search_params.items() if k in seg.index.search_knobs}
             out.update(seg.index.check_search_params(mine) if mine else {})
-        unknown = sorted(set(search_params) - set(out))
-        if unknown:  # let the main backend word the refusal
-            main = next((s for s in self.segments if s.index.kind == self.kind), None)
-            if main is not None:
-                main.index.check_search_params(search_params)
-            raise InvalidInput(f"unknown search parameter(s) for a {self.kind} index: "
-                               f"{', '.join(unknown)}", "leave them out")
+        rest = {k: v for k, v in search_params.items() if k not in out}
+        if rest:  # knobs no segment takes: the backend's (checked, unused) or refused
+            out.update(check_search_knobs(self.kind, self._kind_knobs, rest))
         return out
 
     def memory_bytes(self) -> int:
@@ -281,6 +286,21 @@ class SegmentedIndex:
         raise _immutable()
 
 
+def _checked(seg: Segment, knobs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``knobs`` as the segment's backend validates them (InvalidInput for a bad value)."""
+    return seg.index.check_search_params(knobs) or None if knobs else None
+
+
+def _best(ids: IdArray, scores: F32, k: int) -> tuple[IdArray, F32]:
+    """The ``k`` best of each row, best first (missing results already score ``-inf``)."""
+    if len(ids) == 1:  # one query: plain indexing (take_along_axis costs more than the sort)
+        order = np.argsort(-scores[0], kind="stable")[:k]
+        return ids[:, order], scores[:, order]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(ids))[:, None]
+    return ids[rows, order], scores[rows, order]
+
+
 def _executor() -> ThreadPoolExecutor:
     """The pool segments are searched on (``FANOUT_THREADS``), made on first use."""
     global _POOL
@@ -317,16 +337,25 @@ def _mask(seg: Segment) -> np.ndarray | None:
     return mask
 
 
-def _search_live(seg: Segment, dead: np.ndarray | None, queries: np.ndarray, k: int,
-                 knobs: dict[str, Any] | None) -> tuple[IdArray, F32, np.ndarray | None]:
+def _search_live(seg: Segment, dead: np.ndarray | None, queries: F32, k: int,
+                 knobs: dict[str, Any] | None, scale: Any = None
+                 ) -> tuple[IdArray, F32, np.ndarray | None]:
     """(ids, scores, masked) of one segment, fetched until every row holds ``k`` live
     results (or all the segment has): an exact segment gives its exact top ``k`` live.
-    ``masked`` is None when nothing is (no tombstones, every row full)."""
+    ``masked`` is None when nothing is (no tombstones, every row full). ``queries`` are
+    checked (``check_queries``, whose ``scale`` they come with) and ``knobs`` validated, so a
+    FAISS backend is searched below its checks (a segment is never written: no lock)."""
     count = int(seg.index.count)
     # about twice the tombstones expected among k results; more below when they were not enough
     fetch = min(count, k + -(-2 * k * len(seg.dead) // max(count, 1)) + 4 if len(seg.dead) else k)
+    direct = getattr(seg.index, "_search", None)
     while True:
-        ids, scores = seg.index.search(queries, fetch, knobs)
+        if direct is not None:
+            ids, scores = direct(queries, fetch, knobs)
+            if scale is not None:
+                scores *= scale
+        else:
+            ids, scores = seg.index.search(queries, fetch, knobs)
         if dead is None and ids[:, -1].min() >= 0:  # FAISS puts missing results last
             return ids, scores, None
         bad = ids < 0
