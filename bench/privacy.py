@@ -1,16 +1,26 @@
 """The utility cost of differential privacy: the torch word2vec trainer at several epsilons against
 the same trainer without DP, side by side in one run.
 
-    python bench/privacy.py [--data ../shared/data] [--max-words 1500000] [--epsilons 1 4 8]
+    python bench/privacy.py [--data ../shared/data] [--stride 4] [--max-words 3000000]
+                            [--epsilons 1 4 8] [--split train|dev] [--variant NAME:k=v,...]
 
-Corpus: the first ``--max-words`` words of ``corpus-en-13m.txt.xz`` (one line a sentence, the
-privacy unit), tokenized as ``[a-z]+`` after lowercasing. Every contestant is skip-gram with the
-same hyper-parameters (dim, window 5, 5 negatives, sample 1e-3, min_count 5, ``--epochs``,
-Adagrad) on ``--device`` (CPU by default: a reduced corpus); the DP runs add DP-SGD with one
-sentence a unit, clip ``--clip``, ``--lot`` expected sentences a step and delta 1/N, the noise
-solved by opacus' RDP accountant for each epsilon. Prints, and writes to ``--out`` as JSON
-lines, WS353 / SimLex-999 (Spearman) and Google analogy accuracy (3CosAdd) of each, the epsilon
-spent, the noise multiplier, the steps and the training seconds.
+Corpus: lines of ``corpus-en-13m.txt.xz`` (one line a sentence: the privacy unit), tokenized as
+``[a-z]+`` after lowercasing. ``--stride K`` keeps every K-th line, so a subset spans all of
+the corpus' sources instead of its first one (Brown): the ``train`` split is lines ``i % K ==
+0``, the ``dev`` split lines ``i % K == K // 2`` (disjoint; tune on ``dev``, report ``train``),
+each up to ``--max-words`` words.
+
+Contestants: the non-private trainer (skip-gram, ``--dim``, window 5, 5 negatives, sample 1e-3,
+min_count 5, ``--epochs``, Adagrad), then for each epsilon the DP trainer with the DP settings
+(``--dp-*``, ``--clip``, ``--lot``; delta 1/N, the noise solved by opacus' RDP accountant), and
+with ``--same-config`` the non-private trainer with the DP settings (what the DP settings cost
+without noise). ``--variant NAME:key=value,...`` adds DP runs with other ``SGNSConfig`` values
+(for tuning; ``lot`` is ``dp_batch_sentences``). Prints, and appends to ``--out`` as JSON lines,
+WS353 / SimLex-999 Spearman over the pairs in the model's vocabulary (how many are), also on
+the even (dev) and odd (test) halves of each set, Google analogy accuracy (3CosAdd, top 30k),
+the epsilon spent, noise, steps, seconds and the load average. With ``--norms`` the DP runs
+also print the median raw per-sentence gradient norm and the share clipped (tuning on dev
+only: they describe the training sentences).
 """
 
 from __future__ import annotations
@@ -22,20 +32,25 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"[a-z]+")
 
 
-def read_words(path: Path, max_words: int) -> list[list[str]]:
-    """Tokenized lines of ``path`` up to ``max_words`` words in all."""
+def read_lines(path: Path, max_words: int, stride: int, offset: int) -> list[list[str]]:
+    """Tokenized lines ``i % stride == offset`` of ``path``, up to ``max_words`` words."""
     out: list[list[str]] = []
     total = 0
     with lzma.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
+        for i, line in enumerate(fh):
+            if i % stride != offset:
+                continue
             tokens = TOKEN.findall(line.lower())
             if tokens:
                 out.append(tokens)
@@ -45,41 +60,158 @@ def read_words(path: Path, max_words: int) -> list[list[str]]:
     return out
 
 
-def quality(table: Any) -> dict[str, float]:
-    """WS353 and SimLex Spearman, Google analogy accuracy, with embedops' own evaluator."""
-    from embedops.evaluate.intrinsic import evaluate_suite
+def _spearman(table: Any, pairs: list[tuple[str, str, float]]) -> tuple[float, int]:
+    from scipy import stats
 
-    ws = evaluate_suite(table, "wordsim353")
-    simlex = evaluate_suite(table, "simlex999")
+    index = {w.upper(): i for i, w in enumerate(table.index_to_key)}
+    units = table.unit_vectors
+    gold, model = [], []
+    for a, b, score in pairs:
+        ia, ib = index.get(a.upper()), index.get(b.upper())
+        if ia is not None and ib is not None:
+            gold.append(score)
+            model.append(float(np.dot(units[ia], units[ib])))
+    if len(gold) < 3:
+        return float("nan"), len(gold)
+    return float(stats.spearmanr(gold, model)[0]), len(gold)
+
+
+def _dev_pairs() -> dict[str, list[tuple[str, str, float]]]:
+    from embedops.evaluate.intrinsic import read_pairs, suite_path
+
+    return {"ws353": read_pairs(suite_path("wordsim353")),
+            "simlex": read_pairs(suite_path("simlex999"))}
+
+
+def quality(table: Any) -> dict[str, Any]:
+    """WS353 and SimLex Spearman (all pairs in the vocabulary, and the dev / test halves),
+    Google analogy accuracy, with embedops' own readers and evaluator."""
+    from embedops.evaluate.intrinsic import evaluate_suite, read_pairs, suite_path
+
+    row: dict[str, Any] = {}
+    for key, suite in (("ws353", "wordsim353"), ("simlex", "simlex999")):
+        pairs = read_pairs(suite_path(suite))
+        score, covered = _spearman(table, pairs)
+        row |= {key: round(score, 3), f"{key}_pairs": covered,
+                f"{key}_dev": round(_spearman(table, pairs[0::2])[0], 3),
+                f"{key}_test": round(_spearman(table, pairs[1::2])[0], 3)}
     google = evaluate_suite(table, "google-analogy", restrict_vocab=30_000)
-    return {"ws353": round(float(ws.spearman), 3), "simlex": round(float(simlex.spearman), 3),
-            "google": round(float(google.accuracy), 3)}
-
-
-def run_one(name: str, sentences: list[list[str]], config: Any) -> dict[str, Any]:
-    from embedops.train.gpu_sgns import train_sgns
-
-    started = time.perf_counter()
-    result = train_sgns(lambda: iter(sentences), config, quiet=True)
-    row: dict[str, Any] = {"name": name, "seconds": round(time.perf_counter() - started, 1),
-                           "device": result.device, **quality(result.table)}
-    if result.privacy is not None:
-        p = result.privacy
-        row |= {"epsilon": round(p["epsilon"], 3), "delta": p["delta"],
-                "noise_multiplier": round(p["noise_multiplier"], 3), "steps": p["steps"],
-                "sample_rate": round(p["sample_rate"], 5), "sentences": p["sentences"]}
+    row |= {"google": round(float(google.accuracy), 3), "google_questions": google.evaluated}
     return row
+
+
+def train(sentences: list[list[str]], config: Any,
+          norms: bool) -> tuple[Any, Any, list[Any], Any]:
+    """``train_sgns``'s steps with the trainer in hand (for ``--norms``): table, privacy,
+    the per-step norm log, and the table of the other choice of saved vectors (input alone
+    when the sum is saved, else the sum)."""
+    import torch
+
+    from embedops.models.static import StaticVectors
+    from embedops.train.gpu_sgns import _trainer, encode_corpus, resolve_device
+
+    device = resolve_device(config.device)
+    with tempfile.TemporaryDirectory(prefix="bench-privacy-") as tmp:
+        corpus = encode_corpus(lambda: iter(sentences), Path(tmp), config.min_count,
+                               config.max_vocab)
+        trainer = _trainer(config, corpus, device, torch)
+        if norms and hasattr(trainer, "norm_log"):
+            trainer.norm_log = []
+        trainer.run(True)
+        inputs = trainer.w_in.float().cpu().numpy()
+        context = trainer.w_out.float().cpu().numpy()
+    vectors = inputs + context if config.saved_vectors == "sum" else inputs
+    privacy = trainer.privacy.to_dict() if hasattr(trainer, "privacy") else None
+    other = inputs if config.saved_vectors == "sum" else inputs + context
+    return (StaticVectors(corpus.words, vectors, counts=corpus.counts), privacy,
+            getattr(trainer, "norm_log", None) or [],
+            StaticVectors(corpus.words, other, counts=corpus.counts))
+
+
+def run_one(name: str, sentences: list[list[str]], config: Any, norms: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    table, privacy, log, other = train(sentences, config, norms)
+    row: dict[str, Any] = {"name": name, "seconds": round(time.perf_counter() - started, 1),
+                           "load": round(os.getloadavg()[0], 1), "vocab": len(table),
+                           **quality(table)}
+    alt = {key: _spearman(other, pairs[0::2])[0] for key, pairs in _dev_pairs().items()}
+    row["other_vectors_dev"] = {k: round(v, 3) for k, v in alt.items()}
+    if privacy is not None:
+        row |= {"epsilon": round(privacy["epsilon"], 3), "delta": privacy["delta"],
+                "noise_multiplier": round(privacy["noise_multiplier"], 3),
+                "steps": privacy["steps"], "sample_rate": round(privacy["sample_rate"], 5),
+                "sentences": privacy["sentences"]}
+    if log:
+        third = max(1, len(log) // 3)
+        row["norms"] = [[round(float(np.median([m for m, _ in part])), 4),
+                         round(float(np.mean([c for _, c in part])), 3)]
+                        for part in (log[:third], log[third:-third] or log, log[-third:])]
+    return row
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:key=value,key=value`` → (NAME, {key: value}); ``lot`` means dp_batch_sentences,
+    ``clip`` dp_clip."""
+    name, _, body = text.partition(":")
+    alias = {"lot": "dp_batch_sentences", "clip": "dp_clip", "vocab": "max_vocab",
+             "frozen": "dp_frozen_output"}
+    values = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        values[alias.get(key, key)] = _value(value)
+    return name, values
+
+
+def _print(row: dict[str, Any]) -> None:
+    extra = (f"  eps {row['epsilon']:.2f} (delta {row['delta']:.1e}) noise "
+             f"{row['noise_multiplier']:.2f} steps {row['steps']} q {row['sample_rate']:.4f}"
+             if "epsilon" in row else "")
+    norms = f"  norms(median, clipped) {row['norms']}" if "norms" in row else ""
+    norms += f"  other vectors dev {row['other_vectors_dev']}"
+    print(f"{row['name']:>22}: WS353 {row['ws353']:.3f} ({row['ws353_pairs']}; dev "
+          f"{row['ws353_dev']:.3f} test {row['ws353_test']:.3f})  SimLex {row['simlex']:.3f} "
+          f"({row['simlex_pairs']}; dev {row['simlex_dev']:.3f} test {row['simlex_test']:.3f})"
+          f"  Google {row['google']:.3f} ({row['google_questions']})  vocab {row['vocab']}  "
+          f"{row['seconds']:.0f} s load {row['load']}{extra}{norms}", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--max-words", type=int, default=1_500_000)
-    parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 4.0, 8.0])
+    parser.add_argument("--max-words", type=int, default=3_000_000)
+    parser.add_argument("--stride", type=int, default=4, help="keep every K-th line")
+    parser.add_argument("--split", choices=("train", "dev"), default="train")
+    parser.add_argument("--epsilons", type=float, nargs="*", default=[1.0, 4.0, 8.0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--dim", type=int, default=100)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the non-private run")
+    parser.add_argument("--same-config", action="store_true",
+                        help="also the non-private trainer with the DP settings")
+    # the DP settings (tuned on the dev split: docs/benchmarks/privacy.md)
+    parser.add_argument("--dp-sg", type=int, default=1, help="1 skip-gram, 0 CBOW")
+    parser.add_argument("--dp-dim", type=int, default=50)
+    parser.add_argument("--dp-vocab", type=int, default=3000, help="most frequent words kept")
+    parser.add_argument("--dp-negative", type=int, default=2)
+    parser.add_argument("--dp-window", type=int, default=5)
+    parser.add_argument("--dp-epochs", type=int, default=2)
+    parser.add_argument("--dp-lr", type=float, default=None)
+    parser.add_argument("--dp-sample", type=float, default=1e-4)
     parser.add_argument("--clip", type=float, default=1.0)
-    parser.add_argument("--lot", type=int, default=512, help="expected sentences per DP step")
+    parser.add_argument("--lot", type=int, default=4096, help="expected sentences per DP step")
+    parser.add_argument("--dp-frozen", action="store_true",
+                        help="DP: a fixed random output table, the input table trained alone")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME:key=value,... more DP runs (SGNSConfig fields)")
+    parser.add_argument("--norms", action="store_true", help="print DP gradient norms")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines here")
     args = parser.parse_args()
@@ -87,33 +219,50 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "src"))
     from embedops.train.gpu_sgns import SGNSConfig
 
-    sentences = read_words(args.data / "corpus-en-13m.txt.xz", args.max_words)
+    offset = 0 if args.split == "train" else args.stride // 2
+    if args.split == "dev" and args.stride < 2:
+        parser.error("--split dev needs --stride 2 or more")
+    sentences = read_lines(args.data / "corpus-en-13m.txt.xz", args.max_words, args.stride,
+                           offset)
     words = sum(len(s) for s in sentences)
-    print(f"corpus: {words:,} words in {len(sentences):,} sentences, device {args.device}, "
-          f"python {platform.python_version()}")
-    common = dict(sg=True, dim=args.dim, window=5, min_count=5, negative=5, sample=1e-3,
-                  epochs=args.epochs, device=args.device, batch_size=16_384)
-    contestants = [("non-private", SGNSConfig(**common))] + [
-        (f"DP eps={eps:g}", SGNSConfig(**common, dp_epsilon=eps, dp_clip=args.clip,
-                                        dp_batch_sentences=args.lot))
-        for eps in args.epsilons]
+    print(f"corpus: {args.split} split (every {args.stride}th line from {offset}), {words:,} "
+          f"words in {len(sentences):,} sentences, device {args.device}, python "
+          f"{platform.python_version()}, load {os.getloadavg()[0]:.1f}")
+    common: dict[str, Any] = dict(sg=True, dim=args.dim, window=5, min_count=5, negative=5,
+                                  sample=1e-3, epochs=args.epochs, device=args.device,
+                                  batch_size=16_384)
+    dp_common = dict(common, sg=bool(args.dp_sg), dim=args.dp_dim, max_vocab=args.dp_vocab,
+                     negative=args.dp_negative, window=args.dp_window, epochs=args.dp_epochs,
+                     lr=args.dp_lr, sample=args.dp_sample, dp_clip=args.clip,
+                     dp_batch_sentences=args.lot, dp_frozen_output=args.dp_frozen)
+    contestants: list[tuple[str, Any]] = []
+    if not args.no_baseline:
+        contestants.append(("non-private", SGNSConfig(**common)))
+    if args.same_config:
+        plain = {k: v for k, v in dp_common.items() if not k.startswith("dp_")}
+        contestants.append(("non-private, DP settings", SGNSConfig(**plain)))
+    for eps in args.epsilons:
+        contestants.append((f"DP eps={eps:g}", SGNSConfig(**dp_common, dp_epsilon=eps)))
+        for variant in args.variant:
+            name, values = parse_variant(variant)
+            contestants.append((f"{name} eps={eps:g}",
+                                SGNSConfig(**(dp_common | values), dp_epsilon=eps)))
     rows = []
     for name, config in contestants:
-        row = run_one(name, sentences, config)
+        row = run_one(name, sentences, config, args.norms)
         rows.append(row)
-        extra = (f"  eps {row['epsilon']:.2f} (delta {row['delta']:.1e}), noise "
-                 f"{row['noise_multiplier']:.2f}, {row['steps']} steps" if "epsilon" in row
-                 else "")
-        print(f"{name:>14}: WS353 {row['ws353']:.3f}  SimLex {row['simlex']:.3f}  Google "
-              f"{row['google']:.3f}  {row['seconds']:.1f} s{extra}", flush=True)
+        _print(row)
         if args.out is not None:
             with open(args.out, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({**row, "words": words, "date": time.strftime("%F")}) + "\n")
-    base = rows[0]
-    for row in rows[1:]:
-        print(f"{row['name']:>14} / non-private: WS353 {row['ws353'] - base['ws353']:+.3f}  "
-              f"SimLex {row['simlex'] - base['simlex']:+.3f}  "
-              f"Google {row['google'] - base['google']:+.3f}")
+                fh.write(json.dumps({**row, "words": words, "split": args.split,
+                                     "stride": args.stride, "date": time.strftime("%F %T")})
+                         + "\n")
+    if rows and rows[0]["name"] == "non-private":
+        base = rows[0]
+        for row in rows[1:]:
+            print(f"{row['name']:>22} - non-private: WS353 {row['ws353'] - base['ws353']:+.3f}"
+                  f"  SimLex {row['simlex'] - base['simlex']:+.3f}  "
+                  f"Google {row['google'] - base['google']:+.3f}")
     return 0
 
 

@@ -22,6 +22,7 @@ from embedops.train.dp import (  # noqa: E402
     epsilon_spent,
     example_norms,
     noise_for_epsilon,
+    sentence_parts,
 )
 from embedops.train.gpu_sgns import SGNSConfig, train_sgns  # noqa: E402
 
@@ -46,7 +47,8 @@ def test_more_noise_spends_less_epsilon_and_the_solver_hits_its_target() -> None
     {"dp_epsilon": 0.0}, {"dp_epsilon": -1.0}, {"dp_noise_multiplier": 0.0},
     {"dp_epsilon": 4.0, "dp_noise_multiplier": 1.0}, {"dp_epsilon": 4.0, "dp_clip": 0.0},
     {"dp_epsilon": 4.0, "dp_delta": 1.5}, {"dp_epsilon": float("nan")},
-    {"dp_epsilon": 4.0, "dp_batch_sentences": 0},
+    {"dp_epsilon": 4.0, "dp_batch_sentences": 0}, {"dp_frozen_output": True},
+    {"dp_epsilon": 4.0, "dp_frozen_output": True, "vectors": "sum"},
 ])
 def test_bad_dp_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
@@ -118,6 +120,56 @@ def test_one_sentence_moves_the_tables_by_at_most_lr_times_clip(
     assert trainer.step(lot) > 0
     moved = float((torch.cat([trainer.w_in, trainer.w_out]) - before).norm())
     assert 0 < moved <= 0.5 * clip * (1 + 1e-3)  # lr 0.5, expected lot size 1
+
+
+def test_a_lot_is_cut_into_parts_of_whole_sentences() -> None:
+    import torch
+
+    ids = torch.tensor([1, 2, -1, 3, -1, 4, 5, 6, 7, 8, 9, -1, 8, -1, 2, -1])
+    parts = sentence_parts(ids, 4)
+    assert [p.tolist() for p in parts] == [[1, 2, -1, 3, -1], [4, 5, 6, 7, 8, 9, -1],
+                                           [8, -1], [2, -1]]  # cut after an end only
+    assert sentence_parts(ids, 100)[0] is ids
+
+
+def test_a_lot_in_parts_keeps_the_per_sentence_bound(
+    lee_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lot of 41 sentences taken in parts of ~200 ids: every sentence is still clipped
+    (the norm log has one entry per part) and the tables move by at most lr x 41 x clip /
+    the expected lot size."""
+    import torch
+
+    import embedops.train.dp as dp
+
+    monkeypatch.setattr(dp, "MICRO_TOKENS", 200)
+    clip = 0.01
+    trainer = _trainer(lee_corpus, tmp_path, dp_noise_multiplier=1e-9, dp_clip=clip,
+                       dp_batch_sentences=41)
+    trainer.norm_log = []
+    lot = torch.as_tensor(np.array(trainer.ids[: trainer.ends[40] + 1]))
+    before = torch.cat([trainer.w_in, trainer.w_out]).clone()
+    assert trainer.step(lot) > 0
+    assert len(trainer.norm_log) >= 3 and all(share > 0.5 for _, share in trainer.norm_log)
+    moved = float((torch.cat([trainer.w_in, trainer.w_out]) - before).norm())
+    lot_size = trainer.privacy.sample_rate * trainer.privacy.sentences
+    assert 0 < moved <= 0.5 * 41 * clip / lot_size * (1 + 1e-3)
+
+
+def test_a_frozen_output_table_never_moves_and_the_input_vectors_are_saved(
+    lee_corpus: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    trainer = _trainer(lee_corpus, tmp_path, dp_noise_multiplier=1.0, dp_batch_sentences=41,
+                       dp_frozen_output=True)
+    trainer.w_out = torch.randn(trainer.w_out.shape, generator=trainer.gen)
+    out, inputs = trainer.w_out.clone(), trainer.w_in.clone()
+    lot = torch.as_tensor(np.array(trainer.ids[: trainer.ends[40] + 1]))
+    assert trainer.step(lot) > 0
+    torch.testing.assert_close(trainer.w_out, out, rtol=0, atol=0)
+    assert not torch.equal(trainer.w_in, inputs)
+    assert trainer.c.saved_vectors == "input"
 
 
 def test_dp_training_publishes_epsilon_and_delta_in_the_manifest(

@@ -1,35 +1,54 @@
 """Differentially private training of the torch word2vec trainer: DP-SGD, one sentence a unit.
 
 Privacy unit: one *sentence* of the corpus, i.e. one line of the training text (a paragraph or
-document as the corpus reader yields it), not one (center, context) pair. A secret lives in a
-sentence, and a sentence yields many pairs (each kept word with every word of its window, each
-with its negatives); a guarantee per pair would bound what one pair reveals while a sentence
-could reveal up to its number of pairs times more. Clipping per sentence bounds the whole
-sentence's effect on every step, so the guarantee is about sentences.
+document as the corpus reader yields it), not one (center, context) pair. Neighbouring corpora
+differ by adding or removing one line. A secret lives in a sentence, and a sentence yields many
+pairs (each kept word with every word of its window, each with its negatives); a guarantee per
+pair would bound what one pair reveals while a sentence could reveal up to its number of pairs
+times more. Clipping per sentence bounds the whole sentence's effect on every step, so the
+guarantee is about sentences.
 
 One step (DP-SGD, Abadi et al. 2016):
 
 1. Poisson sampling: each sentence joins the step's lot on its own with probability
    q = ``dp_batch_sentences`` / N (what the accountant assumes); an epoch is about 1/q steps.
 2. The lot's pairs (dynamic window, subsampling of frequent words, negatives) and their
-   gradients are made as in the non-private trainer, and not applied.
+   gradients are made as in the non-private trainer, all at the step's parameters, and not
+   applied; a large lot is taken in parts of whole sentences (``MICRO_TOKENS`` ids) so memory
+   stays bounded. The windows, subsampling and negatives come from the seeded generator:
+   randomness inside each sentence's gradient, drawn independently of the data, which the
+   clipping bounds whatever it draws.
 3. Per-sentence clipping: a sentence's gradient over both tables (input and output vectors, its
-   pairs summed per row) is scaled to an L2 norm of at most ``dp_clip``. The gradient is sparse,
-   so its norm is taken over the rows it touches only (``example_norms``).
+   pairs and negatives summed per row) is scaled to an L2 norm of at most ``dp_clip``. The
+   gradient is sparse, so its norm is taken over the rows it touches only (``example_norms``).
 4. Gaussian noise of standard deviation ``noise_multiplier * dp_clip`` is added to *every*
    row of both tables (to untouched rows too: otherwise which rows moved would tell which words
-   were in the lot), the sum is divided by the expected lot size, and the update rule (Adagrad
-   or SGD) applies it, which is post-processing and spends no privacy.
+   were in the lot; of the input table alone with ``dp_frozen_output``, whose output table is
+   a fixed random one drawn from ``seed`` and never trained), the sum is divided by the
+   expected lot size, and the update rule (Adagrad or SGD) applies it, which is
+   post-processing and spends no privacy.
 
-The accountant is opacus' RDP accountant: epsilon spent at ``delta`` for (noise, q, steps), and
-for a target epsilon the noise multiplier that reaches it. The sampling and the noise come from
-fresh OS entropy, never from ``seed`` (a known seed would let anyone replay the noise), so DP
-runs are not bit-reproducible.
+The accountant is opacus' RDP accountant of the Poisson-subsampled Gaussian mechanism
+composed over the steps (add/remove-one adjacency, sensitivity ``dp_clip``, N taken as
+public): epsilon spent at ``delta`` for (noise, q, steps), and for a target epsilon the noise
+multiplier that reaches it. The sampling and the noise come from fresh OS entropy, never from
+``seed`` (a known seed would let anyone replay the noise), so DP runs are not bit-reproducible.
 
-Not covered by the guarantee: the vocabulary (words seen ``min_count`` times) and the word
-counts (subsampling and the negative distribution) are taken from the corpus as usual, so the
-guarantee is for the trained vectors given the vocabulary; a string repeated in k sentences is
-protected only at group level (about k times epsilon).
+Utility (docs/benchmarks/privacy.md): what decides it is the signal of a row per step against
+the noise on it, about ``f * lot / (noise_multiplier * sqrt(rows * dim))`` for a word in a
+share f of the sentences and a sentence whose clipped gradient is spread over ``rows`` rows.
+So DP runs want large lots (thousands of sentences) and few epochs (the accountant's noise
+grows slowly with the lot at a fixed epsilon), few negatives and strong subsampling (fewer
+rows per sentence), a small ``dim``, a vocabulary of frequent words (``max_vocab``: rare words
+get no usable signal, and the noise on every row of both tables is the price of each row), a
+clip at or below the typical sentence norm (Adagrad is scale-free, so a clip below every norm
+costs nothing), and more sentences: the noise on the mean gradient falls as 1/N.
+
+Not covered by the guarantee: the vocabulary (words seen ``min_count`` times, or the
+``max_vocab`` most frequent) and the word counts (subsampling and the negative distribution)
+are taken from the corpus as usual, so the guarantee is for the trained vectors given the
+vocabulary; a string repeated in k sentences is protected only at group level (about k times
+epsilon).
 """
 
 from __future__ import annotations
@@ -47,6 +66,7 @@ from embedops.train.sgns_config import SGNSConfig
 from embedops.train.sgns_corpus import EncodedCorpus
 from embedops.train.sgns_trainer import SGNSTrainer
 
+MICRO_TOKENS = 16_384  # ids per gradient pass within a lot: bounds memory, not privacy
 SCOPE = "trained vectors given the vocabulary (vocabulary and word counts are not private)"
 
 
@@ -164,6 +184,11 @@ class DPSGNSTrainer(SGNSTrainer):
         self.privacy = plan_privacy(config, len(self.ends))
         self.sampler = np.random.default_rng(secrets.randbits(64))
         self.noise_gen = torch.Generator(device=device).manual_seed(secrets.randbits(63))
+        self.norm_log: list[tuple[float, float]] | None = None  # see _record
+        self.frozen = config.dp_frozen_output
+        if self.frozen:  # a fixed random output table from the seed: data-independent
+            scale = 1.0 / math.sqrt(config.dim)
+            self.w_out = torch.randn(self.w_out.shape, generator=self.gen, device=device) * scale
 
     def run(self, quiet: bool | None) -> int:
         """All DP steps; returns the number of pairs trained."""
@@ -185,18 +210,41 @@ class DPSGNSTrainer(SGNSTrainer):
 
     def step(self, ids: Any) -> int:
         """One DP-SGD step on the lot ``ids``: clip per sentence, add noise, apply; returns
-        the number of (center, context) pairs in the lot."""
-        examples, keys, grads = self.sentence_gradients(ids)
-        vocab = len(self.corpus.words)
-        if grads.shape[0]:
-            grads = clip_per_example(examples, keys, grads, int((ids < 0).sum()), 2 * vocab,
-                                     self.privacy.clip)
-        self._noisy_update(keys, grads)
-        return int((keys < vocab).sum())  # one input-row entry per pair
+        the number of (center, context) pairs in the lot.
+
+        The lot's gradients are all taken at the same parameters, in parts of whole sentences
+        (``MICRO_TOKENS`` ids each) so that memory stays bounded however large the lot; a
+        sentence is never split, so clipping per part is clipping per sentence."""
+        vocab, p = len(self.corpus.words), self.privacy
+        tables = 1 if self.frozen else 2
+        total = self.torch.randn(tables * vocab, self.c.dim, generator=self.noise_gen,
+                                 device=self.device)
+        total.mul_(p.noise_multiplier * p.clip)
+        pairs = 0
+        for part in sentence_parts(ids, MICRO_TOKENS):
+            examples, keys, grads = self.sentence_gradients(part)
+            if not grads.shape[0]:
+                continue
+            n_sentences = int((part < 0).sum())
+            norms = example_norms(examples, keys, grads, n_sentences, 2 * vocab)
+            self._record(norms, p.clip)
+            factor = (p.clip / norms.clamp(min=1e-12)).clamp(max=1.0)
+            total.index_add_(0, keys, grads * factor[examples].unsqueeze(1))
+            pairs += int((keys < vocab).sum())  # one input-row entry per pair
+        self._noisy_update(total)
+        return pairs
+
+    def _record(self, norms: Any, clip: float) -> None:
+        """Keep the median raw sentence norm and the share clipped, for tuning ``dp_clip`` on
+        public or dev data only: they describe the training sentences, so they are never
+        written to the manifest or the result."""
+        if self.norm_log is not None and norms.numel():
+            self.norm_log.append((float(norms.median()), float((norms > clip).float().mean())))
 
     def sentence_gradients(self, ids: Any) -> tuple[Any, Any, Any]:
         """(sentence of each entry, parameter row: input rows 0..V-1 then output rows
-        V..2V-1, gradient (n, dim)) of the lot ``ids``, unclipped and not applied."""
+        V..2V-1 (none with a frozen output table), gradient (n, dim)) of the lot ``ids``,
+        unclipped and not applied."""
         torch, vocab = self.torch, len(self.corpus.words)
         words, sentence = self._subsample(ids)
         sentence = sentence.long()
@@ -204,28 +252,60 @@ class DPSGNSTrainer(SGNSTrainer):
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             return empty, empty, torch.zeros(0, self.c.dim, device=self.device)
         centers, contexts = self._pairs(words, sentence)
+        grads = self._input_grads if self.frozen else self._output_grads
         if self.c.sg:  # w_in[center] predicts the context word
-            out_ids, grad_h, grad_u = self._output_grads(self.w_in[words[centers]],
-                                                         words[contexts])
+            out_ids, grad_h, grad_u = grads(self.w_in[words[centers]], words[contexts])
             in_rows, in_grads, out_owner = words[centers], grad_h, sentence[centers]
         else:  # the mean of a center's context vectors predicts the center word
             share = torch.bincount(centers, minlength=words.numel()).clamp(min=1)
             share = share.unsqueeze(1).float()
             h = torch.zeros(words.numel(), self.c.dim, device=self.device)
             h.index_add_(0, centers, self.w_in[words[contexts]])
-            out_ids, grad_h, grad_u = self._output_grads(h / share, words)
+            out_ids, grad_h, grad_u = grads(h / share, words)
             in_rows, in_grads, out_owner = words[contexts], (grad_h / share)[centers], sentence
+        if grad_u is None:  # a frozen output table: the input rows alone
+            return sentence[centers], in_rows, in_grads
         return (torch.cat([sentence[centers], out_owner.repeat_interleave(out_ids.shape[1])]),
                 torch.cat([in_rows, vocab + out_ids.reshape(-1)]),
                 torch.cat([in_grads, grad_u.reshape(-1, self.c.dim)]))
 
-    def _noisy_update(self, keys: Any, grads: Any) -> None:
-        """Sum the clipped gradients per row, add Gaussian noise to every row of both tables,
-        divide by the expected lot size and apply with the update rule."""
+    def _input_grads(self, h: Any, targets: Any) -> tuple[Any, Any, None]:
+        """``_output_grads`` without the output rows' gradients (a frozen output table)."""
+        torch = self.torch
+        negs = self._negatives(targets.numel())
+        out_ids = torch.cat([targets.unsqueeze(1), negs], dim=1)
+        u = self.w_out[out_ids]
+        g = torch.sigmoid(torch.bmm(u, h.unsqueeze(2)).squeeze(2))
+        g[:, 0] -= 1.0  # d loss / d logit: the target's label is 1, the negatives' 0
+        if self.c.skip_target_negatives:
+            g[:, 1:].masked_fill_(negs == targets.unsqueeze(1), 0.0)
+        return out_ids, torch.bmm(g.unsqueeze(1), u).squeeze(1), None
+
+    def _noisy_update(self, total: Any) -> None:
+        """Apply ``total`` (the clipped gradients summed per row plus the Gaussian noise on
+        every row of both tables), divided by the expected lot size, with the update rule."""
         torch, vocab, p = self.torch, len(self.corpus.words), self.privacy
-        total = torch.randn(2 * vocab, self.c.dim, generator=self.noise_gen, device=self.device)
-        total.mul_(p.noise_multiplier * p.clip).index_add_(0, keys, grads)
         total.div_(max(p.sample_rate * p.sentences, 1.0))
         rows = torch.arange(vocab, device=self.device)
-        self._apply(self.w_out, self.acc_out, rows, total[vocab:])
+        if not self.frozen:
+            self._apply(self.w_out, self.acc_out, rows, total[vocab:])
         self._apply(self.w_in, self.acc_in, rows, total[:vocab])
+
+
+def sentence_parts(ids: Any, size: int) -> list[Any]:
+    """``ids`` (sentences each closed by ``-1``) cut after a sentence's ``-1`` into parts of
+    about ``size`` ids; a sentence longer than ``size`` is a part of its own."""
+    n = int(ids.numel())
+    if n <= size:
+        return [ids]
+    ends = (ids < 0).nonzero().flatten().cpu().numpy()
+    if ends.size == 0:
+        return [ids]
+    marks = np.searchsorted(ends, np.arange(size, n, size))
+    cuts = np.unique(ends[np.minimum(marks, ends.size - 1)] + 1).tolist()
+    parts, start = [], 0
+    for cut in [*cuts, n]:
+        if cut > start:
+            parts.append(ids[start:cut])
+            start = cut
+    return parts

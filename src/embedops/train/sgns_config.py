@@ -53,6 +53,9 @@ class SGNSConfig:
     line (sentence) as the privacy unit; ``dp_clip`` bounds each sentence's gradient (L2 over
     both tables), ``dp_delta`` defaults to 1/N (N: sentences; a larger one is refused) and
     ``dp_batch_sentences`` is the expected number of sentences per step (Poisson sampling).
+    ``dp_frozen_output`` keeps the output (context) table at a fixed random start drawn from
+    ``seed`` (data-independent) and trains the input table alone: each sentence's clip budget
+    and the noise then go to the input rows only, and the input vectors are saved.
     """
 
     sg: bool = True
@@ -83,6 +86,7 @@ class SGNSConfig:
     dp_clip: float = 1.0
     dp_delta: float | None = None
     dp_batch_sentences: int = 512
+    dp_frozen_output: bool = False
 
     def __post_init__(self) -> None:
         if self.update not in _UPDATES:
@@ -134,6 +138,12 @@ class SGNSConfig:
                                "leave it out for 1/N (N: sentences of the corpus)")
         if self.dp_batch_sentences < 1:
             raise InvalidInput(f"dp_batch_sentences must be >= 1, got {self.dp_batch_sentences}")
+        if self.dp_frozen_output and not self.dp:
+            raise InvalidInput("dp_frozen_output is a DP setting",
+                               "give a DP epsilon or noise multiplier too")
+        if self.dp_frozen_output and self.vectors == "sum":
+            raise InvalidInput("with dp_frozen_output the output table is random: it cannot be "
+                               "summed into the saved vectors", "use vectors 'input' or 'auto'")
 
     @property
     def dp(self) -> bool:
@@ -159,7 +169,7 @@ class SGNSConfig:
         """The configured ``vectors``, or the default for the architecture."""
         if self.vectors != "auto":
             return self.vectors
-        return "sum" if self.sg else "input"
+        return "sum" if self.sg and not self.dp_frozen_output else "input"
 
     @property
     def base_lr(self) -> float:
