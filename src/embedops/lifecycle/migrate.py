@@ -77,6 +77,7 @@ DONE, REVERTED = "done", "rolled_back"
 # Tests kill the process (SIGKILL) once the named step's work is done, before it is recorded.
 KILL_ENV = "EMBEDOPS_MIGRATE_KILL_AT"
 POLL_S = 0.5
+HEARTBEAT_S = 20.0  # well inside lifecycle.service.STALE_BACKFILL_S
 Events = Callable[[str, str], None]
 
 
@@ -397,7 +398,8 @@ class Migrations:
                 return state
             self.on_event(step, "running")
             try:
-                outcome = getattr(self, f"_step_{step}")(state, opts, stop, executor)
+                with self._heartbeat(state):
+                    outcome = getattr(self, f"_step_{step}")(state, opts, stop, executor)
             except (MigrationFailed, GateFailed) as exc:
                 return self._revert(state, exc.message)
             if outcome == "stopped":
@@ -411,6 +413,30 @@ class Migrations:
                target=state["target"])
         self.on_event(DONE, f"'{collection}' now serves {state['target']}")
         return state
+
+    @contextlib.contextmanager
+    def _heartbeat(self, state: dict[str, Any]) -> Iterator[None]:
+        """While a step runs, stamp this migration's backfilling rollout every
+        ``HEARTBEAT_S``: a server resumes a backfill silent for ``STALE_BACKFILL_S`` (its
+        process died) in its own threads, which must not happen to a live, if slow (niced),
+        backfill, index build or golden run."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_S):
+                with self.rollouts.store.editing(state["collection"]) as box:
+                    current = box[0]
+                    if current is not None and current.phase == BACKFILLING and \
+                            current.started_at == state.get("rollout_started_at"):
+                        box[0] = replace(current, updated_at=time.time())
+
+        thread = threading.Thread(target=beat, name="migrate-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _revert(self, state: dict[str, Any], reason: str) -> dict[str, Any]:
         rollout = self._rollout(state)
