@@ -5,17 +5,27 @@ vectors: the point is the index, and 1M MiniLM encodings do not fit a 2-core mac
 The items go through the real engine (catalog, snapshots, served index) with their vectors
 given (``upsert_items(vectors=...)``), under a random static model of the same dimension.
 
-Measured in one run, one FAISS thread:
+Measured in one run, one FAISS thread, with the load average printed beside each figure:
 
 * full build: ``index build --kind hnsw`` of ``--n`` vectors (catalog read, build, checksummed
   snapshot) next to raw FAISS ``IndexHNSWFlat`` (same ``M`` and ``efConstruction``) on the
   same array;
 * refresh: ``--new-share`` (1%) new vectors written, then ``index refresh`` (a new segment
   from those only, the rest hard-linked); then deleting 1% and refreshing again; each as a
-  share of the full build;
-* QPS at recall@10 >= ``--target`` (0.95) against exact search, one query at a time through
-  the served index, for ``--segments`` (10) segments and after ``index merge`` (one), and for
-  raw FAISS HNSW on the same live vectors: the cheapest ``ef_search`` reaching the target.
+  share of the full build; then more 1% refreshes (``--refreshes`` in all) under the
+  size-tiered policy (``max_segments`` = ``--segments``): the layout it really produces;
+* QPS at recall@10 >= ``--target`` (0.95) against exact search, at the cheapest
+  ``ef_search`` reaching it (recall found untimed; the knob is the whole index's: segments
+  narrow it to their share): (a) through the served index, one query at a time, as a server
+  searches; (b) at the index, one query per call and (c) a batch of all queries per call; for
+  the policy's layout, after ``index merge`` (one segment), for ``--segments`` equal HNSW
+  segments of the same live vectors (index level), each also with the segments searched on
+  a pool of 2 threads, and raw FAISS HNSW on the same live vectors. The contestants of a mode
+  are timed in ``--rounds`` interleaved rounds (shuffled order); the ratio printed is the
+  median over rounds of a contestant's QPS over merged's in the same round, since the load of
+  a shared machine moves between rounds;
+* the refresh bookkeeping at ``--keymap-n`` keys: the consistency checksum from scratch and
+  updated by the write, and the served index's key map (what still grows with the collection).
 
 Usage: ``python bench/scale_1m.py [--n 1000000] [--dim 128] [--queries 500]``; ``--n 50000``
 for a quick run. Figures are only meaningful on an idle machine.
@@ -24,10 +34,12 @@ for a quick run. Figures are only meaningful on an idle machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +52,7 @@ from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
 from embedops.text.tokenize import TokenizerSpec
 
-EF = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+EF = (10, 12, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512)
 M, EF_CONSTRUCTION = 32, 100
 BATCH = 10_000  # the most items one upsert takes
 
@@ -78,37 +90,97 @@ def write(api: Embedops, ids: list[str], vectors: np.ndarray) -> None:
                          vectors=vectors[start:start + len(part)])
 
 
-def served_qps(api: Embedops, queries: np.ndarray, truth: list[set[str]], target: float
-               ) -> tuple[int | None, float, float]:
-    """(ef_search, recall@10, QPS) at the cheapest ef_search reaching ``target`` through the
-    served index, one query at a time (``None``: not reached; the last ef's figures)."""
-    served = api.served_index("big")
-    out: tuple[int | None, float, float] = (None, 0.0, 0.0)
+def load() -> str:
+    """The 1-minute load average, for the record beside a timing."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def reach(search: Callable[[dict[str, int]], list[set[Any]]], truth: list[set[Any]],
+          target: float) -> dict[str, Any]:
+    """The cheapest ``ef_search`` whose recall@10 reaches ``target`` (recall only, untimed):
+    ``search(knobs)`` returns each query's top-10 as a set."""
+    out: dict[str, Any] = {"ef": None, "recall": 0.0}
     for ef in EF:
-        knobs = {"ef_search": ef}
-        seconds, found = timed(lambda: [served.search(q, 10, search_params=knobs)  # noqa: B023
-                                        for q in queries])
-        rec = float(np.mean([len({i for i, _ in f} & t) / 10 for f, t in
-                             zip(found, truth, strict=True)]))
-        out = (ef if rec >= target else None, rec, len(queries) / seconds)
+        found = search({"ef_search": ef})
+        rec = float(np.mean([len(f & t) / 10 for f, t in zip(found, truth, strict=True)]))
+        out = {"ef": ef if rec >= target else None, "recall": rec}
         if rec >= target:
             return out
+    out["ef"] = EF[-1]
     return out
 
 
-def faiss_qps(index: Any, queries: np.ndarray, truth: np.ndarray, target: float
-              ) -> tuple[int | None, float, float]:
-    """The same as ``served_qps`` for a raw FAISS HNSW index."""
-    out: tuple[int | None, float, float] = (None, 0.0, 0.0)
-    for ef in EF:
-        index.hnsw.efSearch = ef
-        seconds, found = timed(lambda: [index.search(q[None, :], 10)[1][0] for q in queries])
-        rec = float(np.mean([len(set(f.tolist()) & set(t.tolist())) / 10
-                             for f, t in zip(found, truth, strict=True)]))
-        out = (ef if rec >= target else None, rec, len(queries) / seconds)
-        if rec >= target:
-            return out
-    return out
+def race(contestants: dict[str, Callable[[], Any]], count: int, rounds: int,
+         reference: str) -> dict[str, dict[str, float]]:
+    """QPS of each contestant (a call searching ``count`` queries) over ``rounds`` rounds in a
+    shuffled order each round; best QPS, and the median over rounds of its QPS over the
+    ``reference``'s in the same round (neighbours in a round share the machine's load)."""
+    import random
+
+    rng = random.Random(0)
+    names = list(contestants)
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            seconds, _ = timed(contestants[name])
+            per_round[name].append(count / seconds)
+    ref = per_round[reference]
+    return {name: {"qps": max(q), "ratio": float(np.median([a / b for a, b in
+                                                             zip(q, ref, strict=True)]))}
+            for name, q in per_round.items()}
+
+
+def served_search(served: Any, queries: np.ndarray
+                  ) -> Callable[[dict[str, int]], list[set[Any]]]:
+    """One query at a time through a served index (what a server does)."""
+    return lambda knobs: [{i for i, _ in served.search(q, 10, search_params=knobs)}
+                          for q in queries]
+
+
+def index_search(index: Any, queries: np.ndarray, batch: bool
+                 ) -> Callable[[dict[str, int]], list[set[Any]]]:
+    """The index's own search (global ids), all queries in one call or one per call."""
+    if batch:
+        return lambda knobs: [set(row.tolist()) for row in index.search(queries, 10, knobs)[0]]
+    return lambda knobs: [set(index.search(q[None, :], 10, knobs)[0][0].tolist())
+                          for q in queries]
+
+
+def faiss_search(index: Any, queries: np.ndarray
+                 ) -> Callable[[dict[str, int]], list[set[Any]]]:
+    """Raw FAISS HNSW, one query per call."""
+    def run(knobs: dict[str, int]) -> list[set[Any]]:
+        index.hnsw.efSearch = knobs["ef_search"]
+        return [set(index.search(q[None, :], 10)[1][0].tolist()) for q in queries]
+    return run
+
+
+@contextlib.contextmanager
+def fan_out_threads(n: int) -> Iterator[None]:
+    """Search segments on a pool of ``n`` threads meanwhile (``segments.FANOUT_THREADS``)."""
+    from embedops.index import segments
+
+    before, segments.FANOUT_THREADS = segments.FANOUT_THREADS, n
+    try:
+        yield
+    finally:
+        segments.FANOUT_THREADS = before
+
+
+def equal_segments(live: np.ndarray, parts: int) -> Any:
+    """``parts`` HNSW segments of (nearly) equal size over ``live``, as one SegmentedIndex."""
+    from embedops.index import make_index
+    from embedops.index.segments import Segment, SegmentedIndex, new_segment_name
+
+    segs = []
+    for rows in np.array_split(live, parts):
+        index = make_index("hnsw", live.shape[1], "cosine",
+                           {"M": M, "ef_construction": EF_CONSTRUCTION})
+        index.build(rows, np.arange(len(rows)))
+        segs.append(Segment(new_segment_name(), index, len(rows)))
+    first = segs[0].index
+    return SegmentedIndex(segs, "hnsw", "cosine", live.shape[1], first.params)  # type: ignore[attr-defined]
 
 
 def exact_truth(ids: list[str], vectors: np.ndarray, queries: np.ndarray
@@ -120,14 +192,92 @@ def exact_truth(ids: list[str], vectors: np.ndarray, queries: np.ndarray
     return [{ids[j] for j in row} for row in rows], rows
 
 
+def bookkeeping(n: int, share: float) -> dict[str, float]:
+    """Seconds of the per-refresh work that is not index building, at ``n`` keys and a write
+    of ``share`` of them: the consistency checksum from scratch (before) and updated by the
+    write (now), the kept keys joined, and the served index's key map (still O(n))."""
+    from embedops.engine import consistency
+    from embedops.engine.segment_ops import _kept_keys
+    from embedops.index.segments import Segment
+    from embedops.search.served import ServedIndex
+
+    keys = [f"item-{i}" for i in range(n)]
+    write = keys[: max(1, int(n * share))]
+    entry = consistency.record(keys, "m@1")
+    out = {"n": n, "write": len(write)}
+    out["checksum_from_scratch_s"], _ = timed(lambda: consistency.record(keys, "m@1"))
+    out["checksum_updated_s"], _ = timed(lambda: consistency.updated(entry, write, write, "m@1"))
+    seg = Segment("s", None, n)  # type: ignore[arg-type]  # only offsets are read
+    out["kept_keys_s"], _ = timed(lambda: _kept_keys(keys, [seg]))
+
+    class Stub:
+        count, dim, metric = n, 4, "cosine"
+
+    out["served_key_map_s"], _ = timed(lambda: ServedIndex(Stub(), keys, {"dim": 4}))  # type: ignore[arg-type]
+    return out
+
+
+def global_truth(served: Any, truth_ids: list[set[str]]) -> list[set[int]]:
+    """The exact top-10 as the global ids of ``served``'s index (positions in its keys)."""
+    pos = {k: i for i, k in enumerate(served.keys) if i not in served.masked}
+    return [{pos[i] for i in t} for t in truth_ids]
+
+
+def measure(args: argparse.Namespace, queries: np.ndarray, truth_ids: list[set[str]],
+            truth_rows: np.ndarray, policy: Any, merged: Any, equal: Any, raw: Any
+            ) -> dict[str, Any]:
+    """Per mode, the cheapest ``ef_search`` reaching the target for each layout (recall,
+    untimed), then all of them timed in interleaved rounds: QPS and the ratio to merged."""
+    rows = [set(r.tolist()) for r in truth_rows]
+    seg_truth, merged_truth = global_truth(policy, truth_ids), global_truth(merged, truth_ids)
+    n = len(queries)
+    modes: dict[str, dict[str, tuple[Callable[..., Any], list[set[Any]], int]]] = {
+        "served": {"merged": (served_search(merged, queries), truth_ids, 1),
+                   "policy": (served_search(policy, queries), truth_ids, 1),
+                   "policy_pool2": (served_search(policy, queries), truth_ids, 2)},
+        "single": {"merged": (index_search(merged.index, queries, False), merged_truth, 1),
+                   "policy": (index_search(policy.index, queries, False), seg_truth, 1),
+                   "policy_pool2": (index_search(policy.index, queries, False), seg_truth, 2),
+                   "equal": (index_search(equal, queries, False), rows, 1),
+                   "equal_pool2": (index_search(equal, queries, False), rows, 2),
+                   "faiss": (faiss_search(raw, queries), rows, 1)},
+        "batch": {"merged": (index_search(merged.index, queries, True), merged_truth, 1),
+                  "policy": (index_search(policy.index, queries, True), seg_truth, 1),
+                  "equal": (index_search(equal, queries, True), rows, 1),
+                  "equal_pool2": (index_search(equal, queries, True), rows, 2)},
+    }
+    out: dict[str, Any] = {}
+    for mode, entries in modes.items():
+        found, calls = {}, {}
+        for name, (search, truth, threads) in entries.items():
+            with fan_out_threads(threads):
+                found[name] = reach(search, truth, args.target)
+            knobs = {"ef_search": found[name]["ef"]}
+
+            def call(search: Any = search, knobs: dict[str, int] = knobs,
+                     threads: int = threads) -> Any:
+                with fan_out_threads(threads):
+                    return search(knobs)
+
+            calls[name] = call
+        timing = race(calls, n, args.rounds, "merged")
+        out[mode] = {name: {**found[name], **timing[name]} for name in entries}
+        out[mode]["load"] = load()
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
     faiss.omp_set_num_threads(1)
+    threadpool_limits(1)  # numpy's BLAS too: one thread everywhere, as in a server worker
     n, dim, topics = args.n, args.dim, max(16, args.n // 500)
     base = clustered(n, dim, 0, topics)
     queries = clustered(args.queries, dim, 9, topics)
     ids = [f"i{i}" for i in range(n)]
     step = max(1, int(n * args.new_share))
-    report: dict[str, Any] = {"n": n, "dim": dim, "data": "synthetic clustered, unit length"}
+    report: dict[str, Any] = {"n": n, "dim": dim, "data": "synthetic clustered, unit length",
+                              "load_start": load()}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp, \
             Embedops(workspace(Path(tmp) / "ws", dim)) as api:
         api.collections.create("big", model="rand")
@@ -137,14 +287,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raw = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
         raw.hnsw.efConstruction = EF_CONSTRUCTION
         report["faiss_build_s"], _ = timed(lambda: raw.add(base))
+        report["load_build"] = load()
         api.served_index("big")  # loaded, as a server holds it
         live_ids, live = list(ids), base
-        for r in range(args.segments - 1):
+        refresh_s = []
+        for r in range(args.refreshes):
             new = clustered(step, dim, 100 + r, topics)
             new_ids = [f"r{r}-{i}" for i in range(step)]
             write(api, new_ids, new)
             api.served_index("big")  # synced: the writes are in the overlay
             seconds, out = timed(lambda: api.refresh_index("big", max_segments=args.segments))
+            refresh_s.append(seconds)
             live_ids, live = live_ids + new_ids, np.concatenate([live, new])
             if r == 0:
                 report["refresh_1pct_s"] = seconds
@@ -155,34 +308,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["refresh_delete_1pct_s"], _ = timed(
                     lambda: api.refresh_index("big", max_segments=args.segments))
                 live_ids, live = live_ids[step:], live[step:]
-        report["segments"] = len(api.index_status("big")["served"]["segments"] or [])
+        report["refresh_s"] = [round(x, 3) for x in refresh_s]
+        segs = api.index_status("big")["served"]["segments"] or []
+        report["layout"] = [(s["kind"], s["live"]) for s in segs]
         truth_ids, truth_rows = exact_truth(live_ids, live, queries)
-        report["segmented"] = served_qps(api, queries, truth_ids, args.target)
+        served = api.served_index("big")  # the policy's layout (kept in memory past the merge)
         report["merge_s"], _ = timed(lambda: api.merge_index("big"))
-        report["merged"] = served_qps(api, queries, truth_ids, args.target)
+        merged = api.served_index("big")
         raw_live = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
         raw_live.hnsw.efConstruction = EF_CONSTRUCTION
         raw_live.add(live)
-        report["faiss"] = faiss_qps(raw_live, queries, truth_rows, args.target)
+        equal = equal_segments(live, args.segments)
+        report["equal_layout"] = [(s.index.kind, s.live) for s in equal.segments]
+        report["load_measure"] = load()
+        report.update(measure(args, queries, truth_ids, truth_rows, served, merged, equal,
+                              raw_live))
+    report["rounds"] = args.rounds
+    report["bookkeeping"] = bookkeeping(args.keymap_n, args.new_share)
+    report["load_end"] = load()
     return report
 
 
 def show(report: dict[str, Any]) -> None:
-    print(f"{report['n']} x {report['dim']} ({report['data']}), one FAISS thread")
+    print(f"{report['n']} x {report['dim']} ({report['data']}), one FAISS thread, "
+          f"load {report['load_start']} at start, {report['load_end']} at the end")
     print(f"ingest through the engine  {report['ingest_s']:.1f} s")
     print(f"full hnsw build            {report['build_s']:.2f} s  "
           f"(raw FAISS {report['faiss_build_s']:.2f} s, "
-          f"ratio {report['build_s'] / report['faiss_build_s']:.2f})")
+          f"ratio {report['build_s'] / report['faiss_build_s']:.2f}; load {report['load_build']})")
     print(f"refresh, 1% new            {report['refresh_1pct_s']:.3f} s  "
           f"= {100 * report['refresh_share_of_build']:.1f}% of the full build")
     print(f"refresh, 1% deleted        {report['refresh_delete_1pct_s']:.3f} s")
-    print(f"merge of {report['segments']} segments       {report['merge_s']:.2f} s")
-    for name in ("segmented", "merged", "faiss"):
-        ef, rec, qps = report[name]
-        reached = f"ef_search {ef}" if ef else "target not reached"
-        print(f"{name:<10} {reached:<20} recall@10 {rec:.3f}  {qps:,.0f} QPS")
-    seg, merged = report["segmented"][2], report["merged"][2]
-    print(f"segmented / merged QPS     {seg / merged:.2f}")
+    print(f"all refreshes (s)          {report['refresh_s']}")
+    print(f"policy layout              {report['layout']}")
+    print(f"equal layout               {report['equal_layout']}")
+    print(f"merge of the policy layout {report['merge_s']:.2f} s")
+    print(f"timed in {report['rounds']} interleaved rounds (load {report['load_measure']} "
+          "before); ratio = median over rounds of QPS / merged QPS in the same round")
+    for mode in ("served", "single", "batch"):
+        print(f"-- {mode} (load {report[mode]['load']} after)")
+        for name, found in report[mode].items():
+            if name == "load":
+                continue
+            print(f"   {name:<13} ef_search {found['ef']:<4} recall@10 {found['recall']:.3f}  "
+                  f"{found['qps']:>8,.0f} QPS  ratio {found['ratio']:.2f}")
+    book = report["bookkeeping"]
+    print(f"refresh bookkeeping at {book['n']:,} keys, a write of {book['write']:,}: "
+          f"checksum from scratch {book['checksum_from_scratch_s']:.3f} s -> updated "
+          f"{book['checksum_updated_s']:.4f} s; kept keys {book['kept_keys_s']:.4f} s; "
+          f"served key map {book['served_key_map_s']:.3f} s (still O(n))")
 
 
 def main() -> None:
@@ -191,10 +365,19 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--segments", type=int, default=10)
+    parser.add_argument("--refreshes", type=int, default=24)
     parser.add_argument("--new-share", type=float, default=0.01)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--tmp", default=os.environ.get("TMPDIR"))
-    show(run(parser.parse_args()))
+    parser.add_argument("--json", default=None, help="also write the report here")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--keymap-n", type=int, default=1_000_000,
+                        help="keys for the refresh bookkeeping timings")
+    args = parser.parse_args()
+    report = run(args)
+    show(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
