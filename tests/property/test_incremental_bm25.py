@@ -4,9 +4,11 @@ on the same live documents (bm25s, ``LexicalIndex``), for every BM25 variant."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from embedops.errors import InvalidInput
 from embedops.search.lexical import IncrementalLexical, LexicalConfig, LexicalIndex
 
 WORDS = ["cat", "cats", "dog", "running", "runs", "the", "a", "bird", "fish", "swimming",
@@ -68,3 +70,31 @@ def test_compaction_keeps_scores():
     np.testing.assert_allclose(index.scores("common text", n + 2)[n:], fresh.scores("common text"),
                                rtol=1e-5)
     assert index._dead_postings == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(texts, min_size=1, max_size=30), cut=st.integers(0, 30),
+       dead=st.sets(st.integers(0, 29)), config=configs)
+def test_adding_many_at_once_equals_one_at_a_time(docs: list[str], cut: int, dead: set[int],
+                                                   config: LexicalConfig):
+    """The batched add (terms numbered in one pass, postings grown per term) scores like adds of
+    one document each, before and after deletes, however the documents are split into calls."""
+    batched, single = IncrementalLexical(config), IncrementalLexical(config)
+    cut = min(cut, len(docs))
+    batched.add(list(range(cut)), docs[:cut])
+    batched.add(list(range(cut, len(docs))), docs[cut:])
+    for slot, text in enumerate(docs):
+        single.add([slot], [text])
+    for stage in range(2):
+        for query in QUERIES:
+            np.testing.assert_allclose(batched.scores(query, len(docs)),
+                                       single.scores(query, len(docs)), rtol=1e-6, atol=1e-6)
+        gone = [s for s in sorted(dead) if s < len(docs)]
+        if stage == 0:
+            assert batched.delete(gone) == single.delete(gone) == len(gone)
+    with pytest.raises(InvalidInput, match="already in use"):  # twice in one call
+        batched.add([len(docs), len(docs)], ["cat", "dog"])
+    live = [s for s in range(len(docs)) if s not in dead]
+    if live:
+        with pytest.raises(InvalidInput, match="already in use"):  # a live slot
+            batched.add([len(docs), live[0]], ["cat", "dog"])

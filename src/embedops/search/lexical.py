@@ -170,6 +170,16 @@ class _Postings:
         self.slots[self.n], self.tf[self.n] = slot, tf
         self.n += 1
 
+    def extend(self, slots: np.ndarray, tf: np.ndarray) -> None:
+        end = self.n + len(slots)
+        if end > len(self.slots):  # grow into new arrays: old views keep their data
+            size = max(end, 2 * len(self.slots))
+            grown, grown_tf = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float32)
+            grown[: self.n], grown_tf[: self.n] = self.slots[: self.n], self.tf[: self.n]
+            self.slots, self.tf = grown, grown_tf
+        self.slots[self.n : end], self.tf[self.n : end] = slots, tf
+        self.n = end
+
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         return self.slots[: self.n], self.tf[: self.n]
 
@@ -190,7 +200,9 @@ class IncrementalLexical:
         self._vocab: dict[str, int] = {}
         self._postings: list[_Postings] = []
         self._df: list[int] = []
-        self._docs: dict[int, tuple[list[int], list[int]]] = {}  # slot -> (term ids, tfs)
+        # slot -> its distinct term ids (row 0) and their counts (row 1), int32: a view into
+        # the arrays of the add call that indexed it
+        self._docs: dict[int, np.ndarray] = {}
         self._lengths = np.zeros(1024, dtype=np.float64)
         self._live = np.zeros(1024, dtype=bool)
         self._total_len = 0
@@ -218,8 +230,7 @@ class IncrementalLexical:
         with self._lock:
             if slots:
                 self._reserve(max(slots) + 1)
-            for slot, toks in zip(slots, tokens, strict=True):
-                self._add_one(int(slot), toks)
+            self._add_many([int(slot) for slot in slots], tokens)
 
     def _reserve(self, n: int) -> None:
         if n > len(self._lengths):
@@ -227,25 +238,55 @@ class IncrementalLexical:
             self._lengths = np.concatenate([self._lengths, np.zeros(size - len(self._lengths))])
             self._live = np.concatenate([self._live, np.zeros(size - len(self._live), bool)])
 
-    def _add_one(self, slot: int, tokens: list[str]) -> None:
-        if slot in self._docs:
-            raise InvalidInput(f"lexical slot {slot} is already in use")
-        terms, tfs = [], []
-        for token, tf in Counter(t for t in tokens if t).items():
-            term = self._vocab.get(token)
-            if term is None:
-                term = self._vocab[token] = len(self._postings)
-                self._postings.append(_Postings())
-                self._df.append(0)
-            self._postings[term].append(slot, tf)
-            self._df[term] += 1
-            terms.append(term)
-            tfs.append(tf)
-        self._docs[slot] = (terms, tfs)
-        self._lengths[slot] = len(tokens)
-        self._live[slot] = True
-        self._total_len += len(tokens)
-        self._live_postings += len(terms)
+    def _add_many(self, slots: list[int], tokens: list[list[str]]) -> None:
+        """Index tokenised documents in ``slots``: one pass over the tokens to number the terms,
+        then the (document, term) counts and each term's new postings as array operations."""
+        fresh: set[int] = set()
+        for slot in slots:
+            if slot in self._docs or slot in fresh:
+                raise InvalidInput(f"lexical slot {slot} is already in use")
+            fresh.add(slot)
+        vocab, postings, df = self._vocab, self._postings, self._df
+        term_ids: list[int] = []
+        ends = np.zeros(len(slots), dtype=np.int64)
+        lengths = np.zeros(len(slots), dtype=np.float64)
+        for d, toks in enumerate(tokens):
+            lengths[d] = len(toks)
+            for token in toks:
+                if not token:
+                    continue
+                term = vocab.get(token)
+                if term is None:
+                    term = vocab[token] = len(postings)
+                    postings.append(_Postings())
+                    df.append(0)
+                term_ids.append(term)
+            ends[d] = len(term_ids)
+        width = max(len(postings), 1)
+        docs = np.repeat(np.arange(len(slots), dtype=np.int64), np.diff(ends, prepend=0))
+        keys, counts = np.unique(docs * width + np.asarray(term_ids, dtype=np.int64),
+                                 return_counts=True)  # sorted by document, then term
+        doc_of, term_of = keys // width, keys % width
+        pairs = np.stack([term_of, counts]).astype(np.int32)
+        bounds = np.searchsorted(doc_of, np.arange(len(slots) + 1))
+        for d, slot in enumerate(slots):
+            self._docs[slot] = pairs[:, bounds[d] : bounds[d + 1]]
+        order = np.argsort(term_of, kind="stable")  # by term, documents in the order given
+        by_term = term_of[order]
+        slot_of = np.asarray(slots, dtype=np.int64)[doc_of[order]]
+        tf_of = counts[order].astype(np.float32)
+        cuts = np.flatnonzero(np.diff(by_term)) + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(by_term)], strict=True):
+            if a < b:
+                term = int(by_term[a])
+                postings[term].extend(slot_of[a:b], tf_of[a:b])
+                df[term] += int(b - a)
+        if slots:
+            where = np.asarray(slots, dtype=np.int64)
+            self._lengths[where] = lengths
+            self._live[where] = True
+        self._total_len += int(lengths.sum())
+        self._live_postings += len(keys)
 
     def delete(self, slots: Sequence[int]) -> int:
         """Remove the documents in ``slots`` (unknown slots are ignored); returns how many."""
