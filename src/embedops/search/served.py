@@ -177,7 +177,10 @@ class ServedIndex:
         pairs = [p for p in zip(live.overlay_keys, over.tolist(), strict=True)
                  if accept is None or accept(p[0])]
         total = int(self.index.count)
-        fetch = min(total, max(fetch or 4 * k + 16, k) + len(live.tombstones))
+        # Without a filter only tombstones can drop candidates, and they are added below; with
+        # one, start wider (the loop still grows the fetch until k pass).
+        default = k if accept is None else 4 * k + 16
+        fetch = min(total, max(fetch or default, k) + len(live.tombstones))
         base: list[tuple[str, float]] = []
         while fetch > 0:
             base = self._base(q, fetch, live.tombstones, accept, search_params)
