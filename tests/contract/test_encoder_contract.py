@@ -11,6 +11,7 @@ and stable.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,8 @@ def _transformer_case(factory: pytest.TempPathFactory, backend: str) -> Case:
         pytest.param("distilled", marks=pytest.mark.transformer),
         pytest.param("torch", marks=pytest.mark.transformer),
         pytest.param("onnx", marks=pytest.mark.transformer),
+        pytest.param("openvino-int8", marks=[pytest.mark.transformer, pytest.mark.skipif(
+            importlib.util.find_spec("openvino") is None, reason="openvino not installed")]),
     ],
 )
 def case(
@@ -115,7 +118,7 @@ def case(
     lee_corpus: Path,
 ) -> Case:
     kind = str(request.param)
-    if kind in ("torch", "onnx"):
+    if kind in ("torch", "onnx", "openvino-int8"):
         return _transformer_case(tmp_path_factory, kind)
     if kind == "distilled":
         mv = _distilled(tmp_path_factory, lee_corpus)

@@ -17,6 +17,7 @@ import pytest
 
 from embedops.config import Workspace
 from embedops.errors import InvalidInput
+from embedops.models.openvino_backend import openvino_available
 from embedops.models.registry import ModelVersion, Registry
 from embedops.models.transformer import TransformerEncoder, import_transformer
 from transformer_helpers import lee_sentences, tiny_st_folder
@@ -97,11 +98,14 @@ def test_prompts_are_applied_recorded_and_fingerprinted(imported, texts, tmp_pat
     assert plain.manifest["pipeline"]["prompts"] == {}
 
 
-def test_default_backend_is_static_int8_within_the_gate(imported, texts) -> None:
+def test_default_backend_is_an_int8_copy_within_the_gate(imported, texts) -> None:
     folder, mv = imported["dense"]
-    int8 = mv.manifest["params"]["onnx"]["int8"]
+    onnx = mv.manifest["params"]["onnx"]
     enc = TransformerEncoder.from_version(mv)
-    assert enc.backend == ("onnx-int8" if int8["accepted"] else "onnx")
+    if onnx["qdq"]["accepted"] and openvino_available():
+        assert enc.backend == "openvino-int8"
+    else:
+        assert enc.backend == ("onnx-int8" if onnx["int8"]["accepted"] else "onnx")
     cos = np.sum(enc.encode(texts) * _st(folder).encode(texts), axis=1)
     assert cos.mean() >= 0.99
 

@@ -11,6 +11,7 @@ import pytest
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.models.loader import load_encoder
+from embedops.models.openvino_backend import openvino_available
 from embedops.models.registry import Registry
 from embedops.models.transformer import (
     TransformerEncoder,
@@ -71,6 +72,15 @@ def test_import_writes_a_self_contained_checksummed_version(minilm) -> None:
     int8 = m["params"]["onnx"]["int8"]
     assert int8["activations"] == "static" and int8["accepted"] is True
     assert int8["gate"]["mean_cosine"] >= 0.995 and int8["frozen"] == 24
+    assert int8["gate"]["batch_min_cosine"] >= 0.999
+    assert int8["gate"]["recall@10"] >= int8["gate"]["recall@10_fp32"] - 0.01
+    qdq = m["params"]["onnx"]["qdq"]
+    if openvino_available():
+        assert qdq["accepted"] is True and qdq["quantized"] == 24 and "onnx/model_qdq.onnx" in (
+            m["files"])
+        assert qdq["gate"]["mean_cosine"] >= 0.995 and qdq["gate"]["batch_min_cosine"] >= 0.999
+    else:
+        assert qdq == {"accepted": False, "reason": "the openvino package is not installed"}
     assert m["params"]["parity"]["min_cosine"] >= 0.999
     assert [s["type"] for s in m["pipeline"]["steps"]] == ["pooling", "normalize"]
     assert m["pipeline"]["prompts"] == {} and m["pipeline"]["fast"] is True
@@ -82,7 +92,8 @@ def test_encoder_protocol_and_loader(minilm, torch_enc) -> None:
     assert torch_enc.dim == 384 and torch_enc.version == minilm.ref
     assert torch_enc.tokenizer_fingerprint == minilm.tokenizer_fingerprint
     loaded = load_encoder(minilm)
-    assert isinstance(loaded, TransformerEncoder) and loaded.backend == "onnx-int8"
+    default = "openvino-int8" if openvino_available() else "onnx-int8"
+    assert isinstance(loaded, TransformerEncoder) and loaded.backend == default
     assert loaded.prompts == {} and loaded.query_prompt_name is None
     np.testing.assert_array_equal(loaded.encode_queries(["a cat"]), loaded.encode(["a cat"]))
 

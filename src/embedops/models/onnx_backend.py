@@ -5,10 +5,12 @@ dynamic batch and sequence axes), fuses it for ONNX Runtime (attention, GELU, sk
 fusion from ``onnxruntime.transformers.optimizer``) and writes an int8 copy: weights per
 channel, activations either with static scales calibrated on real text and smoothed
 (``onnx_static``; the default, so a text's vector does not depend on its batch) or dynamic
-(measured per batch; opt-in). The int8 copy is kept only if its sentence vectors stay within
-``QuantizeConfig.min_cosine`` (mean) of fp32 on held-out calibration texts. ``OnnxRunner`` runs
-a file on the CPU with the session options that were fastest on a 2-core machine (see
-docs/benchmarks/encode.md).
+(measured per batch; opt-in). Where the ``openvino`` extra is installed it also writes a QDQ
+int8 copy of the plain export (``onnx_qdq``: the same smoothed static scales, 8-bit weights) for
+OpenVINO, the fastest CPU path measured. Each int8 copy is kept only if it passes the quality
+gate (``quality_gate``: mean cosine to fp32 on held-out texts, a text alone vs in a batch, and
+recall@10 on a small labelled search task). ``OnnxRunner`` runs a file on the CPU with the
+session options that were fastest on a 2-core machine (see docs/benchmarks/encode.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from embedops.errors import DependencyMissing, IntegrityError, InvalidInput
 ONNX_DIR = "onnx"
 FP32_FILE = f"{ONNX_DIR}/model.onnx"
 INT8_FILE = f"{ONNX_DIR}/model_int8.onnx"
+QDQ_FILE = f"{ONNX_DIR}/model_qdq.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 #: Encoder families whose graph ONNX Runtime's BERT fusion recognises.
 _FUSABLE = ("bert", "roberta", "xlm-roberta", "distilbert", "camembert", "electra")
@@ -46,7 +49,11 @@ class QuantizeConfig:
     ``smooth_alpha``: SmoothQuant's migration strength for static scales (0: no smoothing);
     ``static_weight_bits``: the weights' range for static scales (7 avoids AVX2 saturation);
     ``calibration_texts``: texts the static scales are calibrated on; ``min_cosine``: the
-    least mean cosine to fp32 on held-out texts for the int8 copy to be kept.
+    least mean cosine to fp32 on held-out texts for an int8 copy to be kept;
+    ``min_batch_cosine``: the least cosine of a text alone to itself in a batch;
+    ``max_recall_drop``: the most golden recall@10 may fall; ``openvino``: also write the QDQ
+    int8 copy for OpenVINO (when the package is installed); ``qdq_weight_bits``: its weights'
+    range.
     """
 
     per_channel: bool = True
@@ -58,6 +65,10 @@ class QuantizeConfig:
     static_weight_bits: int = 7
     calibration_texts: int = 256
     min_cosine: float = 0.995
+    min_batch_cosine: float = 0.999
+    max_recall_drop: float = 0.01
+    openvino: bool = True
+    qdq_weight_bits: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "op_types", tuple(self.op_types))
@@ -67,8 +78,9 @@ class QuantizeConfig:
                                f"use one of {', '.join(ACTIVATIONS)}")
         if not 0.0 <= self.smooth_alpha <= 1.0:
             raise InvalidInput(f"smooth_alpha must be in [0, 1], got {self.smooth_alpha}")
-        if self.static_weight_bits not in (7, 8):
-            raise InvalidInput(f"static_weight_bits must be 7 or 8, got {self.static_weight_bits}")
+        for name in ("static_weight_bits", "qdq_weight_bits"):
+            if getattr(self, name) not in (7, 8):
+                raise InvalidInput(f"{name} must be 7 or 8, got {getattr(self, name)}")
         if self.calibration_texts < 8:
             raise InvalidInput(f"calibration_texts must be >= 8, got {self.calibration_texts}")
 
@@ -84,7 +96,18 @@ class QuantizeConfig:
             "static_weight_bits": self.static_weight_bits,
             "calibration_texts": self.calibration_texts,
             "min_cosine": self.min_cosine,
+            "min_batch_cosine": self.min_batch_cosine,
+            "max_recall_drop": self.max_recall_drop,
+            "openvino": self.openvino,
+            "qdq_weight_bits": self.qdq_weight_bits,
         }
+
+    @property
+    def bar(self) -> Any:
+        """The quality gate's bar (``quality_gate.GateBar``)."""
+        from embedops.models.quality_gate import GateBar
+
+        return GateBar(self.min_cosine, self.min_batch_cosine, self.max_recall_drop)
 
 
 def _offline() -> None:
@@ -190,28 +213,87 @@ def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> li
 def build_onnx(
     model_dir: Path, out_dir: Path, quantize: QuantizeConfig | None = None
 ) -> dict[str, Any]:
-    """Write ``onnx/model.onnx`` (fused fp32) and, if it passes the gate,
-    ``onnx/model_int8.onnx`` under ``out_dir``.
+    """Write ``onnx/model.onnx`` (fused fp32) and, if they pass the gate,
+    ``onnx/model_int8.onnx`` (ONNX Runtime) and ``onnx/model_qdq.onnx`` (OpenVINO) under
+    ``out_dir``.
 
     ``out_dir`` is a staging folder (a registry draft), so a failure publishes nothing.
-    Returns what the manifest records about the build (``int8.accepted`` and the gate's
-    figures; a refused int8 copy is logged and its file removed).
+    Returns what the manifest records about the build (``int8.accepted``, ``qdq.accepted`` and
+    the gate's figures; a refused copy is logged and its file removed).
     """
     quantize = quantize or QuantizeConfig()
     raw = out_dir / ONNX_DIR / "raw.onnx"
     names = export_onnx(model_dir, raw)
-    fused = fuse_onnx(raw, out_dir / FP32_FILE, model_dir)
-    raw.unlink()
-    excluded = quantize_onnx(out_dir / FP32_FILE, out_dir / INT8_FILE, quantize)
-    int8: dict[str, Any] = {**quantize.to_dict(), "kept_fp32": excluded}
-    int8.update(_calibrate_and_gate(model_dir, out_dir, quantize))
-    return {"inputs": list(names), "fused": fused, "opset": 17, "int8": int8}
+    try:
+        fused = fuse_onnx(raw, out_dir / FP32_FILE, model_dir)
+        excluded = quantize_onnx(out_dir / FP32_FILE, out_dir / INT8_FILE, quantize)
+        int8: dict[str, Any] = {**quantize.to_dict(), "kept_fp32": excluded}
+        gate = _gate(model_dir, out_dir)
+        int8.update(_calibrate_and_gate(model_dir, out_dir, quantize, gate))
+        qdq = _build_qdq(model_dir, out_dir, raw, quantize, gate)
+    finally:
+        raw.unlink(missing_ok=True)
+    return {"inputs": list(names), "fused": fused, "opset": 17, "int8": int8, "qdq": qdq}
 
 
-def _calibrate_and_gate(model_dir: Path, out_dir: Path, config: QuantizeConfig) -> dict[str, Any]:
+def _gate(model_dir: Path, out_dir: Path) -> Any:
+    """The quality gate against the fused fp32 file (``quality_gate.Gate``)."""
+    from embedops.models.quality_gate import Gate
+    from embedops.models.st_pipeline import read_pipeline
+
+    limit = read_pipeline(model_dir).max_seq_length
+    return Gate(OnnxRunner(out_dir / FP32_FILE), model_dir, limit)
+
+
+def _build_qdq(model_dir: Path, out_dir: Path, raw: Path, config: QuantizeConfig, gate: Any
+               ) -> dict[str, Any]:
+    """The QDQ int8 copy for OpenVINO, gated like the int8 copy (see ``build_onnx``)."""
+    from embedops.models.calibration import calibration_texts
+    from embedops.models.onnx_qdq import build_qdq
+    from embedops.models.openvino_backend import OpenVinoRunner, openvino_available
+    from embedops.models.quality_gate import feeds
+    from embedops.models.st_pipeline import read_pipeline
+
+    if not config.openvino or config.activations != "static":
+        return {"accepted": False, "reason": "not asked for"}
+    if not openvino_available():
+        return {"accepted": False, "reason": "the openvino package is not installed"}
+    limit = read_pipeline(model_dir).max_seq_length
+    calib = feeds(model_dir, limit, calibration_texts(config.calibration_texts, seed=0))
+    path = out_dir / QDQ_FILE
+    try:
+        sites = build_qdq(raw, path, calib, config.smooth_alpha, config.qdq_weight_bits,
+                          config.exclude_patterns)
+    except ValueError as exc:  # a graph without weight MatMuls
+        logging.getLogger(__name__).warning("no QDQ int8 copy: %s", exc)
+        return {"accepted": False, "reason": str(exc)}
+    runner = OpenVinoRunner(path)
+    out: dict[str, Any] = {"quantized": sites, "weight_bits": config.qdq_weight_bits,
+                           "smooth_alpha": config.smooth_alpha, "precision": runner.precision}
+    out["gate"] = gate.measure(runner)
+    return _judge(out, config, path, "QDQ int8 copy (OpenVINO)")
+
+
+def _judge(out: dict[str, Any], config: QuantizeConfig, path: Path, what: str,
+           batch: bool = True) -> dict[str, Any]:
+    """Accept or refuse a gated copy (a refused file is removed and the refusal logged)."""
+    from embedops.models.quality_gate import verdict
+
+    failed = verdict(out["gate"], config.bar, batch)
+    out["accepted"] = not failed
+    if failed:
+        out["reason"] = "; ".join(failed)
+        logging.getLogger(__name__).warning(
+            "%s refused: %s on held-out texts; it is not used", what, out["reason"])
+        path.unlink()
+    return out
+
+
+def _calibrate_and_gate(model_dir: Path, out_dir: Path, config: QuantizeConfig, gate: Any
+                        ) -> dict[str, Any]:
     """Freeze static scales (``activations='static'``), then apply the quality gate."""
     from embedops.models.calibration import calibration_texts
-    from embedops.models.onnx_static import _feeds, freeze_scales, quality_gate
+    from embedops.models.onnx_static import _feeds, freeze_scales
     from embedops.models.st_pipeline import read_pipeline
 
     limit = read_pipeline(model_dir).max_seq_length
@@ -229,16 +311,10 @@ def _calibrate_and_gate(model_dir: Path, out_dir: Path, config: QuantizeConfig) 
             return {"accepted": False, "reason": str(exc)}
         finally:
             dynamic.unlink()
-    held_out = _feeds(model_dir, limit, calibration_texts(128, seed=2))
-    out["gate"] = quality_gate(out_dir / FP32_FILE, int8_path, model_dir, held_out)
-    out["accepted"] = out["gate"]["mean_cosine"] >= config.min_cosine
-    if not out["accepted"]:
-        logging.getLogger(__name__).warning(
-            "int8 copy refused: mean cosine %.4f to fp32 on %d held-out texts is below "
-            "%.4f; the model runs in fp32", out["gate"]["mean_cosine"],
-            out["gate"]["texts"], config.min_cosine)
-        int8_path.unlink()
-    return out
+    out["gate"] = gate.measure(OnnxRunner(int8_path))
+    # dynamic scales (opt-in, never the default) depend on the batch by design: not gated on it
+    return _judge(out, config, int8_path, "int8 copy (ONNX Runtime)",
+                  batch=config.activations == "static")
 
 
 class OnnxRunner:
@@ -273,4 +349,4 @@ class OnnxRunner:
 
 def onnx_files(root: Path) -> Sequence[str]:
     """The ONNX files present under a version folder (relative paths)."""
-    return [rel for rel in (FP32_FILE, INT8_FILE) if (root / rel).is_file()]
+    return [rel for rel in (FP32_FILE, INT8_FILE, QDQ_FILE) if (root / rel).is_file()]

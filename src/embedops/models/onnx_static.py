@@ -13,8 +13,8 @@ tensor would lose to a few outlier channels: channel ``k`` is divided by
 scale) and the weight rows are multiplied by ``s_k`` before they are quantized per column, so
 the product is unchanged while both sides quantize well (``alpha`` 0 turns smoothing off).
 
-``quality_gate`` compares the int8 file's sentence vectors with the fp32 file's on other
-calibration texts; a model below the bar keeps fp32 (the caller removes the int8 file).
+``quality_gate`` then compares the int8 file's sentence vectors with the fp32 file's on other
+texts; a model below the bar keeps fp32 (the caller removes the int8 file).
 """
 
 from __future__ import annotations
@@ -209,34 +209,3 @@ def freeze_scales(
     edit.apply()
     onnx.save(model, str(out_path))
     return len(dynamic)
-
-
-def sentence_vectors(
-    path: Path, model_dir: Path, batches: list[Any], threads: int | None = None
-) -> np.ndarray:
-    """The folder's sentence vectors (its Pooling / Dense / Normalize steps) from an ONNX
-    file, rows in the batches' order."""
-    from embedops.models.onnx_backend import OnnxRunner
-    from embedops.models.st_pipeline import PostPipeline, pool_tokens, read_pipeline
-
-    runner = OnnxRunner(path, threads)
-    spec = read_pipeline(model_dir)
-    post = PostPipeline(spec, model_dir) if spec.fast else None
-    parts = []
-    for batch in batches:
-        hidden = runner.run(batch.arrays)
-        mask = batch.arrays["attention_mask"]
-        parts.append(post(hidden, mask) if post else pool_tokens(hidden, mask, ["mean"]))
-    return np.vstack(parts)
-
-
-def quality_gate(
-    fp32_path: Path, int8_path: Path, model_dir: Path, batches: list[Any]
-) -> dict[str, float]:
-    """Mean and minimum cosine of the int8 file's sentence vectors to the fp32 file's."""
-    a = sentence_vectors(fp32_path, model_dir, batches)
-    b = sentence_vectors(int8_path, model_dir, batches)
-    cos = np.sum(a * b, axis=1) / np.maximum(
-        np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return {"mean_cosine": round(float(cos.mean()), 5), "min_cosine": round(float(cos.min()), 5),
-            "texts": int(len(cos))}

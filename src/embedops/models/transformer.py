@@ -3,9 +3,12 @@
 ``import_transformer`` (in ``transformer_import``) publishes a sentence-transformers folder as a
 ModelVersion of kind ``transformer``. ``TransformerEncoder`` runs it with one of these backends:
 
+* ``openvino-int8``: the QDQ int8 copy (static, smoothed scales calibrated on real text, so a
+  text's vector does not depend on its batch) run by OpenVINO; the default when the version has
+  it, it passed its quality gate and the ``openvino`` extra is installed;
 * ``onnx-int8``: int8 with activation scales calibrated on real text at import (static, so a
-  text's vector does not depend on the batch it is encoded in); the default when the version
-  has it and it passed its quality gate;
+  text's vector does not depend on the batch it is encoded in), run by ONNX Runtime; the
+  default when the version has it and it passed its quality gate, without OpenVINO;
 * ``onnx``: fused fp32 ONNX, the default otherwise;
 * ``torch``: the Hugging Face model in torch (fp32 on CPU, fp16 on CUDA);
 * ``sentence-transformers``: the folder run by sentence-transformers itself, for models whose
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import DependencyMissing, InvalidInput
-from embedops.models.onnx_backend import FP32_FILE, INT8_FILE, onnx_files
+from embedops.models.onnx_backend import FP32_FILE, INT8_FILE, QDQ_FILE, onnx_files
 from embedops.models.onnx_batches import Batcher, EncodeInfo, check_texts
 from embedops.models.registry import ModelVersion
 from embedops.models.st_pipeline import PipelineSpec, PostPipeline, read_pipeline
@@ -51,7 +54,9 @@ __all__ = [
 ]
 
 ST_BACKEND = "sentence-transformers"
-BACKENDS = ("torch", "onnx", "onnx-int8", ST_BACKEND)
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino-int8", ST_BACKEND)
+#: Backends that run ``workers`` single-threaded batches at once (one per core).
+_PARALLEL = ("onnx", "onnx-int8", "openvino-int8")
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -68,6 +73,21 @@ def int8_is_static(mv: ModelVersion) -> bool:
     return bool(int8.get("activations") == "static" and int8.get("accepted", True))
 
 
+def qdq_accepted(mv: ModelVersion) -> bool:
+    """Whether the version's QDQ int8 file (for OpenVINO) passed its quality gate."""
+    qdq = ((mv.params.get("onnx") or {}).get("qdq")) or {}
+    return bool(qdq.get("accepted"))
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PipelineEncoder:
     """Tokenize, batch by length, run one backend, apply the pipeline: the encoding core of a
     version folder (``TransformerEncoder`` adds the ModelVersion around it)."""
@@ -81,7 +101,11 @@ class PipelineEncoder:
                                lowercase=spec.lowercase)
         if threads is not None and threads < 1:
             raise InvalidInput(f"threads must be >= 1, got {threads}")
-        self.runner: Any = _make_runner(root, spec, backend, threads)
+        # ONNX Runtime and OpenVINO run one batch per core at once (each single-threaded):
+        # no barrier between threads at every operator, and padding stays within a batch.
+        self.workers = (threads or _cores()) if backend in _PARALLEL else 1
+        self._pool: Any = None
+        self.runner: Any = _make_runner(root, spec, backend, threads, self.workers)
 
     def __call__(self, texts: Sequence[str], prompt: str = "") -> FloatArray:
         """Vectors of ``texts`` after ``prompt``."""
@@ -101,12 +125,27 @@ class PipelineEncoder:
                                                     batch_size)
             return out, info
         prompt_length = self.batcher.prompt_length(prompt) if prompt else 0
+        batches = self.batcher.batches(encodings, positions, batch_size)
         with progress_bar("encoding", len(items), "texts", quiet=None if progress else True) as bar:
             bar.advance(len(info.empty))
-            for batch in self.batcher.batches(encodings, positions, batch_size):
-                out[batch.positions] = self.runner.embed(batch.arrays, prompt_length)
-                bar.advance(len(batch.positions))
+            for rows, vectors in self._run(batches, prompt_length):
+                out[rows] = vectors
+                bar.advance(len(rows))
         return out, info
+
+    def _run(self, batches: Any, prompt_length: int) -> Any:
+        """(positions, vectors) of each batch, ``workers`` batches at a time, in order."""
+        def one(batch: Any) -> tuple[np.ndarray, np.ndarray]:
+            return batch.positions, self.runner.embed(batch.arrays, prompt_length)
+
+        if self.workers == 1:
+            yield from map(one, batches)
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="embedops-encode")
+        yield from self._pool.map(one, batches)
 
 
 def pipeline_encoder(root: Path, spec: PipelineSpec, threads: int | None = None) -> PipelineEncoder:
@@ -220,11 +259,15 @@ def _choose_backend(mv: ModelVersion, spec: PipelineSpec, backend: str | None) -
             )
         return ST_BACKEND
     present = set(onnx_files(mv.path))
-    available = {"torch", ST_BACKEND, *(b for b, f in (("onnx", FP32_FILE),
-                                                       ("onnx-int8", INT8_FILE)) if f in present)}
+    available = {"torch", ST_BACKEND, *(b for b, f in (
+        ("onnx", FP32_FILE), ("onnx-int8", INT8_FILE), ("openvino-int8", QDQ_FILE))
+        if f in present)}
     if backend is None:
         import importlib.util
 
+        if (importlib.util.find_spec("openvino") is not None and "openvino-int8" in available
+                and qdq_accepted(mv)):
+            return "openvino-int8"
         if importlib.util.find_spec("onnxruntime") is None:
             return "torch"
         if "onnx-int8" in available and int8_is_static(mv):
@@ -251,15 +294,21 @@ class _Pipelined:
         return self.post(self.hidden.run(arrays), arrays["attention_mask"], prompt_length)
 
 
-def _make_runner(root: Path, spec: PipelineSpec, backend: str, threads: int | None) -> Any:
+def _make_runner(
+    root: Path, spec: PipelineSpec, backend: str, threads: int | None, workers: int = 1
+) -> Any:
     if backend == ST_BACKEND:
         return STRunner(root / MODEL_DIR, spec, threads)
     post = PostPipeline(spec, root / MODEL_DIR)
+    if backend == "openvino-int8":
+        from embedops.models.openvino_backend import OpenVinoRunner
+
+        return _Pipelined(OpenVinoRunner(root / QDQ_FILE, workers), post)
     if backend in ("onnx", "onnx-int8"):
         from embedops.models.onnx_backend import OnnxRunner
 
         return _Pipelined(OnnxRunner(root / (FP32_FILE if backend == "onnx" else INT8_FILE),
-                                     threads), post)
+                                     1 if workers > 1 else threads), post)
     return _Pipelined(TorchRunner(root / MODEL_DIR, threads), post)
 
 
