@@ -58,3 +58,18 @@ def test_worker_refuses_bad_jobs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "one JSON job argument" in capsys.readouterr().err
     with pytest.raises(InvalidInput, match="unknown background job 'dance'"):
         spawn({"job": "dance", "home": "/tmp"})
+
+
+@linux
+def test_nice_19_also_takes_the_idle_policy() -> None:
+    seen: dict[str, object] = {}
+
+    def background() -> None:
+        seen["nice"] = lower_priority(19)
+        seen["idle"] = os.sched_getscheduler(threading.get_native_id()) == os.SCHED_IDLE
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    thread.join()
+    assert seen == {"nice": 19, "idle": True}
+    assert os.sched_getscheduler(threading.get_native_id()) != os.SCHED_IDLE

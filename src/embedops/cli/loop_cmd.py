@@ -68,7 +68,8 @@ def _register_migrate(app: typer.Typer) -> None:
                                         "the active one's)."),
         nice: int = typer.Option(10, "--nice", min=0, max=19, help="CPU niceness of the "
                                  "migration's work (0-19): searches served on this machine "
-                                 "go first; 0 runs it at normal priority."),
+                                 "go first; 19 adds Linux's SCHED_IDLE (only spare CPU); 0 "
+                                 "runs it at normal priority."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
         ray: bool = RAY_OPTION,
         ray_address: str | None = RAY_ADDRESS_OPTION,

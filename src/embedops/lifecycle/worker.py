@@ -9,7 +9,9 @@ its cores at the same priority, and search latency suffers (issue #18 measured s
   a thread already nicer stays so, and a second call changes nothing). On Linux niceness is per
   thread (``setpriority(PRIO_PROCESS, tid)``) and every thread inherits its creator's, so the
   thread pools a migration creates afterwards (ONNX Runtime's, torch's, gensim's workers) run
-  niced as well. An unprivileged process cannot lower it again: call it only in a thread (or
+  niced as well. At 19 the threads also take Linux's ``SCHED_IDLE`` policy (CPU time nobody
+  else wants; a waking search preempts them at once). An unprivileged process cannot lower it
+  again: call it only in a thread (or
   process) that does nothing but background work. Elsewhere than Linux the whole process is
   reniced (``os.nice``); without either it does nothing.
 - ``spawn(job)`` starts ``python -m embedops.lifecycle.worker JOB`` detached from the caller's
@@ -61,12 +63,14 @@ def lower_priority(nice: int) -> int:
     try:
         current = os.getpriority(os.PRIO_PROCESS, tid) if sys.platform.startswith(
             "linux") else os.nice(0)
+        if sys.platform.startswith("linux"):
+            if nice > current:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)  # this thread and what it starts
+            _idle_policy(tid, nice)
+            return max(nice, current)
         if nice <= current:
             return current
         wanted = nice
-        if sys.platform.startswith("linux"):
-            os.setpriority(os.PRIO_PROCESS, tid, wanted)  # this thread and what it starts
-            return wanted
         return os.nice(wanted - current)
     except (AttributeError, OSError) as exc:  # no such call here, or refused: run as is
         log.warning("could not lower the priority of background work: %s", exc)
@@ -88,8 +92,16 @@ def lower_process_priority(nice: int) -> None:
             tid = int(task.name)
             if os.getpriority(os.PRIO_PROCESS, tid) < nice:
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
+            _idle_policy(tid, nice)
         except (ValueError, OSError):  # a thread that ended meanwhile
             continue
+
+
+def _idle_policy(tid: int, nice: int) -> None:
+    """At niceness 19 also the ``SCHED_IDLE`` policy (Linux): the thread runs only on CPU time
+    no other thread wants, and a waking search preempts it at once."""
+    if nice == 19 and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def spawn(job: dict[str, Any], log_path: Path | None = None) -> subprocess.Popen[bytes]:
