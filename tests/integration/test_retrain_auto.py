@@ -28,6 +28,7 @@ from serve_helpers import lee_documents, publish_lee_model, wait_until
 from embedops.cli.main import main
 from embedops.config import HOME_ENV, Workspace
 from embedops.engine import Embedops, audit
+from embedops.errors import InvalidInput
 from embedops.evaluate.postprocess import GLOSSES
 from embedops.lifecycle.proposals import WORKER_LOG
 from embedops.monitor.db import GoldenQuery, MonitorDB
@@ -234,3 +235,21 @@ def test_the_policy_switches_each_automatic_step_off(
     assert _serving(workspace) == ("lee@1", None)
     assert _trail(workspace) == ["retrain.proposed", "retrain.training", "retrain.trained",
                                  "retrain.accepted"]
+
+
+def test_an_encrypted_collection_is_never_staged_in_plaintext(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training reads the texts and mined pairs from plain staging files, so an encrypted
+    collection is refused before anything is written."""
+    from embedops.lifecycle.candidate import TrainSettings, train_candidate
+    from embedops.store.crypto import KEY_ENV, generate_key
+
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    ws = Workspace(tmp_path / "ws").ensure()
+    publish_lee_model(ws, "lee", dim=16)
+    with Embedops(ws) as api:
+        api.collections.create("secret", model="lee@1", encrypted=True)
+        api.upsert_items("secret", lee_documents(20))
+        with pytest.raises(InvalidInput, match="encrypted at rest"):
+            train_candidate(api, "secret", "lee@1", TrainSettings(), [])
+    assert not ws.staging_dir.is_dir() or not any(ws.staging_dir.iterdir())

@@ -119,6 +119,11 @@ def train_candidate(api: Embedops, collection: str, active: str, settings: Train
     (method, pairs used and left out, corpus lines, seconds) for the proposal and the audit."""
     from embedops.monitor.feedback import Feedback
 
+    if api.collection_info(collection).encrypted:
+        raise InvalidInput(
+            f"'{collection}' is encrypted at rest, and training a candidate stages its texts "
+            "and mined pairs in plain files", "train a candidate by hand where plaintext may be "
+            "written, or set auto_train to false in the retrain policy")
     method = resolve_method(api, active, settings)
     db = MonitorDB(api.workspace, api)
     try:
