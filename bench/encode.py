@@ -2,9 +2,10 @@
 
 One run, side by side, on real text (revdict Webster definitions and WordNet glosses):
 
-* speed: sentences/s of ``SentenceTransformer.encode`` (fp32 torch, batch 32: the anchor) and of
-  each embedops backend, timed chunk by chunk in turn so that load from other processes hits all
-  of them alike; the ratio to the anchor;
+* speed: sentences/s (and per core) of ``SentenceTransformer.encode`` (fp32 torch, batch 32: the
+  anchor) and of each embedops backend (the default: OpenVINO running the QDQ int8 copy, one
+  single-threaded batch per core), timed chunk by chunk in turn so that load from other
+  processes hits all of them alike; the ratio to the anchor;
 * fidelity: mean and minimum cosine of each backend's vectors to the anchor's fp32 vectors;
 * batch invariance: the minimum cosine of a text's vector to itself encoded alone, in batches of
   32 and of 256 among different neighbours;
@@ -111,21 +112,36 @@ def speed_table(
         fn(texts[:32])  # warm-up: first-call allocations and lazy initialisation
     seconds, vectors = timed_side_by_side(plain, texts)
     base = vectors[anchor]
-    print(f"\n## speed on {len(texts)} {label}")
-    print(f"{'system':46} {'sent/s':>7} {'ratio':>6} {'cos mean':>8} {'cos min':>8} "
-          f"{'batch min':>9}")
+    cores = _cores()
+    print(f"\n## speed on {len(texts)} {label} ({cores} cores; {_load()})")
+    print(f"{'system':52} {'sent/s':>7} {'/core':>6} {'ratio':>6} {'cos mean':>8} "
+          f"{'cos min':>8} {'batch min':>9}")
     rows = []
     for name in systems:
         cos = np.sum(vectors[name] * base, axis=1)
         row = {
             "system": name, "texts": label, "sent_per_s": len(texts) / seconds[name],
+            "sent_per_s_per_core": len(texts) / seconds[name] / cores,
             "ratio": seconds[anchor] / seconds[name], "cos_mean": float(cos.mean()),
             "cos_min": float(cos.min()), "batch_min": invariance.get(name, float("nan")),
         }
         rows.append(row)
-        print(f"{name:46} {row['sent_per_s']:7.1f} {row['ratio']:6.2f} {row['cos_mean']:8.4f} "
-              f"{row['cos_min']:8.4f} {row['batch_min']:9.5f}")
+        print(f"{name:52} {row['sent_per_s']:7.1f} {row['sent_per_s_per_core']:6.1f} "
+              f"{row['ratio']:6.2f} {row['cos_mean']:8.4f} {row['cos_min']:8.4f} "
+              f"{row['batch_min']:9.5f}")
+    print(f"({_load()})")
     return rows
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _at(fn: BatchFn, size: int) -> EncodeFn:
@@ -167,11 +183,13 @@ def one_per_run(enc: TransformerEncoder) -> BatchFn:
 
 
 def with_file(mv: Any, path: Path, threads: int | None) -> TransformerEncoder:
-    """An encoder of ``mv`` running an arbitrary ONNX file (for the int8 contestants)."""
+    """An encoder of ``mv`` running an arbitrary ONNX file (for the int8 contestants) in one
+    ONNX Runtime session over every core (one batch at a time)."""
     from embedops.models.onnx_backend import OnnxRunner
 
     enc = TransformerEncoder.from_version(mv, backend="onnx", threads=threads, verify=False)
     enc.core.runner.hidden = OnnxRunner(path, threads)
+    enc.core.workers = 1
     return enc
 
 
@@ -232,16 +250,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
+DEFAULT = "embedops default"
+
+
 def build_systems(mv: Any, threads: int | None) -> dict[str, tuple[BatchFn, int]]:
     """The anchor first, then each embedops backend (the default's batch sizes too)."""
     systems: dict[str, tuple[BatchFn, int]] = {
         "sentence-transformers fp32 (torch)": (st_anchor(threads), 32)}
+    default = TransformerEncoder.from_version(mv, threads=threads)
+    systems[f"{DEFAULT} ({default.backend}, {default.core.workers} workers)"] = (ours(default),
+                                                                                  32)
+    systems["embedops default, batch 64"] = (ours(default), 64)
     for backend in ("torch", "onnx", "onnx-int8"):
         enc = TransformerEncoder.from_version(mv, backend=backend, threads=threads)
-        label = "onnx-int8 static (default)" if backend == "onnx-int8" else backend
-        systems[f"embedops {label}"] = (ours(enc), 32)
-    int8 = TransformerEncoder.from_version(mv, backend="onnx-int8", threads=threads)
-    systems["embedops onnx-int8 static, batch 64"] = (ours(int8), 64)
+        systems[f"embedops {backend} ({enc.core.workers} workers)"] = (ours(enc), 32)
+    previous = with_file(mv, mv.path / "onnx" / "model_int8.onnx", threads)
+    systems["embedops onnx-int8, one session on all cores (previous default)"] = (
+        ours(previous), 32)
     return systems
 
 
@@ -275,8 +300,9 @@ def run_recall(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> dict[s
     cached = HERE / "out" / "minilm-docs20k.npy"
     # The fp32 ONNX vectors equal the anchor's (cosine 1.0000 above), so with the anchor's
     # cached document vectors the slow fp32 pass is skipped.
-    default = "embedops onnx-int8 static (default)"
-    names = [default] if cached.exists() else ["embedops onnx", default]
+    default = next(name for name in systems if name.startswith(DEFAULT))
+    fp32 = next(name for name in systems if name.startswith("embedops onnx ("))
+    names = [default] if cached.exists() else [fp32, default]
     for name in names:
         began = time.perf_counter()
         doc_vecs = systems[name](docs)
