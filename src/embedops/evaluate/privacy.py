@@ -7,7 +7,10 @@ with a word of the canary's context, the secret is ranked among ``candidates`` r
 vocabulary words by that score, and exposure = log2(candidates + 1) - log2(rank) bits (Carlini
 et al., "The Secret Sharer", with the rank over random candidates). A secret the model never
 saw has no vector: its rank is the worst and its exposure 0. A canary is *flagged* when its
-exposure reaches ``threshold_bits``.
+exposure reaches ``threshold_bits``. Measured (docs/benchmarks/privacy.md): a canary planted
+10 times in ~0.5-1M words is at rank 1 of 1,001 in skip-gram vectors, but not flagged in CBOW
+vectors (rare words' CBOW vectors share one direction, so random rare candidates are as close
+to the context as the secret): a CBOW model that passes is not shown to be safe.
 
 PII scan. Every vocabulary entry (phrases joined by ``_`` read as spaces) goes through the
 redaction patterns of ``text.redact`` (e-mail, phone, card, IP, URL credentials); a hit is a
