@@ -129,3 +129,44 @@ def test_config_round_trips_through_its_constructor() -> None:
     config = TrainConfig(model="fasttext", sg=True, redact=("phone", "email"))
     assert TrainConfig(**config.to_dict()) == config
     assert TrainConfig(**asdict(config)) == config
+
+
+def test_defaults_resolve_alpha_and_saved_vectors_by_architecture() -> None:
+    cbow, sg = TrainConfig(), TrainConfig(sg=True)
+    assert (cbow.alpha, sg.alpha) == (0.075, 0.025)
+    assert TrainConfig(alpha=0.1).alpha == 0.1
+    assert cbow.saved_vectors == sg.saved_vectors == "sum"
+    assert TrainConfig(model="fasttext").saved_vectors == "sum"
+    assert TrainConfig(vectors="input").saved_vectors == "input"
+    assert TrainConfig(**cbow.to_dict()) == cbow
+    with pytest.raises(InvalidInput, match="unknown vectors"):
+        TrainConfig(vectors="both")
+
+
+def test_saved_vectors_sum_adds_the_output_vectors(registry: Registry, lee_corpus: Path) -> None:
+    one = dict(FAST, seed=3)
+    summed = train_static(lee_corpus, "s", TrainConfig(**one), registry).version
+    inputs = train_static(lee_corpus, "i", TrainConfig(**one, vectors="input"), registry).version
+    a, b = StaticVectors.read(summed), StaticVectors.read(inputs)
+    assert a.index_to_key == b.index_to_key
+    assert not np.allclose(a.vectors, b.vectors)
+    assert summed.manifest["params"]["vectors"] == "auto"
+
+
+@pytest.mark.parametrize("block", [1 << 30, 64])
+def test_shuffle_lines_keeps_every_line_in_a_seeded_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    from embedops.train import word2vec
+
+    monkeypatch.setattr(word2vec, "SHUFFLE_BLOCK", block)  # 64 bytes: several buckets
+    lines = [f"line {i} of the corpus\n" for i in range(200)]
+    orders = []
+    for name in ("a", "b"):
+        path = tmp_path / name
+        path.write_text("".join(lines)[:-1])  # no final newline
+        word2vec.shuffle_lines(path, seed=5)
+        orders.append(path.read_text().splitlines(keepends=True))
+        assert list(tmp_path.glob(f"{name}.*")) == []
+    assert orders[0] == orders[1] != lines
+    assert sorted(orders[0]) == sorted(lines)

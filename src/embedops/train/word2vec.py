@@ -12,12 +12,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from embedops.errors import InvalidInput
 from embedops.models.registry import ModelVersion, Registry, check_name
@@ -29,17 +30,24 @@ from embedops.text.redact import ALL_KINDS, check_kinds
 from embedops.text.tokenize import TokenizerSpec
 
 MODELS = ("word2vec", "fasttext")
+VECTORS = ("auto", "sum", "input")
 TOKENS_FILE = "tokens.txt"
+SHUFFLE_BLOCK = 256 << 20  # bytes of token file shuffled in memory at once
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run; round-trips through ``TrainConfig(**asdict(c))``.
 
-    The defaults were chosen on the benchmark (docs/benchmarks/train_static.md): CBOW with
-    a wider window, stronger down-sampling of frequent words and more epochs beats gensim's
-    defaults on WS353, SimLex-999 and the Google analogies for little more training: sampling
-    at 1e-4 keeps fewer of the running words than 1e-3, so 8 epochs cost little more than 5.
+    The defaults were chosen on the benchmark (docs/benchmarks/train_static.md) to beat
+    plain gensim's quality in no more time: CBOW with a wider window (8), stronger
+    down-sampling (1e-4 keeps ~58 % of the running words, 1e-3 ~77 %), a higher learning
+    rate for CBOW (``alpha`` None: 0.075 for CBOW, above word2vec.c's 0.05, which scored
+    lower on WS353 and SimLex; 0.025 for skip-gram), 5 epochs
+    over the paragraphs in a seeded random order (``shuffle``: a corpus made of whole books
+    and manuals in sequence otherwise trains its last sources at the lowest learning rate,
+    and gensim's corpus_file threads each read one contiguous share of the file), and each
+    word saved as its input + output vector (``vectors``).
     ``redact`` lists the PII kinds replaced before training (empty: no redaction).
     ``bucket`` is the number of fastText n-gram buckets (its memory is bucket x dim floats).
     ``device`` None trains with gensim on the CPU; ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
@@ -47,6 +55,10 @@ class TrainConfig:
     ``batch_size`` pairs with the ``update`` rule (``adagrad`` or ``sgd``).
     ``dp_epsilon`` or ``dp_noise`` trains differentially private word2vec with the torch
     trainer (``device`` None means ``auto`` then); see ``embedops.train.dp``.
+    ``vectors`` is what each word's saved vector is: ``input`` (what gensim keeps), ``sum``
+    (input + output vector, Levy, Goldberg & Dagan 2015: better word similarity, for
+    fastText too, whose out-of-vocabulary words keep n-gram input vectors alone), ``auto``
+    (``sum``).
     """
 
     model: str = "word2vec"
@@ -56,8 +68,8 @@ class TrainConfig:
     min_count: int = 5
     negative: int = 5
     sample: float = 1e-4
-    epochs: int = 8
-    alpha: float = 0.025
+    epochs: int = 5
+    alpha: float | None = None
     min_alpha: float = 0.0001
     workers: int = 2
     seed: int = 1
@@ -77,11 +89,18 @@ class TrainConfig:
     dp_noise: float | None = None
     dp_clip: float = 1.0
     dp_delta: float | None = None
+    vectors: str = "auto"
+    shuffle: bool = True
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise InvalidInput(f"unknown model '{self.model}'", f"use one of {', '.join(MODELS)}")
         object.__setattr__(self, "redact", check_kinds(self.redact))
+        if self.alpha is None:
+            object.__setattr__(self, "alpha", 0.025 if self.sg else 0.075)
+        if self.vectors not in VECTORS:
+            raise InvalidInput(f"unknown vectors '{self.vectors}'",
+                               f"use one of {', '.join(VECTORS)}")
         for name in ("dim", "window", "min_count", "epochs", "workers"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -89,7 +108,7 @@ class TrainConfig:
             raise InvalidInput(f"negative must be >= 1, got {self.negative}")
         if not 0 <= self.sample < 1:
             raise InvalidInput(f"sample must be in [0, 1), got {self.sample}")
-        if not 0 < self.min_alpha <= self.alpha:
+        if not 0 < self.min_alpha <= cast(float, self.alpha):
             raise InvalidInput(f"need 0 < min_alpha <= alpha, got {self.min_alpha}, {self.alpha}")
         if self.model == "fasttext" and not (1 <= self.min_n <= self.max_n and self.bucket > 0):
             raise InvalidInput(
@@ -109,6 +128,13 @@ class TrainConfig:
                     "drop --device to train fastText with gensim on the CPU",
                 )
 
+    @property
+    def saved_vectors(self) -> str:
+        """What is saved per word: ``sum`` (input + output vector) or ``input`` alone."""
+        if self.vectors != "auto":
+            return self.vectors
+        return "sum"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters for the manifest."""
         d = asdict(self)
@@ -124,7 +150,7 @@ class TrainConfig:
             negative=self.negative, sample=self.sample, epochs=self.epochs,
             batch_size=self.batch_size, update=self.update, device=self.device or "auto",
             seed=self.seed, dp_epsilon=self.dp_epsilon, dp_noise_multiplier=self.dp_noise,
-            dp_clip=self.dp_clip, dp_delta=self.dp_delta,
+            dp_clip=self.dp_clip, dp_delta=self.dp_delta, vectors=self.vectors,
         )
 
     def tokenizer_spec(self, phrases_sha256: str | None = None) -> TokenizerSpec:
@@ -199,13 +225,45 @@ def _prepare(
     stats = write_tokenized(
         source, config.tokenizer_spec(), tokens_path, workers=config.workers, word_counts=counts
     )
-    if not config.phrases:
-        return stats, counts, None
-    from embedops.text.phrases import learn_phrases, rewrite_with_phrases
+    phrase_table = None
+    if config.phrases:
+        from embedops.text.phrases import learn_phrases, rewrite_with_phrases
 
-    phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
-    rewrite_with_phrases(tokens_path, phrase_table)
-    return stats, None, phrase_table
+        phrase_table = learn_phrases(tokens_path, config.phrase_min_count, config.phrase_threshold)
+        rewrite_with_phrases(tokens_path, phrase_table)
+    if config.shuffle:
+        shuffle_lines(tokens_path, config.seed)
+    return stats, counts, phrase_table
+
+
+def shuffle_lines(path: Path, seed: int) -> None:
+    """Put the lines of ``path`` in a seeded random order, in place. A file larger than
+    ``SHUFFLE_BLOCK`` is first dealt line by line into random bucket files, each shuffled in
+    memory on its own, so memory stays near one block whatever the corpus size."""
+    rng = random.Random(seed)
+    buckets = max(1, -(-path.stat().st_size // SHUFFLE_BLOCK))
+    parts = [path] if buckets == 1 else [path.with_name(f"{path.name}.{i}") for i in
+                                          range(buckets)]
+    if buckets > 1:
+        handles = [open(p, "wb") for p in parts]  # noqa: SIM115 (closed below)
+        try:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    handles[rng.randrange(buckets)].write(line)
+        finally:
+            for handle in handles:
+                handle.close()
+    shuffled = path.with_name(path.name + ".shuffled")
+    with open(shuffled, "wb") as out:
+        for part in parts:
+            lines = part.read_bytes().splitlines(keepends=True)
+            if lines and not lines[-1].endswith(b"\n"):
+                lines[-1] += b"\n"
+            rng.shuffle(lines)
+            out.writelines(lines)
+            if part != path:
+                part.unlink()
+    os.replace(shuffled, path)
 
 
 @contextlib.contextmanager
@@ -255,6 +313,10 @@ def _fit(
             epochs=config.epochs,
             callbacks=_report_progress(model, task, total_words),
         )
+    if config.saved_vectors == "sum":
+        # Input + output vectors (Levy, Goldberg & Dagan 2015): free, and better on word
+        # similarity; a fastText word's n-grams stay in the input space alone.
+        model.wv.vectors = model.wv.vectors + model.syn1neg
     return model.wv, int(trained)
 
 
