@@ -16,6 +16,22 @@ from embedops.lifecycle.stats import VersionStats
 PASS, PENDING, BROKEN = "pass", "pending", "broken"
 
 
+def bound_golden_set(api: Any, collection: str, purpose: str, fix: str) -> str:
+    """The one golden set bound to ``collection``; refused with ``purpose`` (what needs it),
+    the sets found, and ``fix`` unless exactly one is bound."""
+    from embedops.monitor.db import MonitorDB
+
+    db = MonitorDB(api.workspace, api)
+    try:
+        bound = [s.name for s in db.list_sets() if s.collection == collection]
+    finally:
+        db.close()
+    if len(bound) != 1:
+        found = f"sets bound to it: {', '.join(bound)}" if bound else "no set is bound to it"
+        raise InvalidInput(f"{purpose}; {found}", fix)
+    return bound[0]
+
+
 @dataclass(frozen=True)
 class GateConfig:
     """Limits a candidate must meet. ``golden_set`` None skips the recall gate."""

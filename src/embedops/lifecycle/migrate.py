@@ -55,7 +55,7 @@ from embedops.engine.audit import record
 from embedops.engine.executors import Executor
 from embedops.errors import EmbedopsError, InvalidInput
 from embedops.fsio import atomic_write_json, file_lock
-from embedops.lifecycle.gates import BROKEN, GateConfig, GateReport
+from embedops.lifecycle.gates import BROKEN, GateConfig, GateReport, bound_golden_set
 from embedops.lifecycle.manager import Rollouts
 from embedops.lifecycle.rollout import (
     ABORTED,
@@ -268,20 +268,11 @@ class Migrations:
         """Options with the golden set named, or the one set bound to ``collection``."""
         if options.golden_set or not options.require_golden:
             return options
-        from embedops.monitor.db import MonitorDB
-
-        db = MonitorDB(self.api.workspace, self.api)
-        try:
-            bound = [s.name for s in db.list_sets() if s.collection == collection]
-        finally:
-            db.close()
-        if len(bound) != 1:
-            found = f"sets bound to it: {', '.join(bound)}" if bound else "no set is bound to it"
-            raise InvalidInput(
-                f"a migration of '{collection}' needs a golden set for its quality gate; "
-                f"{found}", "name one with --golden NAME, or pass --no-golden to migrate "
-                "without a quality gate")
-        return replace(options, golden_set=bound[0])
+        name = bound_golden_set(
+            self.api, collection,
+            f"a migration of '{collection}' needs a golden set for its quality gate",
+            "name one with --golden NAME, or pass --no-golden to migrate without a quality gate")
+        return replace(options, golden_set=name)
 
     def _speed(self, collection: str, ref: str) -> float:
         """Items per second the target model embeds, measured on a sample of the collection."""

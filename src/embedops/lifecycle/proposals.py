@@ -34,6 +34,7 @@ from embedops.config import Workspace
 from embedops.engine import Embedops, audit
 from embedops.engine.executors import Executor
 from embedops.errors import Conflict, EmbedopsError, InvalidInput
+from embedops.lifecycle.gates import bound_golden_set
 from embedops.lifecycle.manager import Rollouts
 from embedops.lifecycle.migrate import DONE, Events, MigrateOptions, Migrations
 from embedops.monitor.retrain import (
@@ -227,19 +228,10 @@ class Proposals:
         """``named``, or the one golden set bound to ``collection``."""
         if named:
             return named
-        from embedops.monitor.db import MonitorDB
-
-        db = MonitorDB(self.api.workspace, self.api)
-        try:
-            bound = [s.name for s in db.list_sets() if s.collection == collection]
-        finally:
-            db.close()
-        if len(bound) != 1:
-            found = f"sets bound to it: {', '.join(bound)}" if bound else "no set is bound to it"
-            raise InvalidInput(f"evaluating a candidate for '{collection}' needs one golden "
-                               f"set; {found}",
-                               'name one in the retrain policy: "train": {"golden_set": NAME}')
-        return bound[0]
+        return bound_golden_set(
+            self.api, collection,
+            f"evaluating a candidate for '{collection}' needs one golden set",
+            'name one in the retrain policy: "train": {"golden_set": NAME}')
 
     def migrate(self, proposal_id: str, options: MigrateOptions | None = None,
                 executor: Executor | None = None, auto: bool = False,
