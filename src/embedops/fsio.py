@@ -108,13 +108,14 @@ def staged_dir(staging_root: Path, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl) held for the block; released if the process dies."""
+def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive advisory lock (fcntl) held for the block; released if the process dies.
+    With ``wait=False`` a lock held elsewhere raises ``BlockingIOError`` at once."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:

@@ -38,7 +38,6 @@ in the catalog (a later migration to the same version reuses them).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -310,20 +309,16 @@ class Migrations:
     @contextlib.contextmanager
     def _run_lock(self, collection: str) -> Iterator[None]:
         """Held for a whole run: a second run of the same collection is refused at once."""
-        path = self.store.path(collection).with_suffix(".migrate-run")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
+        with contextlib.ExitStack() as held:
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.enter_context(file_lock(
+                    self.store.path(collection).with_suffix(".migrate-run"), wait=False))
             except BlockingIOError:
                 raise RolloutConflict(f"a migration of '{collection}' is already running "
                                       "(in another process or thread)",
                                       "wait for it to end (GET .../migrate or 'embedops "
                                       "rollout status' show where it is)") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            yield
 
     def status(self, collection: str) -> dict[str, Any]:
         """The migration sidecar of ``collection`` with its rollout's phase (404 if none)."""

@@ -34,6 +34,7 @@ from embedops.config import Workspace
 from embedops.engine import Embedops, audit
 from embedops.engine.executors import Executor
 from embedops.errors import Conflict, EmbedopsError, InvalidInput
+from embedops.fsio import file_lock
 from embedops.lifecycle.gates import bound_golden_set
 from embedops.lifecycle.manager import Rollouts
 from embedops.lifecycle.migrate import DONE, Events, MigrateOptions, Migrations
@@ -115,19 +116,14 @@ def evaluate_candidate(api: Embedops, active: str, candidate: str,
 @contextlib.contextmanager
 def _training_lock(workspace: Workspace) -> Iterator[None]:
     """Held while a candidate is trained: a second one at the same time is refused at once."""
-    import fcntl
-
-    with open(workspace.home / "retrain_training.lock", "a+") as fh:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(file_lock(workspace.home / "retrain_training.lock", wait=False))
         except BlockingIOError:
             raise Conflict("a retrain candidate is being trained by another process",
                            "wait for it to end; 'embedops proposals list' shows where each "
                            "proposal stands") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        yield
 
 
 class Proposals:
