@@ -237,3 +237,22 @@ def test_server_resumes_a_backfill_whose_process_stopped(eo: Embedops) -> None:
         assert eo.missing_vectors("lee", "w2v@2") == []
     finally:
         service.close()
+
+
+def test_the_server_loads_the_candidate_before_it_answers(eo: Embedops, workspace) -> None:
+    """Once the backfill is done, the gate thread loads the candidate's model and index, so
+    neither the canary's searches nor those after a promotion pay for loading them."""
+    from embedops.lifecycle.service import RolloutService
+
+    rollouts = Rollouts(eo)  # the CLI's side: backfill and build
+    rollouts.start("lee", "w2v@2")
+    rollouts.run_backfill("lee", quiet=True)
+    server = Embedops(workspace)  # a server process: nothing of w2v@2 loaded
+    service = RolloutService(server, interval_s=3600)
+    try:
+        assert not server.index_loaded("lee", "w2v@2")
+        service.evaluate_once()
+        assert server.index_loaded("lee", "w2v@2")
+    finally:
+        service.close()
+        server.close()

@@ -1,7 +1,9 @@
 """The serving side of rollouts: one router, background backfills, and the gate evaluator.
 
 The evaluator thread wakes every ``interval_s``: it writes each live rollout's serving figures
-for ``embedops rollout status`` and rolls back a canary whose gates broke.
+for ``embedops rollout status``, rolls back a canary whose gates broke, and loads the
+candidate's model and served index once its backfill is done, so the searches it answers
+(shadow, canary, and every search after a promotion) do not pay for loading them.
 
 A service resumes, as it starts, the backfill of every rollout still in its backfill phase:
 the server that ran it stopped (a restart). If another process (a CLI ``rollout start``) is
@@ -16,8 +18,9 @@ import threading
 import time
 
 from embedops.engine import Embedops
+from embedops.errors import EmbedopsError
 from embedops.lifecycle.manager import Rollouts
-from embedops.lifecycle.rollout import BACKFILLING, RolloutStore
+from embedops.lifecycle.rollout import BACKFILLING, RolloutState, RolloutStore
 from embedops.lifecycle.routing import Router
 
 log = logging.getLogger("embedops.lifecycle")
@@ -37,6 +40,7 @@ class RolloutService:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._backfills: dict[str, threading.Thread] = {}
+        self._preloaded: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="rollout-gates", daemon=True)
         self._thread.start()
@@ -87,9 +91,25 @@ class RolloutService:
                 if time.time() - state.updated_at > STALE_BACKFILL_S:
                     self.start_backfill(state.collection, "gate-evaluator")
                 continue
+            self._preload(state)
             stats = self.router.stats(state.collection)
             self.store.write_stats(state.collection, stats.to_dict())
             self.manager(state.collection, "gate-evaluator").status(state.collection)
+
+    def _preload(self, state: RolloutState) -> None:
+        """Load the candidate's encoder and served index here, in the background, once (a
+        failure, e.g. an index not built yet, is retried at the next pass)."""
+        key = (state.collection, state.candidate)
+        if key in self._preloaded:
+            return
+        try:
+            self.api.models.encoder(state.candidate)
+            self.api.served_index(state.collection, state.candidate)
+        except EmbedopsError as exc:
+            log.debug("candidate %s of %s not loaded yet: %s", state.candidate,
+                      state.collection, exc.code)
+            return
+        self._preloaded.add(key)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
