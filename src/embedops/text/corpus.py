@@ -269,8 +269,13 @@ def _pool(workers: int) -> Iterator[Any]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # fork: workers inherit the imported modules, so they start in milliseconds.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # forkserver, not fork: the caller may be a server, a test runner or any process with
+    # native threads (gRPC, ONNX Runtime, OpenMP), and a child forked from those can die at
+    # once ("terminate called ... Invalid argument"). The fork server is a fresh
+    # single-threaded process that imports this module once; workers fork from it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
         yield pool
 
 
