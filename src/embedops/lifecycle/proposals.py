@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from embedops.config import Workspace
 from embedops.engine import Embedops, audit
@@ -54,6 +54,7 @@ from embedops.monitor.retrain import (
 if TYPE_CHECKING:
     from embedops.lifecycle.candidate import TrainSettings
 
+_T = TypeVar("_T")
 METRIC = "recall@10"
 WORKER_LOG = "retrain_worker.log"
 
@@ -73,19 +74,24 @@ def start_candidate(workspace: Workspace, proposal: dict[str, Any], who: str = "
                   "who": who, "nice": settings.nice}, workspace.home / WORKER_LOG)
 
 
+def _policy_object(kind: type[_T], key: str, value: dict[str, Any] | None, fields: str) -> _T:
+    """The policy's ``key`` object as ``kind``; an unknown field or a bad value is a
+    PolicyError naming the policy key (``fields`` lists the accepted ones)."""
+    try:
+        return kind(**(value or {}))
+    except TypeError as exc:
+        raise PolicyError(f"retrain policy '{key}': {exc}", f"use the fields of {fields}, ..."
+                          ) from exc
+    except InvalidInput as exc:
+        raise PolicyError(f"retrain policy '{key}': {exc.message}", exc.hint) from exc
+
+
 def train_settings(policy: RetrainPolicy) -> TrainSettings:
-    """The policy's ``train`` object as ``lifecycle.candidate.TrainSettings`` (a clear error
-    naming the policy when a field is unknown or out of range)."""
+    """The policy's ``train`` object as ``lifecycle.candidate.TrainSettings``."""
     from embedops.lifecycle.candidate import TrainSettings
 
-    try:
-        return TrainSettings(**(policy.train or {}))
-    except TypeError as exc:
-        raise PolicyError(f"retrain policy 'train': {exc}",
-                          "use the fields of a retrain: method, params, golden_set, "
-                          "min_evidence, min_pairs, ...") from exc
-    except InvalidInput as exc:
-        raise PolicyError(f"retrain policy 'train': {exc.message}", exc.hint) from exc
+    return _policy_object(TrainSettings, "train", policy.train,
+                          "a retrain: method, params, golden_set, min_evidence, min_pairs")
 
 
 def evaluate_candidate(api: Embedops, active: str, candidate: str,
@@ -277,11 +283,5 @@ class Proposals:
 
     @staticmethod
     def _policy_options(policy: RetrainPolicy) -> MigrateOptions:
-        try:
-            return MigrateOptions(**(policy.migrate or {}))
-        except TypeError as exc:
-            raise PolicyError(f"retrain policy 'migrate': {exc}",
-                              "use the fields of a migration: golden_set, min_traffic, "
-                              "canary_seconds, ...") from exc
-        except InvalidInput as exc:
-            raise PolicyError(f"retrain policy 'migrate': {exc.message}", exc.hint) from exc
+        return _policy_object(MigrateOptions, "migrate", policy.migrate,
+                              "a migration: golden_set, min_traffic, canary_seconds")
