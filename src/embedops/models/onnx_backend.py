@@ -317,6 +317,15 @@ def _calibrate_and_gate(model_dir: Path, out_dir: Path, config: QuantizeConfig, 
                   batch=config.activations == "static")
 
 
+def require_onnx_file(path: Path) -> None:
+    """Refuse a runner whose exported model file is gone (a damaged or partial version)."""
+    if not path.is_file():
+        raise IntegrityError(
+            f"ONNX file {path} is missing",
+            "re-import the model with 'embedops import --transformer', which exports it",
+        )
+
+
 class OnnxRunner:
     """An ONNX Runtime CPU session returning the last hidden state of a padded batch."""
 
@@ -325,11 +334,7 @@ class OnnxRunner:
             import onnxruntime as ort
         except ImportError as exc:
             raise DependencyMissing("onnxruntime", "the ONNX backend") from exc
-        if not path.is_file():
-            raise IntegrityError(
-                f"ONNX file {path} is missing",
-                "re-import the model with 'embedops import --transformer', which exports it",
-            )
+        require_onnx_file(path)
         if threads is not None and threads < 1:
             raise InvalidInput(f"threads must be >= 1, got {threads}")
         opts = ort.SessionOptions()

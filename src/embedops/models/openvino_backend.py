@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from embedops.errors import DependencyMissing, IntegrityError, InvalidInput
+from embedops.errors import DependencyMissing, InvalidInput
+from embedops.models.onnx_backend import require_onnx_file
 
 
 def openvino_available() -> bool:
@@ -39,11 +40,7 @@ class OpenVinoRunner:
             import openvino as ov
         except ImportError as exc:
             raise DependencyMissing("openvino", "the OpenVINO backend") from exc
-        if not path.is_file():
-            raise IntegrityError(
-                f"ONNX file {path} is missing",
-                "re-import the model with 'embedops import --transformer', which exports it",
-            )
+        require_onnx_file(path)
         if workers < 1:
             raise InvalidInput(f"workers must be >= 1, got {workers}")
         core = ov.Core()
