@@ -200,8 +200,7 @@ class IncrementalLexical:
         self._vocab: dict[str, int] = {}
         self._postings: list[_Postings] = []
         self._df: list[int] = []
-        # slot -> its distinct term ids (row 0) and their counts (row 1), int32: a view into
-        # the arrays of the add call that indexed it
+        # slot -> its distinct term ids (row 0) and their counts (row 1), int32
         self._docs: dict[int, np.ndarray] = {}
         self._lengths = np.zeros(1024, dtype=np.float64)
         self._live = np.zeros(1024, dtype=bool)
@@ -239,54 +238,49 @@ class IncrementalLexical:
             self._live = np.concatenate([self._live, np.zeros(size - len(self._live), bool)])
 
     def _add_many(self, slots: list[int], tokens: list[list[str]]) -> None:
-        """Index tokenised documents in ``slots``: one pass over the tokens to number the terms,
-        then the (document, term) counts and each term's new postings as array operations."""
+        """Index tokenised documents in ``slots``: one pass over the documents counts their
+        terms and gathers each term's new postings, which then grow each posting list once."""
         fresh: set[int] = set()
         for slot in slots:
             if slot in self._docs or slot in fresh:
                 raise InvalidInput(f"lexical slot {slot} is already in use")
             fresh.add(slot)
         vocab, postings, df = self._vocab, self._postings, self._df
-        term_ids: list[int] = []
-        ends = np.zeros(len(slots), dtype=np.int64)
+        gathered: dict[int, tuple[list[int], list[int]]] = {}
         lengths = np.zeros(len(slots), dtype=np.float64)
-        for d, toks in enumerate(tokens):
+        pairs = 0
+        for d, (slot, toks) in enumerate(zip(slots, tokens, strict=True)):
             lengths[d] = len(toks)
-            for token in toks:
-                if not token:
-                    continue
+            terms, tfs = [], []
+            for token, tf in Counter(t for t in toks if t).items():
                 term = vocab.get(token)
                 if term is None:
                     term = vocab[token] = len(postings)
                     postings.append(_Postings())
                     df.append(0)
-                term_ids.append(term)
-            ends[d] = len(term_ids)
-        width = max(len(postings), 1)
-        docs = np.repeat(np.arange(len(slots), dtype=np.int64), np.diff(ends, prepend=0))
-        keys, counts = np.unique(docs * width + np.asarray(term_ids, dtype=np.int64),
-                                 return_counts=True)  # sorted by document, then term
-        doc_of, term_of = keys // width, keys % width
-        pairs = np.stack([term_of, counts]).astype(np.int32)
-        bounds = np.searchsorted(doc_of, np.arange(len(slots) + 1))
-        for d, slot in enumerate(slots):
-            self._docs[slot] = pairs[:, bounds[d] : bounds[d + 1]]
-        order = np.argsort(term_of, kind="stable")  # by term, documents in the order given
-        by_term = term_of[order]
-        slot_of = np.asarray(slots, dtype=np.int64)[doc_of[order]]
-        tf_of = counts[order].astype(np.float32)
-        cuts = np.flatnonzero(np.diff(by_term)) + 1
-        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(by_term)], strict=True):
-            if a < b:
-                term = int(by_term[a])
-                postings[term].extend(slot_of[a:b], tf_of[a:b])
-                df[term] += int(b - a)
+                terms.append(term)
+                tfs.append(tf)
+                entry = gathered.get(term)
+                if entry is None:
+                    gathered[term] = ([slot], [tf])
+                else:
+                    entry[0].append(slot)
+                    entry[1].append(tf)
+            self._docs[slot] = np.array([terms, tfs], dtype=np.int32).reshape(2, len(terms))
+            pairs += len(terms)
+        for term, (term_slots, term_tfs) in gathered.items():
+            if len(term_slots) == 1:  # most terms of a small write: no arrays to build
+                postings[term].append(term_slots[0], term_tfs[0])
+            else:
+                postings[term].extend(np.asarray(term_slots, dtype=np.int64),
+                                      np.asarray(term_tfs, dtype=np.float32))
+            df[term] += len(term_slots)
         if slots:
             where = np.asarray(slots, dtype=np.int64)
             self._lengths[where] = lengths
             self._live[where] = True
         self._total_len += int(lengths.sum())
-        self._live_postings += len(keys)
+        self._live_postings += pairs
 
     def delete(self, slots: Sequence[int]) -> int:
         """Remove the documents in ``slots`` (unknown slots are ignored); returns how many."""
