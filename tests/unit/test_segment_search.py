@@ -115,3 +115,93 @@ def test_hnsw_segments_keep_the_recall_of_one_graph_at_the_same_knob() -> None:
         assert got >= recall(merged.search(queries, 10, knob)[0]) - 0.3  # of 10 per query
     with pytest.raises(InvalidInput, match="ef_search"):
         index.search(queries, 10, {"ef_search": 0})
+
+
+def mixed(metric: str, sizes: list[int], dead_every: int) -> tuple[SegmentedIndex, np.ndarray,
+                                                                   np.ndarray]:
+    """HNSW segments (each searched as a lane, tombstones skipped by a selector) followed by
+    one flat segment (the tail, or searched through its backend when TAIL_ROWS is 0)."""
+    segs, rows = [], []
+    for n, size in enumerate(sizes):
+        data = clustered(size, seed=10 + n)
+        kind = "flat" if n == len(sizes) - 1 else "hnsw"
+        index = make_index(kind, DIM, metric, {"M": 16} if kind == "hnsw" else None)
+        index.build(data, np.arange(size))
+        dead = np.arange(n, size, dead_every) if dead_every else np.empty(0, np.int64)
+        segs.append(Segment(f"seg-20260101T000001{n:06d}Z-00000{n}", index, size, dead=dead))
+        rows.append(data)
+    out = SegmentedIndex(segs, "hnsw", metric, DIM, None)
+    live = np.ones(sum(sizes), bool)
+    for seg in out.segments:
+        live[seg.offset + seg.dead] = False
+    return out, np.concatenate(rows), live
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+@pytest.mark.parametrize(("tail_rows", "threads"), [(10_000, 0), (0, 0), (10_000, 2)])
+def test_graph_lanes_with_tombstones_match_brute_force(metric: str, tail_rows: int,
+                                                       threads: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # a beam wider than these small graphs: each graph's search is exact, so the merge is
+    monkeypatch.setattr(seg_mod, "TAIL_ROWS", tail_rows)
+    monkeypatch.setattr(seg_mod, "FANOUT_THREADS", threads)
+    index, rows, live = mixed(metric, [400, 250, 90, 40], dead_every=4)
+    assert all(graph is not None for _, _, graph in index._graphs[:3])  # searched as lanes
+    queries = clustered(25, seed=77)
+    knob = {"ef_search": 512}
+    for k in (1, 10, 40):
+        ids, scores = index.search(queries, k, knob)
+        want_ids, want_scores = exact(rows, live, queries, metric, k)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
+        assert (ids == want_ids).mean() > 0.99
+        assert live[ids].all()
+        for row in (0, 7):  # one query a call: the same as its row of the batch
+            one_ids, one_scores = index.search(queries[row:row + 1], k, knob)
+            np.testing.assert_array_equal(one_ids[0], ids[row])
+            np.testing.assert_allclose(one_scores[0], scores[row], rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_graph_lanes_pad_when_fewer_live_than_k(metric: str) -> None:
+    index, _, live = mixed(metric, [30, 20, 6], dead_every=2)
+    n_live = int(live.sum())
+    for queries in (clustered(3, seed=8), clustered(1, seed=9)):
+        ids, scores = index.search(queries, n_live + 5, {"ef_search": 256})
+        assert ids.shape == (len(queries), n_live + 5)
+        assert (ids[:, n_live:] == -1).all() and np.isneginf(scores[:, n_live:]).all()
+        assert np.isfinite(scores[:, :n_live]).all()
+        assert all(set(row[:n_live]) == set(np.flatnonzero(live)) for row in ids)
+
+
+def test_one_graph_segment_answers_as_the_graph_itself() -> None:
+    graph = make_index("hnsw", DIM, "cosine", {"M": 16})
+    data = clustered(300, seed=3)
+    graph.build(data, np.arange(300))
+    index = SegmentedIndex([Segment("seg-20260101T000000000000Z-000000", graph, 300)],
+                           "hnsw", "cosine", DIM, None)
+    queries = clustered(12, seed=4)
+    for knob in (None, {"ef_search": 12}):
+        got, want = index.search(queries, 10, knob), graph.search(queries, 10, knob)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+def test_a_graph_whose_labels_are_not_its_local_ids_is_searched_through_its_backend() -> None:
+    data = clustered(200, seed=5)
+    graph = make_index("hnsw", DIM, "cosine", {"M": 16})
+    order = np.random.default_rng(0).permutation(200)
+    graph.build(data[order], order)  # label i holds local id order[i]
+    seg = Segment("seg-20260101T000000000000Z-000000", graph, 200, dead=np.arange(0, 200, 3))
+    flat = make_index("flat", DIM, "cosine")
+    flat.build(clustered(30, seed=6), np.arange(30))
+    index = SegmentedIndex([seg, Segment("seg-20260101T000000000001Z-000001", flat, 30)],
+                           "hnsw", "cosine", DIM, None)
+    assert index._graphs[0][2] is None  # not a lane
+    live = np.ones(230, bool)
+    live[np.arange(0, 200, 3)] = False
+    rows = np.concatenate([data, flat._index.reconstruct_n(0, 30)])  # type: ignore[attr-defined]
+    queries = clustered(10, seed=7)
+    ids, scores = index.search(queries, 10, {"ef_search": 256})
+    want_ids, want_scores = exact(rows, live, queries, "cosine", 10)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
+    assert live[ids].all()

@@ -1,16 +1,21 @@
-"""The small exact segments of a segmented index, searched together (issue 19).
+"""How the segments of a segmented index are searched: one FAISS call per *lane* (issue 19).
 
-A size-tiered layout keeps one large segment and a few small recent ones; the small ones are
-built exact (flat). Searching each through its own index costs a call per segment per query;
-``ExactTail`` copies their live rows (tombstones left out: a segmented index never changes)
-into one matrix when the index is made, so one matrix product over the whole batch of queries
-scores them all. The copy is bounded by ``segments.TAIL_ROWS`` per segment and counted in
-``memory_bytes``.
+A lane is one FAISS search that writes ``k`` columns of a shared result buffer: a graph
+segment (HNSW) searched below its wrapper, its ``ef_search`` and its tombstones (a bitmap
+selector: FAISS walks past them and returns ``k`` live results) in one ``SearchParameters``;
+or the *tail*, the small exact segments a size-tiered layout keeps, whose live rows are copied
+into one FAISS flat index when the index is made (one SIMD pass for a query, one BLAS product
+for a batch, instead of a call per segment). Labels become global ids by adding the lane's
+``base`` (a segment's offset; the tail's ids are global already), and only for the ``k``
+winners of each query: per call that is one small buffer, one sort and a few index operations,
+whatever the number of segments. The copy of the tail is bounded by ``segments.TAIL_ROWS``
+per segment and counted in ``memory_bytes``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,19 +25,84 @@ from embedops.index.protocol import F32, IdArray
 if TYPE_CHECKING:
     from embedops.index.segments import Segment
 
+#: FAISS's score for a missing result (label -1) after ``to_scores``: the lowest float32
+MISSING = np.finfo(np.float32).min
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One FAISS search per call: ``search`` is the index's ``search_c``, ``params`` its
+    per-call ``SearchParameters`` (or None), ``base`` is added to its labels."""
+
+    search: Any
+    params: Any
+    base: int
+
+
+class GraphLane:
+    """What a lane of one HNSW segment needs beyond its knobs, made once per index: the FAISS
+    graph and a selector of its live labels (None when nothing is dead). Only a graph whose
+    labels are its local ids (segments are built so) qualifies: ``of`` gives None otherwise."""
+
+    def __init__(self, seg: Segment, faiss_index: Any, live: np.ndarray | None) -> None:
+        import faiss
+
+        self.faiss_index, self.base = faiss_index, seg.offset
+        self.default_ef = int(faiss_index.hnsw.efSearch)
+        self._bits = None if live is None else np.packbits(live, bitorder="little")
+        self.selector = None if self._bits is None else \
+            faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+
+    @classmethod
+    def of(cls, seg: Segment) -> GraphLane | None:
+        """The graph lane of ``seg``, or None (another backend, or labels not local ids)."""
+        from embedops.index.hnsw import HNSWIndex
+
+        index = seg.index
+        if not isinstance(index, HNSWIndex):
+            return None
+        labels, dead = index._labels, index._dead
+        if not np.array_equal(labels, np.arange(len(labels))) or \
+                len(labels) != index._index.ntotal:
+            return None
+        live = ~dead
+        gone = seg.dead[seg.dead < len(live)]
+        live[gone] = False
+        return cls(seg, index._index, None if live.all() else live)
+
+    @property
+    def nbytes(self) -> int:
+        """RAM of the live bitmap."""
+        return 0 if self._bits is None else int(self._bits.nbytes)
+
+    def lane(self, knobs: dict[str, Any] | None) -> Lane:
+        """The lane for validated ``knobs`` (``ef_search``, else the graph's own)."""
+        ef = (knobs or {}).get("ef_search")
+        if ef is None and self.selector is None:
+            return Lane(self.faiss_index.search_c, None, self.base)
+        import faiss
+
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+        params.efSearch = int(ef if ef is not None else self.default_ef)
+        if self.selector is not None:
+            params.sel = self.selector  # kept alive by self
+        return Lane(self.faiss_index.search_c, params, self.base)
+
 
 class ExactTail:
     """The live rows of the small exact segments in one FAISS flat index (as the segments hold
-    them: normalized for cosine) and their global ids. FAISS scores one query with SIMD and a
-    batch with one BLAS product, and keeps the top ``k`` in C."""
+    them: normalized for cosine) labelled with their global ids. FAISS scores one query with
+    SIMD and a batch with one BLAS product, and keeps the top ``k`` in C."""
 
     def __init__(self, vectors: F32, ids: IdArray, metric: str) -> None:
         import faiss
 
-        self.ids, self.metric, self.rows = ids, metric, len(ids)
+        self.metric, self.rows = metric, len(ids)
         dim = vectors.shape[1]
-        self._index: Any = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
-        self._index.add(vectors)
+        flat = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
+        self._index: Any = faiss.IndexIDMap(flat)
+        self._flat = flat  # the map does not own it
+        self._index.add_with_ids(vectors, ids)
 
     @classmethod
     def of(cls, segs: Sequence[Segment], dim: int, metric: str) -> ExactTail | None:
@@ -54,19 +124,32 @@ class ExactTail:
     @property
     def nbytes(self) -> int:
         """RAM of the copied rows and their ids."""
-        return int(self.rows * self._index.d * 4 + self.ids.nbytes)
+        return int(self.rows * (self._flat.d * 4 + 8))
 
-    def search(self, q: F32, scale: Any, k: int) -> tuple[IdArray, F32]:
-        """The best ``min(k, rows)`` (global ids, scores) of each query, best first;
-        ``scale`` as ``check_queries`` gives it (cosine: one over each query's norm)."""
-        from faiss import swig_ptr
+    def lane(self) -> Lane:
+        """The tail's lane (labels are global ids: base 0)."""
+        return Lane(self._index.search_c, None, 0)
 
-        m, k = len(q), min(k, self.rows)
-        scores = np.empty((m, k), dtype=np.float32)
-        labels = np.empty((m, k), dtype=np.int64)
-        self._index.search_c(m, swig_ptr(q), k, swig_ptr(scores), swig_ptr(labels))
-        if self.metric == "l2":
-            np.negative(scores, out=scores)
-        elif scale is not None:
-            scores *= scale
-        return self.ids[labels], scores
+
+def run_lanes(lanes: Sequence[Lane], q: F32, k: int, pool: Any = None
+              ) -> tuple[F32, IdArray]:
+    """(distances, labels) of every lane, shape ``(lanes, queries, k)``, FAISS's raw output
+    (missing results: label -1). With a ``pool`` (an executor), the lanes after the first run
+    on it while this thread runs the first (FAISS releases the GIL)."""
+    from faiss import swig_ptr
+
+    m = len(q)
+    dist = np.empty((len(lanes), m, k), dtype=np.float32)
+    labels = np.empty((len(lanes), m, k), dtype=np.int64)
+    qp = swig_ptr(q)
+    if pool is not None and len(lanes) > 1:
+        futures = [pool.submit(lane.search, m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]),
+                               lane.params) for j, lane in enumerate(lanes) if j]
+        first = lanes[0]
+        first.search(m, qp, k, swig_ptr(dist[0]), swig_ptr(labels[0]), first.params)
+        for future in futures:
+            future.result()
+        return dist, labels
+    for j, lane in enumerate(lanes):
+        lane.search(m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]), lane.params)
+    return dist, labels

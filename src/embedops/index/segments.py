@@ -18,10 +18,12 @@ Global ids: segment ``i``'s local id ``j`` is ``offset_i + j``, where ``offset_i
 of keys of the segments before it; the served index's ``keys`` are the segments' keys
 concatenated. An item id appears live in at most one segment (older copies are tombstoned).
 
-Search (``SegmentedIndex.search``) fans out once per batch of queries: each large segment
-through its own backend, with ``ef_search`` narrowed to its share of the entries
-(``segment_knobs``), and the small exact segments together in one matrix product
-(:mod:`embedops.index.segment_tail`); the top ``k`` are merged exactly in numpy. Which segments
+Search (``SegmentedIndex.search``) fans out once per batch of queries, one FAISS call per
+*lane* (:mod:`embedops.index.segment_tail`): each graph segment below its wrapper, with
+``ef_search`` narrowed to its share of the entries (``segment_knobs``) and its tombstones
+skipped by a selector, and the small exact segments together in one matrix product; other
+large segments through their own backend. All write into one buffer; the top ``k`` are merged
+exactly in numpy and only the winners' labels become global ids. Which segments
 merge, and how fast, is :mod:`embedops.index.merge_policy` (size-tiered, rate-limited).
 """
 
@@ -48,7 +50,7 @@ from embedops.fsio import atomic_write_bytes, sha256_tree
 from embedops.index.checks import check_k, check_queries, check_search_knobs, is_int
 from embedops.index.protocol import F32, IdArray, Index
 from embedops.index.scoring import pad
-from embedops.index.segment_tail import ExactTail
+from embedops.index.segment_tail import ExactTail, GraphLane, Lane, run_lanes
 
 KEYS = "keys.json"
 INDEX_DIR = "index"
@@ -60,8 +62,13 @@ MAX_SEGMENTS = 10
 #: exact (flat) segments up to this many entries are searched together, as one matrix
 TAIL_ROWS = 16_384
 #: a graph holding a share ``f`` of the entries searches with ``ef_search * f ** EF_EXPONENT``
+#: (at least ``MIN_EF``; FAISS still returns ``k`` results from a beam narrower than ``k``).
+#: Calibrated on recall@10 against graph distance computations (synthetic clustered 128-d and
+#: MiniLM 384-d layouts of 3 and 8-10 segments): 0.5 keeps one knob at the recall of one
+#: merged graph; exponents 0.75 and 1 cost about the same at equal recall (-8% to +3%) but
+#: need a larger knob for it. ``MIN_EF`` 4 instead of 8 saved 0-7% at recall 0.90-0.95.
 EF_EXPONENT = 0.5
-MIN_EF = 8
+MIN_EF = 4
 #: threads searching the segments of one call at once (0 or 1: the calling thread alone)
 FANOUT_THREADS = int(os.environ.get("EMBEDOPS_SEGMENT_THREADS") or 0)
 _POOL: ThreadPoolExecutor | None = None
@@ -108,12 +115,32 @@ class Segment:
 _Job = tuple[Segment, "np.ndarray | None", "dict[str, Any] | None"]
 
 
+class _Plan:
+    """How one tuning searches: ``lanes`` (one FAISS call each, ``k`` columns each) and
+    ``others`` (segments searched through their backend, ``_search_live``)."""
+
+    def __init__(self, lanes: tuple[Lane, ...], others: tuple[_Job, ...]) -> None:
+        self.lanes, self.others = lanes, others
+        self.bases = np.array([lane.base for lane in lanes], dtype=np.int64)
+        self._columns: dict[int, IdArray] = {}
+
+    def column_bases(self, k: int) -> IdArray:
+        """The id base of each of the lanes' ``len(lanes) * k`` columns (cached per k)."""
+        col = self._columns.get(k)
+        if col is None:
+            col = np.repeat(self.bases, k)
+            if len(self._columns) < 16:
+                self._columns[k] = col
+        return col
+
+
 class SegmentedIndex:
     """Several immutable segments searched as one index (read-only ``Index``).
 
-    The fan-out runs once per call for the whole batch of queries. A segment over
-    ``TAIL_ROWS`` entries is searched by its own backend for ``k`` live results (fetching past
-    its tombstones, more until ``k`` are live or the segment is exhausted). The small exact
+    The fan-out runs once per call for the whole batch of queries. A graph (hnsw) segment is
+    searched by one FAISS call for ``k`` live results (its tombstones skipped by a selector of
+    its live labels); another segment over ``TAIL_ROWS`` entries by its own backend (fetching
+    past its tombstones, more until ``k`` are live or the segment is exhausted). The small exact
     (flat) segments, the recent ones a size-tiered layout keeps, are searched together as one
     *tail*: their live rows are copied into one matrix when the index is made and scored with
     one matrix product. The best ``k`` of all are kept (in numpy), so the result is exact
@@ -142,9 +169,9 @@ class SegmentedIndex:
         self._knobs = {**own, **{k: v for seg in parts for k, v in seg.index.search_knobs.items()}}
         self.size = offset
         self._tail = ExactTail.of([s for s in parts if _in_tail(s)], self.dim, metric)
-        self._graphs = [(s, d) for s, d in zip(parts, self._dead, strict=True)
+        self._graphs = [(s, d, GraphLane.of(s)) for s, d in zip(parts, self._dead, strict=True)
                         if s.live > 0 and not _in_tail(s)]
-        self._plans: dict[Any, list[_Job]] = {}
+        self._plans: dict[Any, _Plan] = {}
 
     @property
     def search_knobs(self) -> Mapping[str, tuple[int, int]]:
@@ -169,66 +196,79 @@ class SegmentedIndex:
         self, queries: np.ndarray, k: int, search_params: dict[str, Any] | None = None
     ) -> tuple[IdArray, F32]:
         """The ``k`` best live (global ids, scores) of each query over every segment."""
-        k = check_k(k)
+        if type(k) is not int or k < 1:
+            k = check_k(k)
         if search_params and (not isinstance(search_params, Mapping)
                               or not self._knobs.keys() >= search_params.keys()):
             self.check_search_params(search_params)  # says what is wrong
         q, scale = check_queries(queries, self.dim, self.metric)
-        cols_ids, cols_scores = [], []
-        for seg, (ids, scores, bad) in self._fan_out(q, k, scale, search_params):
-            if seg is None:  # the tail: global ids, nothing masked
-                cols_ids.append(ids)
-                cols_scores.append(scores)
-                continue
-            if seg.offset:
-                ids = ids + seg.offset
-            if bad is not None:
-                ids = np.where(bad, -1, ids)
-                scores = np.where(bad, np.float32(-np.inf), scores)
-            elif len(self._graphs) == 1 and self._tail is None:
-                return pad(ids, scores, k)  # one segment, nothing masked: as it answered
-            cols_ids.append(ids)
-            cols_scores.append(scores)
-        if not cols_ids:
+        plan = self._plan(search_params)
+        if not len(q) or not (plan.lanes or plan.others):
             empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
             return pad(*empty, k)
-        ids, scores = _best(np.concatenate(cols_ids, axis=1),
-                            np.concatenate(cols_scores, axis=1).astype(np.float32, copy=False), k)
-        return pad(ids, scores, k)
+        dist, labels = run_lanes(plan.lanes, q, k, _executor() if FANOUT_THREADS > 1 else None)
+        if self.metric == "l2":
+            np.negative(dist, out=dist)  # higher is better; a missing result stays lowest
+        if len(plan.lanes) == 1 and not plan.others:  # one graph, or the tail: FAISS's order
+            base = int(plan.bases[0])
+            return _finish(labels[0] + base if base else labels[0], labels[0], dist[0], scale, k)
+        return self._merge(plan, q, k, scale, dist, labels)
 
-    def _fan_out(self, q: F32, k: int, scale: Any, tuning: Mapping[str, Any] | None
-                 ) -> list[tuple[Segment | None, tuple[IdArray, F32, np.ndarray | None]]]:
-        """(segment, its live results) of every large segment, then (None, the tail's); with
-        ``FANOUT_THREADS`` > 1 the segments run on a shared pool (FAISS and numpy release the
-        GIL) while this thread does the tail or the first segment."""
-        jobs = self._plan(tuning)  # each segment checks the values of its own knobs
-        tail = self._tail
-        pooled = FANOUT_THREADS > 1 and len(jobs) + (tail is not None) > 1
-        futures = [_executor().submit(_search_live, seg, dead, q, k, knobs, scale)
-                   for seg, dead, knobs in (jobs if tail is not None else jobs[1:])] \
-            if pooled else []
-        here = jobs if not pooled else ([] if tail is not None else jobs[:1])
-        out: list[tuple[Segment | None, tuple[IdArray, F32, np.ndarray | None]]] = [
-            (seg, _search_live(seg, dead, q, k, knobs, scale)) for seg, dead, knobs in here]
-        if tail is not None:
-            ids, scores = tail.search(q, scale, k)
-            out.append((None, (ids, scores, None)))
-        for (seg, _, _), future in zip(jobs[len(here):], futures, strict=True):
-            out.append((seg, future.result()))
-        return out
+    def _merge(self, plan: _Plan, q: F32, k: int, scale: Any, dist: F32, labels: IdArray
+               ) -> tuple[IdArray, F32]:
+        """The best ``k`` of every lane's and other segment's results, in numpy: one sort
+        over a small buffer, then global ids for the winners only."""
+        m, width = len(q), len(plan.lanes) * k
+        if m == 1:
+            d, lab = dist.reshape(1, width), labels.reshape(1, width)
+        else:
+            d = dist.transpose(1, 0, 2).reshape(m, width)
+            lab = labels.transpose(1, 0, 2).reshape(m, width)
+        col = plan.column_bases(k)
+        if plan.others:  # their scores come scaled: scale the lanes' before comparing
+            if scale is not None:
+                with np.errstate(over="ignore"):  # a missing result's lowest float
+                    d *= scale
+            parts = [_search_live(seg, dead, q, k, knobs, scale)
+                     for seg, dead, knobs in plan.others]
+            scale = None
+            d = np.concatenate([d, *(s if bad is None else np.where(bad, np.float32(-np.inf), s)
+                                     for _, s, bad in parts)], axis=1)
+            lab = np.concatenate([lab, *(_global(seg, ids, bad) for (seg, _, _), (ids, _, bad)
+                                         in zip(plan.others, parts, strict=True))], axis=1)
+            col = np.concatenate([col, np.zeros(d.shape[1] - width, np.int64)])
+        if m == 1:  # flat indexing: cheaper than rows of one
+            flat_d, flat_lab = d.reshape(-1), lab.reshape(-1)
+            order = (-flat_d).argsort(kind="stable")[:k]
+            found, scores = flat_lab[order][None], flat_d[order][None]
+            base = col[order]
+        else:
+            order = np.argsort(-d, axis=1, kind="stable")[:, :k]
+            rows = np.arange(m)[:, None]
+            found, scores, base = lab[rows, order], d[rows, order], col[order]
+        return _finish(found + base, found, scores, scale, k)
 
-    def _plan(self, tuning: Mapping[str, Any] | None) -> list[_Job]:
-        """(segment, tombstone mask, knobs) of each large segment for ``tuning`` (cached per
-        tuning: a server asks with the same few)."""
+    def _plan(self, tuning: Mapping[str, Any] | None) -> _Plan:
+        """The lanes (graphs with their knobs, the tail) and the other segments (with theirs)
+        for ``tuning`` (cached per tuning: a server asks with the same few)."""
         try:
-            key = tuple(sorted(tuning.items())) if tuning else None
+            key = tuple(tuning.items()) if tuning else None
             plan = self._plans.get(key)
         except TypeError:  # unhashable values: the segments' checks refuse them
             key, plan = (), None
         if plan is None:
             total = max(self.count, 1)
-            plan = [(seg, dead, _checked(seg, segment_knobs(seg, tuning, seg.live / total)))
-                    for seg, dead in self._graphs]
+            lanes, others = [], []
+            for seg, dead, graph in self._graphs:
+                # each segment checks the values of its own knobs
+                knobs = _checked(seg, segment_knobs(seg, tuning, seg.live / total))
+                if graph is not None:
+                    lanes.append(graph.lane(knobs))
+                else:
+                    others.append((seg, dead, knobs))
+            if self._tail is not None:
+                lanes.append(self._tail.lane())
+            plan = _Plan(tuple(lanes), tuple(others))
             if key != () and len(self._plans) < 64:  # bounded: values come from callers
                 self._plans[key] = plan
         return plan
@@ -252,7 +292,8 @@ class SegmentedIndex:
     def memory_bytes(self) -> int:
         """RAM of every segment's index, plus the tail's copy of the small segments' rows."""
         tail = 0 if self._tail is None else self._tail.nbytes
-        return sum(int(seg.index.memory_bytes()) for seg in self.segments) + tail
+        bitmaps = sum(graph.nbytes for _, _, graph in self._graphs if graph is not None)
+        return sum(int(seg.index.memory_bytes()) for seg in self.segments) + tail + bitmaps
 
     def describe(self) -> dict[str, Any]:
         """Kind, metric, dim, count, memory and the segments (name, entries, tombstones)."""
@@ -291,14 +332,25 @@ def _checked(seg: Segment, knobs: dict[str, Any] | None) -> dict[str, Any] | Non
     return seg.index.check_search_params(knobs) or None if knobs else None
 
 
-def _best(ids: IdArray, scores: F32, k: int) -> tuple[IdArray, F32]:
-    """The ``k`` best of each row, best first (missing results already score ``-inf``)."""
-    if len(ids) == 1:  # one query: plain indexing (take_along_axis costs more than the sort)
-        order = np.argsort(-scores[0], kind="stable")[:k]
-        return ids[:, order], scores[:, order]
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    rows = np.arange(len(ids))[:, None]
-    return ids[rows, order], scores[rows, order]
+def _finish(ids: IdArray, labels: IdArray, scores: F32, scale: Any, k: int
+            ) -> tuple[IdArray, F32]:
+    """Results as ``search`` returns them: missing ones (FAISS label -1, sorted last) as id
+    -1 and score ``-inf``, cosine scores scaled by the query norms, padded to ``k``."""
+    if (labels[0, -1] if len(labels) == 1 else labels[:, -1].min()) < 0:
+        missing = labels < 0
+        ids[missing] = -1
+        scores[missing] = -np.inf
+    if scale is not None:
+        scores *= scale
+    return pad(ids, scores, k) if ids.shape[1] < k else (ids, scores)
+
+
+def _global(seg: Segment, ids: IdArray, bad: np.ndarray | None) -> IdArray:
+    """A segment's local result ids as global ids (-1 where masked or missing)."""
+    out = ids + seg.offset
+    if bad is not None:
+        out[bad] = -1
+    return out
 
 
 def _executor() -> ThreadPoolExecutor:
