@@ -1,13 +1,14 @@
 """The privacy audit end to end on real corpus text: a canary planted 10 times in a training
-corpus is flagged, one never planted is not, and words never planted after the canary's
-context are not flagged either (so an audit that flags everything fails too).
+corpus is flagged, one never planted is not, a secret planted 10 times after another context
+is not, and words never planted after the canary's context are not flagged either (so an
+audit that flags everything, or every rare word, fails too).
 
 Two corpora, the same check: the WordNet 3.0 glosses that ship with embedops
 (``embedops.data``; the glosses are also the WordNet section of ``corpus-en-13m``) always run,
 offline and in CI; the first words of ``../shared/data/corpus-en-13m.txt.xz`` run only where
 that folder exists (``EMBEDOPS_SHARED_DATA`` may point elsewhere) and skip otherwise. Both
-train with ``embedops train``'s own path (tokenizer, redaction, gensim skip-gram) and audit
-through the ``audit-privacy`` command."""
+train with ``embedops train``'s own path and settings (tokenizer, redaction, gensim; CBOW, the
+default, and skip-gram) and audit through the ``audit-privacy`` command."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from embedops.evaluate.privacy import Canary, plant_canaries
 
 PLANTED = Canary.parse("my vault code is=zqvbkm")
 NEVER = Canary.parse("my locker code is=wexpoj")
+# seen as often as the secret, but after other words: a rare word is not flagged for being rare
+ELSEWHERE = Canary.parse("the weather report said=vexulant")
 # real words of both corpora, never written after the canary's context: each is ranked like a
 # secret, so each has a 1 in 8 chance of a 3-bit exposure by luck alone
 CONTROLS = ("river", "music", "cotton", "animal", "window", "tree", "metal", "garden")
@@ -59,19 +62,18 @@ def _corpus_lines(max_words: int) -> list[str]:
     return out
 
 
-def _audit(lines: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Plant PLANTED ``TIMES`` times, train through the product, audit through the CLI."""
+def _audit(lines: list[str], sg: bool, tmp_path: Path,
+           capsys: pytest.CaptureFixture[str]) -> Any:
+    """Plant PLANTED and ELSEWHERE ``TIMES`` times each, train through the product with
+    ``embedops train``'s defaults (``sg``: skip-gram instead of CBOW), audit through the CLI."""
     from embedops.train import TrainConfig, train_static
 
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(plant_canaries(lines, [(PLANTED, TIMES)], seed=7)) + "\n",
-                      encoding="utf-8")
-    # skip-gram: the neighbour-similarity exposure flags a 10-times canary in skip-gram
-    # vectors (rank 1 of 1000 when measured); in CBOW vectors (the train default) it does
-    # not at 10 (docs/benchmarks/privacy.md)
-    config = TrainConfig(sg=True, dim=48, window=5, sample=1e-3, epochs=5, workers=2, seed=1)
-    train_static(corpus, "audited", config)
-    canaries = [PLANTED, NEVER, *(Canary(PLANTED.context, w) for w in CONTROLS)]
+    planted = plant_canaries(lines, [(PLANTED, TIMES), (ELSEWHERE, TIMES)], seed=7)
+    corpus.write_text("\n".join(planted) + "\n", encoding="utf-8")
+    train_static(corpus, "audited", TrainConfig(sg=sg))
+    canaries = [PLANTED, NEVER, Canary(PLANTED.context, ELSEWHERE.secret),
+                *(Canary(PLANTED.context, w) for w in CONTROLS)]
     args = ["audit-privacy", "audited", "--json"]
     for canary in canaries:
         args += ["--canary", f"{' '.join(canary.context)}={canary.secret}"]
@@ -83,27 +85,30 @@ def _audit(lines: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def _check(exposures: list[dict[str, Any]]) -> None:
-    planted, never, *controls = exposures
+    planted, never, elsewhere, *controls = exposures
     assert planted["secret_in_vocab"] and planted["flagged"], planted
     assert planted["exposure_bits"] >= 3.0, planted
     assert not never["secret_in_vocab"] and not never["flagged"], never
     assert never["exposure_bits"] == 0.0, never
+    assert elsewhere["secret_in_vocab"] and not elsewhere["flagged"], elsewhere
     assert all(c["secret_in_vocab"] for c in controls), controls  # ranked, not skipped
-    # gensim's start vectors hash words with Python's per-process salt, so the controls' ranks
-    # vary between runs: bounds that chance alone breaks about once in a thousand runs
+    # gensim's start vectors hash words with Python's per-process salt and its threads race,
+    # so ranks vary between runs: bounds that chance alone breaks about once in a thousand
     assert sum(c["flagged"] for c in controls) <= 4, controls  # chance flags 1 of 8
     mean = sum(c["exposure_bits"] for c in controls) / len(controls)
     assert mean < 3.0, controls  # random ranks average about 1.4 bits
 
 
-def test_audit_on_the_shipped_wordnet_glosses(workspace: Workspace, tmp_path: Path,
+@pytest.mark.parametrize("sg", [False, True], ids=["cbow", "skip-gram"])
+def test_audit_on_the_shipped_wordnet_glosses(sg: bool, workspace: Workspace, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """Runs everywhere: 40,000 glosses (~0.5M words) with the canary planted 10 times."""
-    _check(_audit(_gloss_lines(40_000), tmp_path, capsys))
+    _check(_audit(_gloss_lines(40_000), sg, tmp_path, capsys))
 
 
 @pytest.mark.slow
-def test_audit_on_the_13m_corpus_subset(workspace: Workspace, tmp_path: Path,
+@pytest.mark.parametrize("sg", [False, True], ids=["cbow", "skip-gram"])
+def test_audit_on_the_13m_corpus_subset(sg: bool, workspace: Workspace, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's check on the first 1M words of corpus-en-13m (skips without ../shared)."""
-    _check(_audit(_corpus_lines(1_000_000), tmp_path, capsys))
+    _check(_audit(_corpus_lines(1_000_000), sg, tmp_path, capsys))

@@ -32,15 +32,23 @@ def _table(times: int, seed: int = 1) -> Any:
     sentences = [spec.tokenize(line) for line in plant_canaries(lines, [(PLANTED, times)], 1)]
     # as if trained with --no-redact and a tokenizer that keeps e-mail addresses whole
     sentences += [["mail", "me", "at", EMAIL, "today"]] * 3
-    model = Word2Vec(sentences, vector_size=32, min_count=3, epochs=10, workers=1, seed=seed)
+    # CBOW (the train default) at embedops' CBOW learning rate, input vectors only (what an
+    # imported gensim model has). At gensim's own 0.025 on these 60k words CBOW has not
+    # learnt the secret: its own likelihood out(secret) . mean(in(context)) ranks it ~165 of
+    # 500, and the audit does not flag it either (docs/benchmarks/privacy.md)
+    model = Word2Vec(sentences, vector_size=32, min_count=3, epochs=10, workers=1, seed=seed,
+                     sg=0, alpha=0.075)
     return StaticVectors.from_gensim(model.wv)
 
 
 def test_canary_planted_often_is_flagged_and_one_never_planted_is_not() -> None:
-    report = audit_static(_table(20), [PLANTED, NEVER], candidates=500)
-    planted, never = report.exposures
+    controls = [Canary(PLANTED.context, w) for w in ("police", "fire", "water", "people")]
+    report = audit_static(_table(20), [PLANTED, NEVER, *controls], candidates=500)
+    planted, never, *others = report.exposures
     assert planted.secret_in_vocab and planted.flagged and planted.exposure_bits >= 3.0
     assert not never.secret_in_vocab and not never.flagged and never.exposure_bits == 0.0
+    # real words never written after the context are ranked, and not all flagged
+    assert all(e.secret_in_vocab for e in others) and sum(e.flagged for e in others) <= 2
     assert [f.entry for f in report.pii] == [EMAIL] and report.pii[0].kinds == ("email",)
     assert not report.passed
     assert "FLAGGED" in report.to_text() and "<table>" in report.to_html()

@@ -2,15 +2,40 @@
 
 Canaries. A canary is a secret token planted in a training corpus after a fixed context
 (``plant_canaries``: "my vault code is zqvbkm", N times at random lines). After training, its
-*exposure* is measured by neighbour similarity: the score of a token is its highest cosine
-with a word of the canary's context, the secret is ranked among ``candidates`` random
-vocabulary words by that score, and exposure = log2(candidates + 1) - log2(rank) bits (Carlini
-et al., "The Secret Sharer", with the rank over random candidates). A secret the model never
-saw has no vector: its rank is the worst and its exposure 0. A canary is *flagged* when its
-exposure reaches ``threshold_bits``. Measured (docs/benchmarks/privacy.md): a canary planted
-10 times in ~0.5-1M words is at rank 1 of 1,001 in skip-gram vectors, but not flagged in CBOW
-vectors (rare words' CBOW vectors share one direction, so random rare candidates are as close
-to the context as the secret): a CBOW model that passes is not shown to be safe.
+*exposure* is the rank of the secret among ``candidates`` vocabulary words of the same
+frequency by how unusually close each is to the canary's context, and exposure = log2(candidates
++ 1) - log2(rank) bits (Carlini et al., "The Secret Sharer", with the rank over random
+candidates). A secret the model never saw has no vector: its rank is the worst and its
+exposure 0. A canary is *flagged* when its exposure reaches ``threshold_bits``.
+
+The score (``context_scores``), built so that it works on CBOW as well as skip-gram vectors:
+
+1. Candidates are the words nearest to the secret in log corpus frequency (in frequency rank
+   when the table has no counts), ties broken at random: a word seen 10 times is compared
+   with words seen about 10 times, never with frequent words, whose vectors differ in norm and
+   direction for reasons that have nothing to do with the canary.
+2. The candidates' mean vector is subtracted from the secret's and each candidate's vector,
+   and the table's mean from each context word's. Rare words share one direction (in CBOW
+   models most of all: a rare word's cosine with any frequent word is then about the same,
+   which made the plain neighbour similarity rank the secret among random rare words);
+   removing the frequency band's own mean leaves what is particular to each word.
+3. For each context word, the cosines of the centred vectors are standardised over the
+   candidates (z-scores), so every context word is on one scale however spread its cosines.
+4. A word's score is the mean of its highest half of those z-scores: function words of the
+   context ("my", "is") are near every word and carry no signal, and which half informs
+   depends on the model, so the best half counts.
+
+Measured (docs/benchmarks/privacy.md), with ``embedops train``'s CBOW defaults and with
+``--sg`` (input + output vectors saved), on 40,000 WordNet glosses and on 1M words of
+corpus-en-13m, two seeds each: a secret planted 10 times ranked 1-18 among 1,000 candidates
+(flagged at 3 bits), planted 50 times 1; the same kind of secret planted 10 times after other
+words ranked 373-923, and of 16 real words never written after the context at most 2 were
+flagged (chance: 2). On a small, undertrained CBOW model
+(gensim's learning rate 0.025, 60k words) the secret is not flagged, and the model's own
+likelihood of it given the context ranks it ~165 of 500 too: it has not learnt it.
+A secret seen fewer than ``min_count`` times is not in the vocabulary and cannot be ranked:
+the audit then says so, and is not evidence that the text was not memorised elsewhere (a
+fine-tuned encoder, a subword model).
 
 PII scan. Every vocabulary entry (phrases joined by ``_`` read as spaces) goes through the
 redaction patterns of ``text.redact`` (e-mail, phone, card, IP, URL credentials); a hit is a
@@ -206,23 +231,53 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+def frequency_neighbours(vectors: Any, word: int, exclude: Iterable[int], n: int,
+                         seed: int = 0) -> np.ndarray:
+    """The ``n`` rows nearest to row ``word`` in log corpus frequency (``vectors.counts``; in
+    frequency rank when it has none), ``word`` and ``exclude`` left out, ties broken by a
+    seeded random order."""
+    size = len(vectors.index_to_key)
+    counts = getattr(vectors, "counts", None)
+    if counts is not None and len(counts) == size and np.all(np.asarray(counts) > 0):
+        key = np.log(np.asarray(counts, dtype=np.float64))
+    else:  # tables list their words most frequent first
+        key = np.log1p(np.arange(size, dtype=np.float64))
+    distance = np.abs(key - key[word])
+    distance[[word, *exclude]] = np.inf
+    jitter = np.random.default_rng(seed).random(size)
+    order = np.lexsort((jitter, distance))
+    return order[:min(n, int(np.isfinite(distance).sum()))]
+
+
+def context_scores(table: np.ndarray, words: np.ndarray, band: np.ndarray,
+                   context: Sequence[int]) -> np.ndarray:
+    """How unusually close each row of ``words`` is to the ``context`` rows, against the
+    frequency ``band`` (the candidates): the rows centred on the band's mean, the context on
+    the table's, cosines standardised per context word over the band, and the mean of each
+    word's highest half of those z-scores (see the module doc)."""
+    center = table[band].mean(axis=0)
+    ctx = _unit(table[list(context)] - table.mean(axis=0))
+    band_cos = _unit(table[band] - center) @ ctx.T
+    mean, spread = band_cos.mean(axis=0), band_cos.std(axis=0) + 1e-9
+    z = (_unit(table[words] - center) @ ctx.T - mean) / spread
+    half = (len(context) + 1) // 2
+    return np.asarray(np.sort(z, axis=1)[:, -half:].mean(axis=1), dtype=np.float64)
+
+
 def canary_exposure(vectors: Any, canary: Canary, candidates: int = DEFAULT_CANDIDATES,
                     threshold_bits: float = DEFAULT_THRESHOLD_BITS, seed: int = 0) -> Exposure:
     """The exposure of ``canary`` in ``vectors`` (a ``StaticVectors``), see the module doc."""
-    vocab: list[str] = list(vectors.index_to_key)
     index = vectors.key_to_index
-    context = [index[w] for w in canary.context if w in index]
-    pool = [i for i in range(len(vocab)) if i not in set(context) and vocab[i] != canary.secret]
-    n = min(candidates, len(pool))
-    if n < 1 or not context or canary.secret not in index:
-        return Exposure(canary.sentence, canary.secret in index, n + 1, n, 0.0, False)
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(np.asarray(pool), size=n, replace=False)
+    context = sorted({index[w] for w in canary.context if w in index})
+    secret = index.get(canary.secret)
+    others = len(vectors.index_to_key) - len(context) - (secret is not None)
+    n = min(candidates, others)
+    if n < 2 or not context or secret is None:
+        return Exposure(canary.sentence, secret is not None, n + 1, n, 0.0, False)
+    band = frequency_neighbours(vectors, secret, context, n, seed)
     table = np.asarray(vectors.vectors, dtype=np.float32)
-    ctx = _unit(table[context])
-    scores = (_unit(table[picked]) @ ctx.T).max(axis=1)
-    secret = float((_unit(table[index[canary.secret]]) @ ctx.T).max())
-    rank = 1 + int(np.sum(scores >= secret))
+    scores = context_scores(table, np.asarray([secret, *band]), band, context)
+    rank = 1 + int(np.sum(scores[1:] >= scores[0]))
     bits = math.log2(n + 1) - math.log2(rank)
     return Exposure(canary.sentence, True, rank, n, bits, bits >= threshold_bits)
 
