@@ -7,9 +7,9 @@ or the *tail*, the small exact segments a size-tiered layout keeps, whose live r
 into one FAISS flat index when the index is made (one SIMD pass for a query, one BLAS product
 for a batch, instead of a call per segment). Labels become global ids by adding the lane's
 ``base`` (a segment's offset; the tail's ids are global already), and only for the ``k``
-winners of each query: per call that is one small buffer, one sort and a few index operations,
-whatever the number of segments. The copy of the tail is bounded by ``segments.TAIL_ROWS``
-per segment and counted in ``memory_bytes``.
+winners of each query (``merge``): per call that is one small buffer, one sort and a few
+index operations, whatever the number of segments. The copy of the tail is bounded by
+``segments.TAIL_ROWS`` per segment and counted in ``memory_bytes``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedops.index.protocol import F32, IdArray
+from embedops.index.scoring import pad
 
 if TYPE_CHECKING:
     from embedops.index.segments import Segment
@@ -131,6 +132,25 @@ class ExactTail:
         return Lane(self._index.search_c, None, 0)
 
 
+class Plan:
+    """How one tuning searches: ``lanes`` (one FAISS call each, ``k`` columns each) and
+    ``others`` (segments searched through their backend: (segment, tombstone mask, knobs))."""
+
+    def __init__(self, lanes: tuple[Lane, ...], others: tuple[Any, ...]) -> None:
+        self.lanes, self.others = lanes, others
+        self.bases = np.array([lane.base for lane in lanes], dtype=np.int64)
+        self._columns: dict[int, IdArray] = {}
+
+    def column_bases(self, k: int) -> IdArray:
+        """The id base of each of the lanes' ``len(lanes) * k`` columns (cached per k)."""
+        col = self._columns.get(k)
+        if col is None:
+            col = np.repeat(self.bases, k)
+            if len(self._columns) < 16:
+                self._columns[k] = col
+        return col
+
+
 def run_lanes(lanes: Sequence[Lane], q: F32, k: int, pool: Any = None
               ) -> tuple[F32, IdArray]:
     """(distances, labels) of every lane, shape ``(lanes, queries, k)``, FAISS's raw output
@@ -153,3 +173,49 @@ def run_lanes(lanes: Sequence[Lane], q: F32, k: int, pool: Any = None
     for j, lane in enumerate(lanes):
         lane.search(m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]), lane.params)
     return dist, labels
+
+
+def merge(plan: Plan, k: int, scale: Any, dist: F32, labels: IdArray,
+          others: Sequence[tuple[IdArray, F32]]) -> tuple[IdArray, F32]:
+    """The best ``k`` of every lane's results (``run_lanes``' buffers, higher is better) and
+    of ``others`` (global ids, scaled scores, ``-inf`` where masked): one sort over a small
+    buffer, then global ids for the winners only."""
+    lanes, m = len(plan.lanes), dist.shape[1]
+    width = lanes * k
+    if m == 1:
+        d, lab = dist.reshape(1, width), labels.reshape(1, width)
+    else:
+        d = dist.transpose(1, 0, 2).reshape(m, width)
+        lab = labels.transpose(1, 0, 2).reshape(m, width)
+    col = plan.column_bases(k)
+    if others:  # their scores come scaled: scale the lanes' before comparing
+        if scale is not None:
+            with np.errstate(over="ignore"):  # a missing result's lowest float
+                d *= scale
+            scale = None
+        d = np.concatenate([d, *(scores for _, scores in others)], axis=1)
+        lab = np.concatenate([lab, *(ids for ids, _ in others)], axis=1)
+        col = np.concatenate([col, np.zeros(d.shape[1] - width, np.int64)])
+    if m == 1:  # flat indexing: cheaper than rows of one
+        flat_d, flat_lab = d.reshape(-1), lab.reshape(-1)
+        order = (-flat_d).argsort(kind="stable")[:k]
+        found, scores = flat_lab[order][None], flat_d[order][None]
+        base = col[order]
+    else:
+        order = np.argsort(-d, axis=1, kind="stable")[:, :k]
+        rows = np.arange(m)[:, None]
+        found, scores, base = lab[rows, order], d[rows, order], col[order]
+    return finish(found + base, found, scores, scale, k)
+
+
+def finish(ids: IdArray, labels: IdArray, scores: F32, scale: Any, k: int
+           ) -> tuple[IdArray, F32]:
+    """Results as ``search`` returns them: missing ones (label -1, sorted last) as id -1 and
+    score ``-inf``, cosine scores scaled by the query norms, padded to ``k``."""
+    if (labels[0, -1] if len(labels) == 1 else labels[:, -1].min()) < 0:
+        missing = labels < 0
+        ids[missing] = -1
+        scores[missing] = -np.inf
+    if scale is not None:
+        scores *= scale
+    return pad(ids, scores, k) if ids.shape[1] < k else (ids, scores)

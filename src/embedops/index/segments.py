@@ -50,7 +50,7 @@ from embedops.fsio import atomic_write_bytes, sha256_tree
 from embedops.index.checks import check_k, check_queries, check_search_knobs, is_int
 from embedops.index.protocol import F32, IdArray, Index
 from embedops.index.scoring import pad
-from embedops.index.segment_tail import ExactTail, GraphLane, Lane, run_lanes
+from embedops.index.segment_tail import ExactTail, GraphLane, Lane, Plan, finish, merge, run_lanes
 
 KEYS = "keys.json"
 INDEX_DIR = "index"
@@ -115,25 +115,6 @@ class Segment:
 _Job = tuple[Segment, "np.ndarray | None", "dict[str, Any] | None"]
 
 
-class _Plan:
-    """How one tuning searches: ``lanes`` (one FAISS call each, ``k`` columns each) and
-    ``others`` (segments searched through their backend, ``_search_live``)."""
-
-    def __init__(self, lanes: tuple[Lane, ...], others: tuple[_Job, ...]) -> None:
-        self.lanes, self.others = lanes, others
-        self.bases = np.array([lane.base for lane in lanes], dtype=np.int64)
-        self._columns: dict[int, IdArray] = {}
-
-    def column_bases(self, k: int) -> IdArray:
-        """The id base of each of the lanes' ``len(lanes) * k`` columns (cached per k)."""
-        col = self._columns.get(k)
-        if col is None:
-            col = np.repeat(self.bases, k)
-            if len(self._columns) < 16:
-                self._columns[k] = col
-        return col
-
-
 class SegmentedIndex:
     """Several immutable segments searched as one index (read-only ``Index``).
 
@@ -171,7 +152,7 @@ class SegmentedIndex:
         self._tail = ExactTail.of([s for s in parts if _in_tail(s)], self.dim, metric)
         self._graphs = [(s, d, GraphLane.of(s)) for s, d in zip(parts, self._dead, strict=True)
                         if s.live > 0 and not _in_tail(s)]
-        self._plans: dict[Any, _Plan] = {}
+        self._plans: dict[Any, Plan] = {}
 
     @property
     def search_knobs(self) -> Mapping[str, tuple[int, int]]:
@@ -211,44 +192,12 @@ class SegmentedIndex:
             np.negative(dist, out=dist)  # higher is better; a missing result stays lowest
         if len(plan.lanes) == 1 and not plan.others:  # one graph, or the tail: FAISS's order
             base = int(plan.bases[0])
-            return _finish(labels[0] + base if base else labels[0], labels[0], dist[0], scale, k)
-        return self._merge(plan, q, k, scale, dist, labels)
+            return finish(labels[0] + base if base else labels[0], labels[0], dist[0], scale, k)
+        others = [_global(seg, *_search_live(seg, dead, q, k, knobs, scale))
+                  for seg, dead, knobs in plan.others]  # scaled: merge scales the lanes too
+        return merge(plan, k, scale, dist, labels, others)
 
-    def _merge(self, plan: _Plan, q: F32, k: int, scale: Any, dist: F32, labels: IdArray
-               ) -> tuple[IdArray, F32]:
-        """The best ``k`` of every lane's and other segment's results, in numpy: one sort
-        over a small buffer, then global ids for the winners only."""
-        m, width = len(q), len(plan.lanes) * k
-        if m == 1:
-            d, lab = dist.reshape(1, width), labels.reshape(1, width)
-        else:
-            d = dist.transpose(1, 0, 2).reshape(m, width)
-            lab = labels.transpose(1, 0, 2).reshape(m, width)
-        col = plan.column_bases(k)
-        if plan.others:  # their scores come scaled: scale the lanes' before comparing
-            if scale is not None:
-                with np.errstate(over="ignore"):  # a missing result's lowest float
-                    d *= scale
-            parts = [_search_live(seg, dead, q, k, knobs, scale)
-                     for seg, dead, knobs in plan.others]
-            scale = None
-            d = np.concatenate([d, *(s if bad is None else np.where(bad, np.float32(-np.inf), s)
-                                     for _, s, bad in parts)], axis=1)
-            lab = np.concatenate([lab, *(_global(seg, ids, bad) for (seg, _, _), (ids, _, bad)
-                                         in zip(plan.others, parts, strict=True))], axis=1)
-            col = np.concatenate([col, np.zeros(d.shape[1] - width, np.int64)])
-        if m == 1:  # flat indexing: cheaper than rows of one
-            flat_d, flat_lab = d.reshape(-1), lab.reshape(-1)
-            order = (-flat_d).argsort(kind="stable")[:k]
-            found, scores = flat_lab[order][None], flat_d[order][None]
-            base = col[order]
-        else:
-            order = np.argsort(-d, axis=1, kind="stable")[:, :k]
-            rows = np.arange(m)[:, None]
-            found, scores, base = lab[rows, order], d[rows, order], col[order]
-        return _finish(found + base, found, scores, scale, k)
-
-    def _plan(self, tuning: Mapping[str, Any] | None) -> _Plan:
+    def _plan(self, tuning: Mapping[str, Any] | None) -> Plan:
         """The lanes (graphs with their knobs, the tail) and the other segments (with theirs)
         for ``tuning`` (cached per tuning: a server asks with the same few)."""
         try:
@@ -258,7 +207,8 @@ class SegmentedIndex:
             key, plan = (), None
         if plan is None:
             total = max(self.count, 1)
-            lanes, others = [], []
+            lanes: list[Lane] = []
+            others: list[_Job] = []
             for seg, dead, graph in self._graphs:
                 # each segment checks the values of its own knobs
                 knobs = _checked(seg, segment_knobs(seg, tuning, seg.live / total))
@@ -268,7 +218,7 @@ class SegmentedIndex:
                     others.append((seg, dead, knobs))
             if self._tail is not None:
                 lanes.append(self._tail.lane())
-            plan = _Plan(tuple(lanes), tuple(others))
+            plan = Plan(tuple(lanes), tuple(others))
             if key != () and len(self._plans) < 64:  # bounded: values come from callers
                 self._plans[key] = plan
         return plan
@@ -332,25 +282,14 @@ def _checked(seg: Segment, knobs: dict[str, Any] | None) -> dict[str, Any] | Non
     return seg.index.check_search_params(knobs) or None if knobs else None
 
 
-def _finish(ids: IdArray, labels: IdArray, scores: F32, scale: Any, k: int
+def _global(seg: Segment, ids: IdArray, scores: F32, bad: np.ndarray | None
             ) -> tuple[IdArray, F32]:
-    """Results as ``search`` returns them: missing ones (FAISS label -1, sorted last) as id
-    -1 and score ``-inf``, cosine scores scaled by the query norms, padded to ``k``."""
-    if (labels[0, -1] if len(labels) == 1 else labels[:, -1].min()) < 0:
-        missing = labels < 0
-        ids[missing] = -1
-        scores[missing] = -np.inf
-    if scale is not None:
-        scores *= scale
-    return pad(ids, scores, k) if ids.shape[1] < k else (ids, scores)
-
-
-def _global(seg: Segment, ids: IdArray, bad: np.ndarray | None) -> IdArray:
-    """A segment's local result ids as global ids (-1 where masked or missing)."""
+    """A segment's results with global ids (-1 and ``-inf`` where masked or missing)."""
     out = ids + seg.offset
     if bad is not None:
         out[bad] = -1
-    return out
+        scores = np.where(bad, np.float32(-np.inf), scores)
+    return out, scores
 
 
 def _executor() -> ThreadPoolExecutor:
