@@ -13,7 +13,12 @@ Side by side in one process, single thread:
   ``Catalog.upsert`` of one item, then ``view.sync()`` + ``view.lexical(q)``, against the same
   sync + query with no write; and the re-read of every item the old view made after a write.
 
-Usage: ``python bench/lexical_incremental.py [--n 100000] [--data ../shared/data]``.
+``--file docs.jsonl`` takes the documents from a JSONL file of ``{"text": ...}`` rows instead
+(e.g. the 1M corpus sentences + glosses that ``bench/ingest_scale.py`` writes), and the peak
+resident memory of the process is printed after each step.
+
+Usage: ``python bench/lexical_incremental.py [--n 100000] [--data ../shared/data]
+[--file bench/out/serve-scale/docs-1000000.jsonl]``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,22 @@ def glosses(n: int) -> list[str]:
     return out
 
 
+def from_file(path: Path, n: int) -> list[str]:
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            out.append(json.loads(line)["text"])
+            if len(out) == n:
+                break
+    return out
+
+
+def peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def queries(data: Path, docs: list[str], m: int) -> list[str]:
     """Reverse-dictionary dev queries, or the first words of random glosses."""
     path = data / "revdict" / "queries-dev.jsonl"
@@ -66,21 +87,25 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).parent / ".." / ".." / "shared"
                         / "data")  # fmt: skip
     parser.add_argument("--catalog", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--file", type=Path, default=None)
     args = parser.parse_args()
-    docs = glosses(args.n)
+    docs = from_file(args.file, args.n) if args.file else glosses(args.n)
     qs = queries(args.data, docs, args.queries)
     n = len(docs)
     print(f"{n} documents, {len(qs)} queries")
 
-    started = time.perf_counter()
-    full = LexicalIndex([str(i) for i in range(n)], docs)
-    rebuild = time.perf_counter() - started
+    print(f"peak RSS with the documents read: {peak_mb():.0f} MB")
+    # the incremental index first, so the peak after it is its own (bm25s's build comes after)
     started = time.perf_counter()
     inc = IncrementalLexical()
     inc.add(list(range(n)), docs)
     inc_build = time.perf_counter() - started
+    print(f"peak RSS after the incremental build: {peak_mb():.0f} MB")
+    started = time.perf_counter()
+    full = LexicalIndex([str(i) for i in range(n)], docs)
+    rebuild = time.perf_counter() - started
     print(f"build from scratch: bm25s {rebuild:.2f} s, "
-          f"incremental (initial load) {inc_build:.2f} s")
+          f"incremental (initial load) {inc_build:.2f} s; peak RSS {peak_mb():.0f} MB")
 
     alive = np.ones(n, dtype=bool)
     t_full, t_inc, agree = [], [], []

@@ -33,6 +33,7 @@ catalog on the next load, so nothing is lost or duplicated.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import replace
@@ -110,12 +111,33 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
             consistency.META_KEY: check}
     snap = mgr.store(collection, version).publish_segments(served.info.name, index,
                                                            {name: keys} if keys else {}, meta)
-    now = ServedIndex(index, all_keys, snapshot_meta(snap), snap)
+    key_pos = _next_key_pos(served, kept, index, keys)
+    now = ServedIndex(index, all_keys, snapshot_meta(snap), snap, key_pos)
     mgr.install(collection, version, now)
     return {**public_meta(now.meta), "count": now.count, "changed": True,
             "segments": len(index.segments), "added": len(new_keys), "merged": len(chosen),
             "seconds": round(time.time() - started, 3),
             "throttled_s": round(throttle.slept, 3)}
+
+
+def _next_key_pos(served: ServedIndex, kept: list[Segment], index: SegmentedIndex,
+                  fresh: list[str]) -> dict[str, int] | None:
+    """The new served index's id -> position map, derived from the old one in time
+    proportional to the change, when every kept segment keeps its offset (the merged segments
+    were the newest, as the size tiers make them); ``None`` (rebuild it) otherwise."""
+    if [s.offset for s in kept] != [s.offset for s in index.segments[:len(kept)]]:
+        return None
+    end = kept[-1].offset + kept[-1].size if kept else 0
+    pos = dict(served.key_pos)
+    keys = served.keys
+    # entries gone: those of the merged segments (their live items are in fresh) and the
+    # tombstoned ones; an id's entry is dropped only where it was the live one
+    for i in itertools.chain(range(end, len(keys)), (i for i in index.masked() if i < end)):
+        if pos.get(keys[i]) == i:
+            del pos[keys[i]]
+    for n, key in enumerate(fresh):
+        pos[key] = end + n
+    return pos
 
 
 def _kept_keys(keys: list[str], kept: list[Segment]) -> list[str]:

@@ -9,6 +9,7 @@ a ``LexicalIndex`` built on the same live documents (tests/property/test_increme
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import Counter
@@ -158,23 +159,16 @@ class _Postings:
 
     __slots__ = ("n", "slots", "tf")
 
-    def __init__(self) -> None:
-        self.slots = np.empty(4, dtype=np.int64)
-        self.tf = np.empty(4, dtype=np.float32)
-        self.n = 0
-
-    def append(self, slot: int, tf: int) -> None:
-        if self.n == len(self.slots):  # grow into new arrays: old views keep their data
-            self.slots = np.concatenate([self.slots, np.empty_like(self.slots)])
-            self.tf = np.concatenate([self.tf, np.empty_like(self.tf)])
-        self.slots[self.n], self.tf[self.n] = slot, tf
-        self.n += 1
+    def __init__(self, slots: np.ndarray, tf: np.ndarray) -> None:
+        self.slots = np.array(slots, dtype=np.int32)  # exactly sized copies; grown on extend
+        self.tf = np.array(tf, dtype=np.float32)
+        self.n = len(self.slots)
 
     def extend(self, slots: np.ndarray, tf: np.ndarray) -> None:
         end = self.n + len(slots)
         if end > len(self.slots):  # grow into new arrays: old views keep their data
             size = max(end, 2 * len(self.slots))
-            grown, grown_tf = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.float32)
+            grown, grown_tf = np.empty(size, dtype=np.int32), np.empty(size, dtype=np.float32)
             grown[: self.n], grown_tf[: self.n] = self.slots[: self.n], self.tf[: self.n]
             self.slots, self.tf = grown, grown_tf
         self.slots[self.n : end], self.tf[self.n : end] = slots, tf
@@ -184,6 +178,45 @@ class _Postings:
         return self.slots[: self.n], self.tf[: self.n]
 
 
+class _Flat:
+    """A growable int32 array (the distinct terms, or their counts, of every indexed document,
+    one document after another); only read and written under the index's lock."""
+
+    __slots__ = ("data", "n")
+
+    def __init__(self) -> None:
+        self.data = np.empty(0, dtype=np.int32)
+        self.n = 0
+
+    def extend(self, values: np.ndarray) -> int:
+        """Append ``values``; returns where they start."""
+        start, end = self.n, self.n + len(values)
+        if end > len(self.data):
+            grown = np.empty(max(end, 2 * len(self.data)), dtype=np.int32)
+            grown[:start] = self.data[:start]
+            self.data = grown
+        self.data[start:end] = values
+        self.n = end
+        return start
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + counts[i] - 1`` of every ``i``, concatenated."""
+    total = int(counts.sum())
+    before = np.cumsum(counts) - counts
+    return np.repeat(starts - before, counts) + np.arange(total, dtype=np.int64)
+
+
+def _grouped(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """``(order, distinct keys, where each key's run starts and ends in keys[order])``."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    if not len(keys):
+        return order, ordered, [], []
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order, ordered[starts], starts.tolist(), [*starts[1:].tolist(), len(keys)]
+
+
 class IncrementalLexical:
     """BM25 over documents in numbered slots, kept up to date one write at a time.
 
@@ -191,6 +224,11 @@ class IncrementalLexical:
     the statistics (their postings are masked, and dropped by an occasional compaction that costs
     the live postings, amortised over as many writes). Scores are computed at query time from the
     current statistics, so they equal those of a ``LexicalIndex`` built on the live documents.
+
+    Storage is arrays, not an object per document: each slot's distinct terms and their counts
+    sit in two flat int32 arrays (``_doc_at`` / ``_doc_n`` say where), each term's postings in
+    one ``_Postings``; an add of many documents is counted with numpy in one pass, so building
+    the index of 1M documents costs about the tokenising.
     """
 
     def __init__(self, config: LexicalConfig | None = None) -> None:
@@ -198,18 +236,20 @@ class IncrementalLexical:
         self._stem = _stemmer(self.config.stemmer)
         self._lock = threading.Lock()
         self._vocab: dict[str, int] = {}
-        self._postings: list[_Postings] = []
-        self._df: list[int] = []
-        # slot -> its distinct term ids (row 0) and their counts (row 1), int32
-        self._docs: dict[int, np.ndarray] = {}
+        self._postings: list[_Postings | None] = []  # None: no live document has the term
+        self._df = np.zeros(1024, dtype=np.int64)  # per term id
+        self._doc_at = np.zeros(1024, dtype=np.int64)  # per slot: start in _terms / _tfs
+        self._doc_n = np.zeros(1024, dtype=np.int32)  # per slot: its distinct terms
         self._lengths = np.zeros(1024, dtype=np.float64)
         self._live = np.zeros(1024, dtype=bool)
+        self._terms, self._tfs = _Flat(), _Flat()
+        self._docs = 0
         self._total_len = 0
         self._dead_postings = 0
         self._live_postings = 0
 
     def __len__(self) -> int:
-        return len(self._docs)
+        return self._docs
 
     def tokenize(self, texts: list[str]) -> list[list[str]]:
         """Tokens of each text, with the config's stopwords and stemmer (as ``LexicalIndex``)."""
@@ -223,123 +263,194 @@ class IncrementalLexical:
 
     def add(self, slots: Sequence[int], texts: Sequence[str]) -> None:
         """Index ``texts`` in ``slots`` (each slot unused so far, or deleted before)."""
+        import bm25s
+
         if len(slots) != len(texts):
             raise InvalidInput(f"{len(slots)} slots for {len(texts)} texts")
-        tokens = self.tokenize(list(texts))
+        if not slots:
+            return
+        where = np.asarray(slots, dtype=np.int64)
+        if where.min() < 0:
+            raise InvalidInput("lexical slots are numbered from 0")
+        tokens = bm25s.tokenize(list(texts), stopwords=self.config.stopwords or [],
+                                stemmer=self._stem, return_ids=True, show_progress=False)
         with self._lock:
-            if slots:
-                self._reserve(max(slots) + 1)
-            self._add_many([int(slot) for slot in slots], tokens)
+            self._reserve_slots(int(where.max()) + 1)
+            self._check_free(where)
+            self._add_tokenized(where, tokens.ids, tokens.vocab)
 
-    def _reserve(self, n: int) -> None:
-        if n > len(self._lengths):
-            size = max(n, 2 * len(self._lengths))
-            self._lengths = np.concatenate([self._lengths, np.zeros(size - len(self._lengths))])
-            self._live = np.concatenate([self._live, np.zeros(size - len(self._live), bool)])
+    @staticmethod
+    def _grown(array: np.ndarray, n: int) -> np.ndarray:
+        if n <= len(array):
+            return array
+        out = np.zeros(max(n, 2 * len(array)), dtype=array.dtype)
+        out[: len(array)] = array
+        return out
 
-    def _add_many(self, slots: list[int], tokens: list[list[str]]) -> None:
-        """Index tokenised documents in ``slots``: one pass over the documents counts their
-        terms and gathers each term's new postings, which then grow each posting list once."""
-        fresh: set[int] = set()
-        for slot in slots:
-            if slot in self._docs or slot in fresh:
-                raise InvalidInput(f"lexical slot {slot} is already in use")
-            fresh.add(slot)
-        vocab, postings, df = self._vocab, self._postings, self._df
-        gathered: dict[int, tuple[list[int], list[int]]] = {}
-        lengths = np.zeros(len(slots), dtype=np.float64)
-        pairs = 0
-        for d, (slot, toks) in enumerate(zip(slots, tokens, strict=True)):
-            lengths[d] = len(toks)
-            terms, tfs = [], []
-            for token, tf in Counter(t for t in toks if t).items():
-                term = vocab.get(token)
-                if term is None:
-                    term = vocab[token] = len(postings)
-                    postings.append(_Postings())
-                    df.append(0)
-                terms.append(term)
-                tfs.append(tf)
-                entry = gathered.get(term)
-                if entry is None:
-                    gathered[term] = ([slot], [tf])
-                else:
-                    entry[0].append(slot)
-                    entry[1].append(tf)
-            self._docs[slot] = np.array([terms, tfs], dtype=np.int32).reshape(2, len(terms))
-            pairs += len(terms)
-        for term, (term_slots, term_tfs) in gathered.items():
-            if len(term_slots) == 1:  # most terms of a small write: no arrays to build
-                postings[term].append(term_slots[0], term_tfs[0])
+    def _reserve_slots(self, n: int) -> None:
+        if n > len(self._live):  # new arrays: a reader's copy of the old ones stays valid
+            self._doc_at = self._grown(self._doc_at, n)
+            self._doc_n = self._grown(self._doc_n, n)
+            self._lengths = self._grown(self._lengths, n)
+            self._live = self._grown(self._live, n)
+
+    def _check_free(self, where: np.ndarray) -> None:
+        taken = self._live[where]
+        if taken.any():
+            raise InvalidInput(f"lexical slot {int(where[np.argmax(taken)])} is already in use")
+        if len(np.unique(where)) < len(where):
+            values, counts = np.unique(where, return_counts=True)
+            raise InvalidInput(f"lexical slot {int(values[counts > 1][0])} is already in use")
+
+    def _term_ids(self, local: dict[str, int]) -> np.ndarray:
+        """Our term id of each of the tokeniser's ids (-1 for an empty token), numbering new
+        terms as they come."""
+        vocab, postings = self._vocab, self._postings
+        out = np.empty(len(local), dtype=np.int64)
+        for token, lid in local.items():
+            if not token:
+                out[lid] = -1
+                continue
+            term = vocab.get(token)
+            if term is None:  # its postings are made whole by the add
+                term = vocab[token] = len(postings)
+                postings.append(None)
+            out[lid] = term
+        self._df = self._grown(self._df, len(postings))
+        return out
+
+    def _add_tokenized(self, where: np.ndarray, ids: list[list[int]], local: dict[str, int]
+                       ) -> None:
+        """Count each document's distinct terms and grow every touched posting list once."""
+        mapping = self._term_ids(local)
+        n_docs = len(where)
+        counts = np.fromiter(map(len, ids), dtype=np.int64, count=n_docs)
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64,
+                           count=int(counts.sum()))
+        terms = mapping[flat]
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
+        keep = terms >= 0
+        width = max(len(self._postings), 1)
+        # one key per (document, term): sorted, they give each document's distinct terms
+        pairs, tf = np.unique(doc[keep] * width + terms[keep], return_counts=True)
+        pair_doc, pair_term = pairs // width, pairs % width
+        per_doc = np.bincount(pair_doc, minlength=n_docs)
+        start = self._terms.extend(pair_term.astype(np.int32))
+        self._tfs.extend(tf.astype(np.int32))
+        self._doc_at[where] = start + np.cumsum(per_doc) - per_doc
+        self._doc_n[where] = per_doc
+        self._lengths[where] = counts
+        self._live[where] = True
+        order, distinct, starts, ends = _grouped(pair_term)
+        slots, tfs = where[pair_doc[order]], tf[order].astype(np.float32)
+        postings = self._postings
+        for term, a, b in zip(distinct.tolist(), starts, ends, strict=True):
+            old = postings[term]
+            if old is None:
+                postings[term] = _Postings(slots[a:b], tfs[a:b])
             else:
-                postings[term].extend(np.asarray(term_slots, dtype=np.int64),
-                                      np.asarray(term_tfs, dtype=np.float32))
-            df[term] += len(term_slots)
-        if slots:
-            where = np.asarray(slots, dtype=np.int64)
-            self._lengths[where] = lengths
-            self._live[where] = True
-        self._total_len += int(lengths.sum())
-        self._live_postings += pairs
+                old.extend(slots[a:b], tfs[a:b])
+        self._df[distinct] += np.diff([*starts, len(order)]) if starts else 0
+        self._docs += n_docs
+        self._total_len += int(counts.sum())
+        self._live_postings += len(pairs)
 
     def delete(self, slots: Sequence[int]) -> int:
         """Remove the documents in ``slots`` (unknown slots are ignored); returns how many."""
-        removed = 0
         with self._lock:
-            for slot in slots:
-                doc = self._docs.pop(int(slot), None)
-                if doc is None:
-                    continue
-                for term in doc[0]:
-                    self._df[term] -= 1
-                self._live[slot] = False
-                self._total_len -= int(self._lengths[slot])
-                self._live_postings -= len(doc[0])
-                self._dead_postings += len(doc[0])
-                removed += 1
+            where = np.unique(np.asarray(list(slots), dtype=np.int64))
+            where = where[(where >= 0) & (where < len(self._live))]
+            where = where[self._live[where]]
+            if not len(where):
+                return 0
+            n = self._doc_n[where].astype(np.int64)
+            terms = self._terms.data[_ranges(self._doc_at[where], n)]
+            np.subtract.at(self._df, terms, 1)
+            self._live[where] = False
+            self._total_len -= int(self._lengths[where].sum())
+            self._docs -= len(where)
+            self._live_postings -= int(n.sum())
+            self._dead_postings += int(n.sum())
             if self._dead_postings > max(self._live_postings, 4096):
                 self._compact()
-        return removed
+        return len(where)
 
     def _compact(self) -> None:
-        """Rebuild the postings from the live documents (slots keep their numbers)."""
-        postings = [_Postings() for _ in self._postings]
-        for slot in sorted(self._docs):
-            for term, tf in zip(*self._docs[slot], strict=True):
-                postings[term].append(slot, tf)
+        """Rebuild the postings and the per-document arrays from the live documents (slots keep
+        their numbers)."""
+        live = np.flatnonzero(self._live)
+        n = self._doc_n[live].astype(np.int64)
+        at = _ranges(self._doc_at[live], n)
+        terms, tfs = self._terms.data[at], self._tfs.data[at]
+        self._terms, self._tfs = _Flat(), _Flat()
+        self._terms.extend(terms)
+        self._tfs.extend(tfs)
+        self._doc_at[live] = np.cumsum(n) - n
+        order, distinct, starts, ends = _grouped(terms.astype(np.int64))
+        slots, weights = np.repeat(live, n)[order], tfs[order]
+        postings: list[_Postings | None] = [None] * len(self._postings)
+        for term, a, b in zip(distinct.tolist(), starts, ends, strict=True):
+            postings[term] = _Postings(slots[a:b], weights[a:b])
         self._postings, self._dead_postings = postings, 0
+
+    def _scored(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The live slots below ``n`` that ``query`` scores (ascending) and their BM25 scores
+        (float32): the slots in the query terms' postings, or every live slot for bm25l/bm25+
+        (which give every document the score of tf = 0, as bm25s does). Only the candidates are
+        gathered, so a query costs its terms' postings, not a pass over the collection."""
+        counts = Counter(t for t in self.tokenize([query])[0] if t)
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        with self._lock:  # a consistent snapshot of the statistics; arrays are only appended
+            docs = self._docs
+            if not docs:
+                return empty
+            avg = self._total_len / docs
+            live, lengths, top = self._live, self._lengths, len(self._live)
+            terms = [(self._vocab.get(t), c) for t, c in counts.items()]
+            found = [(p.view(), int(self._df[t]), c) for t, c in terms
+                     if t is not None and self._df[t] > 0
+                     and (p := self._postings[t]) is not None]  # fmt: skip
+        cfg, n = self.config, min(n, top)
+        out = np.zeros(n, dtype=np.float64)
+        floors, touched = 0.0, []
+        for (slots, tf), df, times in found:
+            if n < top:
+                keep = slots < n
+                slots, tf = slots[keep], tf[keep]
+            idf = _idf(cfg.method, df, docs)
+            norm = 1 - cfg.b + cfg.b * lengths[slots] / avg
+            term = idf * _tfc(cfg, tf.astype(np.float64), norm)
+            if cfg.method in ("bm25l", "bm25+"):  # every document gets the score of tf = 0
+                floor = idf * float(_tfc(cfg, np.zeros(1), np.ones(1))[0])
+                floors += times * floor
+                term = term - floor
+            out[slots] += times * term
+            touched.append(slots)
+        if floors:
+            cand = np.flatnonzero(live[:n])
+            out[cand] += floors
+        elif not touched:
+            return empty
+        elif sum(map(len, touched)) * 8 < n:  # few postings: sort them, not scan every slot
+            cand = np.sort(np.concatenate(touched)).astype(np.int64)
+            cand = cand[np.r_[True, cand[1:] != cand[:-1]]]  # (np.unique hashes: slower)
+            cand = cand[live[cand]]
+        else:
+            cand = np.flatnonzero(out)
+            cand = cand[live[cand]]
+        return cand, out[cand].astype(np.float32)
 
     def scores(self, query: str, n: int) -> np.ndarray:
         """BM25 score (float32) of slots ``0..n-1`` for ``query``; 0 for dead or unused slots
         (bm25l/bm25+ give every live document a floor score, as bm25s does)."""
-        counts = Counter(t for t in self.tokenize([query])[0] if t)
-        out = np.zeros(n, dtype=np.float64)
-        with self._lock:  # a consistent snapshot of the statistics; arrays are only appended
-            docs = len(self._docs)
-            if not docs:
-                return out.astype(np.float32)
-            avg = self._total_len / docs
-            live = self._live[:n].copy()
-            lengths = self._lengths
-            terms = [(self._vocab.get(t), c) for t, c in counts.items()]
-            found = [(self._postings[t].view(), self._df[t], c) for t, c in terms
-                     if t is not None and self._df[t] > 0]  # fmt: skip
-        cfg = self.config
-        for (slots, tf), df, times in found:
-            keep = slots < n
-            slots, tf = slots[keep], tf[keep]
-            idf = _idf(cfg.method, df, docs)
-            norm = 1 - cfg.b + cfg.b * lengths[slots] / avg
-            if cfg.method in ("bm25l", "bm25+"):  # every document gets the score of tf = 0
-                floor = idf * float(_tfc(cfg, np.zeros(1), np.ones(1))[0])
-                out += times * floor
-                out[slots] += times * (idf * _tfc(cfg, tf.astype(np.float64), norm) - floor)
-            else:
-                out[slots] += times * idf * _tfc(cfg, tf.astype(np.float64), norm)
-        out[: len(live)][~live] = 0.0
-        return out.astype(np.float32)
+        cand, scored = self._scored(query, n)
+        out = np.zeros(n, dtype=np.float32)
+        out[cand] = scored
+        return out
 
     def search(self, query: str, k: int, allowed: np.ndarray) -> list[tuple[int, float]]:
         """Top ``k`` (slot, score) pairs among slots where ``allowed`` is True, best first."""
-        scores = self.scores(query, len(allowed))
-        return top_positive(np.where(allowed, scores, 0.0), k)
+        cand, scored = self._scored(query, len(allowed))
+        keep = allowed[cand]
+        cand, scored = cand[keep], scored[keep]
+        return [(int(cand[i]), s) for i, s in top_positive(scored, k)]

@@ -85,14 +85,19 @@ class ServedIndex:
     """
 
     def __init__(
-        self, index: Index, keys: Sequence[str], meta: dict[str, Any], info: Any = None
+        self, index: Index, keys: Sequence[str], meta: dict[str, Any], info: Any = None,
+        key_pos: dict[str, int] | None = None,
     ) -> None:
+        """``key_pos`` (id -> position of its live entry) may be handed over by a caller that
+        derived it from the previous served index (a refresh: see ``segment_ops``); rebuilding
+        it costs a pass over every key (~1.5 s at 1M)."""
         self.index = index
         self.keys = list(keys)
         # a segmented index's tombstoned entries are older copies: the live one wins
         self.masked = index.masked() if isinstance(index, SegmentedIndex) else set()
         masked = self.masked
-        self.key_pos = {k: i for i, k in enumerate(self.keys) if not masked or i not in masked}
+        self.key_pos = key_pos if key_pos is not None else \
+            {k: i for i, k in enumerate(self.keys) if not masked or i not in masked}
         self.meta = dict(meta)
         self.info = info
         self.metric = str(meta.get("metric", getattr(index, "metric", "cosine")))
