@@ -151,27 +151,29 @@ class Plan:
         return col
 
 
-def run_lanes(lanes: Sequence[Lane], q: F32, k: int, pool: Any = None
+def run_lanes(lanes: Sequence[Lane], q: F32, k: int, pool: Any = None, threads: int = 1
               ) -> tuple[F32, IdArray]:
     """(distances, labels) of every lane, shape ``(lanes, queries, k)``, FAISS's raw output
-    (missing results: label -1). With a ``pool`` (an executor), the lanes after the first run
-    on it while this thread runs the first (FAISS releases the GIL)."""
+    (missing results: label -1). With a ``pool`` (an executor) and ``threads`` > 1, the lanes
+    are dealt round-robin into that many groups: this thread runs the first group, the pool
+    the others, one hand-off per group, not per lane (FAISS releases the GIL)."""
     from faiss import swig_ptr
 
     m = len(q)
     dist = np.empty((len(lanes), m, k), dtype=np.float32)
     labels = np.empty((len(lanes), m, k), dtype=np.int64)
     qp = swig_ptr(q)
-    if pool is not None and len(lanes) > 1:
-        futures = [pool.submit(lane.search, m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]),
-                               lane.params) for j, lane in enumerate(lanes) if j]
-        first = lanes[0]
-        first.search(m, qp, k, swig_ptr(dist[0]), swig_ptr(labels[0]), first.params)
-        for future in futures:
-            future.result()
-        return dist, labels
-    for j, lane in enumerate(lanes):
-        lane.search(m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]), lane.params)
+
+    def run(group: range) -> None:
+        for j in group:
+            lane = lanes[j]
+            lane.search(m, qp, k, swig_ptr(dist[j]), swig_ptr(labels[j]), lane.params)
+
+    groups = min(threads, len(lanes)) if pool is not None else 1
+    futures = [pool.submit(run, range(g, len(lanes), groups)) for g in range(1, groups)]
+    run(range(0, len(lanes), groups))
+    for future in futures:
+        future.result()
     return dist, labels
 
 

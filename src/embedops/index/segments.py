@@ -187,7 +187,8 @@ class SegmentedIndex:
         if not len(q) or not (plan.lanes or plan.others):
             empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
             return pad(*empty, k)
-        dist, labels = run_lanes(plan.lanes, q, k, _executor() if FANOUT_THREADS > 1 else None)
+        pool = _executor() if FANOUT_THREADS > 1 and len(plan.lanes) > 1 else None
+        dist, labels = run_lanes(plan.lanes, q, k, pool, FANOUT_THREADS)
         if self.metric == "l2":
             np.negative(dist, out=dist)  # higher is better; a missing result stays lowest
         if len(plan.lanes) == 1 and not plan.others:  # one graph, or the tail: FAISS's order
