@@ -97,12 +97,12 @@ def prepare_workspace(home: Path, ids: list[str], texts: list[str], vectors: np.
     marker.write_text(json.dumps({"n": len(ids), "v": 2, **hnsw}))
 
 
-def start(cmd: list[str], ready_url: str, log: Path) -> subprocess.Popen:
-    """Start a server process and wait until ``ready_url`` answers 200."""
+def start(cmd: list[str], ready_url: str, log: Path, timeout: float = 300) -> subprocess.Popen:
+    """Start a server process and wait (up to ``timeout`` s) until ``ready_url`` answers 200."""
     import httpx
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"{cmd[0]} exited early; see {log}")

@@ -134,9 +134,22 @@ def _start_embedops(home: Path, out: Path, stack: ExitStack, workers: int) -> tu
     port = base.free_port()
     cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(home), "serve", "--port",
            str(port), "--no-auth", "--log-level", "warning", "--workers", str(workers)]
-    proc = base.start(cmd, f"http://127.0.0.1:{port}/readyz", out / "serve-scale-embedops.log")
+    # warm-up loads the 1M-vector index and builds BM25 over 1M texts in each worker: minutes
+    proc = base.start(cmd, f"http://127.0.0.1:{port}/readyz", out / "serve-scale-embedops.log",
+                      timeout=1200)
     stack.callback(base.stop, proc)
     return f"http://127.0.0.1:{port}", proc.pid
+
+
+def tree_rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory (MB) of a server process and each of its children (the workers)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    out = {"parent": proc.memory_info().rss / 2**20}
+    for n, child in enumerate(proc.children(recursive=True)):
+        out[f"child{n}"] = child.memory_info().rss / 2**20
+    return {k: round(v, 1) for k, v in out.items()}
 
 
 def _start_chroma(out: Path, stack: ExitStack) -> tuple[int, int]:
@@ -224,9 +237,13 @@ def main() -> None:
         qvecs = np.asarray(eo.embed(qtexts, model=MODEL), dtype=np.float32)
     exact = exact_top(vectors, qvecs, ids)
     with ExitStack() as stack:
+        started = time.perf_counter()
         url, eo_pid = _start_embedops(home, args.out, stack, args.workers)
+        warmup_s = round(time.perf_counter() - started, 1)
+        results["embedops_rss_mb_after_warmup"] = tree_rss_mb(eo_pid)
         chroma_port, ch_pid = _start_chroma(args.out, stack)
         chroma_url, chroma_load_s = prepare_chroma(chroma_port, ids, texts, vectors, hnsw)
+        results["chroma_rss_mb"] = tree_rss_mb(ch_pid)
         results["chroma_load_s"] = round(chroma_load_s, 1)
         del texts
         eo_target = (f"{url}/v1/collections/{COLLECTION}/search",
@@ -271,6 +288,7 @@ def main() -> None:
             results["churn"] = report
             print(json.dumps({"churn": report}), file=sys.stderr, flush=True)
     results["load_average"] = os.getloadavg()
+    results["warmup_s"] = warmup_s
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.json:

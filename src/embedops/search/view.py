@@ -5,7 +5,8 @@ changes (``ChangeTracker``). Items live in numbered slots, append-only: a delete
 a write masks the item's old slot (if any) and appends the new text and metadata in a fresh
 one, read from the catalog for the written ids only. BM25 (``IncrementalLexical``) is built on
 the first lexical query, so a dense search with filters does not pay for it; after that each
-write updates its statistics in time proportional to the write. When dead slots outnumber the
+write updates its statistics in time proportional to the write, and the texts are no longer
+kept (at 1M documents they were a few hundred MB per server worker). When dead slots outnumber the
 live ones the view reloads itself from the catalog (amortised over as many writes).
 
 Readers never take the lock: each sees one ``_State`` (the slot count and the deletion mask,
@@ -29,12 +30,14 @@ from embedops.search.sync import ChangeTracker, split
 
 # reload from the catalog when dead slots exceed live ones and this many
 _COMPACT_MIN = 1024
+# one shared (never mutated) mapping for the items without metadata: 1M empty dicts cost 64 MB
+_NO_METADATA: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
 class _State:
     ids: list[str]  # per slot, append-only (shared between states)
-    texts: list[str]
+    texts: list[str]  # per slot until BM25 is built from them; then no longer kept
     metadata: list[dict[str, Any]]
     alive: np.ndarray  # per slot of this state; its length is the state's slot count
     lexical: IncrementalLexical | None = None
@@ -56,7 +59,7 @@ class CollectionView:
         for item in self.catalog.iter_items(self.collection):
             ids.append(item.id)
             texts.append(item.text)
-            metas.append(item.metadata)
+            metas.append(item.metadata or _NO_METADATA)
             stamps.append((item.id, item.updated_at))
         self._pos = {i: n for n, i in enumerate(ids)}  # live id -> slot (writers only)
         self._state = _State(ids, texts, metas, np.ones(len(ids), dtype=bool))
@@ -78,8 +81,9 @@ class CollectionView:
             start = len(state.alive)
             for n, item in enumerate(items):
                 state.ids.append(item.id)
-                state.texts.append(item.text)
-                state.metadata.append(item.metadata)
+                if state.lexical is None:
+                    state.texts.append(item.text)
+                state.metadata.append(item.metadata or _NO_METADATA)
                 self._pos[item.id] = start + n
             alive = np.concatenate([state.alive, np.ones(len(items), dtype=bool)])
             alive[dead] = False
@@ -119,7 +123,8 @@ class CollectionView:
                     index = IncrementalLexical(self.config)
                     live = np.flatnonzero(state.alive).tolist()
                     index.add(live, [state.texts[i] for i in live])
-                    state = self._state = replace(state, lexical=index)
+                    # the texts live on in BM25's statistics (and in the catalog): not kept
+                    state = self._state = replace(state, lexical=index, texts=[])
         assert state.lexical is not None
         hits = state.lexical.search(query, k, self._mask(state, filt))
         return [(state.ids[p], s) for p, s in hits]
