@@ -142,13 +142,15 @@ def _start_embedops(home: Path, out: Path, stack: ExitStack, workers: int) -> tu
 
 
 def tree_rss_mb(pid: int) -> dict[str, float]:
-    """Resident memory (MB) of a server process and each of its children (the workers)."""
-    import psutil
+    """Resident memory (MB, from /proc) of a server process and of each of its children."""
+    def rss(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
-    proc = psutil.Process(pid)
-    out = {"parent": proc.memory_info().rss / 2**20}
-    for n, child in enumerate(proc.children(recursive=True)):
-        out[f"child{n}"] = child.memory_info().rss / 2**20
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    out = {"parent": rss(pid), **{f"child{n}": rss(int(c)) for n, c in enumerate(children)}}
     return {k: round(v, 1) for k, v in out.items()}
 
 
