@@ -205,3 +205,23 @@ def test_a_graph_whose_labels_are_not_its_local_ids_is_searched_through_its_back
     want_ids, want_scores = exact(rows, live, queries, "cosine", 10)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
     assert live[ids].all()
+
+
+def test_a_graph_with_its_own_tombstones_skips_them_and_the_segment_s() -> None:
+    # an unsegmented snapshot's graph read as one segment (as_segments) may hold removed nodes
+    data = clustered(300, seed=11)
+    graph = make_index("hnsw", DIM, "cosine", {"M": 16})
+    graph.build(data, np.arange(300))
+    removed = np.arange(0, 300, 7)
+    graph.remove(removed)  # under the rebuild fraction: tombstones inside the graph
+    assert graph.tombstones == len(removed)  # type: ignore[attr-defined]
+    seg = Segment("seg-20260101T000000000000Z-000000", graph, 300, dead=np.arange(1, 300, 5))
+    index = SegmentedIndex([seg], "hnsw", "cosine", DIM, None)
+    assert index._graphs[0][2] is not None  # still a lane: labels are local ids
+    live = np.ones(300, bool)
+    live[removed] = live[seg.dead] = False
+    queries = clustered(20, seed=12)
+    ids, scores = index.search(queries, 10, {"ef_search": 300})
+    want_ids, want_scores = exact(data, live, queries, "cosine", 10)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
+    assert live[ids].all()
