@@ -151,6 +151,9 @@ def test_metrics_after_search(served: dict) -> None:
     assert 'embedops_search_seconds_count{backend=' in text
     assert 'embedops_index_items{collection="lee"}' in text
     assert 'embedops_index_freshness_age_seconds{collection="lee"}' in text
+    memory = [line for line in text.splitlines()
+              if line.startswith('embedops_index_memory_bytes{collection="lee"}')]
+    assert len(memory) == 1 and float(memory[0].split()[-1]) > 0
 
 
 def test_delete_collection_is_audited(served: dict) -> None:

@@ -163,11 +163,13 @@ def _register_status(index: typer.Typer) -> None:
     def status(
         collection: str = _COLLECTION,
         model_version: str | None = typer.Option(None, "--model-version", help=_VERSION_HELP),
+        memory: bool = typer.Option(False, "--memory", help="Load the index (verifying it, as "
+                                    "a server does) and report the RAM it holds."),
         as_json: bool = _JSON,
     ) -> None:
         """Current snapshot, item count and freshness (items not yet in the snapshot)."""
         with engine() as api:
-            report = api.index_status(collection, model_version)
+            report = api.index_status(collection, model_version, load=memory)
         if as_json:
             print_json(report)
             return
@@ -184,6 +186,12 @@ def _register_status(index: typer.Typer) -> None:
             typer.echo(f"segments: {len(snap['segments'])} ({dead} tombstones)")
         typer.echo(f"not in snapshot: {fresh['stale_items']} items "
                    f"(oldest {fresh['oldest_stale_age_s']} s)")
+        served = report.get("served")
+        if served and served.get("memory_bytes") is not None:
+            per = served["memory_bytes"] / max(int(served.get("count") or 0), 1)
+            typer.echo(f"in memory: {served['memory_bytes'] / 2**20:.1f} MiB "
+                       f"({per:.1f} bytes per item; vectors memory-mapped for rescoring not "
+                       "counted)")
 
 
 def _register_search(app: typer.Typer) -> None:

@@ -228,8 +228,15 @@ class Embedops:
         checksummed snapshot and serve it. Returns the snapshot summary."""
         return self._indexes.build(collection, kind, params, model_version, quiet)
 
-    def index_status(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
-        """Current snapshot, item count and freshness (items not in the served snapshot)."""
+    def index_status(self, collection: str, model_version: str | None = None,
+                     load: bool = False) -> dict[str, Any]:
+        """Current snapshot, item count and freshness (items not in the served snapshot);
+        ``served`` (counts, memory) when this process serves the index, or with ``load`` (which
+        loads and verifies it first, as a search would)."""
+        if load:
+            version = self._indexes.version(collection, model_version)
+            if self._indexes.store(collection, version).list():
+                self._indexes.served(collection, version)
         return self._indexes.status(collection, model_version)
 
     def verify_index(self, collection: str, model_version: str | None = None) -> Any:

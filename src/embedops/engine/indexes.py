@@ -426,7 +426,7 @@ class IndexManager:
             },
             "served": None if served is None else {
                 "count": served.count, "overlay": served.pending,
-                "tombstones": served.tombstoned,
+                "tombstones": served.tombstoned, "memory_bytes": served.memory_bytes(),
                 "rebuild_recommended": served.rebuild_recommended(),
                 "segments": summaries(served.index)
                 if isinstance(served.index, SegmentedIndex) else None,

@@ -226,13 +226,20 @@ class FaissIndex:
         """Hook: refuse knob values this particular index cannot honour."""
 
     def memory_bytes(self) -> int:
-        """RAM held by the index structure and its id map (not a memory-mapped rescore store)."""
+        """RAM held by the index structure and its id map (not a memory-mapped rescore store).
+        FAISS's part is its serialised size (codes, graph links, centroids: what it holds in
+        RAM), measured once per index state: /metrics and ``index status`` ask often, and
+        serialising a 1M-vector graph costs a copy of it."""
         import faiss
 
         with self._lock:
             index = self._index
-            faiss_bytes = 0 if index is None else len(faiss.serialize_index(index))
-            return int(faiss_bytes + self._extra_memory())
+            key = (id(index), 0 if index is None else int(index.ntotal))
+            cached = getattr(self, "_memory_seen", None)
+            if cached is None or cached[0] != key:
+                cached = (key, 0 if index is None else len(faiss.serialize_index(index)))
+                self._memory_seen = cached
+            return int(cached[1] + self._extra_memory())
 
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` (created): ``index.json``, ``index.faiss``, arrays."""

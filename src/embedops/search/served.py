@@ -161,6 +161,11 @@ class ServedIndex:
         live = self._live
         return int(self.index.count) - len(live.tombstones) + len(live.overlay_keys)
 
+    def memory_bytes(self) -> int:
+        """RAM of the served index: the index structure (``Index.memory_bytes``: codes, graph,
+        id map; not vectors memory-mapped for rescoring) plus the overlay's rows."""
+        return int(self.index.memory_bytes()) + int(self._live.overlay.nbytes)
+
     def rebuild_recommended(self) -> bool:
         """True when live writes are large enough that a new snapshot would be faster."""
         return self.pending + self.tombstoned > REBUILD_SHARE * max(int(self.index.count), 1)

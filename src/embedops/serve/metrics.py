@@ -62,15 +62,22 @@ class _ScrapeCollector:
             "catalog_only (the index lacks them)",
             labels=["collection", "side"],
         )
+        memory = GaugeMetricFamily(
+            "embedops_index_memory_bytes",
+            "RAM held by the served index in this worker (codes, graph, id map, overlay; not "
+            "vectors memory-mapped for rescoring)", labels=["collection"],
+        )
         for name, stats in sorted(self._index_stats().items()):
             items.add_metric([name], float(stats.get("items", 0)))
+            if "memory_bytes" in stats:
+                memory.add_metric([name], float(stats["memory_bytes"]))
             age.add_metric([name], float(stats.get("freshness_age_s", 0.0)))
             pending.add_metric([name], float(stats.get("pending", 0)))
             if "consistent" in stats:
                 consistent.add_metric([name], 1.0 if stats["consistent"] else 0.0)
                 for side in ("index_only", "catalog_only"):
                     divergent.add_metric([name, side], float(stats.get(side, 0)))
-        yield from (items, age, pending, consistent, divergent)
+        yield from (items, age, pending, consistent, divergent, memory)
 
 
 class Metrics:

@@ -188,6 +188,8 @@ def index_stats(ctx: Any) -> dict[str, dict[str, Any]]:
             "pending": fresh.get("stale_items", 0) or 0,
             "freshness_age_s": fresh.get("oldest_stale_age_s", 0.0) or 0.0,
         }
+        if served.get("memory_bytes") is not None:
+            out[name]["memory_bytes"] = served["memory_bytes"]
         check = status.get("consistency")
         if check:
             out[name].update(consistent=check.get("state") == "consistent",
