@@ -129,18 +129,22 @@ def _print_segments(verb: str, collection: str, summary: dict[str, Any]) -> None
 
 def _register_segments(index: typer.Typer) -> None:
     version_opt = typer.Option(None, "--model-version", help=_VERSION_HELP)
+    rate_opt = typer.Option(None, "--merge-rate", min=0,
+                            help="Vectors a second the segment builds may add, leaving the "
+                            "cores to searches (0: unlimited; default $EMBEDOPS_MERGE_RATE).")
 
     @index.command("refresh")
     def refresh(
         collection: str = _COLLECTION, model_version: str | None = version_opt,
         max_segments: int = typer.Option(10, "--max-segments", min=1,
                                          help="Merge the small segments past this many."),
+        merge_rate: float | None = rate_opt,
         as_json: bool = _JSON,
     ) -> None:
         """Index the items written since the snapshot as a new segment (from those items
         only) and publish it."""
         with engine() as api:
-            summary = api.refresh_index(collection, model_version, max_segments)
+            summary = api.refresh_index(collection, model_version, max_segments, merge_rate)
         if as_json:
             print_json(summary)
             return
@@ -148,10 +152,10 @@ def _register_segments(index: typer.Typer) -> None:
 
     @index.command("merge")
     def merge(collection: str = _COLLECTION, model_version: str | None = version_opt,
-              as_json: bool = _JSON) -> None:
+              merge_rate: float | None = rate_opt, as_json: bool = _JSON) -> None:
         """Rebuild every segment into one, dropping deleted and rewritten entries."""
         with engine() as api:
-            summary = api.merge_index(collection, model_version)
+            summary = api.merge_index(collection, model_version, merge_rate)
         if as_json:
             print_json(summary)
             return

@@ -258,16 +258,20 @@ class Embedops:
         return self._indexes.rollback(collection, model_version)
 
     def refresh_index(self, collection: str, model_version: str | None = None,
-                      max_segments: int = 10) -> dict[str, Any]:
+                      max_segments: int = 10, merge_rate: float | None = None
+                      ) -> dict[str, Any]:
         """Index the items written since the served snapshot as a new segment (built from
         those items only; the unchanged segments are hard-linked) and publish it; past
-        ``max_segments`` segments the small ones are merged. ``changed`` False: nothing new."""
-        return self._indexes.refresh(collection, model_version, max_segments)
+        ``max_segments`` segments the small ones are merged. ``merge_rate``: at most this
+        many vectors a second are added to the segments built (0: unlimited; default
+        ``$EMBEDOPS_MERGE_RATE``), so serving keeps the cores. ``changed`` False: nothing new."""
+        return self._indexes.refresh(collection, model_version, max_segments, merge_rate)
 
-    def merge_index(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
+    def merge_index(self, collection: str, model_version: str | None = None,
+                    merge_rate: float | None = None) -> dict[str, Any]:
         """Merge the segments of the collection's index (and recent writes) into one segment,
-        dropping deleted and rewritten entries."""
-        return self._indexes.merge(collection, model_version)
+        dropping deleted and rewritten entries; ``merge_rate`` as for ``refresh_index``."""
+        return self._indexes.merge(collection, model_version, merge_rate)
 
     def index_version(self, collection: str, model_version: str | None = None) -> str:
         """``model_version`` as ``name@N``; default the collection's active version."""

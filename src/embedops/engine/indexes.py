@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from embedops.engine.index_meta import (
 from embedops.engine.models import ModelHub
 from embedops.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from embedops.index import IN_PROCESS
+from embedops.index.merge_policy import MergeRate
 from embedops.index.protocol import Index
 from embedops.index.segments import MAX_SEGMENTS, SegmentedIndex, read_live_keys, summaries
 from embedops.index.snapshot import CURRENT, SnapshotCheck, SnapshotStore
@@ -148,27 +150,34 @@ class IndexManager:
 
     # -- segments ------------------------------------------------------------------------------
     def refresh(self, collection: str, model_version: str | None = None,
-                max_segments: int = MAX_SEGMENTS) -> dict[str, Any]:
+                max_segments: int = MAX_SEGMENTS, merge_rate: float | None = None
+                ) -> dict[str, Any]:
         """Seal the items written since the snapshot into a new segment (built from them
         only) and publish it; past ``max_segments`` segments the size-tiered policy merges
-        the small ones. Returns the new snapshot's summary (``changed`` False: nothing to do)."""
+        the small ones. ``merge_rate``: vectors a second the builds may add (0: unlimited;
+        None: ``$EMBEDOPS_MERGE_RATE``). Returns the new snapshot's summary (``changed``
+        False: nothing to do)."""
         if isinstance(max_segments, bool) or not isinstance(max_segments, int) or \
                 max_segments < 1:
             raise InvalidInput(f"max_segments must be a positive integer, got {max_segments!r}")
+        rate = _merge_rate(merge_rate)
         version = self.version(collection, model_version)
         with self._guard(collection, version):
-            out = segment_ops.seal(self, collection, version, None)
+            out = segment_ops.seal(self, collection, version, None, rate=rate)
             if out["segments"] > max_segments:
                 merged = segment_ops.seal(self, collection, version, segment_ops.POLICY,
-                                          max_segments)
+                                          max_segments, rate=rate)
                 out = {**merged, "added": out["added"]}
             return out
 
-    def merge(self, collection: str, model_version: str | None = None) -> dict[str, Any]:
-        """Merge every segment (and the items written since) into one, dropping tombstones."""
+    def merge(self, collection: str, model_version: str | None = None,
+              merge_rate: float | None = None) -> dict[str, Any]:
+        """Merge every segment (and the items written since) into one, dropping tombstones;
+        ``merge_rate`` as for ``refresh``."""
+        rate = _merge_rate(merge_rate)
         version = self.version(collection, model_version)
         with self._guard(collection, version):
-            return segment_ops.seal(self, collection, version, segment_ops.ALL)
+            return segment_ops.seal(self, collection, version, segment_ops.ALL, rate=rate)
 
     def _guard(self, collection: str, version: str) -> threading.RLock:
         with self._lock:
@@ -460,3 +469,11 @@ class IndexManager:
             self._served.pop((collection, version), None)
             self._checks.pop((collection, version), None)
         return public_meta(info)
+
+
+def _merge_rate(vectors_per_s: float | None) -> MergeRate | None:
+    """The build pace a caller asked for (``None``: the environment's, ``MergeRate.from_env``);
+    InvalidInput for a negative or non-numeric rate."""
+    if vectors_per_s is None:
+        return None
+    return replace(MergeRate.from_env(), vectors_per_s=vectors_per_s)

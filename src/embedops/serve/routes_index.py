@@ -60,12 +60,18 @@ class IndexRefresh(_Strict):
     model_version: Ref | None = None
     max_segments: int = Field(default=10, ge=1, le=1000,
                               description="merge the small segments past this many")
+    merge_rate: float | None = Field(
+        default=None, ge=0, le=1e9, description="vectors a second the segment builds may add "
+        "(0: unlimited; default: the server's EMBEDOPS_MERGE_RATE)")
 
 
 class IndexMerge(_Strict):
-    """Which model version's index to merge."""
+    """Which model version's index to merge, and how fast."""
 
     model_version: Ref | None = None
+    merge_rate: float | None = Field(
+        default=None, ge=0, le=1e9, description="vectors a second the merged segment's build "
+        "may add (0: unlimited; default: the server's EMBEDOPS_MERGE_RATE)")
 
 
 @router.post("/refresh", summary="Seal recent writes into a new segment")
@@ -74,7 +80,8 @@ def refresh_index(request: Request, response: Response, name: str,
     """Index the items written since the served snapshot as a new segment (built from those
     items only) and publish it; searches keep running on the previous snapshot meanwhile."""
     ctx, body = request.app.state.ctx, body or IndexRefresh()
-    result = ctx.api.refresh_index(name, body.model_version, body.max_segments)
+    result = ctx.api.refresh_index(name, body.model_version, body.max_segments,
+                                   body.merge_rate)
     audit.record(ctx.workspace, "index.refresh", who.key_id, collection=name)
     return _answer(response, result)
 
@@ -84,7 +91,7 @@ def merge_index(request: Request, response: Response, name: str,
                 body: IndexMerge | None = None, who: Principal = ADMIN) -> Any:
     """Rebuild every segment (and recent writes) into one segment, dropping tombstones."""
     ctx, body = request.app.state.ctx, body or IndexMerge()
-    result = ctx.api.merge_index(name, body.model_version)
+    result = ctx.api.merge_index(name, body.model_version, body.merge_rate)
     audit.record(ctx.workspace, "index.merge", who.key_id, collection=name)
     return _answer(response, result)
 
