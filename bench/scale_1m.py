@@ -27,8 +27,19 @@ Measured in one run, one FAISS thread, with the load average printed beside each
 * the refresh bookkeeping at ``--keymap-n`` keys: the consistency checksum from scratch and
   updated by the write, and the served index's key map (what still grows with the collection).
 
+Beside each contestant's recall and QPS: its HNSW distance computations per query at that
+``ef_search`` (FAISS's counters, one untimed pass), the work it does whatever the load.
+
+``--layouts`` (index level, no engine): the layout the size-tiered policy holds when it first
+holds ``--segments`` segments, simulated with the engine's own ``merge_plan`` calls from a
+``--n`` base and refreshes of ``--new-share`` (e.g. 50,000 + 500s: 50k, 2 x 38.5k, 3 x 9.5k,
+3 x 2.5k hnsw and a 500 flat tail, 163.5k vectors), ``--segments`` equal hnsw segments and one
+merged hnsw index over the same vectors, one query a call and batched, with and without a
+pool of 2 threads.
+
 Usage: ``python bench/scale_1m.py [--n 1000000] [--dim 128] [--queries 500]``; ``--n 50000``
-for a quick run. Figures are only meaningful on an idle machine.
+for a quick run; ``--layouts --n 50000`` for the 10-segment layouts. Figures are only
+meaningful on an idle machine.
 """
 
 from __future__ import annotations
@@ -52,9 +63,72 @@ from embedops.models.registry import Registry
 from embedops.models.static import StaticVectors, publish_static
 from embedops.text.tokenize import TokenizerSpec
 
-EF = (10, 12, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512)
+#: the ef_search grid (steps of 2 where the layouts meet the target: equal recall within ~0.005)
+EF = (*range(4, 34, 2), 36, 40, 44, 48, 56, 64, 72, 80, 96, 112, 128, 160, 192, 256, 384, 512)
 M, EF_CONSTRUCTION = 32, 100
 BATCH = 10_000  # the most items one upsert takes
+
+
+def policy_sizes(base: int, step: int, refreshes: int, max_segments: int) -> tuple[int, list[int]]:
+    """The live sizes the size-tiered policy holds when it first holds the most segments over
+    ``refreshes`` refreshes of ``step`` new vectors into a ``base`` segment, simulated with the
+    engine's own choices (``merge_plan`` as ``segment_ops.seal`` calls it: tiers at each
+    refresh, the policy past ``max_segments``, the exact-build floor); and that refresh's
+    number. No deletes: the sizes are live entries."""
+    from embedops.engine.segment_ops import _EXACT_BELOW
+    from embedops.index.merge_policy import merge_plan
+    from embedops.index.segments import Segment
+
+    class Sized:  # merge_plan reads a segment's entry count only
+        def __init__(self, n: int) -> None:
+            self.count = n
+
+    made = 0
+
+    def seg(n: int) -> Segment:
+        nonlocal made
+        made += 1
+        return Segment(f"s{made:06d}", Sized(n), n)  # type: ignore[arg-type]
+
+    def fold(segs: list[Segment], chosen: set[str], extra: int) -> list[Segment]:
+        new = sum(x.live for x in segs if x.name in chosen) + extra
+        return [x for x in segs if x.name not in chosen] + [seg(new)]
+
+    segs, best = [seg(base)], (0, [base])
+    for r in range(1, refreshes + 1):
+        segs = fold(segs, set(merge_plan(segs, None, step, worn=False, floor=_EXACT_BELOW)), step)
+        if len(segs) > max_segments:
+            segs = fold(segs, set(merge_plan(segs, max_segments, 0, floor=_EXACT_BELOW)), 0)
+        if len(segs) > len(best[1]):
+            best = (r, [x.live for x in segs])
+    return best
+
+
+def build_layout(live: np.ndarray, sizes: list[int]) -> Any:
+    """Segments of ``sizes`` over consecutive rows of ``live``, each built as the engine builds
+    a segment (hnsw, exact flat under ``segment_ops._EXACT_BELOW``), as one SegmentedIndex."""
+    from embedops.engine.segment_ops import _EXACT_BELOW
+    from embedops.index import make_index
+    from embedops.index.segments import Segment, SegmentedIndex, new_segment_name
+
+    segs, at = [], 0
+    for size in sizes:
+        rows = live[at:at + size]
+        at += size
+        kind = "hnsw" if size >= _EXACT_BELOW else "flat"
+        index = make_index(kind, live.shape[1], "cosine",
+                           {"M": M, "ef_construction": EF_CONSTRUCTION} if kind == "hnsw" else None)
+        index.build(rows, np.arange(len(rows)))
+        segs.append(Segment(new_segment_name(), index, len(rows)))
+    params = make_hnsw_params()
+    return SegmentedIndex(segs, "hnsw", "cosine", live.shape[1], params)
+
+
+def make_hnsw_params() -> Any:
+    """The hnsw parameters every layout is built with."""
+    from embedops.index import make_params
+
+    return make_params("hnsw", {"M": M, "ef_construction": EF_CONSTRUCTION})
 
 
 def clustered(n: int, dim: int, seed: int, topics: int) -> np.ndarray:
@@ -129,6 +203,15 @@ def race(contestants: dict[str, Callable[[], Any]], count: int, rounds: int,
     return {name: {"qps": max(q), "ratio": float(np.median([a / b for a, b in
                                                              zip(q, ref, strict=True)]))}
             for name, q in per_round.items()}
+
+
+def distances(search: Callable[[dict[str, int]], Any], knobs: dict[str, int], n: int) -> float:
+    """HNSW distance computations per query of one untimed pass (FAISS's counters): the
+    work a contestant does whatever the machine's load (an exact tail's rows not counted)."""
+    stats = faiss.cvar.hnsw_stats
+    stats.reset()
+    search(knobs)
+    return float(stats.ndis / n)
 
 
 def served_search(served: Any, queries: np.ndarray
@@ -246,6 +329,15 @@ def measure(args: argparse.Namespace, queries: np.ndarray, truth_ids: list[set[s
                   "equal": (index_search(equal, queries, True), rows, 1),
                   "equal_pool2": (index_search(equal, queries, True), rows, 2)},
     }
+    return compete(modes, args, n)
+
+
+Modes = dict[str, dict[str, tuple[Callable[..., Any], list[set[Any]], int]]]
+
+
+def compete(modes: Modes, args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Per mode, each contestant's cheapest ``ef_search`` reaching the target (recall and the
+    graph distance computations per query, untimed), then all timed in interleaved rounds."""
     out: dict[str, Any] = {}
     for mode, entries in modes.items():
         found, calls = {}, {}
@@ -253,6 +345,7 @@ def measure(args: argparse.Namespace, queries: np.ndarray, truth_ids: list[set[s
             with fan_out_threads(threads):
                 found[name] = reach(search, truth, args.target)
             knobs = {"ef_search": found[name]["ef"]}
+            found[name]["ndis"] = distances(search, knobs, n)
 
             def call(search: Any = search, knobs: dict[str, int] = knobs,
                      threads: int = threads) -> Any:
@@ -329,6 +422,78 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def run_layouts(args: argparse.Namespace) -> dict[str, Any]:
+    """Index level only (no engine): the layout the size-tiered policy holds when it first
+    holds ``--segments`` segments (simulated from a ``--n`` base and refreshes of
+    ``--new-share``), ``--segments`` equal hnsw segments, and one merged hnsw index, all over
+    the same live vectors, at equal recall, one query a call and batched."""
+    from threadpoolctl import threadpool_limits
+
+    from embedops.index import make_index
+
+    faiss.omp_set_num_threads(1)
+    threadpool_limits(1)
+    step = max(1, int(args.n * args.new_share))
+    refresh, sizes = policy_sizes(args.n, step, args.policy_refreshes, args.segments)
+    total, dim = sum(sizes), args.dim
+    topics = max(16, total // 500)
+    live = clustered(total, dim, 0, topics)
+    queries = clustered(args.queries, dim, 9, topics)
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(live)
+    rows = [set(r.tolist()) for r in flat.search(queries, 10)[1]]
+    report: dict[str, Any] = {"n": total, "dim": dim, "base": args.n, "step": step,
+                              "refreshes": refresh, "load_start": load()}
+    merged = make_index("hnsw", dim, "cosine", {"M": M, "ef_construction": EF_CONSTRUCTION})
+    report["build_merged_s"], _ = timed(lambda: merged.build(live, np.arange(total)))
+    report["build_policy_s"], policy = timed(lambda: build_layout(live, sizes))
+    equal_sizes = [len(p) for p in np.array_split(np.arange(total), args.segments)]
+    report["build_equal_s"], equal = timed(lambda: build_layout(live, equal_sizes))
+    report["layout"] = [(s.index.kind, s.live) for s in policy.segments]
+    report["equal_layout"] = [(s.index.kind, s.live) for s in equal.segments]
+    report["load_measure"] = load()
+    modes: Modes = {
+        "single": {"merged": (index_search(merged, queries, False), rows, 1),
+                   "policy": (index_search(policy, queries, False), rows, 1),
+                   "policy_pool2": (index_search(policy, queries, False), rows, 2),
+                   "equal": (index_search(equal, queries, False), rows, 1),
+                   "equal_pool2": (index_search(equal, queries, False), rows, 2)},
+        "batch": {"merged": (index_search(merged, queries, True), rows, 1),
+                  "policy": (index_search(policy, queries, True), rows, 1),
+                  "equal": (index_search(equal, queries, True), rows, 1),
+                  "equal_pool2": (index_search(equal, queries, True), rows, 2)},
+    }
+    report.update(compete(modes, args, len(queries)))
+    report["rounds"] = args.rounds
+    report["load_end"] = load()
+    return report
+
+
+def show_layouts(report: dict[str, Any]) -> None:
+    print(f"{report['n']} x {report['dim']} (synthetic clustered, unit length), one FAISS "
+          f"thread, index level; load {report['load_start']} at start, {report['load_end']} "
+          "at the end")
+    print(f"policy layout (after {report['refreshes']} refreshes of {report['step']} into a "
+          f"{report['base']} base, simulated)  {report['layout']}")
+    print(f"equal layout               {report['equal_layout']}")
+    print(f"builds: merged {report['build_merged_s']:.1f} s, policy layout "
+          f"{report['build_policy_s']:.1f} s, equal {report['build_equal_s']:.1f} s")
+    show_modes(report, ("single", "batch"))
+
+
+def show_modes(report: dict[str, Any], modes: tuple[str, ...]) -> None:
+    print(f"timed in {report['rounds']} interleaved rounds (load {report['load_measure']} "
+          "before); ratio = median over rounds of QPS / merged QPS in the same round")
+    for mode in modes:
+        print(f"-- {mode} (load {report[mode]['load']} after)")
+        for name, found in report[mode].items():
+            if name == "load":
+                continue
+            print(f"   {name:<13} ef_search {found['ef']:<4} recall@10 {found['recall']:.3f}  "
+                  f"{found['ndis']:>6,.0f} dist/query  {found['qps']:>8,.0f} QPS  "
+                  f"ratio {found['ratio']:.2f}")
+
+
 def show(report: dict[str, Any]) -> None:
     print(f"{report['n']} x {report['dim']} ({report['data']}), one FAISS thread, "
           f"load {report['load_start']} at start, {report['load_end']} at the end")
@@ -343,15 +508,7 @@ def show(report: dict[str, Any]) -> None:
     print(f"policy layout              {report['layout']}")
     print(f"equal layout               {report['equal_layout']}")
     print(f"merge of the policy layout {report['merge_s']:.2f} s")
-    print(f"timed in {report['rounds']} interleaved rounds (load {report['load_measure']} "
-          "before); ratio = median over rounds of QPS / merged QPS in the same round")
-    for mode in ("served", "single", "batch"):
-        print(f"-- {mode} (load {report[mode]['load']} after)")
-        for name, found in report[mode].items():
-            if name == "load":
-                continue
-            print(f"   {name:<13} ef_search {found['ef']:<4} recall@10 {found['recall']:.3f}  "
-                  f"{found['qps']:>8,.0f} QPS  ratio {found['ratio']:.2f}")
+    show_modes(report, ("served", "single", "batch"))
     book = report["bookkeeping"]
     print(f"refresh bookkeeping at {book['n']:,} keys, a write of {book['write']:,}: "
           f"checksum from scratch {book['checksum_from_scratch_s']:.3f} s -> updated "
@@ -373,9 +530,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--keymap-n", type=int, default=1_000_000,
                         help="keys for the refresh bookkeeping timings")
+    parser.add_argument("--layouts", action="store_true",
+                        help="index level only: the policy's layout at --segments segments "
+                             "(simulated from a --n base), equal segments and merged")
+    parser.add_argument("--policy-refreshes", type=int, default=400,
+                        help="refreshes simulated for --layouts")
     args = parser.parse_args()
-    report = run(args)
-    show(report)
+    report = run_layouts(args) if args.layouts else run(args)
+    (show_layouts if args.layouts else show)(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
