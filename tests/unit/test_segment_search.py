@@ -225,3 +225,12 @@ def test_a_graph_with_its_own_tombstones_skips_them_and_the_segment_s() -> None:
     want_ids, want_scores = exact(data, live, queries, "cosine", 10)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-4, atol=1e-4)
     assert live[ids].all()
+
+
+def test_a_knob_value_of_the_wrong_type_is_refused_even_after_an_equal_valid_one() -> None:
+    index, _, _ = segmented("hnsw", "cosine", [300, 200], params={"M": 16})
+    queries = clustered(2, seed=1)
+    index.search(queries, 5, {"ef_search": 2})
+    for bad in (2.0, True):
+        with pytest.raises(InvalidInput, match="ef_search"):
+            index.search(queries, 5, {"ef_search": bad})

@@ -202,7 +202,8 @@ class SegmentedIndex:
         """The lanes (graphs with their knobs, the tail) and the other segments (with theirs)
         for ``tuning`` (cached per tuning: a server asks with the same few)."""
         try:
-            key = tuple(tuning.items()) if tuning else None
+            # types in the key: True == 1 and 2.0 == 2, but only ints are valid knob values
+            key = tuple((n, type(v), v) for n, v in tuning.items()) if tuning else None
             plan = self._plans.get(key)
         except TypeError:  # unhashable values: the segments' checks refuse them
             key, plan = (), None
