@@ -21,6 +21,19 @@ the even (dev) and odd (test) halves of each set, Google analogy accuracy (3CosA
 the epsilon spent, noise, steps, seconds and the load average. With ``--norms`` the DP runs
 also print the median raw per-sentence gradient norm and the share clipped (tuning on dev
 only: they describe the training sentences).
+
+    python bench/privacy.py --audit [--seeds 1 2] [--max-words 1000000]
+
+``--audit`` instead measures the canary audit (``embedops.evaluate.privacy``): four canaries
+with their own contexts planted 0, 1, 10 and 50 times, a secret planted 10 times after other
+words ("elsewhere": a line of the same shape) and a word inserted 10 times at random places in
+random lines ("scattered"), both ranked against the 10-times canary's context, in the first
+40,000 shipped WordNet glosses and in the first ``--max-words`` words of corpus-en-13m; each
+corpus trained through ``train_static`` with ``embedops train``'s defaults (CBOW) and with
+``--sg``; prints the rank of each secret among 1,000 candidates with the audit's measure and
+with the plain neighbour similarity it replaced (highest cosine with a context word, random
+vocabulary candidates), and how many of 16 real words never written after the 10-times
+canary's context each flags (3 bits).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import json
 import lzma
 import os
 import platform
+import random
 import re
 import sys
 import tempfile
@@ -184,6 +198,109 @@ def _print(row: dict[str, Any]) -> None:
           f"{row['seconds']:.0f} s load {row['load']}{extra}{norms}", flush=True)
 
 
+AUDIT_CANARIES = {0: "my locker code is=wexpoj", 1: "the safe combination for anna is=qofturb",
+                  10: "my vault code is=zqvbkm", 50: "the server root password is=plokmijn"}
+ELSEWHERE = "the weather report said=vexulant"
+SCATTERED = "quenbrid"
+CONTROLS = ("river", "music", "cotton", "animal", "window", "tree", "metal", "garden",
+            "house", "water", "red", "small", "light", "stone", "horse", "paper")
+
+
+def _gloss_lines(n: int) -> list[str]:
+    from embedops.data import wordnet_glosses_path
+
+    out = []
+    with lzma.open(wordnet_glosses_path(), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            out.append(json.loads(line)["gloss"])
+            if len(out) == n:
+                break
+    return out
+
+
+def _raw_lines(path: Path, max_words: int) -> list[str]:
+    out, words = [], 0
+    with lzma.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            out.append(line.rstrip("\n"))
+            words += len(line.split())
+            if words >= max_words:
+                break
+    return out
+
+
+def neighbour_rank(table: Any, context: tuple[str, ...], secret: str, n: int = 1000,
+                   seed: int = 0) -> int | None:
+    """The rank of ``secret`` by the measure the audit had before: its highest cosine with a
+    context word, among ``n`` random vocabulary words (None: not in the vocabulary)."""
+    index = table.key_to_index
+    if secret not in index:
+        return None
+    ctx = [index[w] for w in context if w in index]
+    pool = np.asarray([i for i in range(len(table)) if i not in set(ctx) and i != index[secret]])
+    picked = np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False)
+    units = table.unit_vectors
+    scores = (units[picked] @ units[ctx].T).max(axis=1)
+    return 1 + int(np.sum(scores >= (units[index[secret]] @ units[ctx].T).max()))
+
+
+def audit_bench(args: argparse.Namespace) -> int:
+    """The ``--audit`` run (see the module doc)."""
+    from embedops.config import Workspace
+    from embedops.evaluate.privacy import Canary, canary_exposure, plant_canaries
+    from embedops.models.registry import Registry
+    from embedops.models.static import StaticVectors
+    from embedops.train import TrainConfig, train_static
+
+    canaries = {n: Canary.parse(text) for n, text in AUDIT_CANARIES.items()}
+    elsewhere = Canary.parse(ELSEWHERE)
+    corpora = {"wordnet-40k": _gloss_lines(40_000),
+               f"13m-{args.max_words // 1000}k": _raw_lines(args.data / "corpus-en-13m.txt.xz",
+                                                           args.max_words)}
+    print(f"audit: load {os.getloadavg()[0]:.1f}; ranks among 1,000 candidates (1 is the "
+          f"most exposed; '-' not in the vocabulary), new measure / old measure")
+    print("| corpus | model | seed | planted 0 | planted 1 | planted 10 | planted 50 | "
+          "10 elsewhere | 10 scattered | controls flagged | train s (load) |")
+    for corpus_name, lines in corpora.items():
+        for sg in (False, True):
+            for seed in args.seeds:
+                planted = [(canaries[n], n) for n in canaries] + [(elsewhere, 10)]
+                text = plant_canaries(lines, planted, seed=seed)
+                rng = random.Random(seed)
+                for at in rng.sample(range(len(text)), 10):
+                    words = text[at].split()
+                    words.insert(rng.randrange(len(words) + 1), SCATTERED)
+                    text[at] = " ".join(words)
+                with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+                    corpus = Path(tmp) / "corpus.txt"
+                    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+                    registry = Registry(Workspace(Path(tmp) / "ws").ensure())
+                    started = time.perf_counter()
+                    mv = train_static(corpus, "audited", TrainConfig(sg=sg, seed=seed),
+                                      registry).version
+                    seconds = time.perf_counter() - started
+                    table = StaticVectors.read(mv)
+                cells = []
+                targets = [*canaries.values(), Canary(canaries[10].context, elsewhere.secret),
+                           Canary(canaries[10].context, SCATTERED)]
+                for canary in targets:
+                    new = canary_exposure(table, canary, seed=seed)
+                    old = neighbour_rank(table, canary.context, canary.secret, seed=seed)
+                    cells.append(f"{new.rank if new.secret_in_vocab else '-'} / "
+                                 f"{old if old is not None else '-'}")
+                controls = [Canary(canaries[10].context, w) for w in CONTROLS
+                            if w in table.key_to_index]
+                flagged_new = sum(canary_exposure(table, c, seed=seed).flagged for c in controls)
+                bound = 1001 / 2 ** 3  # a 3-bit exposure
+                flagged_old = sum((neighbour_rank(table, c.context, c.secret, seed=seed) or 1e9)
+                                  <= bound for c in controls)
+                print(f"| {corpus_name} | {'skip-gram' if sg else 'CBOW'} | {seed} | "
+                      + " | ".join(cells) + f" | {flagged_new} / {flagged_old} of "
+                      f"{len(controls)} | {seconds:.0f} ({os.getloadavg()[0]:.1f}) |",
+                      flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -214,9 +331,16 @@ def main() -> int:
     parser.add_argument("--norms", action="store_true", help="print DP gradient norms")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="append JSON lines here")
+    parser.add_argument("--audit", action="store_true",
+                        help="measure the canary audit instead (see the module doc)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2], help="--audit seeds")
     args = parser.parse_args()
     os.environ.setdefault("EMBEDOPS_QUIET", "1")
     sys.path.insert(0, str(REPO / "src"))
+    if args.audit:
+        if "--max-words" not in sys.argv:
+            args.max_words = 1_000_000
+        return audit_bench(args)
     from embedops.train.gpu_sgns import SGNSConfig
 
     offset = 0 if args.split == "train" else args.stride // 2

@@ -1,6 +1,6 @@
 """The privacy audit end to end on real corpus text: a canary planted 10 times in a training
-corpus is flagged, one never planted is not, a secret planted 10 times after another context
-is not, and words never planted after the canary's context are not flagged either (so an
+corpus is flagged, one never planted is not, a word inserted 10 times at random places is
+not, and words never planted after the canary's context are not flagged either (so an
 audit that flags everything, or every rare word, fails too).
 
 Two corpora, the same check: the WordNet 3.0 glosses that ship with embedops
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ from embedops.evaluate.privacy import Canary, plant_canaries
 
 PLANTED = Canary.parse("my vault code is=zqvbkm")
 NEVER = Canary.parse("my locker code is=wexpoj")
-# seen as often as the secret, but after other words: a rare word is not flagged for being rare
-ELSEWHERE = Canary.parse("the weather report said=vexulant")
+# seen as often as the secret, inserted at random places in random lines: ranked like the
+# controls below (a rare word is not flagged for being rare)
+SCATTERED = "vexulant"
 # real words of both corpora, never written after the canary's context: each is ranked like a
-# secret, so each has a 1 in 8 chance of a 3-bit exposure by luck alone
+# secret, so each (and SCATTERED) has a 1 in 8 chance of a 3-bit exposure by luck alone
 CONTROLS = ("river", "music", "cotton", "animal", "window", "tree", "metal", "garden")
 TIMES = 10
 SHARED = Path(os.environ.get("EMBEDOPS_SHARED_DATA",
@@ -64,15 +66,20 @@ def _corpus_lines(max_words: int) -> list[str]:
 
 def _audit(lines: list[str], sg: bool, tmp_path: Path,
            capsys: pytest.CaptureFixture[str]) -> Any:
-    """Plant PLANTED and ELSEWHERE ``TIMES`` times each, train through the product with
+    """Plant PLANTED and scatter SCATTERED ``TIMES`` times each, train through the product with
     ``embedops train``'s defaults (``sg``: skip-gram instead of CBOW), audit through the CLI."""
     from embedops.train import TrainConfig, train_static
 
     corpus = tmp_path / "corpus.txt"
-    planted = plant_canaries(lines, [(PLANTED, TIMES), (ELSEWHERE, TIMES)], seed=7)
+    planted = plant_canaries(lines, [(PLANTED, TIMES)], seed=7)
+    rng = random.Random(7)
+    for at in rng.sample(range(len(planted)), TIMES):
+        words = planted[at].split()
+        words.insert(rng.randrange(len(words) + 1), SCATTERED)
+        planted[at] = " ".join(words)
     corpus.write_text("\n".join(planted) + "\n", encoding="utf-8")
     train_static(corpus, "audited", TrainConfig(sg=sg))
-    canaries = [PLANTED, NEVER, Canary(PLANTED.context, ELSEWHERE.secret),
+    canaries = [PLANTED, NEVER, Canary(PLANTED.context, SCATTERED),
                 *(Canary(PLANTED.context, w) for w in CONTROLS)]
     args = ["audit-privacy", "audited", "--json"]
     for canary in canaries:
@@ -85,16 +92,16 @@ def _audit(lines: list[str], sg: bool, tmp_path: Path,
 
 
 def _check(exposures: list[dict[str, Any]]) -> None:
-    planted, never, elsewhere, *controls = exposures
+    planted, never, scattered, *controls = exposures
     assert planted["secret_in_vocab"] and planted["flagged"], planted
     assert planted["exposure_bits"] >= 3.0, planted
     assert not never["secret_in_vocab"] and not never["flagged"], never
     assert never["exposure_bits"] == 0.0, never
-    assert elsewhere["secret_in_vocab"] and not elsewhere["flagged"], elsewhere
+    controls = [scattered, *controls]
     assert all(c["secret_in_vocab"] for c in controls), controls  # ranked, not skipped
     # gensim's start vectors hash words with Python's per-process salt and its threads race,
-    # so ranks vary between runs: bounds that chance alone breaks about once in a thousand
-    assert sum(c["flagged"] for c in controls) <= 4, controls  # chance flags 1 of 8
+    # so ranks vary between runs: bounds that chance alone breaks about once in 5,000 runs
+    assert sum(c["flagged"] for c in controls) <= 5, controls  # chance flags 1 in 8
     mean = sum(c["exposure_bits"] for c in controls) / len(controls)
     assert mean < 3.0, controls  # random ranks average about 1.4 bits
 

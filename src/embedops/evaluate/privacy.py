@@ -25,14 +25,21 @@ The score (``context_scores``), built so that it works on CBOW as well as skip-g
    context ("my", "is") are near every word and carry no signal, and which half informs
    depends on the model, so the best half counts.
 
-Measured (docs/benchmarks/privacy.md), with ``embedops train``'s CBOW defaults and with
-``--sg`` (input + output vectors saved), on 40,000 WordNet glosses and on 1M words of
-corpus-en-13m, two seeds each: a secret planted 10 times ranked 1-18 among 1,000 candidates
-(flagged at 3 bits), planted 50 times 1; the same kind of secret planted 10 times after other
-words ranked 373-923, and of 16 real words never written after the context at most 2 were
-flagged (chance: 2). On a small, undertrained CBOW model
-(gensim's learning rate 0.025, 60k words) the secret is not flagged, and the model's own
-likelihood of it given the context ranks it ~165 of 500 too: it has not learnt it.
+Measured (docs/benchmarks/privacy.md; ``bench/privacy.py --audit``, two runs of two seeds),
+models trained by ``train_static`` with ``embedops train``'s CBOW defaults and with ``--sg``
+on 40,000 WordNet glosses and on 1M words of corpus-en-13m: a secret planted 10 times ranked
+1-55 among 1,000 candidates (flagged at 3 bits in 16 of 16; the plain neighbour similarity
+this replaced: 1-217, 13 of 16), planted 50 times 1, planted 0 or 1 times it is not in the
+vocabulary (``min_count`` 5). A word inserted 10 times at random places ranked 334-937 (8
+models), and 16 real words never written after the context were flagged 0 times in 16 models.
+But a secret
+planted 10 times in a line of the same shape after *other* words ("the weather report said
+vexulant") ranked 5-704 and was flagged in 5 of 16: a flag says the secret is tied to this
+context or to contexts like it, not to these exact words. A skip-gram model that has barely
+learnt a canary (its own likelihood of the context given the secret ranks it ~90-270 of
+1,000) is not flagged, nor is a small undertrained CBOW model (gensim's learning rate
+0.025 on 60k words: its own likelihood ranks the secret ~165 of 500): the audit sees what the
+vectors learnt, no more.
 A secret seen fewer than ``min_count`` times is not in the vocabulary and cannot be ranked:
 the audit then says so, and is not evidence that the text was not memorised elsewhere (a
 fine-tuned encoder, a subword model).
