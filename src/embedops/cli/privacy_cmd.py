@@ -20,7 +20,8 @@ def audit_privacy(
     model: str = typer.Argument(..., help="A static model reference (name or name@N)."),
     canary: list[str] | None = typer.Option(  # noqa: B008 - typer's idiom
         None, "--canary", help="A planted canary as 'context words=secret' (repeatable)."),
-    candidates: int = typer.Option(1000, min=1, help="Random vocabulary words to rank against."),
+    candidates: int = typer.Option(
+        1000, min=1, help="Vocabulary words of the secret's frequency to rank it against."),
     threshold: float = typer.Option(3.0, help="Exposure (bits) from which a canary is flagged."),
     members: Path | None = typer.Option(
         None, "--members", exists=True, dir_okay=False,
