@@ -82,3 +82,23 @@ def test_two_workers_are_replaced_when_they_die_and_stop_on_sigterm(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no time to stop its workers: the kernel's parent-death
+    signal does (an orphaned worker would keep the port, its index and its CPU)."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    port = free_port()
+    cmd = [sys.executable, "-m", "embedops.cli.main", "--home", str(ws.home), "serve",
+           "--port", str(port), "--no-auth", "--workers", "2", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(_children(proc.pid)) == 2, timeout=60, what="two workers")
+        workers = _children(proc.pid)
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+                   timeout=60, what="the workers to stop")
+    finally:
+        for pid in _children(proc.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -49,9 +50,27 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(settings: dict[str, Any]) -> None:  # pragma: no cover - runs in a child process
-    """One worker: its own socket on the port, then uvicorn until SIGTERM/SIGINT."""
+def _die_with(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervisor dies, even by SIGKILL (an
+    orphaned worker kept its port and gigabytes of index, and burned CPU, until found by
+    hand); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # died before the request took effect
+        os._exit(0)
+
+
+def _worker(settings: dict[str, Any], parent: int | None = None
+            ) -> None:  # pragma: no cover - runs in a child process
+    """One worker: its own socket on the port, then uvicorn until SIGTERM/SIGINT (or until
+    the supervisor ``parent`` dies)."""
     from embedops.serve.server import make_server
+
+    if parent is not None:
+        _die_with(parent)
 
     one = ServeSettings(**settings).replace(workers=1)
     sock = reuse_port_socket(one.host, one.port)
@@ -66,7 +85,8 @@ class _Supervisor:
         self.stop = threading.Event()
 
     def _start(self) -> Any:
-        process = self.context.Process(target=_worker, args=(self.settings.to_dict(),),
+        process = self.context.Process(target=_worker,
+                                       args=(self.settings.to_dict(), os.getpid()),
                                        name="embedops-worker")
         process.start()
         return process
