@@ -188,21 +188,29 @@ def race(contestants: dict[str, Callable[[], Any]], count: int, rounds: int,
          reference: str) -> dict[str, dict[str, float]]:
     """QPS of each contestant (a call searching ``count`` queries) over ``rounds`` rounds in a
     shuffled order each round; best QPS, and the median over rounds of its QPS over the
-    ``reference``'s in the same round (neighbours in a round share the machine's load)."""
+    ``reference``'s in the same round (neighbours in a round share the machine's load). Also
+    queries per CPU second of the process (every thread, a pool's too): the work, which a
+    loaded machine's scheduling moves far less than the wall clock (``cpu_ratio``, the same
+    median of same-round ratios)."""
     import random
 
     rng = random.Random(0)
     names = list(contestants)
-    per_round: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
         rng.shuffle(names)
         for name in names:
+            started = time.process_time()
             seconds, _ = timed(contestants[name])
-            per_round[name].append(count / seconds)
-    ref = per_round[reference]
-    return {name: {"qps": max(q), "ratio": float(np.median([a / b for a, b in
-                                                             zip(q, ref, strict=True)]))}
-            for name, q in per_round.items()}
+            wall[name].append(count / seconds)
+            cpu[name].append(count / max(time.process_time() - started, 1e-9))
+
+    def ratio(per: dict[str, list[float]], name: str) -> float:
+        return float(np.median([a / b for a, b in zip(per[name], per[reference], strict=True)]))
+
+    return {name: {"qps": max(wall[name]), "ratio": ratio(wall, name),
+                   "cpu_qps": max(cpu[name]), "cpu_ratio": ratio(cpu, name)} for name in names}
 
 
 def distances(search: Callable[[dict[str, int]], Any], knobs: dict[str, int], n: int) -> float:
@@ -483,7 +491,8 @@ def show_layouts(report: dict[str, Any]) -> None:
 
 def show_modes(report: dict[str, Any], modes: tuple[str, ...]) -> None:
     print(f"timed in {report['rounds']} interleaved rounds (load {report['load_measure']} "
-          "before); ratio = median over rounds of QPS / merged QPS in the same round")
+          "before); ratio = median over rounds of QPS / merged QPS in the same round; CPU "
+          "ratio: the same with queries per CPU second of the process")
     for mode in modes:
         print(f"-- {mode} (load {report[mode]['load']} after)")
         for name, found in report[mode].items():
@@ -491,7 +500,8 @@ def show_modes(report: dict[str, Any], modes: tuple[str, ...]) -> None:
                 continue
             print(f"   {name:<13} ef_search {found['ef']:<4} recall@10 {found['recall']:.3f}  "
                   f"{found['ndis']:>6,.0f} dist/query  {found['qps']:>8,.0f} QPS  "
-                  f"ratio {found['ratio']:.2f}")
+                  f"ratio {found['ratio']:.2f}  per CPU s {found['cpu_qps']:>7,.0f}  "
+                  f"CPU ratio {found['cpu_ratio']:.2f}")
 
 
 def show(report: dict[str, Any]) -> None:
