@@ -114,8 +114,36 @@ def quality(table: Any) -> dict[str, Any]:
     return row
 
 
-def train(sentences: list[list[str]], config: Any,
-          norms: bool) -> tuple[Any, Any, list[Any], Any]:
+def public_output_model(dim: int, sg: bool, window: int, negative: int) -> tuple[Any, Any]:
+    """A word2vec model of the *public* shipped WordNet 3.0 glosses (all 117,659; not part of
+    the train split's first millions of words: Brown, State of the Union, Moby-Dick), gensim,
+    the DP runs' shape: (its input vectors as a table, {word: output vector})."""
+    from gensim.models import Word2Vec
+
+    from embedops.models.static import StaticVectors
+
+    glosses = [TOKEN.findall(line.lower()) for line in _gloss_lines(10**6)]
+    model = Word2Vec(glosses, vector_size=dim, sg=int(sg), window=window, negative=negative,
+                     min_count=5, sample=1e-3, epochs=5, workers=2, seed=1)
+    words = list(model.wv.index_to_key)
+    table = StaticVectors(words, model.wv.vectors)
+    return table, dict(zip(words, np.asarray(model.syn1neg, dtype=np.float32), strict=True))
+
+
+def public_rows(words: list[str], public: dict[str, Any], dim: int, seed: int = 0) -> np.ndarray:
+    """The public vector of each word; a random one (of their mean norm, drawn from a fixed
+    seed: data-independent) for a word the public corpus lacks."""
+    norm = float(np.mean([np.linalg.norm(v) for v in public.values()]))
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((len(words), dim)).astype(np.float32) * norm / np.sqrt(dim)
+    for i, word in enumerate(words):
+        if word in public:
+            rows[i] = public[word]
+    return rows
+
+
+def train(sentences: list[list[str]], config: Any, norms: bool,
+          public: dict[str, Any] | None = None) -> tuple[Any, Any, list[Any], Any]:
     """``train_sgns``'s steps with the trainer in hand (for ``--norms``): table, privacy,
     the per-step norm log, and the table of the other choice of saved vectors (input alone
     when the sum is saved, else the sum)."""
@@ -129,6 +157,11 @@ def train(sentences: list[list[str]], config: Any,
         corpus = encode_corpus(lambda: iter(sentences), Path(tmp), config.min_count,
                                config.max_vocab)
         trainer = _trainer(config, corpus, device, torch)
+        if public is not None:
+            start = (public_rows(corpus.words, public["input"], config.dim, 1)
+                     if "input" in public else None)
+            trainer.use_public_output(public_rows(corpus.words, public["output"], config.dim),
+                                      start)
         if norms and hasattr(trainer, "norm_log"):
             trainer.norm_log = []
         trainer.run(True)
@@ -142,9 +175,10 @@ def train(sentences: list[list[str]], config: Any,
             StaticVectors(corpus.words, other, counts=corpus.counts))
 
 
-def run_one(name: str, sentences: list[list[str]], config: Any, norms: bool) -> dict[str, Any]:
+def run_one(name: str, sentences: list[list[str]], config: Any, norms: bool,
+            public: dict[str, Any] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    table, privacy, log, other = train(sentences, config, norms)
+    table, privacy, log, other = train(sentences, config, norms, public)
     row: dict[str, Any] = {"name": name, "seconds": round(time.perf_counter() - started, 1),
                            "load": round(os.getloadavg()[0], 1), "vocab": len(table),
                            **quality(table)}
@@ -301,6 +335,21 @@ def audit_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _public_alone(table: Any, sentences: list[list[str]], vocab: int) -> None:
+    """Print the public model's quality on the DP runs' words (the private corpus' ``vocab``
+    most frequent words seen 5 times or more), with no private training at all."""
+    from collections import Counter
+
+    from embedops.models.static import StaticVectors
+
+    counts = Counter(w for s in sentences for w in s)
+    kept = [w for w, c in counts.most_common(vocab) if c >= 5 and w in table.key_to_index]
+    alone = StaticVectors(kept, table.vectors[[table.key_to_index[w] for w in kept]])
+    row = {"name": "public model alone", "seconds": 0.0, "load": round(os.getloadavg()[0], 1),
+           "vocab": len(alone), **quality(alone), "other_vectors_dev": {}}
+    _print(row)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -326,6 +375,14 @@ def main() -> int:
     parser.add_argument("--lot", type=int, default=4096, help="expected sentences per DP step")
     parser.add_argument("--dp-frozen", action="store_true",
                         help="DP: a fixed random output table, the input table trained alone")
+    parser.add_argument("--public-output", action="store_true",
+                        help="also DP runs whose frozen output table is a word2vec model's of "
+                        "the public WordNet glosses (and that model alone, on the same words)")
+    parser.add_argument("--public-init", action="store_true",
+                        help="also DP runs with the public model's output table frozen that "
+                        "start the input table at its input vectors (public pre-training)")
+    parser.add_argument("--no-plain-dp", action="store_true",
+                        help="skip the DP runs without public vectors")
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME:key=value,... more DP runs (SGNSConfig fields)")
     parser.add_argument("--norms", action="store_true", help="print DP gradient norms")
@@ -359,21 +416,36 @@ def main() -> int:
                      negative=args.dp_negative, window=args.dp_window, epochs=args.dp_epochs,
                      lr=args.dp_lr, sample=args.dp_sample, dp_clip=args.clip,
                      dp_batch_sentences=args.lot, dp_frozen_output=args.dp_frozen)
-    contestants: list[tuple[str, Any]] = []
+    contestants: list[tuple[str, Any, Any]] = []
     if not args.no_baseline:
-        contestants.append(("non-private", SGNSConfig(**common)))
+        contestants.append(("non-private", SGNSConfig(**common), None))
     if args.same_config:
         plain = {k: v for k, v in dp_common.items() if not k.startswith("dp_")}
-        contestants.append(("non-private, DP settings", SGNSConfig(**plain)))
+        contestants.append(("non-private, DP settings", SGNSConfig(**plain), None))
+    public: dict[str, Any] | None = None
+    if args.public_output or args.public_init:
+        public_table, outputs = public_output_model(args.dp_dim, bool(args.dp_sg),
+                                                    args.dp_window, args.dp_negative)
+        inputs = dict(zip(public_table.index_to_key, public_table.vectors, strict=True))
+        public = {"output": outputs}
+        _public_alone(public_table, sentences, args.dp_vocab)
     for eps in args.epsilons:
-        contestants.append((f"DP eps={eps:g}", SGNSConfig(**dp_common, dp_epsilon=eps)))
+        if not args.no_plain_dp:
+            contestants.append((f"DP eps={eps:g}", SGNSConfig(**dp_common, dp_epsilon=eps),
+                                None))
+        frozen = SGNSConfig(**(dp_common | {"dp_frozen_output": True}), dp_epsilon=eps)
+        if public is not None and args.public_output:
+            contestants.append((f"DP public-out eps={eps:g}", frozen, public))
+        if public is not None and args.public_init:
+            contestants.append((f"DP public-init eps={eps:g}", frozen,
+                                {"output": outputs, "input": inputs}))
         for variant in args.variant:
             name, values = parse_variant(variant)
             contestants.append((f"{name} eps={eps:g}",
-                                SGNSConfig(**(dp_common | values), dp_epsilon=eps)))
+                                SGNSConfig(**(dp_common | values), dp_epsilon=eps), None))
     rows = []
-    for name, config in contestants:
-        row = run_one(name, sentences, config, args.norms)
+    for name, config, rows_from in contestants:
+        row = run_one(name, sentences, config, args.norms, rows_from)
         rows.append(row)
         _print(row)
         if args.out is not None:

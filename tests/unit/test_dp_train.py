@@ -172,6 +172,30 @@ def test_a_frozen_output_table_never_moves_and_the_input_vectors_are_saved(
     assert trainer.c.saved_vectors == "input"
 
 
+def test_a_public_output_table_and_start_are_used_and_checked(
+    lee_corpus: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    trainer = _trainer(lee_corpus, tmp_path, dp_noise_multiplier=1.0, dp_batch_sentences=41,
+                       dp_frozen_output=True)
+    rng = np.random.default_rng(3)
+    public_out = rng.standard_normal(tuple(trainer.w_out.shape)).astype(np.float32)
+    public_in = rng.standard_normal(tuple(trainer.w_in.shape)).astype(np.float32)
+    trainer.use_public_output(public_out, public_in)
+    np.testing.assert_array_equal(trainer.w_in.numpy(), public_in)  # the start
+    lot = torch.as_tensor(np.array(trainer.ids[: trainer.ends[40] + 1]))
+    assert trainer.step(lot) > 0
+    np.testing.assert_array_equal(trainer.w_out.numpy(), public_out)  # frozen there
+    assert not np.array_equal(trainer.w_in.numpy(), public_in)  # trained from there
+    with pytest.raises(InvalidInput, match="need"):
+        trainer.use_public_output(public_out[:-1])
+    (tmp_path / "plain").mkdir()
+    plain = _trainer(lee_corpus, tmp_path / "plain", dp_noise_multiplier=1.0)
+    with pytest.raises(InvalidInput, match="dp_frozen_output"):
+        plain.use_public_output(public_out)
+
+
 def test_dp_training_publishes_epsilon_and_delta_in_the_manifest(
     lee_corpus: Path, registry: Any, tmp_path: Path
 ) -> None:

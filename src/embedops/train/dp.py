@@ -192,6 +192,24 @@ class DPSGNSTrainer(SGNSTrainer):
             scale = 1.0 / math.sqrt(config.dim)
             self.w_out = torch.randn(self.w_out.shape, generator=self.gen, device=device) * scale
 
+    def use_public_output(self, table: Any, start: Any = None) -> None:
+        """Freeze the output table at ``table`` (rows in the vocabulary's order) instead of the
+        random one, e.g. the output vectors of a model trained on a *public* corpus, so the
+        private input vectors learn to predict words as that model does; with ``start``, also
+        start the input table there (public pre-training, DP fine-tuning). The guarantee
+        holds only if neither depends on the private corpus beyond its vocabulary (which is
+        not covered anyway); the output table is not saved with the model."""
+        if not self.frozen:
+            raise InvalidInput("a public output table needs dp_frozen_output")
+        shape = (len(self.corpus.words), self.c.dim)
+        for name, value in (("output", table), ("start", start)):
+            if value is not None and tuple(np.shape(value)) != shape:
+                raise InvalidInput(f"the public {name} table is {np.shape(value)}, need {shape}")
+        self.w_out = self.torch.as_tensor(np.asarray(table, dtype=np.float32),
+                                          device=self.device)
+        if start is not None:
+            self.w_in.copy_(self.torch.as_tensor(np.asarray(start, dtype=np.float32)))
+
     def run(self, quiet: bool | None) -> int:
         """All DP steps; returns the number of pairs trained."""
         pairs, steps = 0, self.privacy.steps
