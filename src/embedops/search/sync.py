@@ -1,7 +1,9 @@
 """Following the catalog's changes: which items were written or deleted since we last looked.
 
 Timestamps come from the writers' clocks and a transaction may commit a little after the time it
-recorded, so each poll looks back ``MARGIN_S`` seconds before the watermark and drops the
+recorded (writers stamp their rows as the transaction's last step, so "a little" is the commit
+itself, not the whole write), so each poll looks back ``MARGIN_S`` seconds before the watermark
+and drops the
 ``(id, updated_at)`` pairs it has already reported. Applying a change twice must be harmless
 for callers anyway; this keeps it rare.
 

@@ -141,9 +141,13 @@ def upsert(
     now = time.time()
     revived = sum(1 for i in ids if i not in stored or stored[i][2] is not None)
     conn.execute("UPDATE collections SET live_count = live_count + ? WHERE id = ?", (revived, pk))
+    changed: list[int] = []
     for row_no, item in enumerate(items):
         digest = codec.hash(item)
-        item_pk = _write_item(conn, pk, codec, item, digest, stored.get(item.id), now, checked)
+        item_pk, wrote = _write_item(conn, pk, codec, item, digest, stored.get(item.id), now,
+                                     checked)
+        if wrote:
+            changed.append(item_pk)
         for version, arr in checked.items():
             conn.execute(
                 "INSERT INTO vectors (item_pk, model_version, vector, computed_at) "
@@ -156,7 +160,23 @@ def upsert(
             "VALUES (?, ?, ?, ?, ?, ?)",
             (item_pk, run_id, source, None if lines is None else int(lines[row_no]), digest, now),
         )
+    _restamp(conn, changed)
     return len(items)
+
+
+def _restamp(conn: sqlite3.Connection, pks: list[int]) -> None:
+    """Stamp the rows just written with the time now, the transaction's last step.
+
+    Readers follow changes by ``updated_at`` and trust that a change stamped more than
+    ``search.sync.MARGIN_S`` before they look has committed. A write of many rows in a busy
+    server process (its GIL shared with searching threads) took longer than that between its
+    first stamp and its commit, and other workers never saw those rows."""
+    if not pks:
+        return
+    stamp = time.time()
+    for chunk in _chunks(pks):
+        conn.execute(f"UPDATE items SET updated_at = ? WHERE pk IN ({_marks(len(chunk))})",
+                     (stamp, *chunk))
 
 
 def _write_item(
@@ -168,7 +188,8 @@ def _write_item(
     old: tuple | None,
     now: float,
     versions: Mapping[str, np.ndarray],
-) -> int:
+) -> tuple[int, bool]:
+    """Insert or update one item row; returns its pk and whether the row changed."""
     text = codec.text_out(item.id, item.text)
     meta = codec.meta_out(item.id, canonical_metadata(item.metadata, item.id))
     if old is None:
@@ -177,10 +198,10 @@ def _write_item(
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (pk, item.id, text, meta, digest, now, now),
         )
-        return int(cur.lastrowid)  # type: ignore[arg-type]
+        return int(cur.lastrowid), True  # type: ignore[arg-type]
     item_pk, old_digest, deleted_at = old
     if old_digest == digest and deleted_at is None:
-        return int(item_pk)
+        return int(item_pk), False
     conn.execute(
         "UPDATE items SET text = ?, metadata = ?, content_hash = ?, updated_at = ?, "
         "deleted_at = NULL WHERE pk = ?",
@@ -192,12 +213,12 @@ def _write_item(
         f"DELETE FROM vectors WHERE item_pk = ? AND model_version NOT IN ({_marks(len(keep))})",
         (item_pk, *keep),
     )
-    return int(item_pk)
+    return int(item_pk), True
 
 
 def soft_delete(conn: sqlite3.Connection, pk: int, ids: Sequence[str]) -> int:
     """Mark live items deleted (now) and drop their vectors; returns how many."""
-    now, count = time.time(), 0
+    count = 0
     for chunk in _chunks(list(dict.fromkeys(ids))):
         marks = _marks(len(chunk))
         where = f"collection_id = ? AND item_id IN ({marks}) AND deleted_at IS NULL"
@@ -205,6 +226,7 @@ def soft_delete(conn: sqlite3.Connection, pk: int, ids: Sequence[str]) -> int:
             f"DELETE FROM vectors WHERE item_pk IN (SELECT pk FROM items WHERE {where})",
             (pk, *chunk),
         )
+        now = time.time()  # as late as can be (see _restamp)
         cur = conn.execute(
             f"UPDATE items SET deleted_at = ?, updated_at = ? WHERE {where}", (now, now, pk, *chunk)
         )
