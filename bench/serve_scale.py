@@ -233,6 +233,10 @@ def main() -> None:
     file = ingest_scale.write_docs(args.data, args.n + extra, args.out)
     _, qtexts = read_jsonl(file, args.n, args.n + args.queries)
     new_ids, new_texts = read_jsonl(file, args.n + args.queries, args.n + extra)
+    # new ids each run (the collection grows by 1% a run): ids written by an earlier run, with
+    # the same text, would be no-ops and the refreshes would have nothing to add
+    run = time.strftime("%Y%m%dT%H%M%S")
+    new_ids = [f"{i}-{run}" for i in new_ids]
     ids, vectors = collection_vectors(home)
     _, texts = read_jsonl(file, 0, args.n)
     with Embedops(home=home) as eo:
