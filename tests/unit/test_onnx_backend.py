@@ -48,6 +48,24 @@ def test_batches_are_length_sorted_padded_to_their_longest_and_cover_all(batcher
     assert info.truncated == sum(1 for e in encodings if e.overflowing)
 
 
+def test_padded_rows_hold_each_encodings_ids_then_the_pad_id(batcher) -> None:
+    texts = ["a", "a much longer sentence about whales and the sea", "two words"]
+    encodings, _, positions = batcher.tokenize(texts)
+    batcher.pad_id, pad = 7, batcher.pad_id
+    try:
+        arrays = batcher._pad(encodings)
+    finally:
+        batcher.pad_id = pad
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        assert arrays["input_ids"][row, :n].tolist() == enc.ids
+        assert arrays["token_type_ids"][row, :n].tolist() == enc.type_ids
+        assert (arrays["input_ids"][row, n:] == 7).all()
+        assert arrays["attention_mask"][row].tolist() == [1] * n + [0] * (arrays["input_ids"]
+                                                                          .shape[1] - n)
+    assert all(a.dtype == np.int64 for a in arrays.values())
+
+
 def _cost(lengths: np.ndarray, bounds: list[int], run_cost: int) -> float:
     runs = zip(bounds[:-1], bounds[1:], strict=True)
     return sum(int(lengths[a]) * (b - a) + run_cost for a, b in runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ class Batcher:
         cut = [len(inputs[j]) - len(prompt) < len(texts[i]) for j, i in enumerate(keep)]
         if self.lowercase:
             inputs = [t.lower() for t in inputs]
-        encodings = self.tokenizer.encode_batch(inputs) if inputs else []
+        # the fast variant skips character offsets, which nothing here reads
+        encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        encodings = encode(inputs) if inputs else []
         truncated = sum(1 for e, c in zip(encodings, cut, strict=True) if c or e.overflowing)
         empty = tuple(i for i, t in enumerate(texts) if not t.strip())
         return encodings, EncodeInfo(len(texts), truncated, sum(cut), empty), keep
@@ -129,24 +132,26 @@ class Batcher:
         ``cut_sorted``): one long text no longer pads a batch of short ones to its length."""
         if batch_size < 1:
             raise InvalidInput(f"batch_size must be >= 1, got {batch_size}")
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
         bounds = cut_sorted(lengths[order], batch_size)
+        where = np.asarray(positions)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             rows = order[start:stop]
-            yield Batch(np.asarray(positions)[rows], self._pad([encodings[r] for r in rows]))
+            yield Batch(where[rows], self._pad([encodings[r] for r in rows]))
 
     def _pad(self, encodings: list[Any]) -> dict[str, np.ndarray]:
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
-            types[row, :n] = enc.type_ids
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        """``input_ids`` / ``attention_mask`` / ``token_type_ids`` right-padded to the longest
+        encoding, filled in one pass each (no Python loop over rows)."""
+        lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+        mask = np.arange(int(lengths.max()))[None, :] < lengths[:, None]
+        total = int(lengths.sum())
+        ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+        ids[mask] = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, total)
+        types = np.zeros(mask.shape, dtype=np.int64)
+        types[mask] = np.fromiter(chain.from_iterable(e.type_ids for e in encodings), np.int64,
+                                  total)
+        return {"input_ids": ids, "attention_mask": mask.astype(np.int64), "token_type_ids": types}
 
 
 #: The fixed cost of one more encoder run, in padded tokens: what a run costs beyond its
