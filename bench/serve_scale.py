@@ -85,6 +85,19 @@ def prepare_embedops(home: Path, data: Path, out: Path, n: int, hnsw: dict[str, 
     return took
 
 
+def drop_earlier_churn(home: Path, base_ids: list[str]) -> int:
+    """Delete what earlier ``--churn`` runs wrote and seal the deletes as tombstones (a refresh
+    builds nothing), so both servers hold the same documents; returns how many."""
+    with Embedops(home=home) as eo:
+        held, _ = eo.load_vectors(COLLECTION, eo.collection_info(COLLECTION).model_version)
+        extra = sorted(set(held) - set(base_ids))
+        if extra:
+            for start in range(0, len(extra), 10_000):
+                eo.delete_items(COLLECTION, extra[start:start + 10_000])
+            eo.refresh_index(COLLECTION)
+    return len(extra)
+
+
 def collection_vectors(home: Path) -> tuple[list[str], np.ndarray]:
     with Embedops(home=home) as eo:
         version = eo.collection_info(COLLECTION).model_version
@@ -233,12 +246,14 @@ def main() -> None:
     file = ingest_scale.write_docs(args.data, args.n + extra, args.out)
     _, qtexts = read_jsonl(file, args.n, args.n + args.queries)
     new_ids, new_texts = read_jsonl(file, args.n + args.queries, args.n + extra)
-    # new ids each run (the collection grows by 1% a run): ids written by an earlier run, with
-    # the same text, would be no-ops and the refreshes would have nothing to add
+    # new ids each run: ids written by an earlier run, with the same text, would be no-op
+    # upserts and the refreshes would have nothing to add
     run = time.strftime("%Y%m%dT%H%M%S")
     new_ids = [f"{i}-{run}" for i in new_ids]
+    base_ids, texts = read_jsonl(file, 0, args.n)
+    results["left_from_earlier_runs"] = drop_earlier_churn(home, base_ids)
     ids, vectors = collection_vectors(home)
-    _, texts = read_jsonl(file, 0, args.n)
+    assert ids == base_ids, "the collection must hold exactly the first n documents"
     with Embedops(home=home) as eo:
         qvecs = np.asarray(eo.embed(qtexts, model=MODEL), dtype=np.float32)
     exact = exact_top(vectors, qvecs, ids)
