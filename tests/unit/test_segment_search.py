@@ -234,3 +234,30 @@ def test_a_knob_value_of_the_wrong_type_is_refused_even_after_an_equal_valid_one
     for bad in (2.0, True):
         with pytest.raises(InvalidInput, match="ef_search"):
             index.search(queries, 5, {"ef_search": bad})
+
+
+def test_pool_threads_run_faiss_on_one_openmp_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenMP's thread count is per thread: a new thread starts from OMP_NUM_THREADS (1 under
+    # this suite's conftest, the core count in a server), not from what its creator set
+    import threading
+
+    import faiss
+
+    monkeypatch.setattr(seg_mod, "FANOUT_THREADS", 2)
+    monkeypatch.setattr(seg_mod, "_POOL", None)
+    pool = seg_mod._executor()
+    seen: list[int] = []
+
+    def fresh_thread() -> None:
+        faiss.omp_set_num_threads(3)  # as a new thread on a 3-core machine starts
+        pool._initializer()  # type: ignore[attr-defined]  # what each pool thread runs first
+        seen.append(faiss.omp_get_max_threads())
+
+    try:
+        thread = threading.Thread(target=fresh_thread)
+        thread.start()
+        thread.join()
+        assert seen == [1]
+        assert pool.submit(faiss.omp_get_max_threads).result() == 1
+    finally:
+        pool.shutdown()

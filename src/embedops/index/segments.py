@@ -299,8 +299,18 @@ def _executor() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="segment-search")
+            _POOL = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="segment-search",
+                                       initializer=_one_faiss_thread)
         return _POOL
+
+
+def _one_faiss_thread() -> None:
+    """A pool thread runs FAISS on one OpenMP thread: the pool is the parallelism. (OpenMP's
+    thread count is per thread: a new thread starts at the machine's core count, whatever
+    the caller set, and its idle OpenMP workers spin on the cores serving needs.)"""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 def segment_knobs(seg: Segment, tuning: Mapping[str, Any] | None, share: float
