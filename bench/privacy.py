@@ -18,7 +18,10 @@ without noise). ``--variant NAME:key=value,...`` adds DP runs with other ``SGNSC
 (for tuning; ``lot`` is ``dp_batch_sentences``). Prints, and appends to ``--out`` as JSON lines,
 WS353 / SimLex-999 Spearman over the pairs in the model's vocabulary (how many are), also on
 the even (dev) and odd (test) halves of each set, Google analogy accuracy (3CosAdd, top 30k),
-the epsilon spent, noise, steps, seconds and the load average. With ``--norms`` the DP runs
+the epsilon spent, noise, steps, seconds and the load average. ``--public-output`` adds DP
+runs whose frozen output table is that of a word2vec model of the public, shipped WordNet
+glosses, ``--public-init`` DP runs that also start the input table at its input vectors, and
+either prints that public model alone on the DP runs' words. With ``--norms`` the DP runs
 also print the median raw per-sentence gradient norm and the share clipped (tuning on dev
 only: they describe the training sentences).
 

@@ -46,6 +46,15 @@ costs nothing), ``dp_frozen_output`` (the clip budget and the noise go to a line
 rows only), and more sentences: the noise on the mean gradient falls as 1/N. Measured on 2M
 words (69k lines) it is still at or near chance at epsilon 1-8; see the page.
 
+Public vectors (``use_public_output``): the frozen output table can be a model's of a public
+corpus instead of a random one, and the input table can start at that model's input vectors
+(public pre-training, DP fine-tuning); both are data-independent as far as the private corpus
+goes, so the accounting is unchanged. Measured with the shipped WordNet glosses as the public
+corpus (docs/benchmarks/privacy.md): a public output table alone did not lift DP at epsilon 8
+off chance; with a public start DP models are above chance at epsilon 1-8 on WS353 (and
+SimLex at 1 and 4), but no better than the public model alone, and the DP steps take Google
+analogies from 0.21 to 0.01: the utility comes from the public data.
+
 Not covered by the guarantee: the vocabulary (words seen ``min_count`` times, or the
 ``max_vocab`` most frequent) and the word counts (subsampling and the negative distribution)
 are taken from the corpus as usual, so the guarantee is for the trained vectors given the
