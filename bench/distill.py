@@ -6,8 +6,9 @@ inner-product search, over docs-20k and over a 5,000-document subset of it (ever
 dev queries plus seeded random distractors). Recall is also shown per half of the dev queries
 (split by a hash of the synset: tune on A, judge on B). The anchor is sentence-transformers
 itself; its vectors come from the shared cache ``bench/out/minilm-*.npy`` (``_minilm_cache``),
-and the vocabulary's word vectors and the fitting texts' teacher vectors are cached under
-``bench/out/distill/`` too. embedops' own transformer encoder (ONNX int8) is timed as well.
+and the vocabulary's MiniLM word vectors are cached under ``bench/out/distill/`` (with
+``--fit-texts N`` the teacher vectors of the N fitting lines are computed on each run, not
+cached). embedops' own transformer encoder (ONNX int8) is timed as well.
 
     chrt --idle 0 nice -n 19 .venv/bin/python bench/distill.py [--data DIR] [--dim 256]
         [--fit-texts 0] [--sif 3e-4] [--rounds 2]
