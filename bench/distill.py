@@ -150,7 +150,13 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=256, help="0 keeps MiniLM's 384")
     parser.add_argument("--max-words", type=int, default=100_000)
     parser.add_argument("--sif", type=float, default=3e-4, help="SIF coefficient a")
-    parser.add_argument("--fit-texts", type=int, default=0, help="corpus lines to fit on")
+    parser.add_argument(
+        "--fit-texts",
+        type=int,
+        default=0,
+        help="corpus lines to fit on, sampled from the whole corpus, whose WordNet glosses are "
+        "the queries' own texts: recall with a fit here is optimistic",
+    )
     parser.add_argument(
         "--speed-docs",
         type=int,
