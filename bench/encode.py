@@ -77,12 +77,15 @@ def sample(values: list[str], n: int, seed: int = 0) -> list[str]:
 def timed_side_by_side(
     systems: dict[str, EncodeFn], texts: list[str]
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Seconds and vectors per system, running each chunk through every system in turn."""
+    """Seconds and vectors per system, running each chunk through every system in turn; the
+    order rotates from chunk to chunk, so no system always runs right after the same one."""
     seconds = dict.fromkeys(systems, 0.0)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in systems}
-    for start in range(0, len(texts), CHUNK):
+    names = list(systems)
+    for i, start in enumerate(range(0, len(texts), CHUNK)):
         chunk = texts[start : start + CHUNK]
-        for name, fn in systems.items():
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            fn = systems[name]
             began = time.perf_counter()
             parts[name].append(fn(chunk))
             seconds[name] += time.perf_counter() - began
@@ -104,16 +107,24 @@ def batch_invariance(fn: BatchFn, probe: list[str], others: list[str]) -> float:
 
 def speed_table(
     label: str, systems: dict[str, tuple[BatchFn, int]], texts: list[str], anchor: str,
-    invariance: dict[str, float],
+    invariance: dict[str, float], warm: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Print sentences/s, ratio, cosine to the anchor and batch invariance for every system."""
+    """Print sentences/s, ratio, cosine to the anchor and batch invariance for every system.
+
+    Every system first encodes 32 of the texts (first-call allocations, lazy initialisation);
+    with ``warm`` (other texts of the same kind, none of them timed) it also encodes those, in
+    chunks as timed, so the timing is of a warmed-up encoder: OpenVINO prepares its kernels
+    for each new input shape once (10-20 ms), which a long-running encoder has paid."""
     plain = {name: _at(fn, size) for name, (fn, size) in systems.items()}
     for fn in plain.values():
         fn(texts[:32])  # warm-up: first-call allocations and lazy initialisation
+        for start in range(0, len(warm or ()), CHUNK):
+            fn((warm or [])[start : start + CHUNK])
     seconds, vectors = timed_side_by_side(plain, texts)
     base = vectors[anchor]
     cores = _cores()
-    print(f"\n## speed on {len(texts)} {label} ({cores} cores; {_load()})")
+    state = f"warmed on {len(warm)} other texts" if warm else "cold: 32 texts of warm-up"
+    print(f"\n## speed on {len(texts)} {label} ({cores} cores; {state}; {_load()})")
     print(f"{'system':52} {'sent/s':>7} {'/core':>6} {'ratio':>6} {'cos mean':>8} "
           f"{'cos min':>8} {'batch min':>9}")
     rows = []
@@ -226,20 +237,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--quant", action="store_true", help="Add the int8 contestants.")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--warm", type=int, default=0,
+                        help="Warm every system up on this many other texts of each kind.")
+    parser.add_argument("--core", action="store_true",
+                        help="Only the anchor and the default (at batch 32 and 64).")
+    parser.add_argument("--workspace", type=Path, default=None,
+                        help="Reuse minilm@1 of this workspace instead of importing it.")
     parser.add_argument("--json", type=Path, default=None, help="Also write results here.")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
-        reg = Registry(Workspace(Path(tmp) / "ws").ensure())
+        reg = Registry(Workspace(args.workspace or Path(tmp) / "ws").ensure())
         began = time.perf_counter()
-        mv = import_transformer(reg, "minilm")
+        mv = reg.get("minilm@1") if args.workspace else import_transformer(reg, "minilm")
         size = sum(p.stat().st_size for p in mv.path.rglob("*") if p.is_file())
         results["import"] = {"seconds": time.perf_counter() - began, "bytes": size,
                              "int8": mv.params["onnx"]["int8"]}
         print(f"import_transformer('minilm'): {results['import']['seconds']:.1f} s, "
               f"version folder {size / 2**20:.0f} MiB, int8 gate "
               f"{mv.params['onnx']['int8'].get('gate')}")
-        systems = build_systems(mv, args.threads)
+        systems = build_systems(mv, args.threads, args.core)
         if args.quant:
             systems.update(quant_contestants(mv, Path(tmp), args.threads))
         if not args.no_speed:
@@ -253,14 +270,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 DEFAULT = "embedops default"
 
 
-def build_systems(mv: Any, threads: int | None) -> dict[str, tuple[BatchFn, int]]:
-    """The anchor first, then each embedops backend (the default's batch sizes too)."""
+def build_systems(
+    mv: Any, threads: int | None, core: bool = False
+) -> dict[str, tuple[BatchFn, int]]:
+    """The anchor first, then each embedops backend (the default's batch sizes too; with
+    ``core``, only the default)."""
     systems: dict[str, tuple[BatchFn, int]] = {
         "sentence-transformers fp32 (torch)": (st_anchor(threads), 32)}
     default = TransformerEncoder.from_version(mv, threads=threads)
     systems[f"{DEFAULT} ({default.backend}, {default.core.workers} workers)"] = (ours(default),
                                                                                   32)
     systems["embedops default, batch 64"] = (ours(default), 64)
+    if core:
+        return systems
     for backend in ("torch", "onnx", "onnx-int8"):
         enc = TransformerEncoder.from_version(mv, backend=backend, threads=threads)
         systems[f"embedops {backend} ({enc.core.workers} workers)"] = (ours(enc), 32)
@@ -280,12 +302,22 @@ def run_speed(
     invariance = {name: batch_invariance(fn, others[:32], others[32:])
                   for name, (fn, _) in systems.items() if "torch" not in name}
     anchor = next(iter(systems))
-    rows = speed_table("revdict documents", systems, docs, anchor, invariance)
+    rows = speed_table("revdict documents", systems, docs, anchor, invariance,
+                       _warm_texts(docs_all, docs, args.warm))
     if args.glosses:
-        glosses = sample(read_jsonl_xz(args.data / "wordnet-glosses.jsonl.xz", "gloss"),
-                         args.glosses)
-        rows += speed_table("WordNet glosses", systems, glosses, anchor, invariance)
+        glosses_all = read_jsonl_xz(args.data / "wordnet-glosses.jsonl.xz", "gloss")
+        glosses = sample(glosses_all, args.glosses)
+        rows += speed_table("WordNet glosses", systems, glosses, anchor, invariance,
+                            _warm_texts(glosses_all, glosses, args.warm))
     return rows
+
+
+def _warm_texts(pool: list[str], timed: list[str], n: int) -> list[str]:
+    """``n`` texts of ``pool`` drawn with another seed, none of them among ``timed``."""
+    if not n:
+        return []
+    skip = set(timed)
+    return [t for t in sample(pool, n + len(timed), seed=11) if t not in skip][:n]
 
 
 def run_recall(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> dict[str, Any]:
@@ -301,8 +333,8 @@ def run_recall(args: argparse.Namespace, systems: dict[str, EncodeFn]) -> dict[s
     # The fp32 ONNX vectors equal the anchor's (cosine 1.0000 above), so with the anchor's
     # cached document vectors the slow fp32 pass is skipped.
     default = next(name for name in systems if name.startswith(DEFAULT))
-    fp32 = next(name for name in systems if name.startswith("embedops onnx ("))
-    names = [default] if cached.exists() else [fp32, default]
+    fp32 = next((name for name in systems if name.startswith("embedops onnx (")), None)
+    names = [default] if cached.exists() or fp32 is None else [fp32, default]
     for name in names:
         began = time.perf_counter()
         doc_vecs = systems[name](docs)
