@@ -160,9 +160,14 @@ def compare(catalog: Any, collection: str, model_version: str, keys: Sequence[st
             meta: dict[str, Any]) -> Consistency:
     """Compare the items of an index (``keys``, its snapshot's ``meta``) with the catalog."""
     since = float(meta.get("catalog_ts") or 0.0)
-    recent = {c[0] for c in catalog.changes_since(collection, since - MARGIN_S)}
+    # Three reads, each of the catalog as committed when it runs: the changes last, so a write
+    # committed between them is among the recent ones (left out of the comparison). Read first,
+    # a write landing before the id list (seconds at 1M items) counted as an item the index
+    # lacked, and a server rebuilt its whole index for nothing.
     without = set(catalog.missing_vectors(collection, model_version))
-    expected = {i for i in catalog.all_ids(collection) if i not in without and i not in recent}
+    ids = catalog.all_ids(collection)
+    recent = {c[0] for c in catalog.changes_since(collection, since - MARGIN_S)}
+    expected = {i for i in ids if i not in without and i not in recent}
     held = set(keys)
     compared = held - recent
     index_only, catalog_only = len(compared - expected), len(expected - compared)
