@@ -248,3 +248,45 @@ def test_a_canary_is_less_exposed_with_strong_dp(lee_corpus: Path) -> None:
     hidden = canary_exposure(private.table, CANARY, candidates=500)
     assert exposed.flagged, exposed
     assert hidden.exposure_bits < exposed.exposure_bits, (hidden, exposed)
+
+
+def test_cli_train_exposes_the_tuned_dp_settings(
+    lee_corpus: Path, workspace: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dp-lot, --dp-max-vocab and --dp-frozen-output reach the DP trainer: the manifest's
+    sampling rate, steps, vocabulary and saved vectors follow them, at the epsilon asked."""
+    from embedops.cli.main import main
+    from embedops.models.registry import Registry
+
+    corpus = tmp_path / "lee.txt"
+    corpus.write_text("\n".join(lee_corpus.read_text(encoding="utf-8").splitlines()[:200]))
+    base = ["train", str(corpus), "--name", "tuned", "--epochs", "2", "--dim", "8",
+            "--min-count", "2", "--device", "cpu"]
+    tuned = ["--dp-epsilon", "8", "--dp-lot", "50", "--dp-max-vocab", "300",
+             "--dp-frozen-output"]
+    assert main([*base, *tuned, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["vocab_size"] == 300
+    manifest = Registry(workspace).get(summary["ref"]).manifest
+    dp = manifest["training"]["privacy"]
+    assert 7.5 <= dp["epsilon"] <= 8.0 and dp["sentences"] <= 200
+    assert dp["sample_rate"] == pytest.approx(50 / dp["sentences"])
+    assert dp["steps"] == 2 * -(-dp["sentences"] // 50)  # epochs x ceil(1 / q)
+    params = manifest["params"]
+    assert (params["dp_lot"], params["dp_max_vocab"], params["dp_frozen_output"]) == (
+        50, 300, True)
+    # the defaults stay as they were (512 sentences a lot: every sentence, both tables trained)
+    assert main([*base, "--dp-epsilon", "8", "--json"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["privacy"]["sample_rate"] == 1.0 and default["vocab_size"] > 300
+    for bad, said in ((["--dp-epsilon", "8", "--dp-lot", "0"], "dp_lot"),
+                      (["--dp-epsilon", "8", "--dp-max-vocab", "0"], "dp_max_vocab"),
+                      (["--dp-lot", "50"], "differentially private"),
+                      (["--dp-frozen-output"], "differentially private"),
+                      (["--dp-epsilon", "8", "--dp-frozen-output", "--sg"], None)):
+        code = main([*base, *bad])
+        err = capsys.readouterr().err
+        if said is None:  # skip-gram with a frozen output table trains (input vectors saved)
+            assert code == 0, err
+            continue
+        assert code == 1 and said in err and "Traceback" not in err, err

@@ -69,6 +69,25 @@ def train(
     dp_delta: Annotated[
         float | None, typer.Option("--dp-delta", help="DP: delta (default 1/N sentences).")
     ] = None,
+    dp_lot: Annotated[
+        int | None,
+        typer.Option("--dp-lot", help="DP: expected sentences per step (Poisson "
+                     "sampling; default 512). Larger lots with fewer steps carry more signal "
+                     "per unit of noise: thousands suit corpora of 50k+ lines."),
+    ] = None,
+    dp_max_vocab: Annotated[
+        int | None,
+        typer.Option("--dp-max-vocab", help="DP: keep only the N most frequent words "
+                     "(every kept row is noised at every step; rare words get no usable "
+                     "signal). Which words are kept is not covered by the guarantee."),
+    ] = None,
+    dp_frozen_output: Annotated[
+        bool,
+        typer.Option("--dp-frozen-output/--dp-trained-output", help="DP: keep the output "
+                     "(context) table at a fixed random start and train and save the input "
+                     "vectors alone, so each sentence's clip budget and the noise go to its "
+                     "input rows (better utility at a given epsilon)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Train static word vectors on CORPUS and publish them as a new version of NAME."""
@@ -78,6 +97,7 @@ def train(
         redact=() if no_redact else _D.redact, phrases=phrases, text_field=text_field,
         replace_bad_bytes=replace_bad_bytes, device=device, batch_size=batch_size, update=update,
         dp_epsilon=dp_epsilon, dp_noise=dp_noise, dp_clip=dp_clip, dp_delta=dp_delta,
+        dp_lot=dp_lot, dp_max_vocab=dp_max_vocab, dp_frozen_output=dp_frozen_output,
     )
     with engine() as eo:
         result = eo.models.train(corpus, name, config)
@@ -104,4 +124,5 @@ def _print_summary(result: TrainResult) -> None:
     if dp:
         typer.echo(f"  differentially private: epsilon {dp['epsilon']:.2f} at delta "
                    f"{dp['delta']:.2g} per sentence (noise {dp['noise_multiplier']:.2f}, clip "
-                   f"{dp['clip']:g}, {dp['steps']} steps)")
+                   f"{dp['clip']:g}, {dp['steps']} steps of about "
+                   f"{dp['sample_rate'] * dp['sentences']:,.0f} sentences)")

@@ -54,7 +54,10 @@ class TrainConfig:
     train word2vec with the torch trainer (``embedops.train.gpu_sgns``), in batches of
     ``batch_size`` pairs with the ``update`` rule (``adagrad`` or ``sgd``).
     ``dp_epsilon`` or ``dp_noise`` trains differentially private word2vec with the torch
-    trainer (``device`` None means ``auto`` then); see ``embedops.train.dp``.
+    trainer (``device`` None means ``auto`` then); see ``embedops.train.dp``. DP settings
+    that need one of them: ``dp_lot`` (expected sentences per DP step, Poisson sampling;
+    None: the trainer's 512), ``dp_max_vocab`` (keep only the most frequent words) and
+    ``dp_frozen_output`` (a fixed random output table, the input table trained and saved).
     ``vectors`` is what each word's saved vector is: ``input`` (what gensim keeps), ``sum``
     (input + output vector, Levy, Goldberg & Dagan 2015: better word similarity, for
     fastText too, whose out-of-vocabulary words keep n-gram input vectors alone), ``auto``
@@ -89,6 +92,9 @@ class TrainConfig:
     dp_noise: float | None = None
     dp_clip: float = 1.0
     dp_delta: float | None = None
+    dp_lot: int | None = None
+    dp_max_vocab: int | None = None
+    dp_frozen_output: bool = False
     vectors: str = "auto"
     shuffle: bool = True
 
@@ -115,6 +121,7 @@ class TrainConfig:
                 f"fastText needs 1 <= min_n <= max_n and bucket > 0, got "
                 f"min_n={self.min_n} max_n={self.max_n} bucket={self.bucket}"
             )
+        self._check_dp_settings()
         if (self.dp_epsilon is not None or self.dp_noise is not None) and self.device is None:
             if self.model != "word2vec":
                 raise InvalidInput(f"differentially private training is for word2vec, not "
@@ -127,6 +134,18 @@ class TrainConfig:
                     f"--device {self.device} trains word2vec only, not {self.model}",
                     "drop --device to train fastText with gensim on the CPU",
                 )
+
+    def _check_dp_settings(self) -> None:
+        """``dp_lot`` and ``dp_max_vocab`` are >= 1; they and ``dp_frozen_output`` need DP."""
+        for name in ("dp_lot", "dp_max_vocab"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidInput(f"{name} must be >= 1, got {value}")
+        given = [name for name in ("dp_lot", "dp_max_vocab", "dp_frozen_output")
+                 if getattr(self, name) not in (None, False)]
+        if given and self.dp_epsilon is None and self.dp_noise is None:
+            raise InvalidInput(f"{', '.join(given)} only apply to differentially private training",
+                               "give --dp-epsilon (or --dp-noise) too, or drop them")
 
     @property
     def saved_vectors(self) -> str:
@@ -151,6 +170,8 @@ class TrainConfig:
             batch_size=self.batch_size, update=self.update, device=self.device or "auto",
             seed=self.seed, dp_epsilon=self.dp_epsilon, dp_noise_multiplier=self.dp_noise,
             dp_clip=self.dp_clip, dp_delta=self.dp_delta, vectors=self.vectors,
+            dp_frozen_output=self.dp_frozen_output, max_vocab=self.dp_max_vocab,
+            dp_batch_sentences=self.dp_lot or SGNSConfig.dp_batch_sentences,
         )
 
     def tokenizer_spec(self, phrases_sha256: str | None = None) -> TokenizerSpec:
