@@ -150,6 +150,16 @@ def _start_embedops(home: Path, out: Path, stack: ExitStack, workers: int) -> tu
     # warm-up loads the 1M-vector index and builds BM25 over 1M texts in each worker: minutes
     proc = base.start(cmd, f"http://127.0.0.1:{port}/readyz", out / "serve-scale-embedops.log",
                       timeout=1200)
+    # /readyz answers from whichever worker takes the connection: wait until every worker has
+    # warmed up (20 new connections in a row answered 200), or the load starts on fewer
+    import httpx
+
+    deadline, streak = time.monotonic() + 1200, 0
+    while streak < 20 and time.monotonic() < deadline:
+        ok = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+        streak = streak + 1 if ok else 0
+        if not ok:
+            time.sleep(1)
     stack.callback(base.stop, proc)
     return f"http://127.0.0.1:{port}", proc.pid
 
