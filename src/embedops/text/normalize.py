@@ -18,8 +18,14 @@ def normalize(text: str, form: str = "NFKC", lowercase: bool = True) -> str:
     """Normalize ``text``: Unicode ``form`` (or ``"none"``), drop control characters,
     collapse runs of whitespace to one space, strip, and optionally lowercase (casefold).
     """
+    unicode_form = cast(Literal["NFC", "NFD", "NFKC", "NFKD"], form)
     if form != "none":
-        text = unicodedata.normalize(cast(Literal["NFC", "NFD", "NFKC", "NFKD"], form), text)
+        text = unicodedata.normalize(unicode_form, text)
     text = _CONTROL.sub("", text)
     text = _SPACE.sub(" ", text).strip()
-    return text.casefold() if lowercase else text
+    if not lowercase:
+        return text
+    text = text.casefold()
+    # casefolding can undo the form: "\ufb01" + a combining grave folds to "fi" + the grave,
+    # which NFC composes to "f\xec"; normalizing again keeps normalize idempotent
+    return unicodedata.normalize(unicode_form, text) if form != "none" else text
