@@ -39,15 +39,9 @@ SHARED = Path(os.environ.get("EMBEDOPS_SHARED_DATA",
 
 
 def _gloss_lines(n: int) -> list[str]:
-    from embedops.data import wordnet_glosses_path
+    from embedops.data import wordnet_glosses
 
-    out = []
-    with lzma.open(wordnet_glosses_path(), "rt", encoding="utf-8") as fh:
-        for line in fh:
-            out.append(json.loads(line)["gloss"])
-            if len(out) == n:
-                break
-    return out
+    return [row["gloss"] for row in wordnet_glosses(n)]
 
 
 def _corpus_lines(max_words: int) -> list[str]:

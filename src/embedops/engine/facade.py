@@ -233,10 +233,8 @@ class Embedops:
         """Current snapshot, item count and freshness (items not in the served snapshot);
         ``served`` (counts, memory) when this process serves the index, or with ``load`` (which
         loads and verifies it first, as a search would)."""
-        if load:
-            version = self._indexes.version(collection, model_version)
-            if self._indexes.store(collection, version).list():
-                self._indexes.served(collection, version)
+        if load and self.snapshots(collection, model_version).list():
+            self.served_index(collection, model_version)
         return self._indexes.status(collection, model_version)
 
     def verify_index(self, collection: str, model_version: str | None = None) -> Any:

@@ -95,6 +95,8 @@ class FaissIndex:
         self._ids: IdArray = np.empty(0, dtype=np.int64)
         self._index: Any = None
         self._lock = threading.RLock()
+        # (id and size of the FAISS object, its serialised bytes): see memory_bytes
+        self._memory_seen: tuple[tuple[int, int], int] | None = None
         self._reset()
 
     # --- the contract ---------------------------------------------------------------------
@@ -235,7 +237,7 @@ class FaissIndex:
         with self._lock:
             index = self._index
             key = (id(index), 0 if index is None else int(index.ntotal))
-            cached = getattr(self, "_memory_seen", None)
+            cached = self._memory_seen
             if cached is None or cached[0] != key:
                 cached = (key, 0 if index is None else len(faiss.serialize_index(index)))
                 self._memory_seen = cached

@@ -8,15 +8,18 @@ broken gate during a canary rolls the canary back.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedops.errors import InvalidInput
 from embedops.lifecycle.stats import VersionStats
 
+if TYPE_CHECKING:
+    from embedops.engine import Embedops
+
 PASS, PENDING, BROKEN = "pass", "pending", "broken"
 
 
-def bound_golden_set(api: Any, collection: str, purpose: str, fix: str) -> str:
+def bound_golden_set(api: Embedops, collection: str, purpose: str, fix: str) -> str:
     """The one golden set bound to ``collection``; refused with ``purpose`` (what needs it),
     the sets found, and ``fix`` unless exactly one is bound."""
     from embedops.monitor.db import MonitorDB
