@@ -8,8 +8,10 @@ given (``upsert_items(vectors=...)``), under a random static model of the same d
 Measured in one run, one FAISS thread, with the load average printed beside each figure:
 
 * full build: ``index build --kind hnsw`` of ``--n`` vectors (catalog read, build, checksummed
-  snapshot) next to raw FAISS ``IndexHNSWFlat`` (same ``M`` and ``efConstruction``) on the
-  same array;
+  snapshot); after the refreshes, ``index merge`` (a full build over the live vectors) next to
+  raw FAISS ``IndexHNSWFlat`` (same ``M`` and ``efConstruction``) on the same array, builds on
+  ``--build-threads`` FAISS threads on both sides; the memory per live vector of the merged
+  index (``index status``) and of raw FAISS's;
 * refresh: ``--new-share`` (1%) new vectors written, then ``index refresh`` (a new segment
   from those only, the rest hard-linked); then deleting 1% and refreshing again; each as a
   share of the full build; then more 1% refreshes (``--refreshes`` in all) under the
@@ -27,7 +29,8 @@ Measured in one run, one FAISS thread, with the load average printed beside each
 * the refresh bookkeeping at ``--keymap-n`` keys: the consistency checksum from scratch and
   updated by the write, and the served index's key map (what still grows with the collection).
 
-Beside each contestant's recall and QPS: its HNSW distance computations per query at that
+One query per call, each contestant's p50 / p99 latency over one more pass. Beside each
+contestant's recall and QPS: its HNSW distance computations per query at that
 ``ef_search`` (FAISS's counters, one untimed pass), the work it does whatever the load.
 
 ``--layouts`` (index level, no engine): the layout the size-tiered policy holds when it first
@@ -222,11 +225,31 @@ def distances(search: Callable[[dict[str, int]], Any], knobs: dict[str, int], n:
     return float(stats.ndis / n)
 
 
-def served_search(served: Any, queries: np.ndarray
-                  ) -> Callable[[dict[str, int]], list[set[Any]]]:
+class OneByOne:
+    """A search of all ``queries`` one query per call (``one(query, knobs)`` gives a top-10
+    set); ``latencies`` times each call of one pass (p50 / p99)."""
+
+    def __init__(self, one: Callable[[np.ndarray, dict[str, int]], set[Any]],
+                 queries: np.ndarray) -> None:
+        self.one, self.queries = one, queries
+
+    def __call__(self, knobs: dict[str, int]) -> list[set[Any]]:
+        return [self.one(q, knobs) for q in self.queries]
+
+    def latencies(self, knobs: dict[str, int]) -> dict[str, float]:
+        took = []
+        for q in self.queries:
+            started = time.perf_counter()
+            self.one(q, knobs)
+            took.append(time.perf_counter() - started)
+        ms = 1000 * np.asarray(took)
+        return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def served_search(served: Any, queries: np.ndarray) -> OneByOne:
     """One query at a time through a served index (what a server does)."""
-    return lambda knobs: [{i for i, _ in served.search(q, 10, search_params=knobs)}
-                          for q in queries]
+    return OneByOne(lambda q, knobs: {i for i, _ in served.search(q, 10, search_params=knobs)},
+                    queries)
 
 
 def index_search(index: Any, queries: np.ndarray, batch: bool
@@ -234,17 +257,16 @@ def index_search(index: Any, queries: np.ndarray, batch: bool
     """The index's own search (global ids), all queries in one call or one per call."""
     if batch:
         return lambda knobs: [set(row.tolist()) for row in index.search(queries, 10, knobs)[0]]
-    return lambda knobs: [set(index.search(q[None, :], 10, knobs)[0][0].tolist())
-                          for q in queries]
+    return OneByOne(lambda q, knobs: set(index.search(q[None, :], 10, knobs)[0][0].tolist()),
+                    queries)
 
 
-def faiss_search(index: Any, queries: np.ndarray
-                 ) -> Callable[[dict[str, int]], list[set[Any]]]:
+def faiss_search(index: Any, queries: np.ndarray) -> OneByOne:
     """Raw FAISS HNSW, one query per call."""
-    def run(knobs: dict[str, int]) -> list[set[Any]]:
+    def one(q: np.ndarray, knobs: dict[str, int]) -> set[Any]:
         index.hnsw.efSearch = knobs["ef_search"]
-        return [set(index.search(q[None, :], 10)[1][0].tolist()) for q in queries]
-    return run
+        return set(index.search(q[None, :], 10)[1][0].tolist())
+    return OneByOne(one, queries)
 
 
 @contextlib.contextmanager
@@ -308,6 +330,16 @@ def bookkeeping(n: int, share: float) -> dict[str, float]:
     return out
 
 
+def memory(api: Embedops, raw: Any, live: int, dim: int) -> dict[str, float]:
+    """Bytes per live vector: the served merged index as ``index status`` reports it (FAISS
+    index, key map, tombstones), raw FAISS's index (its serialized size: the graph and the
+    vectors it holds in RAM), and flat fp32 for scale."""
+    served = api.index_status("big")["served"]
+    return {"embedops_per_vector": served["memory_bytes"] / live,
+            "faiss_per_vector": len(faiss.serialize_index(raw)) / live,
+            "flat_fp32_per_vector": 4.0 * dim}
+
+
 def global_truth(served: Any, truth_ids: list[set[str]]) -> list[set[int]]:
     """The exact top-10 as the global ids of ``served``'s index (positions in its keys)."""
     pos = {k: i for i, k in enumerate(served.keys) if i not in served.masked}
@@ -362,6 +394,10 @@ def compete(modes: Modes, args: argparse.Namespace, n: int) -> dict[str, Any]:
 
             calls[name] = call
         timing = race(calls, n, args.rounds, "merged")
+        for name, (search, _, threads) in entries.items():
+            if isinstance(search, OneByOne):  # one untimed-by-race pass: each query's latency
+                with fan_out_threads(threads):
+                    timing[name].update(search.latencies({"ef_search": found[name]["ef"]}))
         out[mode] = {name: {**found[name], **timing[name]} for name in entries}
         out[mode]["load"] = load()
     return out
@@ -370,8 +406,8 @@ def compete(modes: Modes, args: argparse.Namespace, n: int) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
-    faiss.omp_set_num_threads(1)
-    threadpool_limits(1)  # numpy's BLAS too: one thread everywhere, as in a server worker
+    faiss.omp_set_num_threads(args.build_threads)  # builds (both sides alike); searches: 1
+    threadpool_limits(1)  # numpy's BLAS: one thread everywhere, as in a server worker
     n, dim, topics = args.n, args.dim, max(16, args.n // 500)
     base = clustered(n, dim, 0, topics)
     queries = clustered(args.queries, dim, 9, topics)
@@ -385,9 +421,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["ingest_s"], _ = timed(lambda: write(api, ids, base))
         report["build_s"], _ = timed(lambda: api.build_index(
             "big", "hnsw", {"M": M, "ef_construction": EF_CONSTRUCTION}, quiet=True))
-        raw = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
-        raw.hnsw.efConstruction = EF_CONSTRUCTION
-        report["faiss_build_s"], _ = timed(lambda: raw.add(base))
         report["load_build"] = load()
         api.served_index("big")  # loaded, as a server holds it
         live_ids, live = list(ids), base
@@ -418,9 +451,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         merged = api.served_index("big")
         raw_live = faiss.IndexHNSWFlat(dim, M, faiss.METRIC_INNER_PRODUCT)
         raw_live.hnsw.efConstruction = EF_CONSTRUCTION
-        raw_live.add(live)
-        equal = equal_segments(live, args.segments)
+        report["faiss_build_s"], _ = timed(lambda: raw_live.add(live))  # the merge's data
+        report["memory"] = memory(api, raw_live, len(live), dim)
+        report["equal_build_s"], equal = timed(lambda: equal_segments(live, args.segments))
         report["equal_layout"] = [(s.index.kind, s.live) for s in equal.segments]
+        faiss.omp_set_num_threads(1)
         report["load_measure"] = load()
         report.update(measure(args, queries, truth_ids, truth_rows, served, merged, equal,
                               raw_live))
@@ -501,23 +536,29 @@ def show_modes(report: dict[str, Any], modes: tuple[str, ...]) -> None:
             print(f"   {name:<13} ef_search {found['ef']:<4} recall@10 {found['recall']:.3f}  "
                   f"{found['ndis']:>6,.0f} dist/query  {found['qps']:>8,.0f} QPS  "
                   f"ratio {found['ratio']:.2f}  per CPU s {found['cpu_qps']:>7,.0f}  "
-                  f"CPU ratio {found['cpu_ratio']:.2f}")
+                  f"CPU ratio {found['cpu_ratio']:.2f}"
+                  + (f"  p50 {found['p50_ms']:.3f} ms p99 {found['p99_ms']:.3f} ms"
+                     if "p99_ms" in found else ""))
 
 
 def show(report: dict[str, Any]) -> None:
     print(f"{report['n']} x {report['dim']} ({report['data']}), one FAISS thread, "
           f"load {report['load_start']} at start, {report['load_end']} at the end")
     print(f"ingest through the engine  {report['ingest_s']:.1f} s")
-    print(f"full hnsw build            {report['build_s']:.2f} s  "
-          f"(raw FAISS {report['faiss_build_s']:.2f} s, "
-          f"ratio {report['build_s'] / report['faiss_build_s']:.2f}; load {report['load_build']})")
+    print(f"full hnsw build            {report['build_s']:.2f} s  (load {report['load_build']})")
     print(f"refresh, 1% new            {report['refresh_1pct_s']:.3f} s  "
           f"= {100 * report['refresh_share_of_build']:.1f}% of the full build")
     print(f"refresh, 1% deleted        {report['refresh_delete_1pct_s']:.3f} s")
     print(f"all refreshes (s)          {report['refresh_s']}")
     print(f"policy layout              {report['layout']}")
     print(f"equal layout               {report['equal_layout']}")
-    print(f"merge of the policy layout {report['merge_s']:.2f} s")
+    print(f"merge of the policy layout {report['merge_s']:.2f} s  (a full build over the live "
+          f"vectors; raw FAISS HNSW on the same: {report['faiss_build_s']:.2f} s, ratio "
+          f"{report['merge_s'] / report['faiss_build_s']:.2f}); 10 equal segments built in "
+          f"{report['equal_build_s']:.2f} s")
+    mem = report["memory"]
+    print(f"memory per live vector     embedops {mem['embedops_per_vector']:.1f} B, raw FAISS "
+          f"{mem['faiss_per_vector']:.1f} B (flat fp32 alone {mem['flat_fp32_per_vector']:.0f} B)")
     show_modes(report, ("served", "single", "batch"))
     book = report["bookkeeping"]
     print(f"refresh bookkeeping at {book['n']:,} keys, a write of {book['write']:,}: "
@@ -538,6 +579,8 @@ def main() -> None:
     parser.add_argument("--tmp", default=os.environ.get("TMPDIR"))
     parser.add_argument("--json", default=None, help="also write the report here")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--build-threads", type=int, default=1,
+                        help="FAISS threads for builds, both sides alike (searches use one)")
     parser.add_argument("--keymap-n", type=int, default=1_000_000,
                         help="keys for the refresh bookkeeping timings")
     parser.add_argument("--layouts", action="store_true",
