@@ -51,6 +51,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,9 @@ class Peak:
                               "anon_now_mb": round(now["RssAnon"] / 2**20, 1),
                               "vm_hwm_mb": round(now["VmHWM"] / 2**20, 1)}
         self.top = now["RssAnon"]
+        print(f"[{time.strftime('%H:%M:%S', time.gmtime())} UTC] {phase} done, load {load()}, "
+              f"peak anon {self.phases[phase]['peak_anon_mb']:,.0f} MB", file=sys.stderr,
+              flush=True)
 
     def stop(self) -> None:
         self._stop.set()
