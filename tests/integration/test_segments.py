@@ -166,6 +166,40 @@ def test_merge_equals_a_rebuild_and_the_policy_bounds_segments(api: Embedops) ->
     assert api.merge_index("merge1")["segments"] == 1
 
 
+def test_a_merge_extends_the_largest_graph_when_it_has_no_tombstones(api: Embedops,
+                                                                     home: Path) -> None:
+    _fill(api, "grow", "hnsw", n=2500)
+    _write(api, "grow", [f"n{i}" for i in range(300)], seed=7)  # new items only
+    assert api.refresh_index("grow")["segments"] == 2
+    out = api.merge_index("grow")
+    assert out["segments"] == 1 and out["reused"] == 2500  # the base graph copied, 300 added
+    live = api.collections.info("grow").item_count
+    status = api.index_status("grow")
+    assert status["served"]["count"] == live == 2800
+    assert status["consistency"]["state"] == "consistent"
+    got = _dense(api, "grow")
+    ids = [f"i{i}" for i in range(2500)] + [f"n{i}" for i in range(300)]
+    rows = np.concatenate([_vectors(2500, 1), _vectors(300, 7)])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    exact_top = [{ids[j] for j in np.argsort(-(rows @ (q / np.linalg.norm(q))))[:K]}
+                 for q in QUERIES]
+    hits = sum(len({i for i, _ in a} & t) for a, t in zip(got, exact_top, strict=True))
+    assert hits / (K * len(QUERIES)) >= 0.95
+    with Embedops(Workspace(home)) as again:  # the extended segment saved, loaded, verified
+        _same(_dense(again, "grow"), got)
+        assert all(c.ok for c in again.verify_index("grow"))
+    _churn(api, "grow", 0)  # a delete: the graph has tombstones now, the merge rebuilds it
+    api.refresh_index("grow")
+    rebuilt = api.merge_index("grow")
+    assert rebuilt["reused"] == 0 and rebuilt["segments"] == 1
+    assert api.index_status("grow")["served"]["segments"][0]["tombstones"] == 0
+    got = _dense(api, "grow")
+    api.build_index("grow", "flat", quiet=True)
+    exact = _dense(api, "grow")
+    hits = sum(len({i for i, _ in a} & {i for i, _ in b}) for a, b in zip(got, exact, strict=True))
+    assert hits / (K * len(QUERIES)) >= 0.95
+
+
 def test_filters_and_modes_over_segments(api: Embedops) -> None:
     _fill(api, "modes", "hnsw", n=600)
     _churn(api, "modes", 0)

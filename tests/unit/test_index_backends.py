@@ -46,6 +46,23 @@ def test_hnsw_upsert_of_a_tombstoned_id_serves_the_new_vector():
     assert ids[0, 0] != 7
 
 
+def test_a_hnsw_copy_grows_and_forgets_apart_from_its_original():
+    x = data(300)
+    index = make_index("hnsw", DIM)
+    index.build(x[:200], np.arange(200))
+    index.remove(np.array([3]))
+    twin = index.copy()
+    twin.add(x[200:], np.arange(200, 300))
+    twin.remove(np.array([5]))
+    assert (index.count, index.tombstones) == (199, 1)  # the original as it was
+    assert (twin.count, twin.tombstones) == (298, 2)
+    ids, _ = twin.search(x[200:300], 1)
+    assert (ids[:, 0] == np.arange(200, 300)).all()
+    assert index.search(x[5:6], 1)[0][0, 0] == 5 and twin.search(x[5:6], 1)[0][0, 0] != 5
+    assert index.search(x[250:251], 1)[0][0, 0] != 250
+    assert 3 not in twin.search(x[3:4], 5)[0][0]  # the copy keeps the original's tombstones
+
+
 def test_hnsw_params_are_validated():
     with pytest.raises(InvalidInput, match="ef_search"):
         make_index("hnsw", DIM, "cosine", {"ef_search": 0})

@@ -9,7 +9,11 @@
   own backend from those items only; the served tombstones (items deleted or rewritten) join
   each segment's tombstones in the new manifest;
 * the segments to merge are folded into that new segment from the catalog's vectors of their
-  live items, dropping their tombstones: on a refresh, the size tiers that fill up and the
+  live items, dropping their tombstones; a graph is not rebuilt from scratch when it need not
+  be: the largest hnsw segment merged that has no tombstones (the host) is copied and the
+  others' items and the overlay are inserted into the copy, so a merge costs the insertions
+  of what joins the host, not of the host again (``reused`` in the summary: the host's
+  entries); on a refresh, the size tiers that fill up and the
   small exact segments (under the size a graph is built from: one flat tail, not several);
   ``merge="policy"`` adds the segments worn by tombstones and the smallest until
   ``max_segments``; ``merge="all"`` takes every one (see ``merge_policy.merge_plan``);
@@ -45,6 +49,7 @@ from embedops.engine import consistency
 from embedops.engine.index_meta import kind_params, public_meta, snapshot_meta
 from embedops.errors import InvalidInput
 from embedops.index import IN_PROCESS, make_index
+from embedops.index.base import FaissIndex
 from embedops.index.ivf import auto_nlist
 from embedops.index.merge_policy import MergeRate, Throttle, merge_plan
 from embedops.index.protocol import Index
@@ -91,11 +96,14 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
         return {**public_meta(served.meta), "count": served.count, "changed": False,
                 "segments": len(base.segments), "added": 0, "merged": 0,
                 "seconds": round(time.time() - started, 3)}
-    keys, matrix = _items(mgr, collection, version, served, segs, chosen, merge == ALL)
+    host = _host(segs, chosen, base.kind)
+    keys, matrix = _items(mgr, collection, version, served, segs, chosen, merge == ALL, host)
     kept = [s for s in segs if s.name not in chosen and s.live > 0]
     name = new_segment_name()
     throttle = Throttle(rate)
-    fresh = [Segment(name, _build(base, matrix, throttle), len(keys))] if keys else []
+    if host is not None:
+        keys = served.keys[host.offset:host.offset + host.size] + keys
+    fresh = [Segment(name, _build(base, matrix, throttle, host), len(keys))] if keys else []
     index = SegmentedIndex([*kept, *fresh], base.kind, base.metric, base.dim, base.params)
     all_keys = _kept_keys(served.keys, kept) + keys
     removed = [served.keys[i] for i in dead]
@@ -116,6 +124,7 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
     mgr.install(collection, version, now)
     return {**public_meta(now.meta), "count": now.count, "changed": True,
             "segments": len(index.segments), "added": len(new_keys), "merged": len(chosen),
+            "reused": host.size if host is not None else 0,
             "seconds": round(time.time() - started, 3),
             "throttled_s": round(throttle.slept, 3)}
 
@@ -149,15 +158,22 @@ def _kept_keys(keys: list[str], kept: list[Segment]) -> list[str]:
 
 
 def _items(mgr: IndexManager, collection: str, version: str, served: ServedIndex,
-           segs: list[Segment], chosen: set[str], everything: bool
+           segs: list[Segment], chosen: set[str], everything: bool, host: Segment | None
            ) -> tuple[list[str], np.ndarray]:
-    """Keys and vectors of the new segment: the overlay plus the live items of the segments
-    merged, from the catalog (``everything``: every live item, read in one pass)."""
+    """Keys and vectors the new segment gets beyond the ``host``'s entries (which it keeps):
+    the overlay plus the live items of the other segments merged, from the catalog
+    (``everything``: every live item of the catalog, read in one pass)."""
     new_keys, new_vectors, _ = served.live_state()
     if everything:
         ids, vectors = mgr.catalog.load_vectors(collection, version)
-        return list(ids), np.asarray(vectors, np.float32).reshape(len(ids), served.dim)
-    fold = [k for s in segs if s.name in chosen for k in _live_keys(served.keys, s)]
+        rows = np.asarray(vectors, np.float32).reshape(len(ids), served.dim)
+        if host is None:
+            return list(ids), rows
+        hosted = set(served.keys[host.offset:host.offset + host.size])
+        rest = [i for i, key in enumerate(ids) if key not in hosted]
+        return [ids[i] for i in rest], rows[rest]
+    fold = [k for s in segs if s.name in chosen and s is not host
+            for k in _live_keys(served.keys, s)]
     if not fold:
         return list(new_keys), new_vectors
     ids, vectors = mgr.catalog.load_vectors(collection, version, fold)
@@ -208,17 +224,44 @@ def _chosen(segs: list[Segment], kind: str, merge: str | None, max_segments: int
     raise InvalidInput(f"unknown merge '{merge}'", f"use '{ALL}' or '{POLICY}'")
 
 
+#: backends whose segment a merge extends (a copy plus insertions) instead of rebuilding: a
+#: graph's insertions do not depend on what was inserted before them; cell indexes (ivf,
+#: rabitq, ...) are rebuilt, since their cells were trained for the smaller segment
+EXTENDABLE = ("hnsw",)
+
+
+def _host(segs: list[Segment], chosen: set[str], kind: str) -> Segment | None:
+    """The merged segment to extend: the largest chosen one of an ``EXTENDABLE`` kind with no
+    tombstones (every node of its copy stays live; one with tombstones is rebuilt, which
+    drops them); ``None``: build the merged segment from scratch."""
+    if kind not in EXTENDABLE:
+        return None
+    hosts = [s for s in segs if s.name in chosen and s.index.kind == kind and not len(s.dead)
+             and s.index.count == s.size and not getattr(s.index, "tombstones", 0)]
+    return max(hosts, key=lambda s: s.size, default=None)
+
+
 def _live_keys(keys: list[str], seg: Segment) -> list[str]:
     dead = set(seg.dead.tolist())
     part = keys[seg.offset:seg.offset + seg.size]
     return part if not dead else [k for i, k in enumerate(part) if i not in dead]
 
 
-def _build(base: SegmentedIndex, vectors: np.ndarray, throttle: Throttle) -> Index:
+def _build(base: SegmentedIndex, vectors: np.ndarray, throttle: Throttle,
+           host: Segment | None = None) -> Index:
     """A new segment of the index's backend over ``vectors`` (ids ``0..n-1``), built at the
-    throttle's rate; a small one is built exact (flat)."""
+    throttle's rate; a small one is built exact (flat). With a ``host``: a copy of its index
+    (ids ``0..size-1``) with ``vectors`` added as the ids after them."""
     from dataclasses import asdict
 
+    if host is not None:
+        assert isinstance(host.index, FaissIndex)  # EXTENDABLE kinds are FAISS backends
+        extended = host.index.copy()
+        rows = np.ascontiguousarray(vectors, np.float32)
+        ids = np.arange(host.size, host.size + len(rows), dtype=np.int64)
+        for start, stop in throttle.chunks(0, len(rows)):
+            extended.add(rows[start:stop], ids[start:stop])
+        return extended
     kind = base.kind
     params: dict[str, Any] | None = asdict(base.params)
     n = len(vectors)

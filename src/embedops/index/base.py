@@ -118,6 +118,25 @@ class FaissIndex:
             if len(ids64):
                 self._add(vecs, ids64)
 
+    def copy(self) -> FaissIndex:
+        """An independent copy: the FAISS index cloned, the arrays copied, a lock of its own
+        (a merge extends a copy of a segment's graph while the original keeps serving)."""
+        import copy as copy_module
+
+        import faiss
+
+        with self._lock:
+            other = copy_module.copy(self)
+            for name, value in vars(self).items():
+                if isinstance(value, np.ndarray):
+                    setattr(other, name, value.copy())
+            other._index = faiss.clone_index(self._index)
+        other._lock = threading.RLock()
+        other._tunings = {}
+        other._memory_seen = None
+        other._after_copy()
+        return other
+
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         """Add new vectors; an id already in the index is refused (use ``upsert``)."""
         with self._lock:
@@ -309,6 +328,10 @@ class FaissIndex:
         self._ids = np.delete(self._ids, positions)
         self._after_remove(positions)
         return removed
+
+    def _after_copy(self) -> None:
+        """Rebuild what a copy must not share with the original (hook: FAISS objects made
+        from the index, per-object caches)."""
 
     def _after_remove(self, positions: np.ndarray) -> None:
         """Hook for subclasses that keep arrays aligned with ``self._ids``."""

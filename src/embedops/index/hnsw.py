@@ -85,6 +85,10 @@ class HNSWIndex(FaissIndex):
             self._ef_params = {}
         return int(hit.sum())
 
+    def _after_copy(self) -> None:
+        self._skip_dead = self._dead_filter()  # a selector over the copy's own dead rows
+        self._ef_params = {}
+
     def _dead_filter(self) -> tuple[Any, ...] | None:
         """A selector that skips tombstoned labels (built once per remove, not per query)."""
         import faiss
