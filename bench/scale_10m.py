@@ -25,7 +25,8 @@ search on one FAISS thread, numpy's BLAS on one thread; the load average beside 
   float32 (``dim * 4``) and the target ``dim * 4 / 16 + 8`` (1/16 of flat plus an id);
 * QPS at recall@10 >= ``--target`` (0.95) against exact search (computed in chunks): for each
   rescoring depth the fewest ``nprobe`` cells reaching it (doubling then bisection, recall
-  untimed, all queries in one call), the fastest of those per side; then both sides timed in
+  untimed, all queries in one call; from 1 cell, or from ``first_probe``'s floor once the
+  index is segmented), the fastest of those per side; then both sides timed in
   ``--rounds`` interleaved rounds (a batch of all queries a call; and one query a call: the
   engine's served index as a server searches, the engine's index, raw FAISS), with p50/p99
   latency of one query a call;
@@ -218,12 +219,15 @@ def recall(found: list[set[Any]], truth: list[set[Any]]) -> float:
 Search = Callable[[dict[str, int]], list[set[Any]]]
 
 
-def first_probe(n: int, nlist: int) -> int:
-    """The fewest cells tried: at least ``MIN_PROBES``, and enough for four times the
-    candidate floor on average. Fewer cells than that can hold under ``k`` vectors for some
-    query, and a segment with tombstones then grows its fetch (x4 at a time) up to the whole
-    segment for the entire batch (``segments._search_live``): a (queries, n) search, about
-    4 GB at 200k vectors, which would not fit at 10M."""
+def first_probe(n: int, nlist: int, segmented: bool) -> int:
+    """The fewest cells tried: 1 for one plain index (a full build); for a segmented index
+    (after a refresh) at least ``MIN_PROBES``, and enough for four times the candidate floor
+    on average. Fewer cells can hold under ``k`` vectors for some query, and a segment then
+    grows its fetch (x4 at a time) up to the whole segment for the entire batch
+    (``segments._search_live``): a (queries, n) search, about 4 GB at 200k vectors, which
+    would not fit at 10M. Raw FAISS gets the same floor, so both sides search alike."""
+    if not segmented:
+        return 1
     return min(nlist, max(MIN_PROBES, -(-4 * MIN_CANDIDATES * nlist // max(n, 1))))
 
 
@@ -397,18 +401,21 @@ def measure(args: argparse.Namespace, served: Any, raw: RawRaBitQ, queries: np.n
     settings chosen earlier), the recall at those settings too."""
     contestants = sides(served, raw, queries, rows, n)
     nlist = int(raw.index.nlist)
+    from embedops.index.segments import SegmentedIndex
+
+    start = first_probe(int(raw.index.ntotal), nlist, isinstance(served.index, SegmentedIndex))
     found: dict[str, Any] = {}
     for name, (batch, _, truth, _) in contestants.items():
         if kept is not None:
             r = recall(batch(knobs_of(kept[name])), truth)
             found[name] = {"recall_at_previous": r}
-        again = cheapest(batch, truth, nlist, args.target, len(queries),
-                         first_probe(int(raw.index.ntotal), nlist))
+        again = cheapest(batch, truth, nlist, args.target, len(queries), start)
         if again["nprobe"] is None:
             raise RuntimeError(f"{name} never reaches recall {args.target}")
         found[name] = {**found.get(name, {}), **again}
     out = compare({name: (*c, found[name]) for name, c in contestants.items()},
                   len(queries), args.rounds)
+    out["nprobe_floor"] = start
     for name in contestants:
         if "recall_at_previous" in found[name]:
             out[name]["recall_at_previous"] = found[name]["recall_at_previous"]
@@ -480,7 +487,8 @@ def show(report: dict[str, Any]) -> None:
     for label, part in (("before the churn", report["before"]),
                         ("after the churn", report["after"])):
         print(f"-- {label}: at recall@10 >= target, {report['rounds']} interleaved rounds, "
-              f"ratio = median same-round QPS over embedops' (load {part['load']} after)")
+              f"ratio = median same-round QPS over embedops'; nprobe tried from "
+              f"{part['nprobe_floor']} (load {part['load']} after)")
         for name in ("embedops", "faiss"):
             s = part[name]
             prev = (f" (recall at the earlier settings {s['recall_at_previous']:.3f})"
