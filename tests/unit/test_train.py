@@ -136,7 +136,8 @@ def test_defaults_resolve_alpha_and_saved_vectors_by_architecture() -> None:
     assert (cbow.alpha, sg.alpha) == (0.075, 0.025)
     assert TrainConfig(alpha=0.1).alpha == 0.1
     assert cbow.saved_vectors == sg.saved_vectors == "sum"
-    assert TrainConfig(model="fasttext").saved_vectors == "sum"
+    assert TrainConfig(model="fasttext").saved_vectors == "unit-sum"
+    assert TrainConfig(model="fasttext", vectors="sum").saved_vectors == "sum"
     assert TrainConfig(vectors="input").saved_vectors == "input"
     assert TrainConfig(**cbow.to_dict()) == cbow
     with pytest.raises(InvalidInput, match="unknown vectors"):

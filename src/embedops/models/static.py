@@ -5,6 +5,7 @@ saved as a ModelVersion in safetensors plus a JSON vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,13 @@ class StaticVectors:
     ``ngrams`` with ``minn``/``maxn``/``bucket`` are fastText subword buckets (None otherwise).
     ``weights`` are optional per-word pooling weights (distilled models); ``name`` is how
     errors refer to the table (the model reference once published).
+    ``oov_map`` (dim x dim) and ``oov_norm`` shape the vectors built from n-grams: the n-gram
+    mean times ``oov_map``, then scaled to length ``oov_norm`` when it is > 0. fastText tables
+    saved as ``unit-sum`` set both (``with_oov_fit``): their rows mix input and output
+    vectors, the n-gram mean is an input vector alone, so the map (fitted on the vocabulary)
+    puts unknown words in the rows' space, where cosines to known words are comparable, and
+    the median row length lets an unpooled mean weigh known and unknown words alike. Unset
+    (older tables, ``sum`` and ``input`` ones): fastText's n-gram mean as it is.
     """
 
     index_to_key: list[str]
@@ -52,6 +60,8 @@ class StaticVectors:
     bucket: int = 0
     weights: np.ndarray | None = None
     name: str = "this model"
+    oov_norm: float = 0.0
+    oov_map: FloatArray | None = None
     key_to_index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +79,15 @@ class StaticVectors:
                 f"{len(self.weights)} pooling weights for {len(self.index_to_key)} keys",
                 "there must be one weight per key",
             )
+        if not (np.isfinite(self.oov_norm) and self.oov_norm >= 0):
+            raise FormatError(f"oov_norm must be finite and >= 0, got {self.oov_norm}",
+                              "use 0 to keep the n-gram mean's own length")
+        if self.oov_map is not None:
+            self.oov_map = np.ascontiguousarray(self.oov_map, dtype=np.float32)
+            if self.oov_map.shape != (self.dim, self.dim):
+                raise FormatError(f"oov_map has shape {self.oov_map.shape}, the vectors have "
+                                  f"dim {self.dim}", "it must be a dim x dim matrix")
+            self.oov_map.flags.writeable = False
         self.vectors.flags.writeable = False
 
     @property
@@ -119,6 +138,24 @@ class StaticVectors:
             bucket=int(getattr(kv, "bucket", 0)) if has_ngrams else 0,
         )
 
+    def with_oov_fit(self, sample: int = 50_000, seed: int = 0) -> StaticVectors:
+        """This table with ``oov_map`` fitted (ridge least squares, on up to ``sample`` words)
+        from the n-gram means of in-vocabulary words to their rows, and ``oov_norm`` the
+        median row length (see the class)."""
+        if not self.has_subwords:
+            raise InvalidInput(f"{self.name} has no subword n-grams", "use a fastText model")
+        rows = np.arange(len(self))
+        if len(rows) > sample:
+            rows = np.sort(np.random.default_rng(seed).choice(len(rows), sample, replace=False))
+        plain = dataclasses.replace(self, oov_map=None, oov_norm=0.0)
+        means = np.stack([plain.subword_vector(self.index_to_key[i]) for i in rows])
+        x, y = means.astype(np.float64), self.vectors[rows].astype(np.float64)
+        gram = x.T @ x
+        ridge = 1e-3 * max(float(np.trace(gram)), 1e-12) / self.dim
+        mapping = np.linalg.solve(gram + ridge * np.eye(self.dim), x.T @ y)
+        return dataclasses.replace(self, oov_map=mapping.astype(np.float32),
+                                   oov_norm=float(np.median(self.norms)))
+
     # -- persistence -----------------------------------------------------------------------
     def write(self, folder: Any) -> None:
         """Write ``vectors.safetensors`` and ``vocab.json`` into ``folder``."""
@@ -129,7 +166,11 @@ class StaticVectors:
             tensors["ngrams"] = np.ascontiguousarray(self.ngrams, dtype=np.float32)
         if self.weights is not None:
             tensors["weights"] = np.ascontiguousarray(self.weights, dtype=np.float32)
+        if self.oov_map is not None:
+            tensors["oov_map"] = self.oov_map
         meta = {"minn": str(self.minn), "maxn": str(self.maxn), "bucket": str(self.bucket)}
+        if self.oov_norm > 0:  # absent in older files, which keep the n-gram mean's length
+            meta["oov_norm"] = repr(float(self.oov_norm))
         save_file(tensors, str(folder / VECTORS_FILE), metadata=meta)
         (folder / VOCAB_FILE).write_text(json.dumps(self.index_to_key, ensure_ascii=False))
 
@@ -162,6 +203,8 @@ class StaticVectors:
             bucket=int(meta.get("bucket", 0)),
             weights=tensors.get("weights"),
             name=mv.ref,
+            oov_norm=float(meta.get("oov_norm", 0.0)),
+            oov_map=tensors.get("oov_map"),
         )
 
     # -- query -----------------------------------------------------------------------------
@@ -180,7 +223,8 @@ class StaticVectors:
     __getitem__ = vector
 
     def subword_vector(self, word: str) -> FloatArray:
-        """Mean of the n-gram bucket vectors of ``word``, hashed exactly as gensim/fastText do.
+        """Mean of the n-gram bucket vectors of ``word``, hashed exactly as gensim/fastText do,
+        times ``oov_map`` and scaled to length ``oov_norm`` when the table sets them.
 
         A word too short to have any n-gram gets the zero vector (as in fastText).
         """
@@ -194,7 +238,14 @@ class StaticVectors:
             return np.zeros(self.dim, dtype=np.float32)
         # Summing rows along axis 0 is sequential, like gensim's loop, so the result is bit-equal.
         total = self.ngrams[np.asarray(hashes)].sum(axis=0, dtype=np.float32)
-        return (total / np.float32(len(hashes))).astype(np.float32)
+        mean: FloatArray = (total / np.float32(len(hashes))).astype(np.float32)
+        if self.oov_map is not None:
+            mean = np.asarray(mean @ self.oov_map, dtype=np.float32)
+        if self.oov_norm > 0:
+            length = float(np.linalg.norm(mean))
+            if length > 0:
+                mean = np.asarray(mean * np.float32(self.oov_norm / length), dtype=np.float32)
+        return mean
 
     def unit(self, word: str) -> FloatArray:
         """Unit-length vector of ``word`` (cached rows for in-vocabulary words)."""

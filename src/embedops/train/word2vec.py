@@ -62,8 +62,8 @@ class TrainConfig:
     (input + output vector, Levy, Goldberg & Dagan 2015: better word similarity, for
     fastText too, whose out-of-vocabulary words keep n-gram input vectors alone),
     ``unit-sum`` (the two scaled to unit length first, gensim trainer only: for fastText
-    +0.06 WS353 / +0.04 SimLex over ``sum`` for -0.06 Google on half the benchmark corpus, for
-    word2vec the same as ``sum``), ``auto`` (``sum``).
+    +0.05 WS353 / +0.035 SimLex over ``sum`` for -0.04 Google on the benchmark corpus, for
+    word2vec the same as ``sum``), ``auto`` (``unit-sum`` for fastText, ``sum`` for word2vec).
     """
 
     model: str = "word2vec"
@@ -154,10 +154,12 @@ class TrainConfig:
 
     @property
     def saved_vectors(self) -> str:
-        """What is saved per word: ``sum`` (input + output vector) or ``input`` alone."""
+        """What is saved per word: ``sum`` (input + output vector), ``unit-sum`` (the two at
+        unit length) or ``input`` alone; ``auto`` is ``unit-sum`` for fastText (gensim
+        trainer), ``sum`` otherwise."""
         if self.vectors != "auto":
             return self.vectors
-        return "sum"
+        return "unit-sum" if self.model == "fasttext" and self.device is None else "sum"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters for the manifest."""
@@ -224,7 +226,14 @@ def train_static(
         train_started = time.perf_counter()
         if config.device is None:
             kv, trained_words = _fit(config, tokens_path, counts)
-            table, trainer = StaticVectors.from_gensim(kv), {"trainer": "gensim", "device": "cpu"}
+            table = StaticVectors.from_gensim(kv)
+            if config.saved_vectors == "unit-sum" and table.has_subwords:
+                table = table.with_oov_fit()  # out-of-vocabulary words in the rows' space
+            trainer: dict[str, Any] = {"trainer": "gensim", "device": "cpu",
+                       "vectors_effective": config.saved_vectors}
+            if table.oov_map is not None:
+                trainer["oov"] = {"map": "least squares from n-gram means to rows",
+                                  "norm": round(table.oov_norm, 6)}
         else:
             table, trained_words, trainer = _fit_torch(config, tokens_path)
         train_seconds = time.perf_counter() - train_started
