@@ -268,7 +268,9 @@ class Embedops:
     def merge_index(self, collection: str, model_version: str | None = None,
                     merge_rate: float | None = None) -> dict[str, Any]:
         """Merge the segments of the collection's index (and recent writes) into one segment,
-        dropping deleted and rewritten entries; ``merge_rate`` as for ``refresh_index``."""
+        dropping deleted and rewritten entries (the largest hnsw segment, when it has none, is
+        copied and the rest inserted into the copy: ``reused`` in the summary); ``merge_rate``
+        as for ``refresh_index``."""
         return self._indexes.merge(collection, model_version, merge_rate)
 
     def index_version(self, collection: str, model_version: str | None = None) -> str:
