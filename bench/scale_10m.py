@@ -28,8 +28,8 @@ search on one FAISS thread, numpy's BLAS on one thread; the load average beside 
   untimed, all queries in one call; from 1 cell, or from ``first_probe``'s floor once the
   index is segmented), the fastest of those per side; then both sides timed in
   ``--rounds`` interleaved rounds (a batch of all queries a call; and one query a call: the
-  engine's served index as a server searches, the engine's index, raw FAISS), with p50/p99
-  latency of one query a call;
+  engine's served index as a server searches, raw FAISS), with p50/p99 latency of one query
+  a call (``--rounds`` passes, the two sides taking turns query by query);
 * 1% (``--new-share``) new vectors written then ``refresh_index`` (a new segment; seconds and
   share of the full build) vs raw FAISS ``add_with_ids``; then 1% deleted and refreshed vs raw
   ``remove_ids``; recall at the chosen settings after both, then the cheapest settings
@@ -284,21 +284,46 @@ def compare(sides: dict[str, tuple[Search, OneByOne, list[set[Any]], list[set[An
                                    dict[str, Any]]],
             n_q: int, rounds: int) -> dict[str, Any]:
     """Each side at its own settings: a batch of all queries a call and one query a call, in
-    interleaved rounds (ratio: median same-round QPS over the first side's), and p50/p99 of
-    one query a call (one more pass), with the recall of that pass."""
+    interleaved rounds (ratio: median same-round QPS over the first side's), p50/p99 of one
+    query a call (``latencies``) and the recall of one query a call."""
     first = next(iter(sides))
     batch = race({name: functools.partial(s[0], knobs_of(s[4])) for name, s in sides.items()},
                  n_q, rounds, first)
     single = race({name: functools.partial(s[1], knobs_of(s[4])) for name, s in sides.items()},
                   n_q, rounds, first)
+    lats = latencies({name: (s[1], knobs_of(s[4])) for name, s in sides.items()}, rounds)
     out: dict[str, Any] = {}
     for name, (_, one, _, one_truth, found) in sides.items():
-        lat = one.latencies(knobs_of(found))
+        lat = lats[name]
         out[name] = {**{k: found[k] for k in ("nprobe", "rescore_factor", "recall")},
                      "batch": batch[name], "single": {**single[name], **lat},
                      "single_recall": recall(one(knobs_of(found)), one_truth)}
     out["load"] = load()
     return out
+
+
+def latencies(sides: dict[str, tuple[OneByOne, dict[str, int]]], passes: int
+              ) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of one query a call per side over ``passes`` passes of the queries, the
+    sides taking turns query by query (in a shuffled order each query), so that a loaded
+    machine's stalls fall on both alike."""
+    import random
+
+    rng = random.Random(1)
+    names = list(sides)
+    took: dict[str, list[float]] = {name: [] for name in names}
+    queries = next(iter(sides.values()))[0].queries
+    for _ in range(passes):
+        for q in queries:
+            rng.shuffle(names)
+            for name in names:
+                one, knobs = sides[name]
+                started = time.perf_counter()
+                one.one(q, knobs)
+                took[name].append(time.perf_counter() - started)
+    return {name: {"p50_ms": float(np.percentile(1000 * np.asarray(t), 50)),
+                   "p99_ms": float(np.percentile(1000 * np.asarray(t), 99))}
+            for name, t in took.items()}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
