@@ -508,6 +508,10 @@ def show(report: dict[str, Any]) -> None:
     print(f"{n:,} x {report['dim']} ({report['data']}), {report['queries']} queries, FAISS "
           f"builds on {report['build_threads']} threads on both sides, searches on one; load "
           f"{report['load_start']} at start, {report['load_end']} at the end")
+    pre = report["preflight"]
+    print(f"preflight: needs about {pre['need_ram_gb']:.1f} GB of RAM at the engine build's "
+          f"peak ({pre['available_ram_gb']:.1f} available), {pre['need_disk_gb']:.1f} GB of "
+          f"disk ({pre['available_disk_gb']:.1f} free)")
     print(f"generate (chunks of {CHUNK:,}, to a memory-mapped file)  {report['generate_s']:.1f} s")
     print(f"ingest through the engine   {report['ingest_s']:.1f} s "
           f"({n / report['ingest_s']:,.0f} rows/s, load {report['load_ingest']})")
