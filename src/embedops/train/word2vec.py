@@ -62,7 +62,8 @@ class TrainConfig:
     (input + output vector, Levy, Goldberg & Dagan 2015: better word similarity, for
     fastText too, whose out-of-vocabulary words keep n-gram input vectors alone),
     ``unit-sum`` (the two scaled to unit length first, gensim trainer only: for fastText
-    +0.05 WS353 / +0.035 SimLex over ``sum`` for -0.04 Google on the benchmark corpus, for
+    +0.05 WS353 / +0.035 SimLex over ``sum`` for -0.04 Google on the benchmark corpus, its
+    out-of-vocabulary words mapped into the rows' space by ``StaticVectors.with_oov_fit``; for
     word2vec the same as ``sum``), ``auto`` (``unit-sum`` for fastText, ``sum`` for word2vec).
     """
 
