@@ -85,6 +85,28 @@ def test_more_results_than_live_entries_are_padded() -> None:
     assert np.isneginf(scores[:, live.sum():]).all()
 
 
+def test_a_cell_search_short_of_k_does_not_grow_its_fetch_to_the_segment() -> None:
+    # nprobe 1 of 64 cells: many rows find fewer than k live results, however much is fetched
+    index, rows, live = segmented("ivf", "cosine", [3000, 3000], dead_every=3,
+                                  params={"nlist": 64, "nprobe": 1})
+    asked: list[int] = []
+    for seg in index.segments:
+        search = seg.index._search  # type: ignore[attr-defined]
+
+        def spy(q: np.ndarray, k: int, knobs: object, search: object = search) -> object:
+            asked.append(k)
+            return search(q, k, knobs)  # type: ignore[operator]
+
+        seg.index._search = spy  # type: ignore[attr-defined]
+    queries = clustered(50, seed=9)
+    ids, _ = index.search(queries, 10, {"nprobe": 1})
+    assert max(asked) < 100  # it was the whole segment (3,000) per query
+    assert (ids[:, 0] >= 0).all() and live[ids[ids >= 0]].all()  # only live results
+    full, _ = index.search(queries, 10, {"nprobe": 64})  # every cell: exact, so full rows
+    want, _ = exact(rows, live, queries, "cosine", 10)
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(full, want, strict=True)]) >= 9.9
+
+
 def test_ef_search_narrows_with_the_share_of_entries() -> None:
     graph = make_index("hnsw", DIM, "cosine", {"ef_search": 64})
     graph.build(clustered(50, 1), np.arange(50))

@@ -364,7 +364,11 @@ def _search_live(seg: Segment, dead: np.ndarray | None, queries: F32, k: int,
         bad = ids < 0
         if dead is not None:
             bad |= dead[np.maximum(ids, 0)]
-        if fetch >= count or ((~bad).sum(axis=1) >= min(k, seg.live)).all():
+        short = (~bad).sum(axis=1) < min(k, seg.live)
+        # only a row whose every slot came back can gain from a larger fetch: one with empty
+        # slots got all its backend can reach (an IVF search at a low nprobe), and growing the
+        # fetch for it would only grow the buffers, up to the whole segment per query
+        if fetch >= count or not (short & (ids[:, -1] >= 0)).any():
             return ids, scores, bad
         fetch = min(count, fetch * 4)
 
