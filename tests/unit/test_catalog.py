@@ -102,6 +102,27 @@ def test_vectors_roundtrip_and_order(catalog: Catalog) -> None:
     np.testing.assert_array_equal(got, vecs[[4, 1]])
 
 
+def test_all_vectors_are_streamed_in_batches_and_rows_after_the_count_kept(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedops.store import items
+
+    vecs = _vecs(11, seed=2)
+    catalog.upsert("docs", _items(11), {"m@1": vecs})
+    catalog.delete("docs", ["id5"])
+    monkeypatch.setattr(items, "STREAM_ROWS", 3)  # 4 batches
+    ids, got = catalog.load_vectors("docs", "m@1")
+    live = [i for i in range(11) if i != 5]
+    assert ids == [f"id{i}" for i in live] and got.shape == (10, DIM)
+    np.testing.assert_array_equal(got, vecs[live])
+    # writes that land between the count and the read: the array grows, nothing is dropped
+    monkeypatch.setattr(items, "_count_vectors", lambda *_: 4)
+    ids, got = catalog.load_vectors("docs", "m@1")
+    assert ids == [f"id{i}" for i in live]
+    np.testing.assert_array_equal(got, vecs[live])
+    monkeypatch.setattr(items, "_count_vectors", lambda *_: 40)  # deletes: fewer than counted
+    assert catalog.load_vectors("docs", "m@1")[1].shape == (10, DIM)
+
+
 def test_soft_delete_then_changes_since(catalog: Catalog) -> None:
     catalog.upsert("docs", _items(3), {"m@1": _vecs(3)})
     mark = max(ts for _, ts, _ in catalog.changes_since("docs", 0.0))

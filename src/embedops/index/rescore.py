@@ -33,7 +33,10 @@ class VectorStore:
 
     def append(self, vecs: F32) -> None:
         """Append rows (copies a memory-mapped array into RAM on the first write)."""
-        self.vectors = np.concatenate([self.vectors, vecs.astype(self.dtype)])
+        if not len(self.vectors):  # one copy, not a cast copy concatenated again
+            self.vectors = np.array(vecs, dtype=self.dtype)
+        else:
+            self.vectors = np.concatenate([self.vectors, vecs.astype(self.dtype, copy=False)])
 
     def delete(self, positions: np.ndarray) -> None:
         """Drop the rows at ``positions``."""

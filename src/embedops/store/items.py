@@ -330,7 +330,8 @@ def load_vectors(
         "WHERE i.collection_id = ? AND i.deleted_at IS NULL AND v.model_version = ?"
     )
     if ids is None:
-        rows = conn.execute(base + " ORDER BY i.pk", (coll.pk, version)).fetchall()
+        return _stream(codec, version, conn.execute(base + " ORDER BY i.pk", (coll.pk, version)),
+                       _count_vectors(conn, coll.pk, version), dim)
     else:
         by_id: dict[str, bytes] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):
@@ -339,6 +340,35 @@ def load_vectors(
             ).fetchall())
         rows = [(i, by_id[i]) for i in ids if i in by_id]
     return [r[0] for r in rows], _stack(codec, version, rows, dim)
+
+
+def _count_vectors(conn: sqlite3.Connection, pk: int, version: str) -> int:
+    """Live items with a ``version`` vector (the size to allocate before streaming them)."""
+    return int(conn.execute(
+        "SELECT COUNT(*) FROM items i JOIN vectors v ON v.item_pk = i.pk "
+        "WHERE i.collection_id = ? AND i.deleted_at IS NULL AND v.model_version = ?",
+        (pk, version)).fetchone()[0])
+
+
+#: rows read from SQLite at a time when every vector of a version is loaded
+STREAM_ROWS = 16_384
+
+
+def _stream(codec: RowCodec, version: str, cursor: sqlite3.Cursor, expected: int, dim: int
+            ) -> tuple[list[str], np.ndarray]:
+    """``(ids, (n, dim) float32)`` of ``cursor``'s ``(id, blob)`` rows, read ``STREAM_ROWS``
+    at a time into one array allocated for ``expected`` rows (grown if writes arrived between
+    the count and the read): the rows are never all held as Python objects, so a build of 10M
+    vectors needs the matrix and the ids, not ~1 KB a vector more."""
+    out = np.empty((expected, dim), dtype=np.float32)
+    keys: list[str] = []
+    while batch := cursor.fetchmany(STREAM_ROWS):
+        end = len(keys) + len(batch)
+        if end > len(out):
+            out = np.concatenate([out, np.empty((end - len(out) + STREAM_ROWS, dim), np.float32)])
+        out[len(keys):end] = _stack(codec, version, batch, dim)
+        keys.extend(r[0] for r in batch)
+    return keys, out[:len(keys)]
 
 
 def _stack(codec: RowCodec, version: str, rows: Sequence[Any], dim: int) -> np.ndarray:
