@@ -25,11 +25,10 @@ search on one FAISS thread, numpy's BLAS on one thread; the load average beside 
   float32 (``dim * 4``) and the target ``dim * 4 / 16 + 8`` (1/16 of flat plus an id);
 * QPS at recall@10 >= ``--target`` (0.95) against exact search (computed in chunks): for each
   rescoring depth the fewest ``nprobe`` cells reaching it (doubling then bisection, recall
-  untimed, all queries in one call; from 1 cell, or from ``first_probe``'s floor once the
-  index is segmented), the fastest of those per side; then both sides timed in
-  ``--rounds`` interleaved rounds (a batch of all queries a call; and one query a call: the
-  engine's served index as a server searches, raw FAISS), with p50/p99 latency of one query
-  a call (``--rounds`` passes, the two sides taking turns query by query);
+  untimed, all queries in one call; from 1 cell), the fastest of those per side; then both
+  sides timed in ``--rounds`` interleaved rounds (a batch of all queries a call; and one
+  query a call: the engine's served index as a server searches, raw FAISS), with p50/p99
+  latency of one query a call (``--rounds`` passes, the two sides taking turns query by query);
 * 1% (``--new-share``) new vectors written then ``refresh_index`` (a new segment; seconds and
   share of the full build) vs raw FAISS ``add_with_ids``; then 1% deleted and refreshed vs raw
   ``remove_ids``; recall at the chosen settings after both, then the cheapest settings
@@ -78,7 +77,6 @@ from embedops.index.rescore import MIN_CANDIDATES  # noqa: E402
 
 CHUNK = 100_000  # rows drawn (and written to the engine) at a time
 FACTORS = (2, 10, 20)  # rescoring depths tried: 64 (the floor), 100 and 200 candidates at k=10
-MIN_PROBES = 4  # the fewest cells tried (see first_probe)
 K = 10
 
 
@@ -230,15 +228,11 @@ Search = Callable[[dict[str, int]], list[set[Any]]]
 
 
 def first_probe(n: int, nlist: int, segmented: bool) -> int:
-    """The fewest cells tried: 1 for one plain index (a full build); for a segmented index
-    (after a refresh) at least ``MIN_PROBES``, and enough for four times the candidate floor
-    on average. Fewer cells can hold under ``k`` vectors for some query, and a segment then
-    grows its fetch (x4 at a time) up to the whole segment for the entire batch
-    (``segments._search_live``): a (queries, n) search, about 4 GB at 200k vectors, which
-    would not fit at 10M. Raw FAISS gets the same floor, so both sides search alike."""
-    if not segmented:
-        return 1
-    return min(nlist, max(MIN_PROBES, -(-4 * MIN_CANDIDATES * nlist // max(n, 1))))
+    """The fewest cells tried: 1, on a plain index and a segmented one alike. (Before
+    330d467 a segmented index started at 4 cells: a segment whose cells held under
+    ``k`` vectors for a query grew its fetch up to the whole segment for the entire batch,
+    about 4 GB at 200k vectors; the fetch now grows only while more results can come.)"""
+    return 1
 
 
 def fewest_probes(search: Search, truth: list[set[Any]], factor: int, nlist: int,
