@@ -527,14 +527,15 @@ def run_extend(args: argparse.Namespace) -> dict[str, Any]:
     step = max(1, int(n * args.new_share))
     new = clustered(step, dim, 100, topics)
     queries = clustered(args.queries, dim, 9, topics)
+    base_ids, new_ids = [f"i{i}" for i in range(n)], [f"n{i}" for i in range(step)]
     report: dict[str, Any] = {"n": n, "dim": dim, "step": step, "load_start": load()}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp, \
             Embedops(workspace(Path(tmp) / "ws", dim)) as api:
         api.collections.create("big", model="rand")
-        write(api, [f"i{i}" for i in range(n)], base)
+        write(api, base_ids, base)
         report["build_s"], _ = timed(lambda: api.build_index(
             "big", "hnsw", {"M": M, "ef_construction": EF_CONSTRUCTION}, quiet=True))
-        write(api, [f"n{i}" for i in range(step)], new)
+        write(api, new_ids, new)
         api.served_index("big")
         report["refresh_s"], _ = timed(lambda: api.refresh_index("big"))
         report["merge_s"], out = timed(lambda: api.merge_index("big"))
@@ -544,11 +545,11 @@ def run_extend(args: argparse.Namespace) -> dict[str, Any]:
         raw.hnsw.efConstruction = EF_CONSTRUCTION
         report["faiss_build_s"], _ = timed(lambda: raw.add(live))
         faiss.omp_set_num_threads(1)
-        truth = [set(r.tolist()) for r in exact_truth(list(range(len(live))), live, queries)[1]]
+        truth_ids, truth_rows = exact_truth(base_ids + new_ids, live, queries)
+        truth = [set(r.tolist()) for r in truth_rows]
         served = api.served_index("big")
         merged = served.index
-        ids = global_truth(served, [{f"i{j}" if j < n else f"n{j - n}" for j in t}
-                                    for t in truth])
+        ids = global_truth(served, truth_ids)
         report["recall"] = {}
         for ef in (16, 32, 64, 128):
             ours = index_search(merged, queries, True)({"ef_search": ef})
