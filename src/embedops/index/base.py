@@ -44,6 +44,7 @@ from embedops.index.files import (
     META_FILE,
     read_arrays,
     read_meta,
+    resident_nbytes,
     write_arrays,
     write_meta,
 )
@@ -83,6 +84,9 @@ class FaissIndex:
     # True: FAISS labels are row positions in self._ids (flat codes compact on remove);
     # False: FAISS stores the caller's ids as labels (IVF)
     labels_are_positions: ClassVar[bool] = True
+    # True: a loaded index memory-maps its id array (compressed kinds, whose ids would
+    # otherwise outweigh their codes; see files.read_arrays)
+    ids_mapped: ClassVar[bool] = False
 
     def __init__(self, dim: int, metric: str = "cosine", params: Any = None) -> None:
         if not isinstance(dim, int | np.integer) or int(dim) <= 0:
@@ -247,7 +251,8 @@ class FaissIndex:
         """Hook: refuse knob values this particular index cannot honour."""
 
     def memory_bytes(self) -> int:
-        """RAM held by the index structure and its id map (not a memory-mapped rescore store).
+        """RAM held by the index structure and its id map (not memory-mapped arrays: a rescore
+        store, a compressed kind's loaded ids).
         FAISS's part is its serialised size (codes, graph links, centroids: what it holds in
         RAM), measured once per index state: /metrics and ``index status`` ask often, and
         serialising a 1M-vector graph costs a copy of it."""
@@ -361,11 +366,11 @@ class FaissIndex:
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
         """Read the arrays written by :meth:`save` (called by ``load_index``)."""
-        self._index, self._ids = read_arrays(path, self.dim)
+        self._index, self._ids = read_arrays(path, self.dim, self.ids_mapped)
         self._load_extra(path, state)
 
     def _extra_memory(self) -> int:
-        return int(self._ids.nbytes)
+        return resident_nbytes(self._ids)
 
     def _state(self) -> dict[str, Any]:
         return {}

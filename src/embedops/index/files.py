@@ -7,6 +7,7 @@ own state; backends may add files of their own next to these (``_save_extra``).
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,19 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
     atomic_write_json(path / META_FILE, {"format": FORMAT_VERSION, **meta})
 
 
-def read_arrays(path: Path, dim: int) -> tuple[Any, IdArray]:
+def read_arrays(path: Path, dim: int, mapped: bool = False) -> tuple[Any, IdArray]:
     """The FAISS index (None when none was saved) and ids written by ``write_arrays``,
-    checked against ``dim``; IntegrityError when they are unreadable or disagree."""
+    checked against ``dim``; IntegrityError when they are unreadable or disagree. ``mapped``:
+    the ids are memory-mapped read-only (page cache, not the process's own memory; a write
+    makes a new array in memory)."""
     import faiss
 
     try:
         has_index = (path / FAISS_FILE).exists()
         index = faiss.read_index(str(path / FAISS_FILE)) if has_index else None
-        ids = np.load(path / IDS_FILE).astype(np.int64, copy=False)
+        ids = np.load(path / IDS_FILE, mmap_mode="r" if mapped else None)
+        # int64 as written: a plain ndarray view of the mapping; another dtype: a copy
+        ids = np.asarray(ids) if ids.dtype == np.int64 else ids.astype(np.int64)
     except (OSError, RuntimeError, ValueError) as exc:
         raise IntegrityError(
             f"cannot read the index in {path}: {exc}", "rebuild the index from the catalog"
@@ -59,6 +64,17 @@ def read_arrays(path: Path, dim: int) -> tuple[Any, IdArray]:
             "rebuild the index from the catalog",
         )
     return index, ids
+
+
+def resident_nbytes(array: np.ndarray) -> int:
+    """Bytes of ``array`` held in the process's own memory: 0 for a memory-mapped file's
+    pages (shared, evictable page cache, read back from the file on demand)."""
+    base: Any = array
+    while base is not None:
+        if isinstance(base, mmap.mmap):
+            return 0
+        base = getattr(base, "base", None)
+    return int(array.nbytes)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

@@ -12,12 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from embedops.errors import InvalidInput
-from embedops.index.base import F32, IdArray, faiss_metric
+from embedops.index.base import faiss_metric
 from embedops.index.ivf import IVFIndex, _check_int
-from embedops.index.rescore import Rescoring
+from embedops.index.rescore import IVFRescoring
 from embedops.index.sq8 import check_rescore
 
 
@@ -49,7 +47,7 @@ class IVFPQParams:
         check_rescore(self.rescore_factor, self.rescore_dtype)
 
 
-class IVFPQIndex(Rescoring, IVFIndex):
+class IVFPQIndex(IVFRescoring, IVFIndex):
     """Compressed IVF index; trains the coarse cells and the codebooks on the first vectors."""
 
     kind = "ivfpq"
@@ -69,11 +67,6 @@ class IVFPQIndex(Rescoring, IVFIndex):
             )
         self._m = m
 
-    def _reset(self) -> None:
-        super()._reset()
-        self._new_store()
-        self._order: np.ndarray | None = None  # id -> row lookup, rebuilt after writes
-
     def _new_index(self, n: int) -> Any:
         import faiss
 
@@ -85,35 +78,3 @@ class IVFPQIndex(Rescoring, IVFIndex):
             quantizer, self.dim, self.nlist_for(n), self._m, nbits, faiss_metric(self.metric)
         )
         return index, quantizer
-
-    def _add(self, vecs: F32, ids: IdArray) -> None:
-        super()._add(vecs, ids)
-        self._order = None
-
-    def _after_remove(self, positions: np.ndarray) -> None:
-        self._order = None
-        super()._after_remove(positions)
-
-    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
-        """Row of each candidate id in ``self._ids`` (-1 stays -1), via a cached lookup."""
-        if self._order is None:
-            self._order = _row_lookup(self._ids)
-        lookup = self._order
-        if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
-            return lookup[labels]  # the table ends with -1, which label -1 indexes
-        sorted_ids = self._ids[lookup]
-        pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
-        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
-
-    def _extra_memory(self) -> int:
-        lookup = 0 if self._order is None else self._order.nbytes
-        return int(self._ids.nbytes + lookup)
-
-
-def _row_lookup(ids: IdArray) -> np.ndarray:
-    """A table ``id -> row`` (int32, -1 = absent) when ids are dense, else ``argsort(ids)``."""
-    if len(ids) and int(ids.max()) < 2 * len(ids) + 1024 and len(ids) < 2**31:
-        table = np.full(int(ids.max()) + 2, -1, dtype=np.int32)
-        table[ids] = np.arange(len(ids), dtype=np.int32)
-        return table
-    return np.argsort(ids, kind="stable").astype(np.int64)

@@ -19,13 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from embedops.errors import InvalidInput
-from embedops.index.base import F32, IdArray, faiss_metric
+from embedops.index.base import faiss_metric
 from embedops.index.ivf import IVFIndex, _check_int
-from embedops.index.ivfpq import _row_lookup
-from embedops.index.rescore import Rescoring
+from embedops.index.rescore import IVFRescoring
 from embedops.index.sq8 import check_rescore
 
 
@@ -54,7 +51,7 @@ class RaBitQParams:
         check_rescore(self.rescore_factor, self.rescore_dtype)
 
 
-class RaBitQIndex(Rescoring, IVFIndex):
+class RaBitQIndex(IVFRescoring, IVFIndex):
     """Compressed IVF index (<= 2 bits per dimension); trains its cells on the first vectors."""
 
     kind = "rabitq"
@@ -63,11 +60,6 @@ class RaBitQIndex(Rescoring, IVFIndex):
     search_knobs: ClassVar[dict[str, tuple[int, int]]] = {
         "nprobe": (1, 1 << 20), "qb": (0, 8), "rescore_factor": (0, 100),
     }
-
-    def _reset(self) -> None:
-        super()._reset()
-        self._new_store()
-        self._order: np.ndarray | None = None  # id -> row lookup, rebuilt after writes
 
     def _new_index(self, n: int) -> Any:
         import faiss
@@ -116,29 +108,6 @@ class RaBitQIndex(Rescoring, IVFIndex):
             if len(self._probe_params) < 64:  # bounded: values come from callers
                 self._probe_params[key] = params
         return params
-
-    def _add(self, vecs: F32, ids: IdArray) -> None:
-        super()._add(vecs, ids)
-        self._order = None
-
-    def _after_remove(self, positions: np.ndarray) -> None:
-        self._order = None
-        super()._after_remove(positions)
-
-    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
-        """Row of each candidate id in ``self._ids`` (-1 stays -1), via a cached lookup."""
-        if self._order is None:
-            self._order = _row_lookup(self._ids)
-        lookup = self._order
-        if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
-            return lookup[labels]  # the table ends with -1, which label -1 indexes
-        sorted_ids = self._ids[lookup]
-        pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
-        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
-
-    def _extra_memory(self) -> int:
-        lookup = 0 if self._order is None else self._order.nbytes
-        return int(self._ids.nbytes + lookup)
 
     def describe(self) -> dict[str, Any]:
         """IVF description plus the bits per dimension held in RAM."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.index.base import F32, IdArray, exact_scores, top_k
+from embedops.index.files import resident_nbytes
 
 VECTORS_FILE = "vectors.npy"
 DTYPES = ("float32", "float16")
@@ -61,14 +62,17 @@ class VectorStore:
         self.vectors, self.dtype = arr, arr.dtype
 
     def rescore(
-        self, q: F32, rows: np.ndarray, ids: IdArray, k: int, metric: str
+        self, q: F32, rows: np.ndarray, ids: IdArray | None, k: int, metric: str
     ) -> tuple[IdArray, F32]:
-        """Re-rank candidate ``rows`` (m, c; -1 = none) exactly; return the top ``k`` ids."""
+        """Re-rank candidate ``rows`` (m, c; -1 = none) exactly; return the top ``k`` ids
+        (``ids[row]``; ``ids`` None: the rows are the ids)."""
         k = min(k, rows.shape[1])
         if self.vectors.dtype == np.float32 and self.vectors.flags["C_CONTIGUOUS"]:
             best_rows, scores = self._rescore_faiss(q, rows, k, metric)
         else:
             best_rows, scores = self._rescore_numpy(q, rows, k, metric)
+        if ids is None:
+            return best_rows, scores  # a missing result is row -1, as an id should be
         best_ids = ids[best_rows]  # row -1 picks the last id here, fixed just below
         if len(best_rows) != 1 or best_rows[0, -1] < 0:  # missing results come last in a row
             best_ids[best_rows < 0] = -1
@@ -111,10 +115,24 @@ class VectorStore:
         return out_rows, out_scores
 
 
+def is_identity(ids: IdArray) -> bool:
+    """True when ``ids`` are ``0..n-1`` in order (every segment's): each id is its own row."""
+    n = len(ids)
+    if not n:
+        return True
+    if int(ids[0]) != 0 or int(ids[-1]) != n - 1:
+        return False
+    step = 1 << 20  # compared a slice at a time: no n-long temporary
+    return all(np.array_equal(ids[a:a + step], np.arange(a, min(n, a + step)))
+               for a in range(0, n, step))
+
+
 class Rescoring:
     """Mixin for quantized backends (put it first in the bases): keeps the full vectors
     row-aligned with ``self._ids`` and re-ranks ``max(rescore_factor * k, MIN_CANDIDATES)``
-    candidates exactly. Subclasses map FAISS labels to rows with ``_candidate_rows``."""
+    candidates exactly. Subclasses map FAISS labels to rows with ``_candidate_rows``. When
+    the ids are ``0..n-1`` in row order (``is_identity``: a segment's), results are the
+    rows themselves and the id array is not read by a search."""
 
     dim: int
     kind: ClassVar[str]
@@ -122,6 +140,13 @@ class Rescoring:
     params: Any
     _ids: IdArray
     _index: Any
+    # ids are 0..n-1 in row order; None: not checked since the last write
+    _same_rows: bool | None = None
+
+    def _rows_are_ids(self) -> bool:
+        if self._same_rows is None:
+            self._same_rows = is_identity(self._ids)
+        return self._same_rows
 
     @property
     def count(self) -> int:
@@ -132,10 +157,12 @@ class Rescoring:
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
         super()._add(vecs, ids)  # type: ignore[misc]
+        self._same_rows = None
         if self.params.rescore_factor:
             self._store.append(vecs)
 
     def _after_remove(self, positions: np.ndarray) -> None:
+        self._same_rows = None
         if self.params.rescore_factor:
             self._store.delete(positions)
 
@@ -159,7 +186,8 @@ class Rescoring:
         fetch = min(self.count, max(k * factor, MIN_CANDIDATES))
         _, labels = self._faiss_search(q, fetch, tuning)  # type: ignore[attr-defined]
         rows = self._candidate_rows(labels)
-        return self._store.rescore(q, rows, self._ids, k, self.metric)
+        ids = None if self._rows_are_ids() else self._ids
+        return self._store.rescore(q, rows, ids, k, self.metric)
 
     def _save_extra(self, path: Path) -> None:
         if self.params.rescore_factor:
@@ -168,3 +196,54 @@ class Rescoring:
     def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
         if self.params.rescore_factor:
             self._store.load(path, len(self._ids))
+
+
+class IVFRescoring(Rescoring):
+    """Rescoring for IVF backends, whose FAISS labels are the caller's ids (put it first in
+    the bases): a candidate's row is found through a lookup built once per write
+    (``_row_lookup``), or is the label itself when the ids are ``0..n-1`` in row order. A
+    loaded index memory-maps its ids (``ids_mapped``): with a segment's ids no search reads
+    them, so they cost no memory of the process's own (``memory_bytes``)."""
+
+    ids_mapped = True
+    _order: np.ndarray | None
+
+    def _reset(self) -> None:
+        super()._reset()  # type: ignore[misc]
+        self._new_store()
+        self._order = None  # id -> row lookup, rebuilt after writes
+        self._same_rows = None
+
+    def _add(self, vecs: F32, ids: IdArray) -> None:
+        super()._add(vecs, ids)
+        self._order = None
+
+    def _after_remove(self, positions: np.ndarray) -> None:
+        self._order = None
+        super()._after_remove(positions)
+
+    def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each candidate id in ``self._ids`` (-1 stays -1)."""
+        if self._rows_are_ids():
+            return labels
+        if self._order is None:
+            self._order = _row_lookup(self._ids)
+        lookup = self._order
+        if lookup.dtype == np.int32:  # dense ids: a direct table id -> row
+            return lookup[labels]  # the table ends with -1, which label -1 indexes
+        sorted_ids = self._ids[lookup]
+        pos = np.searchsorted(sorted_ids, labels).clip(0, len(lookup) - 1)
+        return np.where((labels < 0) | (sorted_ids[pos] != labels), -1, lookup[pos])
+
+    def _extra_memory(self) -> int:
+        lookup = 0 if self._order is None else self._order.nbytes
+        return resident_nbytes(self._ids) + int(lookup)
+
+
+def _row_lookup(ids: IdArray) -> np.ndarray:
+    """A table ``id -> row`` (int32, -1 = absent) when ids are dense, else ``argsort(ids)``."""
+    if len(ids) and int(ids.max()) < 2 * len(ids) + 1024 and len(ids) < 2**31:
+        table = np.full(int(ids.max()) + 2, -1, dtype=np.int32)
+        table[ids] = np.arange(len(ids), dtype=np.int32)
+        return table
+    return np.argsort(ids, kind="stable").astype(np.int64)

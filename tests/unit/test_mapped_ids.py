@@ -1,0 +1,112 @@
+"""Compressed kinds keep no id array of their own in memory when the ids are their rows
+(issue 19: memory per vector). A segment's ids are ``0..n-1``: a loaded rabitq or ivfpq index
+memory-maps them, a search returns the rescored rows as ids without reading them and builds
+no id -> row table, and ``memory_bytes`` counts neither. Other ids, and an index written
+after loading, still map through the table, with the same results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedops.index import load_index, make_index
+from embedops.index.files import resident_nbytes
+from embedops.index.rescore import is_identity
+
+N, DIM = 4000, 32
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    centers = rng.standard_normal((20, DIM)).astype(np.float32)
+    x = centers[rng.integers(0, 20, N)] + 0.3 * rng.standard_normal((N, DIM)).astype(np.float32)
+    return x.astype(np.float32), x[:50] + 0.01
+
+
+def _exact(x: np.ndarray, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return ids[np.argsort(-(q @ xn.T), axis=1)[:, :10]]
+
+
+@pytest.mark.parametrize("kind", ["rabitq", "ivfpq"])
+def test_row_ids_are_mapped_and_never_read(kind: str, data: tuple[np.ndarray, np.ndarray],
+                                           tmp_path: Path) -> None:
+    x, q = data
+    ids = np.arange(N, dtype=np.int64)
+    index = make_index(kind, DIM, "cosine", {"nlist": 16, "nprobe": 16, "rescore_factor": 20})
+    index.build(x, ids)
+    before = index.search(q, 10)
+    index.save(tmp_path)
+    loaded = load_index(tmp_path)
+    assert resident_nbytes(loaded._ids) == 0  # a view of the file's pages
+    assert resident_nbytes(index._ids) == index._ids.nbytes
+    got = loaded.search(q, 10)
+    np.testing.assert_array_equal(got[0], before[0])
+    np.testing.assert_allclose(got[1], before[1], rtol=1e-6)
+    assert loaded._order is None  # no id -> row table was needed
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in
+                    zip(got[0], _exact(x, q, ids), strict=True)]) >= 0.9
+    # the ids cost nothing of the process's own memory: less than the in-memory original
+    # by exactly the id array (the FAISS part is the same codes)
+    assert index.memory_bytes() - loaded.memory_bytes() == N * 8
+    assert len(loaded.search(q[:1], 10)[0][0]) == 10  # the one-query path alike
+
+
+@pytest.mark.parametrize("kind", ["rabitq", "ivfpq"])
+def test_other_ids_map_through_the_table(kind: str, data: tuple[np.ndarray, np.ndarray],
+                                         tmp_path: Path) -> None:
+    x, q = data
+    ids = np.random.default_rng(1).permutation(N).astype(np.int64) * 3 + 5  # sparse, shuffled
+    index = make_index(kind, DIM, "cosine", {"nlist": 16, "nprobe": 16, "rescore_factor": 20})
+    index.build(x, ids)
+    index.save(tmp_path)
+    loaded = load_index(tmp_path)
+    got, _ = loaded.search(q, 10)
+    np.testing.assert_array_equal(got, index.search(q, 10)[0])
+    assert set(got[:, 0].tolist()) <= set(ids.tolist())
+    assert loaded._order is not None  # the lookup was built
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in
+                    zip(got, _exact(x, q, ids), strict=True)]) >= 0.9
+
+
+def test_a_write_after_loading_leaves_the_mapping(data: tuple[np.ndarray, np.ndarray],
+                                                  tmp_path: Path) -> None:
+    x, q = data
+    params = {"nlist": 16, "nprobe": 16, "rescore_factor": 20}
+    index = make_index("rabitq", DIM, "cosine", params)
+    index.build(x[:3000], np.arange(3000, dtype=np.int64))
+    index.save(tmp_path)
+    loaded = load_index(tmp_path)
+    loaded.search(q, 10)  # the identity seen once ...
+    new = np.arange(10_000, 11_000, dtype=np.int64)
+    for each in (loaded, index):  # ... then not: the loaded one and its in-memory twin alike
+        each.add(x[3000:], new)
+    assert resident_nbytes(loaded._ids) == loaded._ids.nbytes  # a new array in memory
+    got, _ = loaded.search(x[2990:3010], 10)
+    np.testing.assert_array_equal(got, index.search(x[2990:3010], 10)[0])
+    assert got[:, 0].tolist() == [*range(2990, 3000), *range(10_000, 10_010)]  # themselves
+    for each in (loaded, index):
+        assert each.remove(np.array([0, 1, 10_000])) == 3
+    got, _ = loaded.search(x[:2], 10)
+    np.testing.assert_array_equal(got, index.search(x[:2], 10)[0])
+    assert 0 not in got[0] and 1 not in got[1]
+    # the file the index was loaded from is unchanged by the writes
+    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), np.arange(3000))
+
+
+def test_identity_and_resident_bytes(tmp_path: Path) -> None:
+    assert is_identity(np.arange(0, dtype=np.int64))
+    assert is_identity(np.arange(5, dtype=np.int64))
+    assert not is_identity(np.array([0, 2, 1, 3, 4], dtype=np.int64))  # ends right, inside not
+    assert not is_identity(np.arange(1, 6, dtype=np.int64))
+    big = np.arange((1 << 20) + 7, dtype=np.int64)
+    assert is_identity(big)
+    big[(1 << 20) + 3] = 0
+    assert not is_identity(big)  # a difference in the second slice
+    np.save(tmp_path / "a.npy", np.arange(10, dtype=np.int64))
+    mapped = np.asarray(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    assert resident_nbytes(mapped) == 0 and resident_nbytes(mapped[2:5]) == 0
+    assert resident_nbytes(mapped.copy()) == 80
