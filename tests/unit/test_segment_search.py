@@ -11,6 +11,7 @@ import pytest
 from embedops.errors import InvalidInput
 from embedops.index import make_index
 from embedops.index import segments as seg_mod
+from embedops.index.segment_tail import CellSkip
 from embedops.index.segments import Segment, SegmentedIndex, segment_knobs
 from index_testing import one_faiss_thread  # noqa: F401 (autouse fixture)
 
@@ -85,26 +86,58 @@ def test_more_results_than_live_entries_are_padded() -> None:
     assert np.isneginf(scores[:, live.sum():]).all()
 
 
-def test_a_cell_search_short_of_k_does_not_grow_its_fetch_to_the_segment() -> None:
-    # nprobe 1 of 64 cells: many rows find fewer than k live results, however much is fetched
+@pytest.mark.parametrize("skip", [True, False], ids=["selector", "fetch"])
+def test_a_cell_search_short_of_k_does_not_grow_its_fetch_to_the_segment(
+        skip: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nprobe 1 of 64 cells: many rows find fewer than k live results, however much is fetched.
+    # With the selector (CellSkip) FAISS skips the tombstones and is asked for k; without it
+    # (a cell index whose labels are not its rows) the fetch pads for them
+    if not skip:
+        monkeypatch.setattr(CellSkip, "of", classmethod(lambda cls, seg: None))
     index, rows, live = segmented("ivf", "cosine", [3000, 3000], dead_every=3,
                                   params={"nlist": 64, "nprobe": 1})
     asked: list[int] = []
     for seg in index.segments:
-        search = seg.index._search  # type: ignore[attr-defined]
+        for name in ("_search", "search_selected"):
+            search = getattr(seg.index, name)
 
-        def spy(q: np.ndarray, k: int, knobs: object, search: object = search) -> object:
-            asked.append(k)
-            return search(q, k, knobs)  # type: ignore[operator]
+            def spy(q: np.ndarray, k: int, *rest: object, search: object = search) -> object:
+                asked.append(k)
+                return search(q, k, *rest)  # type: ignore[operator]
 
-        seg.index._search = spy  # type: ignore[attr-defined]
+            setattr(seg.index, name, spy)
     queries = clustered(50, seed=9)
     ids, _ = index.search(queries, 10, {"nprobe": 1})
     assert max(asked) < 100  # it was the whole segment (3,000) per query
+    assert max(asked) == 10 if skip else max(asked) > 10  # k; k plus the tombstones expected
     assert (ids[:, 0] >= 0).all() and live[ids[ids >= 0]].all()  # only live results
     full, _ = index.search(queries, 10, {"nprobe": 64})  # every cell: exact, so full rows
     want, _ = exact(rows, live, queries, "cosine", 10)
     assert np.mean([len(set(a) & set(b)) for a, b in zip(full, want, strict=True)]) >= 9.9
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("kind", ["ivf", "rabitq", "ivfpq"])
+def test_cell_segments_skip_their_tombstones_inside_faiss(kind: str, metric: str) -> None:
+    # every cell probed: ivf is exact, the compressed kinds rescore live candidates only
+    params = {"nlist": 16, "nprobe": 16}
+    if kind != "ivf":
+        params["rescore_factor"] = 30
+    index, rows, live = segmented(kind, metric, [2500, 2500], dead_every=4, params=params)
+    assert len(index._skips) == 2  # a selector per segment with tombstones
+    before = index.memory_bytes()
+    queries = clustered(40, seed=11)
+    for k in (1, 10):
+        ids, scores = index.search(queries, k)
+        assert (ids >= 0).all() and live[ids].all()  # k live results in every row
+        want, _ = exact(rows, live, queries, metric, k)
+        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids, want, strict=True)])
+        assert recall >= (0.99 if kind == "ivf" else 0.9)
+    one, one_scores = index.search(queries[:1], 10)  # the one-query path alike
+    np.testing.assert_array_equal(one, index.search(queries, 10)[0][:1])
+    assert index.memory_bytes() == before  # the bitmaps were counted from the start
+    bare, _, _ = segmented(kind, metric, [2500, 2500], params=params)
+    assert before - bare.memory_bytes() == 2 * -(-2500 // 8)  # one bit an entry
 
 
 def test_ef_search_narrows_with_the_share_of_entries() -> None:

@@ -351,13 +351,16 @@ class FaissIndex:
     def _faiss_search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[F32, Any]:
         """(distances, labels) straight from FAISS's C++ search: ``q`` is already checked,
         so the Python wrapper's own checks and conversions are skipped."""
+        return self._faiss_call(q, k, self._faiss_params(tuning))
+
+    def _faiss_call(self, q: F32, k: int, params: Any) -> tuple[F32, Any]:
+        """``_faiss_search`` with FAISS ``SearchParameters`` given (or None)."""
         from faiss import swig_ptr
 
         m = len(q)
         distances = np.empty((m, k), dtype=np.float32)
         labels = np.empty((m, k), dtype=np.int64)
-        self._index.search_c(m, swig_ptr(q), k, swig_ptr(distances), swig_ptr(labels),
-                             self._faiss_params(tuning))  # fmt: skip
+        self._index.search_c(m, swig_ptr(q), k, swig_ptr(distances), swig_ptr(labels), params)
         return distances, labels
 
     def _missing_hook(self, name: str) -> NotImplementedError:

@@ -104,12 +104,35 @@ class IVFIndex(FaissIndex):
         nprobe = min(tuning["nprobe"], int(self._index.nlist))
         params = self._probe_params.get(nprobe)
         if params is None:
-            import faiss
-
-            params = faiss.SearchParametersIVF(nprobe=nprobe)  # type: ignore[attr-defined,call-arg]
+            params = self._new_params(tuning)
             if len(self._probe_params) < 64:  # bounded: values come from callers
                 self._probe_params[nprobe] = params
         return params
+
+    def _new_params(self, tuning: dict[str, int] | None) -> Any:
+        """A new FAISS ``SearchParameters`` for validated ``tuning`` (the index's own
+        ``nprobe`` where it names none)."""
+        import faiss
+
+        nprobe = (tuning or {}).get("nprobe", int(self._index.nprobe))
+        params = faiss.SearchParametersIVF()
+        params.nprobe = min(nprobe, int(self._index.nlist))
+        return params
+
+    def selected_params(self, tuning: dict[str, int] | None, selector: Any) -> Any:
+        """FAISS search parameters for validated ``tuning`` that skip the labels ``selector``
+        rejects (a segment's tombstones); a new object: the caller keeps it, and the
+        selector, alive as long as it searches with it (``search_selected``)."""
+        params = self._new_params(tuning)
+        params.sel = selector
+        return params
+
+    def search_selected(self, q: F32, k: int, tuning: dict[str, int] | None, params: Any
+                        ) -> tuple[IdArray, F32]:
+        """``_search`` (checked queries, validated ``tuning``) with ``selected_params``:
+        only labels the selector accepts come back, ``k`` of them where the cells hold them."""
+        distances, labels = self._faiss_call(q, k, params)
+        return labels, self._to_scores(distances)
 
     def _state(self) -> dict[str, Any]:
         return {"trained_on": self._trained_on}

@@ -97,16 +97,24 @@ class RaBitQIndex(IVFRescoring, IVFIndex):
         if not tuning or not ("nprobe" in tuning or "qb" in tuning):
             return None
         nprobe = min(tuning.get("nprobe", int(self._index.nprobe)), int(self._index.nlist))
-        qb = tuning.get("qb", self.params.qb)
-        key = (nprobe << 4) | qb
+        key = (nprobe << 4) | tuning.get("qb", self.params.qb)
         params = self._probe_params.get(key)
         if params is None:
-            import faiss
-
-            params = faiss.IVFRaBitQSearchParameters()  # type: ignore[attr-defined]
-            params.nprobe, params.qb = nprobe, qb
+            params = self._new_params(tuning)
             if len(self._probe_params) < 64:  # bounded: values come from callers
                 self._probe_params[key] = params
+        return params
+
+    def _new_params(self, tuning: dict[str, int] | None) -> Any:
+        if self.params.fast_scan:
+            return super()._new_params(tuning)  # nprobe only: query bits fixed at build
+        import faiss
+
+        tuning = tuning or {}
+        params = faiss.IVFRaBitQSearchParameters()
+        nprobe = tuning.get("nprobe", int(self._index.nprobe))
+        params.nprobe = min(nprobe, int(self._index.nlist))
+        params.qb = tuning.get("qb", self.params.qb)
         return params
 
     def describe(self) -> dict[str, Any]:

@@ -177,14 +177,24 @@ class Rescoring:
                 "rebuild it with rescore_factor > 0, or leave rescore_factor out",
             )
 
-    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
-        factor = self.params.rescore_factor
+    def _factor(self, tuning: dict[str, int] | None) -> int:
+        """Candidates per result for this call (0: rank by the codes alone)."""
         if tuning and "rescore_factor" in tuning:
-            factor = tuning["rescore_factor"]  # 0: rank by the codes alone
+            return tuning["rescore_factor"]
+        return int(self.params.rescore_factor)
+
+    def _fetch(self, k: int, factor: int) -> int:
+        return min(self.count, max(k * factor, MIN_CANDIDATES))
+
+    def _search(self, q: F32, k: int, tuning: dict[str, int] | None) -> tuple[IdArray, F32]:
+        factor = self._factor(tuning)
         if not factor:
             return super()._search(q, k, tuning)  # type: ignore[misc, no-any-return]
-        fetch = min(self.count, max(k * factor, MIN_CANDIDATES))
-        _, labels = self._faiss_search(q, fetch, tuning)  # type: ignore[attr-defined]
+        _, labels = self._faiss_search(q, self._fetch(k, factor), tuning)  # type: ignore[attr-defined]
+        return self._rescored(q, k, labels)
+
+    def _rescored(self, q: F32, k: int, labels: np.ndarray) -> tuple[IdArray, F32]:
+        """The ``k`` best of the candidate ``labels`` by exact score."""
         rows = self._candidate_rows(labels)
         ids = None if self._rows_are_ids() else self._ids
         return self._store.rescore(q, rows, ids, k, self.metric)
@@ -221,6 +231,16 @@ class IVFRescoring(Rescoring):
     def _after_remove(self, positions: np.ndarray) -> None:
         self._order = None
         super()._after_remove(positions)
+
+    def search_selected(self, q: F32, k: int, tuning: dict[str, int] | None, params: Any
+                        ) -> tuple[IdArray, F32]:
+        """The IVF ``search_selected`` (tombstones skipped by FAISS's selector), rescored:
+        every candidate is live, so the rescoring depth is not spent on tombstones."""
+        factor = self._factor(tuning)
+        if not factor:
+            return super().search_selected(q, k, tuning, params)  # type: ignore[misc, no-any-return]
+        _, labels = self._faiss_call(q, self._fetch(k, factor), params)  # type: ignore[attr-defined]
+        return self._rescored(q, k, labels)
 
     def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
         """Row of each candidate id in ``self._ids`` (-1 stays -1)."""

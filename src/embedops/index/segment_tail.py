@@ -90,6 +90,41 @@ class GraphLane:
         return Lane(self.faiss_index.search_c, params, self.base)
 
 
+class CellSkip:
+    """The tombstones of one cell segment (ivf, ivfpq, rabitq) as a FAISS selector of its live
+    labels, made once per index: the cell scan skips them, so the segment is asked for ``k``
+    results, not ``k`` plus the tombstones expected among them (a rescoring backend's depth
+    multiplies that fetch: the candidates it re-ranks are then all live). Only an index whose
+    labels are its local ids ``0..n-1`` (segments are built so) qualifies."""
+
+    def __init__(self, live: np.ndarray) -> None:
+        import faiss
+
+        self._bits = np.packbits(live, bitorder="little")
+        self.selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+
+    @classmethod
+    def of(cls, seg: Segment) -> CellSkip | None:
+        """The selector of ``seg``, or None (nothing dead, another backend, other labels)."""
+        from embedops.index.ivf import IVFIndex
+        from embedops.index.rescore import Rescoring, is_identity
+
+        index = seg.index
+        if not len(seg.dead) or not isinstance(index, IVFIndex) or index._index is None:
+            return None
+        same = index._rows_are_ids() if isinstance(index, Rescoring) else is_identity(index._ids)
+        if not same:
+            return None
+        live = np.ones(int(index.count), dtype=bool)
+        live[seg.dead[seg.dead < len(live)]] = False
+        return cls(live)
+
+    @property
+    def nbytes(self) -> int:
+        """RAM of the live bitmap."""
+        return int(self._bits.nbytes)
+
+
 class ExactTail:
     """The live rows of the small exact segments in one FAISS flat index (as the segments hold
     them: normalized for cosine) labelled with their global ids. FAISS scores one query with
@@ -134,7 +169,8 @@ class ExactTail:
 
 class Plan:
     """How one tuning searches: ``lanes`` (one FAISS call each, ``k`` columns each) and
-    ``others`` (segments searched through their backend: (segment, tombstone mask, knobs))."""
+    ``others`` (segments searched through their backend: (segment, tombstone mask, knobs,
+    FAISS parameters skipping the tombstones or None))."""
 
     def __init__(self, lanes: tuple[Lane, ...], others: tuple[Any, ...]) -> None:
         self.lanes, self.others = lanes, others

@@ -50,7 +50,16 @@ from embedops.fsio import atomic_write_bytes, sha256_tree
 from embedops.index.checks import check_k, check_queries, check_search_knobs, is_int
 from embedops.index.protocol import F32, IdArray, Index
 from embedops.index.scoring import pad
-from embedops.index.segment_tail import ExactTail, GraphLane, Lane, Plan, finish, merge, run_lanes
+from embedops.index.segment_tail import (
+    CellSkip,
+    ExactTail,
+    GraphLane,
+    Lane,
+    Plan,
+    finish,
+    merge,
+    run_lanes,
+)
 
 KEYS = "keys.json"
 INDEX_DIR = "index"
@@ -112,7 +121,7 @@ class Segment:
         return mine or None
 
 
-_Job = tuple[Segment, "np.ndarray | None", "dict[str, Any] | None"]
+_Job = tuple[Segment, "np.ndarray | None", "dict[str, Any] | None", Any]
 
 
 class SegmentedIndex:
@@ -152,6 +161,8 @@ class SegmentedIndex:
         self._tail = ExactTail.of([s for s in parts if _in_tail(s)], self.dim, metric)
         self._graphs = [(s, d, GraphLane.of(s)) for s, d in zip(parts, self._dead, strict=True)
                         if s.live > 0 and not _in_tail(s)]
+        self._skips = {s.name: skip for s, _, graph in self._graphs
+                       if graph is None and (skip := CellSkip.of(s)) is not None}
         self._plans: dict[Any, Plan] = {}
 
     @property
@@ -194,8 +205,8 @@ class SegmentedIndex:
         if len(plan.lanes) == 1 and not plan.others:  # one graph, or the tail: FAISS's order
             base = int(plan.bases[0])
             return finish(labels[0] + base if base else labels[0], labels[0], dist[0], scale, k)
-        others = [_global(seg, *_search_live(seg, dead, q, k, knobs, scale))
-                  for seg, dead, knobs in plan.others]  # scaled: merge scales the lanes too
+        others = [_global(seg, *_search_live(seg, dead, q, k, knobs, scale, params))
+                  for seg, dead, knobs, params in plan.others]  # scaled: merge scales lanes too
         return merge(plan, k, scale, dist, labels, others)
 
     def _plan(self, tuning: Mapping[str, Any] | None) -> Plan:
@@ -217,7 +228,10 @@ class SegmentedIndex:
                 if graph is not None:
                     lanes.append(graph.lane(knobs))
                 else:
-                    others.append((seg, dead, knobs))
+                    skip = self._skips.get(seg.name)
+                    params = None if skip is None else \
+                        seg.index.selected_params(knobs, skip.selector)  # type: ignore[attr-defined]
+                    others.append((seg, dead, knobs, params))
             if self._tail is not None:
                 lanes.append(self._tail.lane())
             plan = Plan(tuple(lanes), tuple(others))
@@ -244,7 +258,8 @@ class SegmentedIndex:
     def memory_bytes(self) -> int:
         """RAM of every segment's index, plus the tail's copy of the small segments' rows."""
         tail = 0 if self._tail is None else self._tail.nbytes
-        bitmaps = sum(graph.nbytes for _, _, graph in self._graphs if graph is not None)
+        bitmaps = sum(graph.nbytes for _, _, graph in self._graphs if graph is not None) + \
+            sum(skip.nbytes for skip in self._skips.values())
         return sum(int(seg.index.memory_bytes()) for seg in self.segments) + tail + bitmaps
 
     def describe(self) -> dict[str, Any]:
@@ -341,13 +356,19 @@ def _mask(seg: Segment) -> np.ndarray | None:
 
 
 def _search_live(seg: Segment, dead: np.ndarray | None, queries: F32, k: int,
-                 knobs: dict[str, Any] | None, scale: Any = None
+                 knobs: dict[str, Any] | None, scale: Any = None, params: Any = None
                  ) -> tuple[IdArray, F32, np.ndarray | None]:
     """(ids, scores, masked) of one segment, fetched until every row holds ``k`` live
     results (or all the segment has): an exact segment gives its exact top ``k`` live.
     ``masked`` is None when nothing is (no tombstones, every row full). ``queries`` are
     checked (``check_queries``, whose ``scale`` they come with) and ``knobs`` validated, so a
-    FAISS backend is searched below its checks (a segment is never written: no lock)."""
+    FAISS backend is searched below its checks (a segment is never written: no lock).
+    ``params`` (a cell segment's ``CellSkip``): FAISS skips the tombstones, one call for ``k``."""
+    if params is not None:
+        ids, scores = seg.index.search_selected(queries, k, knobs, params)  # type: ignore[attr-defined]
+        if scale is not None:
+            scores *= scale
+        return ids, scores, None if ids[:, -1].min() >= 0 else ids < 0
     count = int(seg.index.count)
     # about twice the tombstones expected among k results; more below when they were not enough
     fetch = min(count, k + -(-2 * k * len(seg.dead) // max(count, 1)) + 4 if len(seg.dead) else k)
