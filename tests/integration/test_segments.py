@@ -200,6 +200,51 @@ def test_a_merge_extends_the_largest_graph_when_it_has_no_tombstones(api: Embedo
     assert hits / (K * len(QUERIES)) >= 0.95
 
 
+@pytest.mark.parametrize("kind", ["ivf", "rabitq"])
+def test_a_refresh_folds_writes_into_a_cell_segment(api: Embedops, home: Path,
+                                                     kind: str) -> None:
+    name = f"fold-{kind}"
+    api.collections.create(name, model="lee")
+    _write(api, name, [f"i{i}" for i in range(5000)], seed=1)
+    params = {"nlist": 16, "nprobe": 16, **({"rescore_factor": 30} if kind == "rabitq" else {})}
+    base = str(api.build_index(name, kind, params, quiet=True)["name"])
+    _write(api, name, [f"n{i}" for i in range(300)], seed=7)
+    out = api.refresh_index(name)
+    # one segment: the built one copied, the writes encoded into its cells
+    assert out["folded"] and out["segments"] == 1 and out["reused"] == 5000
+    seg = Path(out["path"]) / "segments" / api.index_status(name)["served"]["segments"][0]["name"]
+    old = api.snapshots(name).root / base / "index" / "vectors.npy"
+    if kind == "rabitq":  # the full vectors: the old part linked, the new rows a part of their own
+        assert os.stat(old).st_ino == os.stat(seg / "index" / "vectors.npy").st_ino
+        assert np.load(seg / "index" / "vectors.1.npy").shape == (300, DIM)
+    _churn(api, name, 0)  # rewrites and deletes: tombstones carried by the next fold
+    out = api.refresh_index(name)
+    assert out["folded"] and out["segments"] == 1
+    status = api.index_status(name)
+    assert status["served"]["segments"][0]["tombstones"] == 45
+    assert status["served"]["count"] == api.collections.info(name).item_count
+    assert status["consistency"]["state"] == "consistent"
+    gone = {f"i{i}" for i in range(500, 515)}
+    got = _dense(api, name)
+    assert not gone & {i for hits in got for i, _ in hits}
+    with Embedops(Workspace(home)) as again:  # the parts saved, loaded and verified
+        _same(_dense(again, name), got)
+        assert all(c.ok for c in again.verify_index(name))
+    # past twice the size its cells were trained on, the writes are sealed apart
+    _write(api, name, [f"m{i}" for i in range(5000)], seed=8)
+    out = api.refresh_index(name)
+    assert not out["folded"] and out["segments"] == 2
+    got = _dense(api, name)
+    api.build_index(name, "flat", quiet=True)
+    exact = _dense(api, name)
+    if kind == "ivf":  # every cell probed: exact
+        for a, b in zip(got, exact, strict=True):
+            assert [i for i, _ in a] == [i for i, _ in b]
+    hits = sum(len({i for i, _ in a} & {i for i, _ in b}) for a, b in zip(got, exact, strict=True))
+    assert hits / (K * len(QUERIES)) >= 0.95
+    api.collections.delete(name)  # the later tests' servers need not warm it up
+
+
 def test_filters_and_modes_over_segments(api: Embedops) -> None:
     _fill(api, "modes", "hnsw", n=600)
     _churn(api, "modes", 0)

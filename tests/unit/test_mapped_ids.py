@@ -110,3 +110,45 @@ def test_identity_and_resident_bytes(tmp_path: Path) -> None:
     mapped = np.asarray(np.load(tmp_path / "a.npy", mmap_mode="r"))
     assert resident_nbytes(mapped) == 0 and resident_nbytes(mapped[2:5]) == 0
     assert resident_nbytes(mapped.copy()) == 80
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_a_store_in_parts_rescores_as_one(dtype: str, metric: str, tmp_path: Path) -> None:
+    from embedops.errors import IntegrityError
+    from embedops.index.rescore import MAX_PARTS, VectorStore
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((900, 16)).astype(np.float32)
+    q = rng.standard_normal((7, 16)).astype(np.float32)
+    rows = np.sort(rng.choice(900, size=(7, 60)), axis=1)[:, ::-1].copy()
+    rows[2, 40:] = -1  # a short row: missing candidates last
+    whole = VectorStore(16, dtype)
+    whole.append(x)
+    first = VectorStore(16, dtype)
+    first.append(x[:500])
+    first.save(tmp_path)
+    split = VectorStore(16, dtype)
+    split.load(tmp_path, 500)  # a mapped part ...
+    split.append(x[500:700])  # ... then parts of its own in memory
+    split.append(x[700:])
+    assert len(split.parts) == 2 and split.rows == 900  # in-memory rows join the last part
+    want = whole.rescore(q, rows, None, 10, metric)
+    got = split.rescore(q, rows, None, 10, metric)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+    out = tmp_path / "saved"
+    out.mkdir()
+    split.save(out)  # the mapped part linked, the other written
+    assert (out / "vectors.npy").stat().st_ino == (tmp_path / "vectors.npy").stat().st_ino
+    again = VectorStore(16, dtype)
+    again.load(out, 900)
+    np.testing.assert_array_equal(again.rescore(q, rows, None, 10, metric)[0], want[0])
+    with pytest.raises(IntegrityError, match="expected 901"):
+        VectorStore(16, dtype).load(out, 901)
+    many = VectorStore(16, dtype)
+    many.load(out, 900)
+    for n in range(MAX_PARTS + 2):  # each append after a mapped part starts a part ...
+        many.parts.append(np.load(out / "vectors.1.npy", mmap_mode="r")[:1])
+        many.append(x[n:n + 1])
+    assert len(many.parts) <= MAX_PARTS  # ... and the later ones are joined past the cap

@@ -260,7 +260,9 @@ class Embedops:
                       ) -> dict[str, Any]:
         """Index the items written since the served snapshot as a new segment (built from
         those items only; the unchanged segments are hard-linked) and publish it; past
-        ``max_segments`` segments the small ones are merged. ``merge_rate``: at most this
+        ``max_segments`` segments the small ones are merged. A cell index (ivf, ivfpq,
+        rabitq) instead folds them into a copy of its newest segment while that one stays
+        within twice its cells' training size (``folded``). ``merge_rate``: at most this
         many vectors a second are added to the segments built (0: unlimited; default
         ``$EMBEDOPS_MERGE_RATE``), so serving keeps the cores. ``changed`` False: nothing new."""
         return self._indexes.refresh(collection, model_version, max_segments, merge_rate)

@@ -40,9 +40,16 @@ from embedops.engine.index_meta import (
 from embedops.engine.models import ModelHub
 from embedops.errors import IntegrityError, InvalidInput, NotFound, Unavailable
 from embedops.index import IN_PROCESS
+from embedops.index.base import FaissIndex
 from embedops.index.merge_policy import MergeRate
 from embedops.index.protocol import Index
-from embedops.index.segments import MAX_SEGMENTS, SegmentedIndex, read_live_keys, summaries
+from embedops.index.segments import (
+    INDEX_DIR,
+    MAX_SEGMENTS,
+    SegmentedIndex,
+    read_live_keys,
+    summaries,
+)
 from embedops.index.snapshot import CURRENT, SnapshotCheck, SnapshotStore
 from embedops.progress import progress_bar
 from embedops.search.served import ServedIndex, catalog_position
@@ -146,6 +153,8 @@ class IndexManager:
             memory_index.write_spec(root, str(meta["kind"]), meta["params"])
             return ServedIndex(index, ids, memory_index.memory_meta(meta, len(ids)))
         snap = self.store(collection, version).publish(index, ids, meta)
+        if isinstance(index, FaissIndex):  # served from the snapshot's files, as once loaded
+            index.map_saved(snap.path / INDEX_DIR)
         return ServedIndex(index, ids, snapshot_meta(snap), snap)
 
     # -- segments ------------------------------------------------------------------------------

@@ -8,6 +8,11 @@
 * the overlay (items written since the snapshot) becomes one new segment, built by the index's
   own backend from those items only; the served tombstones (items deleted or rewritten) join
   each segment's tombstones in the new manifest;
+* except for a cell index (``FOLDABLE``: ivf, ivfpq, rabitq) whose newest segment may grow:
+  a refresh then *folds* the overlay into a copy of that segment (``_fold_target``: its codes
+  copied, the writes encoded into its trained cells, its tombstones kept, its full vectors
+  hard-linked with the new rows as a part of their own; ``folded`` in the summary), so the
+  index stays one segment until it passes ``FOLD_GROWTH`` times its cells' training size;
 * the segments to merge are folded into that new segment from the catalog's vectors of their
   live items, dropping their tombstones; a graph is not rebuilt from scratch when it need not
   be: the largest hnsw segment merged that has no tombstones (the host) is copied and the
@@ -54,7 +59,9 @@ from embedops.index.ivf import auto_nlist
 from embedops.index.merge_policy import MergeRate, Throttle, merge_plan
 from embedops.index.protocol import Index
 from embedops.index.segments import (
+    INDEX_DIR,
     MAX_SEGMENTS,
+    SEGMENTS_DIR,
     Segment,
     SegmentedIndex,
     as_segments,
@@ -96,14 +103,21 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
         return {**public_meta(served.meta), "count": served.count, "changed": False,
                 "segments": len(base.segments), "added": 0, "merged": 0,
                 "seconds": round(time.time() - started, 3)}
-    host = _host(segs, chosen, base.kind)
+    folded = _fold_target(segs, base.kind, len(new_keys)) if merge is None and new_keys \
+        and not chosen else None
+    if folded is not None:
+        chosen = {folded.name}
+    host = folded or _host(segs, chosen, base.kind)
     keys, matrix = _items(mgr, collection, version, served, segs, chosen, merge == ALL, host)
     kept = [s for s in segs if s.name not in chosen and s.live > 0]
     name = new_segment_name()
     throttle = Throttle(rate)
     if host is not None:
         keys = served.keys[host.offset:host.offset + host.size] + keys
-    fresh = [Segment(name, _build(base, matrix, throttle, host), len(keys))] if keys else []
+    # a folded segment keeps its tombstones (its local ids stay); a merge drops them
+    carried = folded.dead if folded is not None else np.empty(0, np.int64)
+    fresh = [Segment(name, _build(base, matrix, throttle, host), len(keys), dead=carried)] \
+        if keys else []
     index = SegmentedIndex([*kept, *fresh], base.kind, base.metric, base.dim, base.params)
     all_keys = _kept_keys(served.keys, kept) + keys
     removed = [served.keys[i] for i in dead]
@@ -119,33 +133,40 @@ def seal(mgr: IndexManager, collection: str, version: str, merge: str | None,
             consistency.META_KEY: check}
     snap = mgr.store(collection, version).publish_segments(served.info.name, index,
                                                            {name: keys} if keys else {}, meta)
-    key_pos = _next_key_pos(served, kept, index, keys)
+    for seg in fresh:  # served from its files, as once loaded (a later fold links them)
+        if isinstance(seg.index, FaissIndex):
+            seg.index.map_saved(snap.path / SEGMENTS_DIR / seg.name / INDEX_DIR)
+    key_pos = _next_key_pos(served, kept, index, keys, host)
     now = ServedIndex(index, all_keys, snapshot_meta(snap), snap, key_pos)
     mgr.install(collection, version, now)
     return {**public_meta(now.meta), "count": now.count, "changed": True,
             "segments": len(index.segments), "added": len(new_keys), "merged": len(chosen),
-            "reused": host.size if host is not None else 0,
+            "reused": host.size if host is not None else 0, "folded": folded is not None,
             "seconds": round(time.time() - started, 3),
             "throttled_s": round(throttle.slept, 3)}
 
 
 def _next_key_pos(served: ServedIndex, kept: list[Segment], index: SegmentedIndex,
-                  fresh: list[str]) -> dict[str, int] | None:
+                  fresh: list[str], host: Segment | None = None) -> dict[str, int] | None:
     """The new served index's id -> position map, derived from the old one in time
     proportional to the change, when every kept segment keeps its offset (the merged segments
-    were the newest, as the size tiers make them); ``None`` (rebuild it) otherwise."""
+    were the newest, as the size tiers make them); ``None`` (rebuild it) otherwise. A ``host``
+    that stays where it was (a folded segment) keeps its entries' positions: only the rows
+    after it are new."""
     if [s.offset for s in kept] != [s.offset for s in index.segments[:len(kept)]]:
         return None
     end = kept[-1].offset + kept[-1].size if kept else 0
+    same = host.size if host is not None and host.offset == end else 0
     pos = dict(served.key_pos)
     keys = served.keys
     # entries gone: those of the merged segments (their live items are in fresh) and the
     # tombstoned ones; an id's entry is dropped only where it was the live one
-    for i in itertools.chain(range(end, len(keys)), (i for i in index.masked() if i < end)):
+    for i in itertools.chain(range(end + same, len(keys)),
+                             (i for i in index.masked() if i < end + same)):
         if pos.get(keys[i]) == i:
             del pos[keys[i]]
-    for n, key in enumerate(fresh):
-        pos[key] = end + n
+    for n in range(same, len(fresh)):
+        pos[fresh[n]] = end + n
     return pos
 
 
@@ -226,8 +247,38 @@ def _chosen(segs: list[Segment], kind: str, merge: str | None, max_segments: int
 
 #: backends whose segment a merge extends (a copy plus insertions) instead of rebuilding: a
 #: graph's insertions do not depend on what was inserted before them; cell indexes (ivf,
-#: rabitq, ...) are rebuilt, since their cells were trained for the smaller segment
+#: rabitq, ...) are rebuilt by a merge, which also retrains their cells
 EXTENDABLE = ("hnsw",)
+#: backends whose newest segment a refresh extends with the writes instead of sealing them as
+#: one more segment: a cell index adds a vector by encoding it into its nearest trained cell
+#: (no search, unlike a graph), and its full vectors gain a new part instead of a rewrite
+#: (``VectorStore``), so the copy costs its codes and the writes; one segment then serves
+#: where two would be searched
+FOLDABLE = ("ivf", "ivfpq", "rabitq")
+#: a segment is extended while it holds at most this many times the vectors its cells were
+#: trained on; past that, the writes are sealed apart and a merge retrains the cells
+FOLD_GROWTH = 2.0
+
+
+def _fold_target(segs: list[Segment], kind: str, incoming: int) -> Segment | None:
+    """The segment a refresh extends with ``incoming`` writes, or None (seal them apart):
+    the newest segment, of a ``FOLDABLE`` kind, holding every local id it was built with
+    (``0..size-1``) and staying within ``FOLD_GROWTH`` of its cells' training size."""
+    from embedops.index.ivf import IVFIndex
+    from embedops.index.rescore import Rescoring, is_identity
+
+    if kind not in FOLDABLE or not segs:
+        return None
+    last = segs[-1]
+    index = last.index
+    if index.kind != kind or not isinstance(index, IVFIndex) or index._index is None or \
+            int(index.count) != last.size:
+        return None
+    trained = int(getattr(index, "_trained_on", 0))
+    if not trained or last.size + incoming > FOLD_GROWTH * trained:
+        return None
+    same = index._rows_are_ids() if isinstance(index, Rescoring) else is_identity(index._ids)
+    return last if same else None
 
 
 def _host(segs: list[Segment], chosen: set[str], kind: str) -> Segment | None:
@@ -255,7 +306,7 @@ def _build(base: SegmentedIndex, vectors: np.ndarray, throttle: Throttle,
     from dataclasses import asdict
 
     if host is not None:
-        assert isinstance(host.index, FaissIndex)  # EXTENDABLE kinds are FAISS backends
+        assert isinstance(host.index, FaissIndex)  # EXTENDABLE, FOLDABLE: FAISS backends
         extended = host.index.copy()
         rows = np.ascontiguousarray(vectors, np.float32)
         ids = np.arange(host.size, host.size + len(rows), dtype=np.int64)

@@ -334,6 +334,12 @@ class FaissIndex:
         self._after_remove(positions)
         return removed
 
+    def map_saved(self, folder: str | Path) -> None:
+        """Serve from the files ``save`` just wrote to ``folder`` where a backend keeps large
+        arrays memory-mapped once loaded (hook: by default nothing changes), so an index
+        built in this process holds what a loaded one holds, and a later copy of it
+        links those files instead of rewriting them."""
+
     def _after_copy(self) -> None:
         """Rebuild what a copy must not share with the original (hook: FAISS objects made
         from the index, per-object caches)."""

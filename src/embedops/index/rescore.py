@@ -8,6 +8,7 @@ cache, not in the index's RAM.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
 from embedops.index.base import F32, IdArray, exact_scores, top_k
-from embedops.index.files import resident_nbytes
+from embedops.index.files import IDS_FILE, resident_nbytes
 
 VECTORS_FILE = "vectors.npy"
 DTYPES = ("float32", "float16")
@@ -25,52 +26,89 @@ _CHUNK = 64
 
 
 class VectorStore:
-    """Full vectors, one row per entry of the owner's ``_ids`` array (same order)."""
+    """Full vectors, one row per entry of the owner's ``_ids`` array (same order), in one or
+    more *parts*: a loaded store memory-maps ``vectors.npy`` (and ``vectors.<i>.npy``); rows
+    appended to it become a new part held in memory, so a copy of a loaded index extended by a
+    refresh (``segment_ops``) saves its new rows only and hard-links the parts it was loaded
+    from (``save``), instead of rewriting every vector."""
 
     def __init__(self, dim: int, dtype: str = "float32") -> None:
         self.dim = dim
         self.dtype = np.dtype(dtype)
-        self.vectors: np.ndarray = np.empty((0, dim), dtype=self.dtype)
+        self.parts: list[np.ndarray] = []
+
+    @property
+    def rows(self) -> int:
+        """Rows over all parts."""
+        return sum(len(part) for part in self.parts)
+
+    def copy(self) -> VectorStore:
+        """A store sharing these parts (never written in place) with a list of its own."""
+        other = VectorStore(self.dim, str(self.dtype))
+        other.dtype, other.parts = self.dtype, list(self.parts)
+        return other
 
     def append(self, vecs: F32) -> None:
-        """Append rows (copies a memory-mapped array into RAM on the first write)."""
-        if not len(self.vectors):  # one copy, not a cast copy concatenated again
-            self.vectors = np.array(vecs, dtype=self.dtype)
+        """Append rows: to the last part when it is in memory, else as a new part (a mapped
+        part is never copied into memory); past ``MAX_PARTS`` the parts after the first are
+        joined into one."""
+        rows = np.array(vecs, dtype=self.dtype)  # one copy, cast on the way
+        if self.parts and resident_nbytes(self.parts[-1]):
+            self.parts[-1] = np.concatenate([self.parts[-1], rows])
         else:
-            self.vectors = np.concatenate([self.vectors, vecs.astype(self.dtype, copy=False)])
+            self.parts.append(rows)
+        if len(self.parts) > MAX_PARTS:  # reads what the folds added, not the first part
+            self.parts = [self.parts[0], np.concatenate(self.parts[1:])]
 
     def delete(self, positions: np.ndarray) -> None:
-        """Drop the rows at ``positions``."""
-        self.vectors = np.delete(self.vectors, positions, axis=0)
+        """Drop the rows at ``positions`` (the store becomes one part in memory)."""
+        whole = self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+        self.parts = [np.delete(whole, positions, axis=0)]
 
     def clear(self) -> None:
         """Drop every row."""
-        self.vectors = np.empty((0, self.dim), dtype=self.dtype)
+        self.parts = []
 
     def save(self, folder: Path) -> None:
-        """Write ``vectors.npy``."""
-        np.save(folder / VECTORS_FILE, np.ascontiguousarray(self.vectors))
+        """Write ``vectors.npy`` (and ``vectors.<i>.npy`` for the later parts); a part mapped
+        from a file is hard-linked from it (the file is immutable), else written."""
+        parts = self.parts or [np.empty((0, self.dim), dtype=self.dtype)]
+        for n, part in enumerate(parts):
+            target = folder / _part_file(n)
+            source = getattr(part, "filename", None)
+            if source is not None and not resident_nbytes(part):
+                try:
+                    os.link(source, target)
+                    continue
+                except OSError:  # another file system, or links refused: write it
+                    pass
+            np.save(target, np.ascontiguousarray(part))
 
     def load(self, folder: Path, rows: int) -> None:
-        """Memory-map ``vectors.npy``; IntegrityError if its shape does not match ``rows``."""
-        arr = np.load(folder / VECTORS_FILE, mmap_mode="r")
-        if arr.shape != (rows, self.dim):
+        """Memory-map the parts; IntegrityError if their shapes do not add up to ``rows``."""
+        parts = [np.load(folder / VECTORS_FILE, mmap_mode="r")]
+        while (folder / _part_file(len(parts))).exists():
+            parts.append(np.load(folder / _part_file(len(parts)), mmap_mode="r"))
+        widths = {part.shape[1:] for part in parts}
+        total = sum(len(part) for part in parts)
+        if widths != {(self.dim,)} or total != rows or len({p.dtype for p in parts}) != 1:
             raise IntegrityError(
-                f"{folder / VECTORS_FILE} has shape {arr.shape}, expected ({rows}, {self.dim})",
+                f"{folder / VECTORS_FILE} holds {total} rows of shapes {sorted(widths)} in "
+                f"{len(parts)} part(s), expected {rows} of width {self.dim}",
                 "rebuild the index from the catalog",
             )
-        self.vectors, self.dtype = arr, arr.dtype
+        self.parts, self.dtype = parts, parts[0].dtype
 
     def rescore(
         self, q: F32, rows: np.ndarray, ids: IdArray | None, k: int, metric: str
     ) -> tuple[IdArray, F32]:
-        """Re-rank candidate ``rows`` (m, c; -1 = none) exactly; return the top ``k`` ids
-        (``ids[row]``; ``ids`` None: the rows are the ids)."""
+        """Re-rank candidate ``rows`` (m, c; -1 = none, last in a row) exactly; return the
+        top ``k`` ids (``ids[row]``; ``ids`` None: the rows are the ids)."""
         k = min(k, rows.shape[1])
-        if self.vectors.dtype == np.float32 and self.vectors.flags["C_CONTIGUOUS"]:
-            best_rows, scores = self._rescore_faiss(q, rows, k, metric)
+        if len(self.parts) == 1:
+            best_rows, scores = _rescore_part(self.parts[0], q, rows, k, metric)
         else:
-            best_rows, scores = self._rescore_numpy(q, rows, k, metric)
+            best_rows, scores = self._rescore_parts(q, rows, k, metric)
         if ids is None:
             return best_rows, scores  # a missing result is row -1, as an id should be
         best_ids = ids[best_rows]  # row -1 picks the last id here, fixed just below
@@ -78,41 +116,75 @@ class VectorStore:
             best_ids[best_rows < 0] = -1
         return best_ids, scores
 
-    def _rescore_faiss(
+    def _rescore_parts(
         self, q: F32, rows: np.ndarray, k: int, metric: str
     ) -> tuple[np.ndarray, F32]:
-        """FAISS's C++ re-ranking over the (possibly memory-mapped) float32 rows."""
-        import faiss
+        """Each part re-ranks the candidates it holds (local rows, the others -1 and last),
+        then the best ``k`` of all parts are kept."""
+        found_rows, found_scores, start = [], [], 0
+        for part in self.parts:
+            stop = start + len(part)
+            local = np.where((rows >= start) & (rows < stop), rows - start, -1)
+            local = -np.sort(-local, axis=1)  # -1 last: FAISS stops a row at its first -1
+            best, scores = _rescore_part(part, q, local, k, metric)
+            found_rows.append(np.where(best >= 0, best + start, -1))
+            found_scores.append(np.where(best >= 0, scores, np.float32(-np.inf)))
+            start = stop
+        return top_k(np.concatenate(found_rows, axis=1), np.concatenate(found_scores, axis=1), k)
 
-        m, c = rows.shape
-        if not rows.flags.c_contiguous or rows.dtype != np.int64:
-            rows = np.ascontiguousarray(rows, dtype=np.int64)
-        vals = np.empty((m, k), dtype=np.float32)
-        best = np.empty((m, k), dtype=np.int64)
-        knn = getattr(faiss, "knn_L2sqr_by_idx" if metric == "l2" else "knn_inner_products_by_idx")
-        ptr = faiss.swig_ptr  # ld_ids must be given: the -1 default misreads rows past the first
-        knn(ptr(q), ptr(self.vectors), ptr(rows), self.dim, m, len(self.vectors), c, k,
-            ptr(vals), ptr(best), c)  # fmt: skip
-        if metric == "l2":
-            np.negative(vals, out=vals)
-        if m != 1 or best[0, -1] < 0:
-            vals[best < 0] = -np.inf
-        return best, vals
 
-    def _rescore_numpy(
-        self, q: F32, rows: np.ndarray, k: int, metric: str
-    ) -> tuple[np.ndarray, F32]:
-        """The same re-ranking for float16 rows, in chunks to bound the gathered block."""
-        out_rows = np.empty((len(q), k), dtype=np.int64)
-        out_scores = np.empty((len(q), k), dtype=np.float32)
-        for start in range(0, len(q), _CHUNK):
-            part = rows[start : start + _CHUNK]
-            scores = exact_scores(
-                q[start : start + _CHUNK], self.vectors[np.maximum(part, 0)], metric
-            )
-            best_rows, best = top_k(part, scores, k)
-            out_rows[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_rows, best
+#: parts a store keeps before joining the later ones (see ``VectorStore.append``)
+MAX_PARTS = 4
+
+
+def _part_file(n: int) -> str:
+    return VECTORS_FILE if n == 0 else f"vectors.{n}.npy"
+
+
+def _rescore_part(vectors: np.ndarray, q: F32, rows: np.ndarray, k: int, metric: str
+                  ) -> tuple[np.ndarray, F32]:
+    """The best ``k`` of candidate ``rows`` of one part: FAISS's C++ re-ranking over float32
+    rows (memory-mapped or not), numpy's for float16."""
+    if vectors.dtype == np.float32 and vectors.flags["C_CONTIGUOUS"]:
+        return _rescore_faiss(vectors, q, rows, k, metric)
+    return _rescore_numpy(vectors, q, rows, k, metric)
+
+
+def _rescore_faiss(vectors: np.ndarray, q: F32, rows: np.ndarray, k: int, metric: str
+                   ) -> tuple[np.ndarray, F32]:
+    import faiss
+
+    m, c = rows.shape
+    if not rows.flags.c_contiguous or rows.dtype != np.int64:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+    vals = np.empty((m, k), dtype=np.float32)
+    best = np.empty((m, k), dtype=np.int64)
+    knn = getattr(faiss, "knn_L2sqr_by_idx" if metric == "l2" else "knn_inner_products_by_idx")
+    ptr = faiss.swig_ptr  # ld_ids must be given: the -1 default misreads rows past the first
+    knn(ptr(q), ptr(vectors), ptr(rows), vectors.shape[1], m, len(vectors), c, k,
+        ptr(vals), ptr(best), c)  # fmt: skip
+    if metric == "l2":
+        np.negative(vals, out=vals)
+    if m != 1 or best[0, -1] < 0:
+        vals[best < 0] = -np.inf
+    return best, vals
+
+
+def _rescore_numpy(vectors: np.ndarray, q: F32, rows: np.ndarray, k: int, metric: str
+                   ) -> tuple[np.ndarray, F32]:
+    """The same re-ranking for float16 rows, in chunks to bound the gathered block."""
+    out_rows = np.empty((len(q), k), dtype=np.int64)
+    out_scores = np.empty((len(q), k), dtype=np.float32)
+    if not len(vectors):  # nothing to gather from: every candidate is missing
+        out_rows.fill(-1)
+        out_scores.fill(-np.inf)
         return out_rows, out_scores
+    for start in range(0, len(q), _CHUNK):
+        part = rows[start : start + _CHUNK]
+        scores = exact_scores(q[start : start + _CHUNK], vectors[np.maximum(part, 0)], metric)
+        best_rows, best = top_k(part, scores, k)
+        out_rows[start : start + _CHUNK], out_scores[start : start + _CHUNK] = best_rows, best
+    return out_rows, out_scores
 
 
 def is_identity(ids: IdArray) -> bool:
@@ -154,6 +226,10 @@ class Rescoring:
 
     def _new_store(self) -> None:
         self._store = VectorStore(self.dim, self.params.rescore_dtype)
+
+    def _after_copy(self) -> None:
+        super()._after_copy()  # type: ignore[misc]
+        self._store = self._store.copy()  # the copy's appends must not reach the original
 
     def _add(self, vecs: F32, ids: IdArray) -> None:
         super()._add(vecs, ids)  # type: ignore[misc]
@@ -202,6 +278,22 @@ class Rescoring:
     def _save_extra(self, path: Path) -> None:
         if self.params.rescore_factor:
             self._store.save(path)
+
+    def map_saved(self, folder: str | Path) -> None:
+        """The full vectors (and, with ``ids_mapped``, the ids) memory-mapped from the files
+        just saved in ``folder``, replacing the copies held in memory."""
+        path = Path(folder)
+        with self._lock:  # type: ignore[attr-defined]
+            if self.params.rescore_factor:
+                store = VectorStore(self.dim, self.params.rescore_dtype)
+                store.load(path, len(self._ids))
+                self._store = store
+            if getattr(self, "ids_mapped", False):
+                ids = np.load(path / IDS_FILE, mmap_mode="r")
+                if ids.shape != self._ids.shape or ids.dtype != np.int64:
+                    raise IntegrityError(f"{path / IDS_FILE} does not hold this index's ids",
+                                         "rebuild the index from the catalog")
+                self._ids = np.asarray(ids)
 
     def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
         if self.params.rescore_factor:
