@@ -34,11 +34,22 @@ QUERIES = ["apple banana cherry", "fern vine reed", "plum berry kiwi lime", "roo
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with ``N`` items in an hnsw index and ``NEW`` more written since."""
+    return _workspace(tmp_path_factory, "hnsw")
+
+
+@pytest.fixture(scope="module")
+def cell_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same with a rabitq index, which a refresh extends (a fold) instead of adding a
+    segment."""
+    return _workspace(tmp_path_factory, "rabitq")
+
+
+def _workspace(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Path:
     ws = publish_tiny(tmp_path_factory.mktemp("segkill") / "ws")
     with Embedops(ws) as api:
         api.collections.create("docs", model="tiny")
         api.upsert_items("docs", [{"id": f"i{i}", "text": t} for i, t in enumerate(texts(N, 3))])
-        api.build_index("docs", "hnsw", quiet=True)
+        api.build_index("docs", kind, quiet=True)
         api.upsert_items("docs", [{"id": f"n{i}", "text": t}
                                   for i, t in enumerate(texts(NEW, 4))])
         api.upsert_items("docs", [{"id": f"i{i}", "text": t}  # rewritten
@@ -106,6 +117,16 @@ def test_kill9_during_refresh(base: Path, tmp_path: Path, seed: int) -> None:
     _kill_then_rerun(ws, "refresh", seed)
     with Embedops(ws) as api:
         assert api.index_status("docs")["freshness"]["stale_items"] == 0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill9_during_a_fold(cell_base: Path, tmp_path: Path, seed: int) -> None:
+    ws = _copy(cell_base, tmp_path)
+    _kill_then_rerun(ws, "refresh", seed)
+    with Embedops(ws) as api:
+        status = api.index_status("docs")
+        assert status["freshness"]["stale_items"] == 0
+        assert len(status["snapshot"]["segments"]) == 1  # folded: one segment
 
 
 @pytest.mark.parametrize("seed", SEEDS)
