@@ -29,8 +29,9 @@ search on one FAISS thread, numpy's BLAS on one thread; the load average beside 
   sides timed in ``--rounds`` interleaved rounds (a batch of all queries a call; and one
   query a call: the engine's served index as a server searches, raw FAISS), with p50/p99
   latency of one query a call (``--rounds`` passes, the two sides taking turns query by query);
-* 1% (``--new-share``) new vectors written then ``refresh_index`` (a new segment; seconds and
-  share of the full build) vs raw FAISS ``add_with_ids``; then 1% deleted and refreshed vs raw
+* 1% (``--new-share``) new vectors written then ``refresh_index`` (folded into a copy of the
+  one segment, or sealed as a new one: the layout is printed; seconds and share of the full
+  build) vs raw FAISS ``add_with_ids``; then 1% deleted and refreshed vs raw
   ``remove_ids``; recall at the chosen settings after both, then the cheapest settings
   reaching the target again and one more timed comparison;
 * peak memory of the process: the largest anonymous RSS seen (sampled every 0.2 s) and
