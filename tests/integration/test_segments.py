@@ -358,6 +358,23 @@ def test_a_damaged_shared_segment_fails_every_snapshot_linking_it(api: Embedops,
         assert again.index_status("dmg2")["load"]["rebuilt"] == "no good snapshot"
 
 
+def test_a_fold_records_the_checksum_a_linked_part_was_verified_with(api: Embedops,
+                                                                     home: Path) -> None:
+    name = "dmg-fold"
+    api.collections.create(name, model="lee")
+    _write(api, name, [f"i{i}" for i in range(4500)], seed=1)  # past the exact-segment size
+    first = str(api.build_index(name, "rabitq", {"nlist": 8}, quiet=True)["name"])
+    _flip(api.snapshots(name).root / first / "index" / "vectors.npy")  # damaged in place
+    _write(api, name, [f"n{i}" for i in range(100)], seed=7)
+    out = api.refresh_index(name)
+    assert out["folded"]  # the fold links the damaged file: not read, not re-checksummed
+    with Embedops(Workspace(home)) as again:
+        bad = {c.name for c in again.verify_index(name) if not c.ok}
+        assert bad == {first, out["name"]}  # both fail, as for any shared file
+        assert again.index_status(name, load=True)["load"]["rebuilt"] == "no good snapshot"
+    api.collections.delete(name)
+
+
 def test_rollback_serves_the_previous_manifest(api: Embedops) -> None:
     first = _fill(api, "back", "flat")
     _churn(api, "back", 0)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
-from embedops.fsio import atomic_write_bytes, sha256_tree
+from embedops.fsio import atomic_write_bytes, sha256_file
 from embedops.index.checks import check_k, check_queries, check_search_knobs, is_int
 from embedops.index.protocol import F32, IdArray, Index
 from embedops.index.scoring import pad
@@ -436,12 +436,38 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _recorded(base_folder: Path, base: dict[str, Any]) -> dict[tuple[int, int], str]:
+    """The base snapshot's recorded checksums by file identity (device, inode)."""
+    out: dict[tuple[int, int], str] = {}
+    for rel, digest in base["files"].items():
+        try:
+            st = os.stat(base_folder / rel)
+        except OSError:
+            continue  # verification of the base reports it
+        out[(st.st_dev, st.st_ino)] = digest
+    return out
+
+
+def _digests(folder: Path, known: dict[tuple[int, int], str]) -> dict[str, str]:
+    """``sha256_tree(folder)``, except that a file hard-linked from the base snapshot (a
+    folded segment's earlier vector parts) takes the checksum the base recorded: reading it
+    again would cost its size, and a file damaged since would be recorded as good; as it
+    is, it fails verification like the base does."""
+    out: dict[str, str] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = path.stat()
+        digest = known.get((st.st_dev, st.st_ino))
+        out[path.relative_to(folder).as_posix()] = digest or sha256_file(path)
+    return out
+
+
 def stage(tmp: Path, base_folder: Path, base: dict[str, Any], index: SegmentedIndex,
           new_keys: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """Write ``index``'s segments into the staging folder ``tmp``: the segments named in
     ``new_keys`` are saved with those keys, the others linked from ``base_folder`` (whose
     sealed manifest is ``base``). Returns the checksums of every file, for the manifest."""
     files: dict[str, str] = {}
+    known: dict[tuple[int, int], str] | None = None
     for seg in index.segments:
         folder = tmp / SEGMENTS_DIR / seg.name
         prefix = f"{SEGMENTS_DIR}/{seg.name}/"
@@ -452,7 +478,9 @@ def stage(tmp: Path, base_folder: Path, base: dict[str, Any], index: SegmentedIn
                                    f"{len(keys)} keys")
             seg.index.save(folder / INDEX_DIR)
             atomic_write_bytes(folder / KEYS, json.dumps(keys).encode())
-            files.update({prefix + rel: digest for rel, digest in sha256_tree(folder).items()})
+            known = _recorded(base_folder, base) if known is None else known
+            files.update({prefix + rel: digest
+                          for rel, digest in _digests(folder, known).items()})
             continue
         for source, rel in _source_files(base, seg.name).items():
             _link(base_folder / source, folder / rel)
