@@ -265,7 +265,6 @@ def _fold_target(segs: list[Segment], kind: str, incoming: int) -> Segment | Non
     the newest segment, of a ``FOLDABLE`` kind, holding every local id it was built with
     (``0..size-1``) and staying within ``FOLD_GROWTH`` of its cells' training size."""
     from embedops.index.ivf import IVFIndex
-    from embedops.index.rescore import Rescoring, is_identity
 
     if kind not in FOLDABLE or not segs:
         return None
@@ -277,8 +276,7 @@ def _fold_target(segs: list[Segment], kind: str, incoming: int) -> Segment | Non
     trained = int(getattr(index, "_trained_on", 0))
     if not trained or last.size + incoming > FOLD_GROWTH * trained:
         return None
-    same = index._rows_are_ids() if isinstance(index, Rescoring) else is_identity(index._ids)
-    return last if same else None
+    return last if index.ids_are_rows() else None
 
 
 def _host(segs: list[Segment], chosen: set[str], kind: str) -> Segment | None:

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embedops.errors import AlreadyExists, InvalidInput
+from embedops.errors import AlreadyExists, IntegrityError, InvalidInput
 from embedops.index.checks import (
     F32_DTYPE,
     METRICS,
@@ -42,6 +42,7 @@ from embedops.index.files import (
     FORMAT_VERSION,
     IDS_FILE,
     META_FILE,
+    load_ids,
     read_arrays,
     read_meta,
     resident_nbytes,
@@ -68,6 +69,18 @@ __all__ = [  # the names other modules import from here
     "read_meta",
     "top_k",
 ]
+
+
+def is_identity(ids: IdArray) -> bool:
+    """True when ``ids`` are ``0..n-1`` in order (every segment's): each id is its own row."""
+    n = len(ids)
+    if not n:
+        return True
+    if int(ids[0]) != 0 or int(ids[-1]) != n - 1:
+        return False
+    step = 1 << 20  # compared a slice at a time: no n-long temporary
+    return all(np.array_equal(ids[a:a + step], np.arange(a, min(n, a + step)))
+               for a in range(0, n, step))
 
 
 class FaissIndex:
@@ -335,10 +348,18 @@ class FaissIndex:
         return removed
 
     def map_saved(self, folder: str | Path) -> None:
-        """Serve from the files ``save`` just wrote to ``folder`` where a backend keeps large
-        arrays memory-mapped once loaded (hook: by default nothing changes), so an index
-        built in this process holds what a loaded one holds, and a later copy of it
-        links those files instead of rewriting them."""
+        """Serve from the files ``save`` just wrote to ``folder`` what a loaded index keeps
+        memory-mapped (the ids with ``ids_mapped``; backends add theirs), so an index built
+        in this process holds what a loaded one holds, and a later copy of it links those
+        files instead of rewriting them."""
+        if not self.ids_mapped:
+            return
+        with self._lock:
+            ids = load_ids(Path(folder), mapped=True)
+            if ids.shape != self._ids.shape:
+                raise IntegrityError(f"{Path(folder) / IDS_FILE} does not hold this index's "
+                                     "ids", "rebuild the index from the catalog")
+            self._ids = ids
 
     def _after_copy(self) -> None:
         """Rebuild what a copy must not share with the original (hook: FAISS objects made

@@ -40,16 +40,13 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
 def read_arrays(path: Path, dim: int, mapped: bool = False) -> tuple[Any, IdArray]:
     """The FAISS index (None when none was saved) and ids written by ``write_arrays``,
     checked against ``dim``; IntegrityError when they are unreadable or disagree. ``mapped``:
-    the ids are memory-mapped read-only (page cache, not the process's own memory; a write
-    makes a new array in memory)."""
+    the ids are memory-mapped (``load_ids``)."""
     import faiss
 
     try:
         has_index = (path / FAISS_FILE).exists()
         index = faiss.read_index(str(path / FAISS_FILE)) if has_index else None
-        ids = np.load(path / IDS_FILE, mmap_mode="r" if mapped else None)
-        # int64 as written: a plain ndarray view of the mapping; another dtype: a copy
-        ids = np.asarray(ids) if ids.dtype == np.int64 else ids.astype(np.int64)
+        ids = load_ids(path, mapped)
     except (OSError, RuntimeError, ValueError) as exc:
         raise IntegrityError(
             f"cannot read the index in {path}: {exc}", "rebuild the index from the catalog"
@@ -64,6 +61,14 @@ def read_arrays(path: Path, dim: int, mapped: bool = False) -> tuple[Any, IdArra
             "rebuild the index from the catalog",
         )
     return index, ids
+
+
+def load_ids(path: Path, mapped: bool = False) -> IdArray:
+    """``ids.npy`` of a saved index as int64; ``mapped``: memory-mapped read-only (page
+    cache, not the process's own memory; a write makes a new array in memory)."""
+    ids = np.load(path / IDS_FILE, mmap_mode="r" if mapped else None)
+    # int64 as written: a plain ndarray view of the mapping; another dtype: a copy
+    return np.asarray(ids) if ids.dtype == np.int64 else ids.astype(np.int64)
 
 
 def resident_nbytes(array: np.ndarray) -> int:

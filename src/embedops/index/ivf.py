@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedops.errors import InvalidInput
-from embedops.index.base import F32, FaissIndex, IdArray, faiss_metric
+from embedops.index.base import F32, FaissIndex, IdArray, faiss_metric, is_identity
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -108,6 +108,11 @@ class IVFIndex(FaissIndex):
             if len(self._probe_params) < 64:  # bounded: values come from callers
                 self._probe_params[nprobe] = params
         return params
+
+    def ids_are_rows(self) -> bool:
+        """True when the ids are ``0..n-1`` in insertion order (a segment's): FAISS's labels
+        are then the local ids a segment's tombstones name."""
+        return is_identity(self._ids)
 
     def _new_params(self, tuning: dict[str, int] | None) -> Any:
         """A new FAISS ``SearchParameters`` for validated ``tuning`` (the index's own

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
-from embedops.index.base import F32, IdArray, exact_scores, top_k
-from embedops.index.files import IDS_FILE, resident_nbytes
+from embedops.index.base import F32, IdArray, exact_scores, is_identity, top_k
+from embedops.index.files import resident_nbytes
 
 VECTORS_FILE = "vectors.npy"
 DTYPES = ("float32", "float16")
@@ -187,18 +187,6 @@ def _rescore_numpy(vectors: np.ndarray, q: F32, rows: np.ndarray, k: int, metric
     return out_rows, out_scores
 
 
-def is_identity(ids: IdArray) -> bool:
-    """True when ``ids`` are ``0..n-1`` in order (every segment's): each id is its own row."""
-    n = len(ids)
-    if not n:
-        return True
-    if int(ids[0]) != 0 or int(ids[-1]) != n - 1:
-        return False
-    step = 1 << 20  # compared a slice at a time: no n-long temporary
-    return all(np.array_equal(ids[a:a + step], np.arange(a, min(n, a + step)))
-               for a in range(0, n, step))
-
-
 class Rescoring:
     """Mixin for quantized backends (put it first in the bases): keeps the full vectors
     row-aligned with ``self._ids`` and re-ranks ``max(rescore_factor * k, MIN_CANDIDATES)``
@@ -215,7 +203,8 @@ class Rescoring:
     # ids are 0..n-1 in row order; None: not checked since the last write
     _same_rows: bool | None = None
 
-    def _rows_are_ids(self) -> bool:
+    def ids_are_rows(self) -> bool:
+        """``is_identity(self._ids)``, remembered until the next write."""
         if self._same_rows is None:
             self._same_rows = is_identity(self._ids)
         return self._same_rows
@@ -272,7 +261,7 @@ class Rescoring:
     def _rescored(self, q: F32, k: int, labels: np.ndarray) -> tuple[IdArray, F32]:
         """The ``k`` best of the candidate ``labels`` by exact score."""
         rows = self._candidate_rows(labels)
-        ids = None if self._rows_are_ids() else self._ids
+        ids = None if self.ids_are_rows() else self._ids
         return self._store.rescore(q, rows, ids, k, self.metric)
 
     def _save_extra(self, path: Path) -> None:
@@ -280,20 +269,14 @@ class Rescoring:
             self._store.save(path)
 
     def map_saved(self, folder: str | Path) -> None:
-        """The full vectors (and, with ``ids_mapped``, the ids) memory-mapped from the files
-        just saved in ``folder``, replacing the copies held in memory."""
-        path = Path(folder)
-        with self._lock:  # type: ignore[attr-defined]
-            if self.params.rescore_factor:
-                store = VectorStore(self.dim, self.params.rescore_dtype)
-                store.load(path, len(self._ids))
+        """The full vectors memory-mapped from the files just saved in ``folder`` (and the
+        ids, as every backend maps them), replacing the copies held in memory."""
+        super().map_saved(folder)  # type: ignore[misc]
+        if self.params.rescore_factor:
+            store = VectorStore(self.dim, self.params.rescore_dtype)
+            store.load(Path(folder), len(self._ids))
+            with self._lock:  # type: ignore[attr-defined]
                 self._store = store
-            if getattr(self, "ids_mapped", False):
-                ids = np.load(path / IDS_FILE, mmap_mode="r")
-                if ids.shape != self._ids.shape or ids.dtype != np.int64:
-                    raise IntegrityError(f"{path / IDS_FILE} does not hold this index's ids",
-                                         "rebuild the index from the catalog")
-                self._ids = np.asarray(ids)
 
     def _load_extra(self, path: Path, state: dict[str, Any]) -> None:
         if self.params.rescore_factor:
@@ -336,7 +319,7 @@ class IVFRescoring(Rescoring):
 
     def _candidate_rows(self, labels: np.ndarray) -> np.ndarray:
         """Row of each candidate id in ``self._ids`` (-1 stays -1)."""
-        if self._rows_are_ids():
+        if self.ids_are_rows():
             return labels
         if self._order is None:
             self._order = _row_lookup(self._ids)

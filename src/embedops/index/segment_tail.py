@@ -107,13 +107,10 @@ class CellSkip:
     def of(cls, seg: Segment) -> CellSkip | None:
         """The selector of ``seg``, or None (nothing dead, another backend, other labels)."""
         from embedops.index.ivf import IVFIndex
-        from embedops.index.rescore import Rescoring, is_identity
 
         index = seg.index
-        if not len(seg.dead) or not isinstance(index, IVFIndex) or index._index is None:
-            return None
-        same = index._rows_are_ids() if isinstance(index, Rescoring) else is_identity(index._ids)
-        if not same:
+        if not len(seg.dead) or not isinstance(index, IVFIndex) or index._index is None \
+                or not index.ids_are_rows():
             return None
         live = np.ones(int(index.count), dtype=bool)
         live[seg.dead[seg.dead < len(live)]] = False
