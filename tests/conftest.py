@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,28 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", max_examples=500)
 settings.load_profile(os.environ.get("EMBEDOPS_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _priority_kept() -> Iterator[None]:
+    """No test may leave pytest's own thread at another CPU priority: every later test on the
+    worker, and every process those start, would inherit it (a README walk-through at niceness
+    10 beside a busy worker at 0 ran past its timeout that way). Restored, then reported."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    tid = threading.get_native_id()
+    before = (os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid))
+    yield
+    after = (os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid))
+    if after != before:
+        try:  # allowed as root (CI); elsewhere the report alone
+            os.sched_setscheduler(tid, before[1], os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, before[0])
+        except OSError:
+            pass
+        pytest.fail(f"the test left pytest's thread at (niceness, policy) {after}, was {before}: "
+                    "run niced work on a thread of its own (lifecycle.worker.at_priority)")
 
 
 @pytest.fixture

@@ -87,8 +87,11 @@ def test_happy_path_offline(home: Path) -> None:
             if message == "running":
                 steps.append(step)
 
+        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         state = Migrations(api, on_event=event).run("docs", "lee@2", OFFLINE)
     assert state["step"] == "done", state
+    # the work ran niced on a thread of its own; the caller's thread keeps its priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == nice
     assert steps == list(STEPS)
     recall = state["golden"]["recall"]  # both versions' golden recall, in the record
     assert state["golden"]["k"] == 10 and recall.keys() == {"lee@1", "lee@2"}

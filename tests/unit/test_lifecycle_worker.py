@@ -11,7 +11,7 @@ import pytest
 
 from embedops.errors import InvalidInput
 from embedops.lifecycle.migrate import MigrateOptions
-from embedops.lifecycle.worker import check_nice, lower_priority, main, spawn
+from embedops.lifecycle.worker import at_priority, check_nice, lower_priority, main, spawn
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice")
 
@@ -73,3 +73,31 @@ def test_nice_19_also_takes_the_idle_policy() -> None:
     thread.join()
     assert seen == {"nice": 19, "idle": True}
     assert os.sched_getscheduler(threading.get_native_id()) != os.SCHED_IDLE
+
+
+@linux
+def test_at_priority_runs_the_work_niced_and_leaves_the_caller_as_it_was() -> None:
+    before = _nice_of_this_thread()
+    seen: dict[str, object] = {}
+
+    def work() -> str:
+        seen["nice"] = _nice_of_this_thread()
+        seen["thread"] = threading.get_native_id()
+        return "done"
+
+    assert at_priority(7, work) == "done"
+    assert seen["nice"] == max(before, 7) and seen["thread"] != threading.get_native_id()
+    assert _nice_of_this_thread() == before
+    assert at_priority(0, work) == "done"  # 0: on the caller's thread, as it is
+    assert seen["thread"] == threading.get_native_id() and seen["nice"] == before
+
+
+def test_at_priority_hands_the_works_exception_to_the_caller() -> None:
+    def work() -> None:
+        raise InvalidInput("bad collection", "pick another")
+
+    with pytest.raises(InvalidInput, match="bad collection") as caught:
+        at_priority(5, work)
+    assert caught.traceback[-1].name == "work"  # the work's own traceback, kept
+    with pytest.raises(InvalidInput, match="nice must be"):
+        at_priority(20, lambda: None)

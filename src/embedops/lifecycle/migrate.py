@@ -20,11 +20,12 @@ a step whose work was done but not yet recorded is skipped, and the backfill onl
 the candidate still lacks (every item is embedded once).
 
 Priority: the migration's heavy work (backfill encoding, candidate index build, golden runs) runs
-at niceness ``nice`` (default 10, ``lifecycle.worker.lower_priority``): the thread that calls
-``run`` and every thread it starts, so a search in the serving process goes first. The
-niceness cannot be raised back by an unprivileged process: ``embedops migrate`` is a process of
-its own (as a Kubernetes Job would be), and the HTTP route hands the migration to a worker
-process (``lifecycle.worker.spawn``) rather than a server thread. One migration of a collection
+at niceness ``nice`` (default 10, ``lifecycle.worker.at_priority``): ``run`` does it on a thread
+of its own, and every thread that one starts inherits the niceness, so a search in the serving
+process goes first; the caller's thread waits and keeps its priority. A niced thread shares the
+process's interpreter all the same: ``embedops migrate`` is a process of its own (as a
+Kubernetes Job would be), and the HTTP route hands the migration to a worker process
+(``lifecycle.worker.spawn``) rather than a server thread. One migration of a collection
 runs at a time (a lock held for the whole run, released if its process dies).
 
 Traffic: the shadow and canary steps wait ``shadow_seconds`` and ``canary_seconds`` for the
@@ -68,7 +69,7 @@ from embedops.lifecycle.rollout import (
     RolloutConflict,
     RolloutState,
 )
-from embedops.lifecycle.worker import DEFAULT_NICE, check_nice, lower_priority
+from embedops.lifecycle.worker import DEFAULT_NICE, at_priority, check_nice
 
 STEPS = ("start", "backfill", "build", "verify", "golden", "shadow", "canary", "promote",
          "finish")
@@ -361,11 +362,13 @@ class Migrations:
             executor: Executor | None = None) -> dict[str, Any]:
         """Run (or resume) the migration of ``collection`` to ``target`` to its end. Returns the
         final sidecar state: step ``done``, ``rolled_back`` (with a reason), or the last step
-        done when ``stop`` was set. The calling thread runs at ``options.nice`` from here on
-        (the module doc says why it stays so)."""
-        lower_priority(self._nice(collection, options))
-        with self._run_lock(collection):
-            return self._run(collection, target, options, stop, executor)
+        done when ``stop`` was set. The work runs on a thread at ``options.nice`` while the
+        calling thread waits (its own priority unchanged)."""
+        def work() -> dict[str, Any]:
+            with self._run_lock(collection):
+                return self._run(collection, target, options, stop, executor)
+
+        return at_priority(self._nice(collection, options), work)
 
     def _nice(self, collection: str, options: MigrateOptions | None) -> int:
         """The niceness of the run: a live migration's own (it resumes with its options)."""

@@ -14,6 +14,9 @@ its cores at the same priority, and search latency suffers (issue #18 measured s
   again: call it only in a thread (or
   process) that does nothing but background work. Elsewhere than Linux the whole process is
   reniced (``os.nice``); without either it does nothing.
+- ``at_priority(nice, work)`` runs ``work()`` on a thread of its own at ``nice`` while the
+  caller waits for its result: the caller's thread keeps its priority (a migration started
+  from a notebook, a test or an application thread does not leave that thread niced).
 - ``spawn(job)`` starts ``python -m embedops.lifecycle.worker JOB`` detached from the caller's
   threads: a server hands migrations and candidate training to it instead of running them in
   a thread of its own. The worker lowers its whole process to the job's ``nice`` before doing
@@ -36,14 +39,16 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from embedops.errors import InvalidInput
 
 log = logging.getLogger("embedops.lifecycle")
 DEFAULT_NICE = 10
 JOBS = ("migrate", "candidate")
+T = TypeVar("T")
 
 
 def check_nice(nice: int) -> int:
@@ -95,6 +100,32 @@ def lower_process_priority(nice: int) -> None:
             _idle_policy(tid, nice)
         except (ValueError, OSError):  # a thread that ended meanwhile
             continue
+
+
+def at_priority(nice: int, work: Callable[[], T]) -> T:
+    """``work()`` run on a thread of its own at niceness ``nice`` (``lower_priority``) while the
+    calling thread waits: its result, or its exception re-raised here. The caller's thread keeps
+    its priority; with ``nice`` 0 ``work`` runs on it directly. A Ctrl-C reaches the caller at
+    once and the work's thread (a daemon) ends with the process, as a crash would end it."""
+    check_nice(nice)
+    if nice == 0:
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            lower_priority(nice)
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller, which re-raises it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=body, name="embedops-background", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # a join with a timeout lets KeyboardInterrupt through
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def _idle_policy(tid: int, nice: int) -> None:
