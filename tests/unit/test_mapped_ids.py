@@ -137,6 +137,14 @@ def test_a_store_in_parts_rescores_as_one(dtype: str, metric: str, tmp_path: Pat
     got = split.rescore(q, rows, None, 10, metric)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+    short = rows[2:3].copy()
+    short[0, 3:] = -1  # fewer candidates than k: padded with -1 / -inf
+    for query, row in [*((q[i:i + 1], rows[i:i + 1]) for i in range(len(q))), (q[2:3], short)]:
+        one, mine = whole.rescore(query, row, None, 10, metric), split.rescore(query, row, None,
+                                                                              10, metric)
+        np.testing.assert_array_equal(mine[0], one[0])  # one query a call: its own path
+        np.testing.assert_allclose(mine[1], one[1], rtol=1e-5, atol=1e-5)
+    assert (mine[0][0, 3:] == -1).all() and np.isneginf(mine[1][0, 3:]).all()
     out = tmp_path / "saved"
     out.mkdir()
     split.save(out)  # the mapped part linked, the other written

@@ -107,6 +107,8 @@ class VectorStore:
         k = min(k, rows.shape[1])
         if len(self.parts) == 1:
             best_rows, scores = _rescore_part(self.parts[0], q, rows, k, metric)
+        elif len(q) == 1:
+            best_rows, scores = self._rescore_one(q, rows[0], k, metric)
         else:
             best_rows, scores = self._rescore_parts(q, rows, k, metric)
         if ids is None:
@@ -115,6 +117,31 @@ class VectorStore:
         if len(best_rows) != 1 or best_rows[0, -1] < 0:  # missing results come last in a row
             best_ids[best_rows < 0] = -1
         return best_ids, scores
+
+    def _rescore_one(self, q: F32, row: np.ndarray, k: int, metric: str
+                     ) -> tuple[np.ndarray, F32]:
+        """``_rescore_parts`` for one query (a server's usual call), with a few numpy calls
+        instead of masks over the whole block: each part re-ranks the candidates it holds,
+        then the best ``k`` of theirs are kept (``-1`` / ``-inf`` pad a short row)."""
+        row = row[row >= 0]
+        found_rows, found_scores, start = [], [], 0
+        for part in self.parts:
+            stop = start + len(part)
+            local = row[(row >= start) & (row < stop)]
+            if len(local):
+                best, scores = _rescore_part(part, q, (local - start)[None],
+                                             min(k, len(local)), metric)
+                found_rows.append(best[0] + start)
+                found_scores.append(scores[0])
+            start = stop
+        out_rows = np.full((1, k), -1, np.int64)
+        out_scores = np.full((1, k), -np.inf, np.float32)
+        if found_rows:
+            rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
+            order = np.argsort(-scores_all, kind="stable")[:k]
+            out_rows[0, :len(order)], out_scores[0, :len(order)] = rows_all[order], \
+                scores_all[order]
+        return out_rows, out_scores
 
     def _rescore_parts(
         self, q: F32, rows: np.ndarray, k: int, metric: str

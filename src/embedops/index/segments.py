@@ -198,6 +198,13 @@ class SegmentedIndex:
         if not len(q) or not (plan.lanes or plan.others):
             empty = np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
             return pad(*empty, k)
+        found = None
+        if not plan.lanes and len(plan.others) == 1:  # one cell segment (a folded index)
+            seg, dead, knobs, params = plan.others[0]
+            ids, scores, bad = _search_live(seg, dead, q, k, knobs, scale, params)
+            if bad is None:  # nothing masked, best first: the segment's order is the answer
+                return pad(ids + seg.offset if seg.offset else ids, scores, k)
+            found = [_global(seg, ids, scores, bad)]
         pool = _executor() if FANOUT_THREADS > 1 and len(plan.lanes) > 1 else None
         dist, labels = run_lanes(plan.lanes, q, k, pool, FANOUT_THREADS)
         if self.metric == "l2":
@@ -205,8 +212,8 @@ class SegmentedIndex:
         if len(plan.lanes) == 1 and not plan.others:  # one graph, or the tail: FAISS's order
             base = int(plan.bases[0])
             return finish(labels[0] + base if base else labels[0], labels[0], dist[0], scale, k)
-        others = [_global(seg, *_search_live(seg, dead, q, k, knobs, scale, params))
-                  for seg, dead, knobs, params in plan.others]  # scaled: merge scales lanes too
+        others = found or [_global(seg, *_search_live(seg, dead, q, k, knobs, scale, params))
+                           for seg, dead, knobs, params in plan.others]  # scaled, as merge wants
         return merge(plan, k, scale, dist, labels, others)
 
     def _plan(self, tuning: Mapping[str, Any] | None) -> Plan:
