@@ -118,3 +118,30 @@ def test_bad_k(k: object, err: type) -> None:
     with pytest.raises(err):
         check_k(k)  # type: ignore[arg-type]
     assert check_k(1000) == 1000
+
+
+def test_the_index_only_path_answers_as_the_general_one() -> None:
+    """Between writes a search goes to the index alone (no overlay, tombstones or filter); it
+    answer as the general path (taken when ``fetch`` is given) does: ties ordered by key, and
+    a search short of k (an IVF cell at nprobe 1) left to the general path's further fetch."""
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(400, DIM)).astype(np.float32)
+    vectors = np.concatenate([base, base[:50]])  # 50 exact duplicates: tied scores
+    keys = [f"k{i:03d}" for i in range(len(vectors))]
+    meta = {"model_version": VERSION, "dim": DIM, "metric": "cosine"}
+    flat = make_index("flat", DIM)
+    flat.build(vectors, np.arange(len(vectors)))
+    served = ServedIndex(flat, keys, meta)
+    for q in (base[3], base[7] * 3.0, rng.normal(size=DIM).astype(np.float32)):
+        quick, general = served.search(q, 10), served.search(q, 10, fetch=10)
+        assert [key for key, _ in quick] == [key for key, _ in general]
+        np.testing.assert_allclose([s for _, s in quick], [s for _, s in general], rtol=1e-6)
+    tied = served.search(base[3], 2)  # a row and its duplicate: the smaller key first
+    assert tied[0][1] == tied[1][1] and tied[0][0] < tied[1][0]
+    ivf = make_index("ivf", DIM, "cosine", {"nlist": 8, "nprobe": 1})
+    ivf.build(vectors, np.arange(len(vectors)))
+    served = ServedIndex(ivf, keys, meta)
+    assert (ivf.search(base[5][None], 80)[0][0] < 0).any()  # one cell holds fewer than 80
+    got = served.search(base[5], 80)  # short of k: the general path answers it
+    assert got == served.search(base[5], 80, fetch=80) and 0 < len(got) < 80
+    assert ServedIndex(make_index("flat", DIM), [], meta).search(base[5], 5) == []

@@ -182,6 +182,11 @@ class ServedIndex:
         over-fetch: starting from ``fetch`` candidates, the fetch grows until ``k`` pass or the
         index is exhausted). ``search_params`` go to the index (``Index.search``)."""
         live = self._live
+        if accept is None and fetch is None and not live.overlay_keys and not live.tombstones \
+                and type(k) is int and k > 0:
+            found = self._index_only(query, k, search_params)
+            if found is not None:
+                return found
         q = prepare(query.reshape(1, -1), self.metric)[0]
         over = exact_scores(q, live.overlay, self.metric)
         pairs = [p for p in zip(live.overlay_keys, over.tolist(), strict=True)
@@ -199,6 +204,27 @@ class ServedIndex:
             fetch = min(total, fetch * 4)
         return top_pairs([p[0] for p in pairs + base], np.array([p[1] for p in pairs + base],
                                                                 np.float32), k)
+
+    def _index_only(self, query: np.ndarray, k: int, search_params: dict[str, Any] | None
+                    ) -> list[tuple[str, float]] | None:
+        """``search`` where the index alone answers (no overlay, no tombstones, no filter: a
+        served snapshot between writes): the query goes to the index as given (it checks it,
+        and scales cosine scores by the query's norm itself), the results in its order unless
+        two scores tie (then by key, as ``top_pairs`` orders them). None when the index gave
+        fewer than ``k`` and holds more (an IVF search at a low ``nprobe``): the general path
+        fetches further."""
+        total = int(self.index.count)
+        if not total:
+            return []
+        ids, scores = self.index.search(np.reshape(query, (1, -1)), min(total, k), search_params)
+        keys = self.keys
+        found = [(keys[i], s) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                 if i >= 0]
+        if len(found) < min(total, k):
+            return None
+        if any(a[1] <= b[1] for a, b in zip(found, found[1:], strict=False)):
+            return sorted(found, key=lambda p: (-p[1], p[0]))  # ties: by key
+        return found
 
     def _base(
         self, q: np.ndarray, fetch: int, dead: frozenset[int], accept: Callable[[str], bool] | None,
