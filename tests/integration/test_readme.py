@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -111,12 +112,39 @@ def _children_cpu() -> float:
 
 
 def _run(block: Block, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one block in its own process group. A bash block traces its commands to stderr
+    (``set -x``, each line stamped with the seconds since the block began), so a block that
+    runs past ``BLOCK_TIMEOUT_S`` fails naming the command it was in; the whole group is then
+    killed (the commands it started too, which would otherwise slow the tests after it)."""
     if block.lang == "python":
         command = [sys.executable, "-c", block.code]
     else:
-        command = ["bash", "-euo", "pipefail", "-c", block.code]
-    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        command = ["bash", "-xeuo", "pipefail", "-c", block.code]
+        env = {**env, "PS4": "+ [${SECONDS}s] "}
+    with subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            started = [line for line in err.splitlines() if line.startswith("+ [")]
+            pytest.fail(f"README.md line {block.line} ({block.lang}) still ran after "
+                        f"{BLOCK_TIMEOUT_S} s; the last commands it started:\n"
+                        + "\n".join(started[-5:]) + f"\n--- output ---\n{(out + err)[-4000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def test_a_block_past_its_time_fails_naming_its_command_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(globals(), "BLOCK_TIMEOUT_S", 2)
+    block = Block("bash", "echo started\nsleep 4321 &\nsleep 4322\n", 1, skipped=False)
+    with pytest.raises(pytest.fail.Exception, match=r"still ran after 2 s(.|\n)*sleep 4322"):
+        _run(block, tmp_path, dict(os.environ))
+    left = subprocess.run(["pgrep", "-f", "sleep 432[12]"], capture_output=True, text=True)
+    assert left.stdout == ""  # the background command went with its block
 
 
 def test_every_readme_block_runs_in_order(tmp_path: Path) -> None:
