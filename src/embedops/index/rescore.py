@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from embedops.errors import IntegrityError, InvalidInput
-from embedops.index.base import F32, IdArray, exact_scores, is_identity, top_k
+from embedops.index.base import F32, IdArray, exact_scores, is_identity, pad, top_k
 from embedops.index.files import resident_nbytes
 
 VECTORS_FILE = "vectors.npy"
@@ -134,14 +134,11 @@ class VectorStore:
                 found_rows.append(best[0] + start)
                 found_scores.append(scores[0])
             start = stop
-        out_rows = np.full((1, k), -1, np.int64)
-        out_scores = np.full((1, k), -np.inf, np.float32)
-        if found_rows:
-            rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
-            order = np.argsort(-scores_all, kind="stable")[:k]
-            out_rows[0, :len(order)], out_scores[0, :len(order)] = rows_all[order], \
-                scores_all[order]
-        return out_rows, out_scores
+        if not found_rows:
+            return pad(np.empty((1, 0), np.int64), np.empty((1, 0), np.float32), k)
+        rows_all, scores_all = np.concatenate(found_rows), np.concatenate(found_scores)
+        order = np.argsort(-scores_all, kind="stable")[:k]
+        return pad(rows_all[order][None], scores_all[order][None], k)
 
     def _rescore_parts(
         self, q: F32, rows: np.ndarray, k: int, metric: str

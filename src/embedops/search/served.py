@@ -222,8 +222,8 @@ class ServedIndex:
                  if i >= 0]
         if len(found) < min(total, k):
             return None
-        if any(a[1] <= b[1] for a, b in zip(found, found[1:], strict=False)):
-            return sorted(found, key=lambda p: (-p[1], p[0]))  # ties: by key
+        if any(a[1] <= b[1] for a, b in zip(found, found[1:], strict=False)):  # ties: by key
+            return top_pairs([p[0] for p in found], np.array([p[1] for p in found], np.float32), k)
         return found
 
     def _base(
