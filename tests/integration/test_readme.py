@@ -23,6 +23,7 @@ leaking through (``WARNING:root:``, ``DEBUG:bm25s``) and of tqdm bars.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -40,6 +41,8 @@ SKIP_MARK = "<!-- readme-test: skip -->"
 FENCE = re.compile(r"^```(\w+)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 NOISE = ("Traceback (most recent call last)", "WARNING:root:", "DEBUG:bm25s", "it/s]")
 BLOCK_TIMEOUT_S = 600
+LEFTOVER_GRACE_S = 15
+API_KEY = re.compile(r"(eok_[0-9a-f]+_)[A-Za-z0-9_-]+")
 
 pytestmark = [pytest.mark.slow, pytest.mark.transformer]
 
@@ -111,28 +114,77 @@ def _children_cpu() -> float:
     return float(usage.ru_utime + usage.ru_stime)
 
 
+def _without_keys(text: str) -> str:
+    """``text`` with the API keys a block created (traced by ``set -x``) cut to their id."""
+    return API_KEY.sub(r"\1…", text)
+
+
+def _stuck_report(group: int) -> str:
+    """What a stuck block's processes were doing, for its failure message (a hang seen only in
+    CI is then read from CI's output): the load, the machine's busiest processes, the block's own
+    processes and the Python and native stack of each Python one (py-spy, a dev dependency)."""
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,pgid,ni,stat,pcpu,rss,etimes,wchan:24,args",
+                         "--sort=-pcpu"], capture_output=True, text=True, check=False)
+    header, *rows = ps.stdout.splitlines() or [""]
+    mine = [row for row in rows if row.split()[2:3] == [str(group)]]
+    lines = [f"load average: {Path('/proc/loadavg').read_text().strip()}",
+             "busiest processes:", header, *(row[:240] for row in rows[:8]),
+             "the block's processes:", header, *(row[:240] for row in mine)]
+    spy = Path(sys.executable).with_name("py-spy")
+    for row in mine:
+        if not spy.exists() or "python" not in row and "embedops" not in row:
+            continue
+        try:
+            dump = subprocess.run([str(spy), "dump", "--native", "--pid", row.split()[0]],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            lines += [f"py-spy dump of {row.split()[0]}:", (dump.stdout + dump.stderr)[-4000:]]
+        except subprocess.TimeoutExpired:
+            lines.append(f"py-spy dump of {row.split()[0]} took over 60 s")
+    return "\n".join(lines)
+
+
 def _run(block: Block, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run one block in its own process group. A bash block traces its commands to stderr
-    (``set -x``, each line stamped with the seconds since the block began), so a block that
-    runs past ``BLOCK_TIMEOUT_S`` fails naming the command it was in; the whole group is then
-    killed (the commands it started too, which would otherwise slow the tests after it)."""
+    (``set -x``, each line stamped with the seconds since the block began). The block fails,
+    naming the commands it had started and showing where its processes were
+    (``_stuck_report``), when it runs past ``BLOCK_TIMEOUT_S`` or when it has ended but a process
+    it started still holds its output ``LEFTOVER_GRACE_S`` later; the whole group is then
+    killed (otherwise it would run on beside the tests after it)."""
     if block.lang == "python":
         command = [sys.executable, "-c", block.code]
     else:
-        command = ["bash", "-xeuo", "pipefail", "-c", block.code]
-        env = {**env, "PS4": "+ [${SECONDS}s] "}
+        # PS4 is set inside the script: bash run as root ignores one from the environment.
+        command = ["bash", "-euo", "pipefail", "-c",
+                   "PS4='+ [${SECONDS}s] '; set -x\n" + block.code]
     with subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                           start_new_session=True) as proc:
-        try:
-            out, err = proc.communicate(timeout=BLOCK_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            started = [line for line in err.splitlines() if line.startswith("+ [")]
-            pytest.fail(f"README.md line {block.line} ({block.lang}) still ran after "
-                        f"{BLOCK_TIMEOUT_S} s; the last commands it started:\n"
-                        + "\n".join(started[-5:]) + f"\n--- output ---\n{(out + err)[-4000:]}")
+        deadline, ended = time.monotonic() + BLOCK_TIMEOUT_S, None
+        while True:
+            try:  # called again after a timeout, communicate loses no output
+                out, err = proc.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                now = time.monotonic()
+                if proc.poll() is not None:
+                    ended = ended or now
+                    if now - ended < LEFTOVER_GRACE_S:
+                        continue
+                    why = (f"ended, but a process it started still held its output "
+                           f"{LEFTOVER_GRACE_S} s later")
+                elif now < deadline:
+                    continue
+                else:
+                    why = f"still ran after {BLOCK_TIMEOUT_S} s"
+                stuck = _stuck_report(proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+                started = [line for line in err.splitlines() if line.startswith("+ [")]
+                pytest.fail(_without_keys(
+                    f"README.md line {block.line} ({block.lang}) {why}; the last commands it "
+                    "started:\n" + "\n".join(started[-5:])
+                    + f"\n--- output ---\n{(out + err)[-4000:]}\n--- where it was ---\n{stuck}"))
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
@@ -141,10 +193,39 @@ def test_a_block_past_its_time_fails_naming_its_command_and_leaves_nothing_runni
 ) -> None:
     monkeypatch.setitem(globals(), "BLOCK_TIMEOUT_S", 2)
     block = Block("bash", "echo started\nsleep 4321 &\nsleep 4322\n", 1, skipped=False)
-    with pytest.raises(pytest.fail.Exception, match=r"still ran after 2 s(.|\n)*sleep 4322"):
+    traced = r"(\+ \[\d+s\] .*\n)*"
+    with pytest.raises(pytest.fail.Exception, match=r"still ran after 2 s; the last commands it "
+                       rf"started:\n{traced}\+ \[\d+s\] sleep 4322\n{traced}--- output"):
         _run(block, tmp_path, dict(os.environ))
     left = subprocess.run(["pgrep", "-f", "sleep 432[12]"], capture_output=True, text=True)
     assert left.stdout == ""  # the background command went with its block
+
+
+def test_a_block_that_leaves_a_process_holding_its_output_fails_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(globals(), "LEFTOVER_GRACE_S", 1)
+    monkeypatch.setitem(globals(), "BLOCK_TIMEOUT_S", 120)  # not what ends it: see the message
+    block = Block("bash", "sleep 4324 &\necho started\n", 1, skipped=False)
+    with pytest.raises(pytest.fail.Exception, match=r"ended, but a process it started still "
+                       r"held its output 1 s later(.|\n)*the block's processes:(.|\n)*sleep 4324"):
+        _run(block, tmp_path, dict(os.environ))
+    left = subprocess.run(["pgrep", "-f", "sleep 4324"], capture_output=True, text=True)
+    assert left.stdout == ""
+
+
+def test_a_python_block_past_its_time_shows_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not Path(sys.executable).with_name("py-spy").exists():
+        pytest.skip("py-spy is not installed in this environment (make test installs it)")
+    monkeypatch.setitem(globals(), "BLOCK_TIMEOUT_S", 3)
+    code = "import time\ndef waiting_here():\n    time.sleep(4323)\nwaiting_here()\n"
+    with pytest.raises(pytest.fail.Exception) as failed:
+        _run(Block("python", code, 1, skipped=False), tmp_path, dict(os.environ))
+    report = str(failed.value).split("--- where it was ---")[1]
+    assert "load average:" in report and "the block's processes:" in report
+    assert "py-spy dump of" in report and "waiting_here" in report
 
 
 def test_every_readme_block_runs_in_order(tmp_path: Path) -> None:
@@ -159,7 +240,7 @@ def test_every_readme_block_runs_in_order(tmp_path: Path) -> None:
         done = _run(block, tmp_path, env)
         timings.append(f"README.md:{block.line} {block.lang} {time.monotonic() - started:.1f} s "
                        f"wall, {_children_cpu() - cpu:.1f} s CPU")
-        output = done.stdout + done.stderr
+        output = _without_keys(done.stdout + done.stderr)
         where = f"README.md line {block.line} ({block.lang}):\n{block.code}\n--- output ---\n"
         assert done.returncode == 0, f"{where}{output[-6000:]}"
         leaked = [noise for noise in NOISE if noise in output]
