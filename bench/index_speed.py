@@ -283,10 +283,12 @@ def run_hnswlib(docs: np.ndarray, queries: np.ndarray, truth: np.ndarray, single
 def run_chroma(docs: np.ndarray, queries: np.ndarray, truth: np.ndarray, single: int) -> dict:
     """Chroma PersistentClient in a temp folder, vectors passed in, HNSW with our M / ef."""
     import chromadb
+    from chromadb.config import Settings
 
     folder = Path(tempfile.mkdtemp(prefix="chroma-bench-"))
     try:
-        client = chromadb.PersistentClient(path=str(folder))
+        client = chromadb.PersistentClient(path=str(folder),
+                                           settings=Settings(anonymized_telemetry=False))
         hnsw = {
             "space": "ip",
             "max_neighbors": HNSW["M"],
