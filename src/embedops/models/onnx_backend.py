@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from embedops.errors import DependencyMissing, IntegrityError, InvalidInput
+from embedops.models.runtime_imports import import_onnxruntime
 
 ONNX_DIR = "onnx"
 FP32_FILE = f"{ONNX_DIR}/model.onnx"
@@ -171,6 +172,7 @@ def fuse_onnx(raw_path: Path, out_path: Path, model_dir: Path) -> bool:
     if config.get("model_type") not in _FUSABLE:
         out_path.write_bytes(raw_path.read_bytes())
         return False
+    import_onnxruntime()
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads = int(config.get("num_attention_heads", config.get("n_heads", 0)))
@@ -189,6 +191,8 @@ def _quiet_quantizer(record: logging.LogRecord) -> bool:
 def quantize_onnx(fp32_path: Path, out_path: Path, config: QuantizeConfig) -> list[str]:
     """Dynamic int8 quantization of the MatMuls; returns the node names kept in fp32."""
     import onnx
+
+    import_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
@@ -331,7 +335,7 @@ class OnnxRunner:
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()
         except ImportError as exc:
             raise DependencyMissing("onnxruntime", "the ONNX backend") from exc
         require_onnx_file(path)

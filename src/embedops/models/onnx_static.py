@@ -41,8 +41,11 @@ def channel_ranges(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel (min, max) of each named activation over the real tokens of ``batches``."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper
+
+    from embedops.models.runtime_imports import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     model = onnx.load(str(fp32_path))
     outputs = {o.name for o in model.graph.output}

@@ -9,49 +9,20 @@ batch spread over every core (no barrier between threads at every operator). Thr
 pinned, since an embedding service shares its machine. An ``InferRequest`` is not
 thread-safe, so each calling thread gets its own.
 
-``openvino`` is imported with its usage telemetry off (``import_openvino``). Importing the
-package imports its model converter, whose telemetry (the ``openvino_telemetry`` package) by
-default writes a client id under ``~/intel`` and posts an event to Google Analytics from a
-process it forks off a thread, while this process goes on compiling the model on others. An
-embedding service must not send anything anywhere, write outside its workspace, or fork in the
-middle of a multi-threaded load; the converter has a no-op stand-in for when that package
-cannot be imported, which is what the import arranges.
+``openvino`` is imported with its usage telemetry off (``runtime_imports``).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from embedops.errors import DependencyMissing, InvalidInput
 from embedops.models.onnx_backend import require_onnx_file
-
-_TELEMETRY = "openvino_telemetry"
-_IMPORT_LOCK = threading.Lock()
-
-
-def import_openvino() -> ModuleType:
-    """The ``openvino`` module, imported with its usage telemetry off (see the module
-    docstring): while it imports, ``openvino_telemetry`` cannot be imported, so its converter
-    takes its own no-op stand-in; the block is lifted afterwards. Where another part of the
-    process imported ``openvino`` first, that import stands as it was made."""
-    with _IMPORT_LOCK:
-        if "openvino" in sys.modules:
-            return importlib.import_module("openvino")
-        block = _TELEMETRY not in sys.modules
-        if block:
-            sys.modules[_TELEMETRY] = None  # type: ignore[assignment]  # import raises
-        try:
-            return importlib.import_module("openvino")
-        finally:
-            if block and sys.modules.get(_TELEMETRY, ...) is None:
-                del sys.modules[_TELEMETRY]
+from embedops.models.runtime_imports import import_openvino
 
 
 def openvino_available() -> bool:
