@@ -122,7 +122,7 @@ def test_bad_k(k: object, err: type) -> None:
 
 def test_the_index_only_path_answers_as_the_general_one() -> None:
     """Between writes a search goes to the index alone (no overlay, tombstones or filter); it
-    answer as the general path (taken when ``fetch`` is given) does: ties ordered by key, and
+    answers as the general path (taken when ``fetch`` is given) does: ties ordered by key, and
     a search short of k (an IVF cell at nprobe 1) left to the general path's further fetch."""
     rng = np.random.default_rng(11)
     base = rng.normal(size=(400, DIM)).astype(np.float32)
